@@ -1,0 +1,3 @@
+"""TaI-Adapter: multi-label image classifiers trained from text alone."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,92 @@
+"""The TaI-Adapter: a small MLP from a CLIP embedding to one logit per label.
+
+The paper describes it as 3 x (Linear, ReLU, Dropout) to one logit per label. A
+logit cannot pass a ReLU (every negative logit would become 0, i.e. p >= 0.5), so
+we read it as three Linear layers, the first two followed by ReLU and Dropout,
+the third producing the logits:
+
+    Linear(d, h) ReLU Dropout  Linear(h, h) ReLU Dropout  Linear(h, n_labels)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .io import atomic_path
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    embed_dim: int
+    n_labels: int
+    hidden_dim: int = 1024
+    dropout: float = 0.1
+
+
+class Adapter(nn.Module):
+    def __init__(self, config: AdapterConfig):
+        super().__init__()
+        self.config = config
+        h = config.hidden_dim
+        self.net = nn.Sequential(
+            nn.Linear(config.embed_dim, h), nn.ReLU(), nn.Dropout(config.dropout),
+            nn.Linear(h, h), nn.ReLU(), nn.Dropout(config.dropout),
+            nn.Linear(h, config.n_labels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+@dataclass(frozen=True)
+class AdapterBundle:
+    """Everything needed to use a trained adapter: weights plus how its inputs must look."""
+
+    model: Adapter
+    labels: tuple[str, ...]
+    normalize: bool
+    clip_model: str
+    image_resolution: int
+
+    def scores(self, embeddings: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+        """Sigmoid probabilities for raw CLIP image embeddings (normalised here when trained so)."""
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        out = []
+        with torch.no_grad():
+            for chunk in embeddings.split(batch_size):
+                x = chunk.to(device, torch.float32)
+                if self.normalize:
+                    x = normalize(x)
+                out.append(torch.sigmoid(self.model(x)).cpu())
+        return torch.cat(out) if out else torch.zeros(0, len(self.labels))
+
+    def save(self, path: str | Path) -> None:
+        payload = {
+            "config": asdict(self.model.config),
+            "state_dict": {k: v.cpu() for k, v in self.model.state_dict().items()},
+            "labels": list(self.labels),
+            "normalize": self.normalize,
+            "clip_model": self.clip_model,
+            "image_resolution": self.image_resolution,
+        }
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "AdapterBundle":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no trained adapter there; run `dvc repro train` first")
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        model = Adapter(AdapterConfig(**payload["config"]))
+        model.load_state_dict(payload["state_dict"])
+        return cls(model.to(device), tuple(payload["labels"]), payload["normalize"], payload["clip_model"], payload["image_resolution"])

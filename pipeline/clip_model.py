@@ -1,0 +1,130 @@
+"""CLIP, loaded by name or from a checkpoint path, with encoders at any resolution.
+
+`clip.load` takes a model name (downloaded, checksum-verified, for users with
+internet) or a path to a checkpoint (a JIT archive or a plain state dict). The
+image encoder's positional embedding is resized (bicubic) so an RN50 trained at
+224 px can encode at 448 px (7 x 7 -> 14 x 14 attention-pool grid), or any
+multiple of 32.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .train import resolve_device
+
+log = logging.getLogger(__name__)
+
+CONTEXT_LENGTH = 77
+
+
+class ClipError(ValueError):
+    """A CLIP model name or checkpoint that cannot be used."""
+
+
+def model_identity(model: str) -> str:
+    """A stable id for cache keys: the name of a released model, or a checksum of a checkpoint file."""
+    import clip
+
+    if model in clip.available_models():
+        return f"openai:{model}"
+    path = Path(model)
+    if not path.is_file():
+        raise ClipError(
+            f"encode.model = {model!r} is neither a CLIP model name {clip.available_models()} nor an existing "
+            "checkpoint file: fix the name or the path"
+        )
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return f"file:{digest.hexdigest()[:16]}"
+
+
+def resize_positional_embedding(embedding: torch.Tensor, grid: int) -> torch.Tensor:
+    """(1 + g*g, c) -> (1 + grid*grid, c): the class token kept, the spatial grid interpolated bicubically."""
+    cls_token, spatial = embedding[:1], embedding[1:]
+    old = math.isqrt(spatial.shape[0])
+    if old * old != spatial.shape[0]:
+        raise ClipError(f"positional embedding of {spatial.shape[0]} positions is not a square grid")
+    if old == grid:
+        return embedding
+    spatial = spatial.reshape(1, old, old, -1).permute(0, 3, 1, 2).float()
+    spatial = F.interpolate(spatial, size=(grid, grid), mode="bicubic", align_corners=False)
+    spatial = spatial.permute(0, 2, 3, 1).reshape(grid * grid, -1).to(embedding.dtype)
+    return torch.cat([cls_token, spatial])
+
+
+class ClipEncoder:
+    """One loaded CLIP model; text and image features as float32 numpy arrays (raw, not normalised)."""
+
+    def __init__(self, model: str = "RN50", device: str = "auto"):
+        import clip
+
+        self.name = model
+        self.identity = model_identity(model)
+        self.device = resolve_device(device)
+        try:
+            self.model, _ = clip.load(model, device=self.device, jit=False)
+        except Exception as e:  # a corrupt or foreign checkpoint: say which file, not a pickle traceback
+            raise ClipError(f"could not load CLIP from encode.model = {model!r}: {e}") from e
+        self.model.eval()
+        visual = self.model.visual
+        self._pos_owner = visual.attnpool if hasattr(visual, "attnpool") else visual
+        self._native_pos = self._pos_owner.positional_embedding.data.clone()
+        self._patch = visual.conv1.kernel_size[0] if hasattr(visual, "transformer") else 32
+        self.native_resolution = visual.input_resolution
+
+    @property
+    def embed_dim(self) -> int:
+        return self.model.text_projection.shape[1]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.dtype
+
+    def set_resolution(self, resolution: int) -> None:
+        if resolution % self._patch:
+            raise ClipError(f"resolution {resolution} is not a multiple of the model's stride {self._patch}")
+        grid = resolution // self._patch
+        self._pos_owner.positional_embedding = torch.nn.Parameter(resize_positional_embedding(self._native_pos, grid))
+        self.model.visual.input_resolution = resolution
+
+    def transform(self, resolution: int):
+        """CLIP's own preprocessing (bicubic resize, centre crop, CLIP's mean/std) at `resolution`."""
+        from clip.clip import _transform
+
+        return _transform(resolution)
+
+    @cached_property
+    def tokenizer(self):
+        from clip.simple_tokenizer import SimpleTokenizer
+
+        return SimpleTokenizer()
+
+    def n_tokens(self, text: str) -> int:
+        """CLIP tokens including start and end; must be <= 77 to fit the context."""
+        return len(self.tokenizer.encode(text)) + 2
+
+    @torch.no_grad()
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        import clip
+
+        if not texts:
+            return np.zeros((0, self.embed_dim), np.float32)
+        tokens = clip.tokenize(texts, context_length=CONTEXT_LENGTH, truncate=True).to(self.device)
+        return self.model.encode_text(tokens).float().cpu().numpy()
+
+    @torch.no_grad()
+    def encode_images(self, pixels: torch.Tensor, resolution: int) -> np.ndarray:
+        if self.model.visual.input_resolution != resolution:
+            self.set_resolution(resolution)
+        return self.model.encode_image(pixels.to(self.device, self.dtype)).float().cpu().numpy()

@@ -1,0 +1,366 @@
+"""params.yaml -> frozen dataclasses, validated before any work starts.
+
+Each stage reads its own section. A bad value raises ParamsError naming the key
+(`train.radius`), the value, and the fix, so a run never fails halfway for a typo.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ParamsError(ValueError):
+    """A params.yaml value is missing, unknown or out of range."""
+
+
+@dataclass(frozen=True)
+class PrepareParams:
+    dataset: str = "voc2007"
+    root: str = "data/VOCdevkit/VOC2007"
+    splits: tuple[str, ...] = ("trainval", "test")
+    labels_file: str | None = None
+    label_names: str | None = None
+
+    def check(self, key: str) -> None:
+        _one_of(f"{key}.dataset", self.dataset, ("voc2007", "folder"))
+        if not self.splits:
+            raise ParamsError(f"{key}.splits is empty: list at least one split, e.g. [trainval, test]")
+        if self.dataset == "folder" and not self.labels_file:
+            raise ParamsError(
+                f"{key}.labels_file is null but {key}.dataset is 'folder': set it to a CSV or Parquet "
+                "with columns path, labels ('a|b'), split"
+            )
+        if not self.root:
+            raise ParamsError(f"{key}.root is empty: set it to the dataset folder, e.g. data/VOCdevkit/VOC2007")
+        dupes = sorted({s for s in self.splits if self.splits.count(s) > 1})
+        if dupes:
+            raise ParamsError(f"{key}.splits lists {dupes} more than once: list each split once")
+        for split in self.splits:
+            # a split names a file, artifacts/data/<dataset>/<split>.parquet
+            if not split or split.startswith(".") or any(c in split for c in "/\\:"):
+                raise ParamsError(
+                    f"{key}.splits: {split!r} is not a usable split name: use letters, digits, '-', '_' (e.g. test)"
+                )
+        if self.dataset == "voc2007":
+            voc_splits = ("train", "val", "trainval", "test")
+            for split in self.splits:
+                _one_of(f"{key}.splits[{self.splits.index(split)}]", split, voc_splits)
+            for name in ("labels_file", "label_names"):
+                if getattr(self, name) is not None:
+                    raise ParamsError(
+                        f"{key}.{name} is set but {key}.dataset is 'voc2007', which ignores it: set it to null, "
+                        f"or set {key}.dataset to 'folder'"
+                    )
+        if self.labels_file and not self.labels_file.lower().endswith((".csv", ".parquet", ".pq")):
+            raise ParamsError(
+                f"{key}.labels_file = {self.labels_file!r}: use a .csv or .parquet file "
+                "with columns path, labels, split"
+            )
+
+
+@dataclass(frozen=True)
+class OpenAIParams:
+    base_urls: tuple[str, ...] = ("http://127.0.0.1:8000/v1",)
+    model: str = "default"
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 4
+    timeout_s: float = 60.0
+    retries: int = 3
+    backoff_s: float = 1.0
+
+    def check(self, key: str) -> None:
+        if not self.base_urls:
+            raise ParamsError(f"{key}.base_urls is empty: list at least one server, e.g. http://127.0.0.1:8000/v1")
+        _at_least(f"{key}.concurrency", self.concurrency, 1)
+        _positive(f"{key}.timeout_s", self.timeout_s)
+        _at_least(f"{key}.retries", self.retries, 0)
+        _at_least(f"{key}.backoff_s", self.backoff_s, 0)
+
+
+@dataclass(frozen=True)
+class GenerateParams:
+    seed: int = 0
+    n_combinations: int = 10000
+    max_labels: int = 3
+    llm_fraction: float = 1.0
+    captions_per_combination: int = 1
+    prompt: str = "Please briefly caption an image that contains {labels}."
+    different_prompt: str = (
+        "Go ahead and add a caption to this image that is different from what you described before."
+    )
+    shorten_prompt: str = "It's too long, please make it shorter."
+    max_shorten_rounds: int = 3
+    max_retries: int = 2
+    templates: tuple[str, ...] = ("there are {labels} in the photo.",)
+    use_synonyms: bool = True
+    backend: str = "llama_cpp"
+    model: str = "smollm2"
+    n_threads: int = 2
+    n_ctx: int = 1024
+    temperature: float = 0.7
+    max_tokens: int = 96
+    openai: OpenAIParams = field(default_factory=OpenAIParams)
+
+    def check(self, key: str) -> None:
+        _at_least(f"{key}.n_combinations", self.n_combinations, 1)
+        _at_least(f"{key}.max_labels", self.max_labels, 1)
+        _fraction(f"{key}.llm_fraction", self.llm_fraction)
+        _at_least(f"{key}.captions_per_combination", self.captions_per_combination, 1)
+        _at_least(f"{key}.max_shorten_rounds", self.max_shorten_rounds, 0)
+        _at_least(f"{key}.max_retries", self.max_retries, 0)
+        _one_of(f"{key}.backend", self.backend, ("llama_cpp", "openai"))
+        _at_least(f"{key}.n_threads", self.n_threads, 1)
+        _at_least(f"{key}.max_tokens", self.max_tokens, 1)
+        _at_least(f"{key}.temperature", self.temperature, 0)
+        if "{labels}" not in self.prompt:
+            raise ParamsError(f"{key}.prompt has no '{{labels}}' placeholder: add it where the label list goes")
+        if self.llm_fraction < 1 and not self.templates:
+            raise ParamsError(f"{key}.templates is empty but {key}.llm_fraction < 1: add a template or set it to 1")
+        for i, template in enumerate(self.templates):
+            if "{labels}" not in template:
+                raise ParamsError(f"{key}.templates[{i}] ({template!r}) has no '{{labels}}' placeholder: add it")
+        self.openai.check(f"{key}.openai")
+
+
+@dataclass(frozen=True)
+class EncodeParams:
+    model: str = "RN50"
+    image_resolution: int = 224
+    partial_resolution: int | None = 448
+    splits: tuple[str, ...] = ("test", "trainval")
+    batch_size: int = 64
+    shard_rows: int = 100000
+    num_workers: int = 2
+    device: str = "auto"
+
+    def check(self, key: str) -> None:
+        _multiple_of_32(f"{key}.image_resolution", self.image_resolution)
+        if self.partial_resolution is not None:
+            _multiple_of_32(f"{key}.partial_resolution", self.partial_resolution)
+        _at_least(f"{key}.batch_size", self.batch_size, 1)
+        _at_least(f"{key}.shard_rows", self.shard_rows, 1)
+        _at_least(f"{key}.num_workers", self.num_workers, 0)
+        _one_of(f"{key}.device", self.device, ("auto", "cpu", "cuda"))
+
+    @property
+    def resolutions(self) -> tuple[int, ...]:
+        extra = () if self.partial_resolution in (None, self.image_resolution) else (self.partial_resolution,)
+        return (self.image_resolution, *extra)
+
+
+@dataclass(frozen=True)
+class ZeroshotParams:
+    prompt: str = "a photo of a {label}."
+    split: str = "test"
+
+    def check(self, key: str) -> None:
+        if "{label}" not in self.prompt:
+            raise ParamsError(f"{key}.prompt has no '{{label}}' placeholder: add it, e.g. 'a photo of a {{label}}.'")
+
+
+@dataclass(frozen=True)
+class FewshotParams:
+    shots: int = 0
+    split: str = "trainval"
+    seed: int = 0
+    radius: float = 1.0
+    image_weight: float = 0.5
+
+    def check(self, key: str) -> None:
+        _one_of(f"{key}.shots", self.shots, (0, 1, 2, 4, 8, 16))
+        _at_least(f"{key}.radius", self.radius, 0)
+        _fraction(f"{key}.image_weight", self.image_weight)
+
+    @property
+    def enabled(self) -> bool:
+        return self.shots > 0
+
+
+@dataclass(frozen=True)
+class PartialParams:
+    known_proportion: float | None = None
+    split: str = "trainval"
+    seed: int = 0
+    radius: float = 10.0
+
+    def check(self, key: str) -> None:
+        if self.known_proportion is not None and not 0.1 <= self.known_proportion <= 0.9:
+            raise ParamsError(
+                f"{key}.known_proportion = {self.known_proportion!r} is out of range: "
+                "use a value from 0.1 to 0.9, or null for the zero-shot setting"
+            )
+        _at_least(f"{key}.radius", self.radius, 0)
+
+    @property
+    def enabled(self) -> bool:
+        return self.known_proportion is not None
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    seed: int = 0
+    epochs: int = 60
+    batch_size: int = 64
+    max_lr: float = 1e-4
+    weight_decay: float = 0.01
+    hidden_dim: int = 1024
+    dropout: float = 0.1
+    radius: float = 25.0
+    noise: str = "surface"
+    normalize: bool = False
+    device: str = "auto"
+
+    def check(self, key: str) -> None:
+        _at_least(f"{key}.epochs", self.epochs, 1)
+        _at_least(f"{key}.batch_size", self.batch_size, 1)
+        _positive(f"{key}.max_lr", self.max_lr)
+        _at_least(f"{key}.weight_decay", self.weight_decay, 0)
+        _at_least(f"{key}.hidden_dim", self.hidden_dim, 1)
+        if not 0 <= self.dropout < 1:
+            raise ParamsError(f"{key}.dropout = {self.dropout!r} is out of range: use a value in [0, 1)")
+        _at_least(f"{key}.radius", self.radius, 0)
+        _one_of(f"{key}.noise", self.noise, ("surface", "interior"))
+        _one_of(f"{key}.device", self.device, ("auto", "cpu", "cuda"))
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    split: str = "test"
+    integrate_with: str | None = None
+
+    def check(self, key: str) -> None:
+        if self.integrate_with is not None and not Path(self.integrate_with).is_file():
+            raise ParamsError(
+                f"{key}.integrate_with = {self.integrate_with!r} is not a file: point it at a Parquet of "
+                "another method's scores (image_id + one column per label), or set it to null"
+            )
+
+
+@dataclass(frozen=True)
+class Params:
+    prepare: PrepareParams = field(default_factory=PrepareParams)
+    generate: GenerateParams = field(default_factory=GenerateParams)
+    encode: EncodeParams = field(default_factory=EncodeParams)
+    zeroshot: ZeroshotParams = field(default_factory=ZeroshotParams)
+    fewshot: FewshotParams = field(default_factory=FewshotParams)
+    partial: PartialParams = field(default_factory=PartialParams)
+    train: TrainParams = field(default_factory=TrainParams)
+    evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+
+    def check(self) -> None:
+        for f in dataclasses.fields(self):
+            getattr(self, f.name).check(f.name)
+        if self.fewshot.enabled and self.partial.enabled:
+            raise ParamsError(
+                "fewshot.shots and partial.known_proportion are both set: the paper's settings are separate; "
+                "set fewshot.shots to 0 or partial.known_proportion to null"
+            )
+        needs = []
+        if self.fewshot.enabled:
+            needs.append((self.fewshot.split, "fewshot.shots"))
+        if self.partial.enabled:
+            needs.append((self.partial.split, "partial.known_proportion"))
+            if self.encode.partial_resolution is None:
+                raise ParamsError(
+                    "partial.known_proportion is set but encode.partial_resolution is null: set it (448 in the paper)"
+                )
+        needs.append((self.evaluate.split, "evaluate.split"))
+        for split, why in needs:
+            if split not in self.encode.splits:
+                raise ParamsError(
+                    f"encode.splits = {list(self.encode.splits)} lacks {split!r}, which {why} needs: add it"
+                )
+
+
+def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:
+    """Read and validate params.yaml. Unknown keys are errors: a typo must not silently fall back to a default."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path} not found: run from the project root, or pass the path of params.yaml")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ParamsError(f"{path} is not valid YAML: {e}") from e
+    for dotted, value in (overrides or {}).items():
+        *parents, last = dotted.split(".")
+        node = raw
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    params = _build(Params, raw, "", path)
+    params.check()
+    return params
+
+
+def _build(cls: type, raw: Any, key: str, path: Path) -> Any:
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: {key or 'the file'} should be a mapping of keys, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        where = key or "the top level"
+        raise ParamsError(f"{path}: unknown key(s) {unknown} in {where}; known keys are {sorted(known)}")
+    kwargs = {}
+    for name, value in raw.items():
+        kwargs[name] = _coerce(hints[name], value, f"{key}.{name}".lstrip("."), path)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, key: str, path: Path) -> Any:
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value or {}, key, path)
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(inner, value, key, path)
+    if origin is tuple:
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise ParamsError(f"{path}: {key} = {value!r} should be a list, e.g. [{value!r}]")
+        return tuple(_coerce(args[0], v, key, path) for v in value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ParamsError(f"{path}: {key} = {value!r} should be true or false")
+        return value
+    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint is str and isinstance(value, str):
+        return value
+    raise ParamsError(f"{path}: {key} = {value!r} should be of type {getattr(hint, '__name__', hint)}")
+
+
+def _one_of(key: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ParamsError(f"{key} = {value!r} is not allowed: use one of {list(choices)}")
+
+
+def _at_least(key: str, value: float, low: float) -> None:
+    if value < low:
+        raise ParamsError(f"{key} = {value!r} is too small: use a value >= {low}")
+
+
+def _positive(key: str, value: float) -> None:
+    if not value > 0:
+        raise ParamsError(f"{key} = {value!r} must be positive")
+
+
+def _fraction(key: str, value: float) -> None:
+    if not 0 <= value <= 1:
+        raise ParamsError(f"{key} = {value!r} is out of range: use a value in [0, 1]")
+
+
+def _multiple_of_32(key: str, value: int) -> None:
+    if value < 32 or value % 32:
+        raise ParamsError(f"{key} = {value!r}: CLIP needs a positive multiple of 32 (224, 448, ...)")

@@ -1,0 +1,142 @@
+"""Embedding shards (Arrow IPC) and the content-addressed embedding cache.
+
+A shard folder holds `part-00000.arrow`, `part-00001.arrow`, ...: columns `id`
+(Utf8) and `embedding` (FixedSizeList<float32>[d]); the schema metadata records
+the CLIP model, the input kind and resolution, and whether vectors are
+L2-normalised (they are stored raw: normalising is a training choice).
+
+The cache maps sha256(model, kind, resolution, content) to a vector, so an input
+table that changed in 10% of its rows is encoded again only for those rows, and a
+killed encode resumes where it stopped. It lives outside DVC's outs, which DVC
+deletes before a stage runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from .io import atomic_path, replace_dir, temp_dir_beside
+
+
+@dataclass
+class Embeddings:
+    ids: list[str]
+    vectors: np.ndarray  # (n, d) float32
+    metadata: dict[str, str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def select(self, ids: Iterable[str]) -> np.ndarray:
+        """Rows for `ids`, in that order; a KeyError names the first missing id."""
+        position = {i: n for n, i in enumerate(self.ids)}
+        rows = []
+        for i in ids:
+            if i not in position:
+                raise KeyError(f"no embedding for id {i!r} (metadata {self.metadata})")
+            rows.append(position[i])
+        return self.vectors[rows]
+
+
+def _table(ids: list[str], vectors: np.ndarray, metadata: dict[str, str] | None = None) -> pa.Table:
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    dim = vectors.shape[1] if vectors.ndim == 2 else 0
+    column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1), pa.float32()), dim)
+    table = pa.table({"id": pa.array(ids, pa.string()), "embedding": column})
+    return table.replace_schema_metadata({k: str(v) for k, v in (metadata or {}).items()})
+
+
+def _write_ipc(table: pa.Table, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        with ipc.new_file(tmp, table.schema) as writer:
+            writer.write_table(table)
+
+
+def _read_ipc(path: Path) -> pa.Table:
+    with pa.memory_map(str(path)) as source:
+        return ipc.open_file(source).read_all()
+
+
+def _vectors(table: pa.Table) -> np.ndarray:
+    column = table.column("embedding").combine_chunks()
+    dim = column.type.list_size
+    return column.values.to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32, copy=False)
+
+
+def write_shards(out_dir: str | Path, ids: list[str], vectors: np.ndarray, metadata: dict[str, str], shard_rows: int = 100_000) -> Path:
+    """Write a shard folder atomically (the old folder is swapped out only once the new one is complete)."""
+    out_dir = Path(out_dir)
+    if len(ids) != len(vectors):
+        raise ValueError(f"{len(ids)} ids but {len(vectors)} vectors")
+    tmp = temp_dir_beside(out_dir)
+    n_shards = max(1, -(-len(ids) // shard_rows))
+    metadata = {**metadata, "dim": str(vectors.shape[1] if len(vectors) else metadata.get("dim", 0)), "rows": str(len(ids))}
+    for s in range(n_shards):
+        part = slice(s * shard_rows, (s + 1) * shard_rows)
+        _write_ipc(_table(ids[part], vectors[part], metadata), tmp / f"part-{s:05d}.arrow")
+    return replace_dir(tmp, out_dir)
+
+
+def read_shards(path: str | Path) -> Embeddings:
+    """Read a shard folder (or one .arrow file) into memory."""
+    path = Path(path)
+    files = sorted(path.glob("*.arrow")) if path.is_dir() else [path]
+    if not files or not files[0].exists():
+        raise FileNotFoundError(f"{path}: no embedding shards (*.arrow) there; run the encode stage first")
+    tables = [_read_ipc(f) for f in files]
+    metadata = {k.decode(): v.decode() for k, v in (tables[0].schema.metadata or {}).items()}
+    ids = [i for t in tables for i in t.column("id").to_pylist()]
+    vectors = np.concatenate([_vectors(t) for t in tables]) if tables else np.zeros((0, 0), np.float32)
+    return Embeddings(ids, vectors, metadata)
+
+
+def content_key(*parts: str | bytes) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else part
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+class EmbeddingCache:
+    """Content-addressed vectors in append-only Arrow chunks under `root`."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self._index: dict[str, np.ndarray] | None = None
+
+    def _load(self) -> dict[str, np.ndarray]:
+        if self._index is None:
+            self._index = {}
+            for chunk in sorted(self.root.glob("*.arrow")):
+                table = _read_ipc(chunk)
+                for key, vector in zip(table.column("id").to_pylist(), _vectors(table)):
+                    self._index[key] = vector
+        return self._index
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._load()
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    def get(self, key: str) -> np.ndarray:
+        return self._load()[key]
+
+    def put(self, keys: list[str], vectors: np.ndarray) -> None:
+        """Persist a batch at once (one atomic chunk file), so a kill loses at most the batch in flight."""
+        if not keys:
+            return
+        _write_ipc(_table(list(keys), vectors), self.root / f"chunk-{uuid.uuid4().hex}.arrow")
+        index = self._load()
+        for key, vector in zip(keys, np.asarray(vectors, dtype=np.float32)):
+            index[key] = vector

@@ -1,0 +1,116 @@
+"""Encoding texts and images through the content-addressed cache.
+
+Only inputs whose key is missing from the cache reach CLIP; each finished batch
+is written to the cache at once, so a killed run resumes without redoing work.
+An image that is missing or cannot be decoded is skipped and reported, never fatal.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from .clip_model import ClipEncoder
+from .embeddings import EmbeddingCache, content_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EncodeResult:
+    vectors: np.ndarray                     # rows for the inputs that could be encoded, in input order
+    kept: list[int]                         # input positions of those rows
+    skipped: list[tuple[int, str]] = field(default_factory=list)  # (input position, why)
+    n_cached: int = 0
+    n_encoded: int = 0
+
+
+def _batches(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def encode_texts(encoder: ClipEncoder, texts: list[str], cache: EmbeddingCache, batch_size: int = 256) -> EncodeResult:
+    keys = [content_key(encoder.identity, "text", t) for t in texts]
+    missing = sorted({k: i for i, k in enumerate(keys) if k not in cache}.values())
+    log.info("texts: %d of %d found in the cache, %d to encode", len(texts) - len(missing), len(texts), len(missing))
+    with tqdm(total=len(missing), desc="encode texts", unit="text") as bar:
+        for batch in _batches(missing, batch_size):
+            cache.put([keys[i] for i in batch], encoder.encode_texts([texts[i] for i in batch]))
+            bar.update(len(batch))
+    vectors = np.stack([cache.get(k) for k in keys]) if keys else np.zeros((0, encoder.embed_dim), np.float32)
+    return EncodeResult(vectors, list(range(len(texts))), n_cached=len(texts) - len(missing), n_encoded=len(missing))
+
+
+class _ImageFiles(torch.utils.data.Dataset):
+    """Decodes images in DataLoader workers; a bad file yields its error instead of a tensor."""
+
+    def __init__(self, paths: list[str], positions: list[int], transform):
+        self.paths, self.positions, self.transform = paths, positions, transform
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, i: int):
+        position = self.positions[i]
+        try:
+            with Image.open(self.paths[position]) as image:
+                return position, self.transform(image), None
+        except Exception as e:  # PIL raises many kinds for truncated or foreign files
+            return position, None, f"{type(e).__name__}: {e}"
+
+
+def _collate(items):
+    good = [(p, x) for p, x, err in items if err is None]
+    bad = [(p, err) for p, _, err in items if err is not None]
+    pixels = torch.stack([x for _, x in good]) if good else None
+    return [p for p, _ in good], pixels, bad
+
+
+def _file_key(encoder: ClipEncoder, resolution: int, path: str) -> str:
+    return content_key(encoder.identity, "image", str(resolution), Path(path).read_bytes())
+
+
+def encode_images(
+    encoder: ClipEncoder,
+    paths: list[str],
+    resolution: int,
+    cache: EmbeddingCache,
+    batch_size: int = 64,
+    num_workers: int = 0,
+) -> EncodeResult:
+    keys: list[str | None] = []
+    skipped: list[tuple[int, str]] = []
+    for position, path in enumerate(tqdm(paths, desc=f"hash images @{resolution}", unit="img", leave=False)):
+        try:
+            keys.append(_file_key(encoder, resolution, path))
+        except OSError as e:
+            keys.append(None)
+            skipped.append((position, f"{type(e).__name__}: {e.strerror or e}"))
+    missing = [i for i, k in enumerate(keys) if k is not None and k not in cache]
+    log.info("images @%dpx: %d cached, %d to encode, %d unreadable", resolution, len(paths) - len(missing) - len(skipped), len(missing), len(skipped))
+    loader = torch.utils.data.DataLoader(
+        _ImageFiles(paths, missing, encoder.transform(resolution)),
+        batch_size=batch_size, num_workers=num_workers, collate_fn=_collate,
+    )
+    n_encoded = 0
+    with tqdm(total=len(missing), desc=f"encode images @{resolution}", unit="img") as bar:
+        for positions, pixels, bad in loader:
+            skipped.extend(bad)
+            if pixels is not None:
+                cache.put([keys[p] for p in positions], encoder.encode_images(pixels, resolution))
+                n_encoded += len(positions)
+            bar.update(len(positions) + len(bad))
+    bad_positions = {p for p, _ in skipped}
+    kept = [i for i in range(len(paths)) if i not in bad_positions]
+    for position, why in skipped:
+        log.warning("skipped image %s: %s", paths[position], why)
+    vectors = np.stack([cache.get(keys[i]) for i in kept]) if kept else np.zeros((0, encoder.embed_dim), np.float32)
+    return EncodeResult(vectors, kept, sorted(skipped), n_cached=len(kept) - n_encoded, n_encoded=n_encoded)

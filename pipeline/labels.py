@@ -1,0 +1,144 @@
+"""The label set: names, synonyms, and finding labels mentioned in a text.
+
+Label table (Parquet, `labels.parquet`): `index` (Int32, the logit position),
+`label` (Utf8, the name used in prompts and as a column name), `synonyms`
+(List[Utf8], other words that mean the label, plurals included).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import polars as pl
+
+LABEL_SCHEMA = {"index": pl.Int32, "label": pl.Utf8, "synonyms": pl.List(pl.Utf8)}
+
+
+class LabelError(ValueError):
+    """A label name that is not in the label set, or a malformed label file."""
+
+
+@dataclass(frozen=True)
+class LabelSet:
+    names: tuple[str, ...]
+    synonyms: tuple[tuple[str, ...], ...]
+
+    def __post_init__(self) -> None:
+        if len(self.names) != len(self.synonyms):
+            raise LabelError("names and synonyms differ in length")
+        dupes = sorted({n for n in self.names if self.names.count(n) > 1})
+        if dupes:
+            raise LabelError(f"duplicate label names {dupes}: each label must appear once")
+
+    @classmethod
+    def from_names(cls, names, synonyms: dict[str, list[str]] | None = None) -> "LabelSet":
+        synonyms = synonyms or {}
+        return cls(tuple(names), tuple(tuple(synonyms.get(n, ())) for n in names))
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @cached_property
+    def index(self) -> dict[str, int]:
+        return {name: i for i, name in enumerate(self.names)}
+
+    def check_known(self, labels, where: str) -> None:
+        """Raise LabelError naming `where` for any label not in the set."""
+        unknown = sorted(set(labels) - set(self.names))
+        if unknown:
+            raise LabelError(
+                f"{where}: unknown label(s) {unknown[:10]}{' ...' if len(unknown) > 10 else ''}; "
+                f"known labels are {list(self.names)[:30]}. Fix the spelling or add them to the label list."
+            )
+
+    @cached_property
+    def _pattern(self) -> tuple[re.Pattern, dict[str, str]]:
+        word_to_label: dict[str, str] = {}
+        for name, syns in zip(self.names, self.synonyms):
+            for word in (name, *syns):
+                word_to_label.setdefault(word.lower(), name)
+        words = sorted(word_to_label, key=len, reverse=True)  # longest first: "dining table" before "table"
+        pattern = re.compile(r"(?<![\w-])(" + "|".join(re.escape(w) for w in words) + r")(?![\w-])", re.IGNORECASE)
+        return pattern, word_to_label
+
+    def find_in_text(self, text: str) -> list[str]:
+        """Labels whose name or a synonym occurs in `text` as a whole word (case-insensitive), in label order."""
+        pattern, word_to_label = self._pattern
+        found = {word_to_label[m.group(1).lower()] for m in pattern.finditer(text)}
+        return [n for n in self.names if n in found]
+
+    def to_frame(self) -> pl.DataFrame:
+        return pl.DataFrame(
+            {"index": list(range(len(self))), "label": list(self.names), "synonyms": [list(s) for s in self.synonyms]},
+            schema=LABEL_SCHEMA,
+        )
+
+    @classmethod
+    def from_frame(cls, frame: pl.DataFrame) -> "LabelSet":
+        frame = frame.sort("index")
+        return cls(tuple(frame["label"].to_list()), tuple(tuple(s) for s in frame["synonyms"].to_list()))
+
+    @classmethod
+    def read(cls, path: str | Path) -> "LabelSet":
+        return cls.from_frame(pl.read_parquet(path))
+
+    def multi_hot(self, label_lists) -> "np.ndarray":  # noqa: F821
+        """Rows of 0/1 (float32), one column per label."""
+        import numpy as np
+
+        out = np.zeros((len(label_lists), len(self)), dtype=np.float32)
+        for row, labels in enumerate(label_lists):
+            for label in labels:
+                out[row, self.index[label]] = 1.0
+        return out
+
+
+def read_label_file(path: str | Path) -> LabelSet:
+    """A text file, one label per line, synonyms after ':' ("tv monitor: tv, television"); '#' starts a comment."""
+    path = Path(path)
+    if not path.is_file():
+        raise LabelError(f"{path}: label file not found; write one label per line, synonyms after ':'")
+    names, synonyms = [], {}
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name, _, rest = line.partition(":")
+        name = name.strip()
+        if not name:
+            raise LabelError(f"{path}:{lineno}: empty label name before ':'")
+        if name in synonyms:
+            raise LabelError(f"{path}:{lineno}: label {name!r} is listed twice")
+        names.append(name)
+        synonyms[name] = [s.strip() for s in rest.split(",") if s.strip()]
+    if not names:
+        raise LabelError(f"{path}: no labels found; write one label per line")
+    return LabelSet.from_names(names, synonyms)
+
+
+VOC_SYNONYMS: dict[str, list[str]] = {
+    "aeroplane": ["aeroplanes", "airplane", "airplanes", "plane", "planes", "aircraft", "jet", "jets"],
+    "bicycle": ["bicycles", "bike", "bikes", "cycle", "cycles"],
+    "bird": ["birds"],
+    "boat": ["boats", "ship", "ships", "sailboat", "sailboats", "yacht", "yachts"],
+    "bottle": ["bottles"],
+    "bus": ["buses", "busses"],
+    "car": ["cars", "automobile", "automobiles"],
+    "cat": ["cats", "kitten", "kittens", "kitty"],
+    "chair": ["chairs"],
+    "cow": ["cows", "cattle"],
+    "dining table": ["dining tables", "diningtable", "table", "tables"],
+    "dog": ["dogs", "puppy", "puppies"],
+    "horse": ["horses", "pony", "ponies"],
+    "motorbike": ["motorbikes", "motorcycle", "motorcycles"],
+    "person": ["persons", "people", "man", "men", "woman", "women", "boy", "boys", "girl", "girls", "child", "children"],
+    "potted plant": ["potted plants", "pottedplant", "houseplant", "houseplants"],
+    "sheep": [],
+    "sofa": ["sofas", "couch", "couches"],
+    "train": ["trains"],
+    "tv monitor": ["tv monitors", "tvmonitor", "tv", "tvs", "television", "televisions", "monitor", "monitors"],
+}
+VOC_LABELS = LabelSet.from_names(list(VOC_SYNONYMS), VOC_SYNONYMS)

@@ -1,0 +1,32 @@
+"""Shared fixtures: a tiny randomly initialised CLIP saved to disk and loaded through
+clip.load(path), the same path real weights take. It tests plumbing, never accuracy."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+def save_tiny_clip(path: Path, seed: int = 0) -> Path:
+    import torch
+    from clip.model import CLIP
+
+    torch.manual_seed(seed)
+    # embed 64, image 64 px (a 2 x 2 attention-pool grid), ResNet layers (1,1,1,1) of width 8, text width 64
+    model = CLIP(64, 64, (1, 1, 1, 1), 8, None, 77, 49408, 64, 1, 1)
+    torch.save(model.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> Path:
+    return save_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny-clip.pt")
