@@ -11,7 +11,7 @@ GENERATE_REPORT = GENERATE_DIR / "report.parquet"
 GENERATE_JOURNAL = GENERATE_DIR / "journal"
 TEXT_EMBEDDINGS = ARTIFACTS / "embeddings" / "text"      # encode_text
 IMAGE_EMBEDDINGS = ARTIFACTS / "embeddings" / "images"   # encode_images: <split>-<px>/
-IMAGE_SKIPPED = ARTIFACTS / "embeddings" / "skipped.parquet"
+IMAGE_SKIPPED = IMAGE_EMBEDDINGS / "skipped.parquet"  # images that could not be read, and why
 CACHE = ARTIFACTS / "cache"                    # content-addressed embedding cache; not a DVC out
 ZEROSHOT = ARTIFACTS / "zeroshot"              # metrics.json, per_class.parquet, scores.parquet
 FEWSHOT = ARTIFACTS / "fewshot"                # support.parquet
@@ -20,6 +20,7 @@ CENTROIDS = ARTIFACTS / "centroids"            # visual.parquet, combinations.pa
 MODEL = ARTIFACTS / "model"                    # adapter.pt
 TRAIN_LOG = ARTIFACTS / "train" / "log.csv"
 TRAIN_SUMMARY = ARTIFACTS / "train" / "summary.json"
+TRAIN_CHECKPOINT = ARTIFACTS / "train" / "checkpoint.pt"   # persisted: resume after a kill
 EVAL = ARTIFACTS / "eval"                      # metrics.json, per_class.parquet, scores.parquet
 
 

@@ -1,0 +1,54 @@
+"""Readers for what earlier stages wrote, so stages and the `tai` command share one
+way of finding a split's images, labels and embeddings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from . import paths
+from .config import Params
+from .embeddings import read_shards
+from .labels import LabelSet
+
+
+def read_labels(params: Params) -> LabelSet:
+    path = paths.labels_path(params.prepare.dataset)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no label table; run `dvc repro prepare` first")
+    return LabelSet.read(path)
+
+
+def read_manifest(params: Params, split: str) -> pl.DataFrame:
+    path = paths.manifest_path(params.prepare.dataset, split)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no manifest for split {split!r}; add it to prepare.splits and run `dvc repro prepare`"
+        )
+    return pl.read_parquet(path)
+
+
+@dataclass
+class LabelledImages:
+    """Image embeddings of one split with their 0/1 targets, aligned row by row."""
+
+    ids: list[str]
+    vectors: np.ndarray
+    targets: np.ndarray
+    resolution: int
+
+
+def labelled_images(params: Params, labels: LabelSet, split: str, resolution: int) -> LabelledImages:
+    """Embeddings of the split's readable images (unreadable ones were skipped by encode_images)."""
+    directory = paths.image_embeddings_dir(split, resolution)
+    if not directory.is_dir():
+        raise FileNotFoundError(
+            f"{directory}: no image embeddings for split {split!r} at {resolution} px; "
+            f"check encode.splits and encode.image_resolution/partial_resolution and run `dvc repro encode_images`"
+        )
+    embeddings = read_shards(directory)
+    manifest = read_manifest(params, split).select("image_id", "labels")
+    order = pl.DataFrame({"image_id": embeddings.ids}).join(manifest, on="image_id", how="left", maintain_order="left")
+    return LabelledImages(embeddings.ids, embeddings.vectors, labels.multi_hot(order["labels"].to_list()), resolution)

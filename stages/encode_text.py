@@ -1,0 +1,26 @@
+"""encode_text: CLIP text embeddings of every generated text, through the content cache."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import polars as pl  # noqa: E402
+
+from pipeline import paths  # noqa: E402
+from pipeline.clip_model import ClipEncoder  # noqa: E402
+from pipeline.embeddings import EmbeddingCache, write_shards  # noqa: E402
+from pipeline.encode import encode_texts  # noqa: E402
+from pipeline.stage import run  # noqa: E402
+
+
+def main(params) -> None:
+    texts = pl.read_parquet(paths.TEXTS, columns=["text_id", "text"])
+    encoder = ClipEncoder(params.encode.model, params.encode.device)
+    result = encode_texts(encoder, texts["text"].to_list(), EmbeddingCache(paths.CACHE / "clip"), params.encode.batch_size)
+    metadata = {"model": params.encode.model, "model_identity": encoder.identity, "kind": "text", "normalized": "false"}
+    write_shards(paths.TEXT_EMBEDDINGS, texts["text_id"].to_list(), result.vectors, metadata, params.encode.shard_rows)
+
+
+if __name__ == "__main__":
+    run(main, "encode_text")

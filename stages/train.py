@@ -1,0 +1,44 @@
+"""train: the adapter on perturbed text embeddings (plus images in the few-shot and
+partial-label settings); resumes from the last finished epoch after a kill."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import logging  # noqa: E402
+
+import polars as pl  # noqa: E402
+
+from pipeline import paths  # noqa: E402
+from pipeline.adapter import AdapterBundle  # noqa: E402
+from pipeline.artifacts import read_labels  # noqa: E402
+from pipeline.io import write_json, write_text  # noqa: E402
+from pipeline.stage import run  # noqa: E402
+from pipeline.train import train_adapter  # noqa: E402
+from pipeline.training_data import build_training_set  # noqa: E402
+
+log = logging.getLogger("train")
+
+
+def main(params) -> None:
+    labels = read_labels(params)
+    data, eval_resolution = build_training_set(params, labels)
+    summary = {
+        "n_texts": len(data.text),
+        "n_images": 0 if data.images is None else len(data.images),
+        "mean_text_norm": float(data.text.norm(dim=1).mean()),
+        "mean_image_norm": None if data.images is None or not len(data.images) else float(data.images.norm(dim=1).mean()),
+        "text_radius": data.text_radius,
+        "normalize": params.train.normalize,
+    }
+    log.info("mean raw text-embedding norm %.3f (noise radius %.3g, normalize=%s)",
+             summary["mean_text_norm"], data.text_radius, params.train.normalize)
+    model, history = train_adapter(data, params.train, checkpoint=paths.TRAIN_CHECKPOINT)
+    AdapterBundle(model.cpu(), labels.names, params.train.normalize, params.encode.model, eval_resolution).save(paths.MODEL / "adapter.pt")
+    write_text(pl.DataFrame(history).write_csv(), paths.TRAIN_LOG)
+    write_json({**summary, "final_loss": history[-1]["loss"]}, paths.TRAIN_SUMMARY)
+
+
+if __name__ == "__main__":
+    run(main, "train")
