@@ -1,0 +1,166 @@
+"""Datasets: turn a source on disk into a label table and one manifest per split (the `prepare` stage).
+
+Outputs, under `artifacts/data/<dataset>/` (see `pipeline.paths`):
+
+- `labels.parquet`: the label table, `LabelSet.to_frame()`: `index` (Int32, logit position),
+  `label` (Utf8), `synonyms` (List[Utf8]).
+- `<split>.parquet`, one per split in `prepare.splits`: the manifest, one row per image:
+
+  ============  ===========  ==============================================================
+  column        dtype        meaning
+  ============  ===========  ==============================================================
+  `image_id`    Utf8         unique within the dataset (VOC: "000005"; folder: path w/o ext)
+  `path`        Utf8         the image file: `prepare.root` joined with the file's relative
+                             path, POSIX separators; relative to the project root when
+                             `prepare.root` is relative
+  `labels`      List[Utf8]   positive labels, in label-table order
+  `difficult`   List[Utf8]   labels present only as 'difficult' objects (VOC), label-table
+                             order, never also in `labels`; empty lists for other sources
+  ============  ===========  ==============================================================
+
+  A label in `difficult` counts as a negative (as the paper's peers score VOC 2007).
+  Row order follows the source (VOC: ImageSets/Main/<split>.txt; folder: the labels file).
+
+Sources (`prepare.dataset`): `voc2007` (`pipeline.datasets.voc`) and `folder`
+(`pipeline.datasets.folder`). Every check runs before anything is written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Sequence
+
+import polars as pl
+
+from pipeline.labels import LabelSet
+
+if TYPE_CHECKING:
+    from pipeline.config import PrepareParams
+
+MANIFEST_SCHEMA = {
+    "image_id": pl.Utf8,
+    "path": pl.Utf8,
+    "labels": pl.List(pl.Utf8),
+    "difficult": pl.List(pl.Utf8),
+}
+
+
+class DatasetError(ValueError):
+    """A dataset source is missing, incomplete or malformed (the message says where and how to fix it)."""
+
+
+def manifest_frame(
+    image_ids: Sequence[str],
+    paths: Sequence[str],
+    labels: Sequence[Iterable[str]],
+    difficult: Sequence[Iterable[str]] | None,
+    label_set: LabelSet,
+    where: str,
+) -> pl.DataFrame:
+    """Build a manifest with MANIFEST_SCHEMA: label lists put in label-table order (deduplicated),
+    a label that is both positive and difficult kept only as positive. `where` names the source in errors."""
+    if difficult is None:
+        difficult = [()] * len(image_ids)
+    if not len(image_ids) == len(paths) == len(labels) == len(difficult):
+        raise ValueError("image_ids, paths, labels and difficult differ in length")
+    _check_unique(image_ids, where)
+    order = label_set.index
+    positives, hard = [], []
+    for pos, diff in zip(labels, difficult):
+        pos = set(pos)
+        label_set.check_known(pos | set(diff), where)
+        positives.append(sorted(pos, key=order.__getitem__))
+        hard.append(sorted(set(diff) - pos, key=order.__getitem__))
+    return pl.DataFrame(
+        {"image_id": list(image_ids), "path": list(paths), "labels": positives, "difficult": hard},
+        schema=MANIFEST_SCHEMA,
+    )
+
+
+def _check_unique(image_ids: Sequence[str], where: str) -> None:
+    seen: set[str] = set()
+    dupes: list[str] = []
+    for image_id in image_ids:
+        if image_id in seen and image_id not in dupes:
+            dupes.append(image_id)
+        seen.add(image_id)
+    if dupes:
+        raise DatasetError(
+            f"{where}: duplicate image_id(s) {dupes[:10]}{' ...' if len(dupes) > 10 else ''}; "
+            "every image must appear once: remove the repeated rows or give them distinct image_id values"
+        )
+
+
+def build_dataset(params: "PrepareParams") -> tuple[LabelSet, dict[str, pl.DataFrame]]:
+    """Read the source named by `params.dataset`; return the label set and {split: manifest}.
+
+    Raises DatasetError (missing/malformed source) or LabelError (unknown label) before anything is written.
+    """
+    if params.dataset == "voc2007":
+        from pipeline.datasets.voc import build_voc2007
+
+        return build_voc2007(params.root, params.splits)
+    if params.dataset == "folder":
+        from pipeline.datasets.folder import build_folder
+
+        if not params.labels_file:
+            raise DatasetError("prepare.labels_file is null: set it to a CSV or Parquet with columns path, labels, split")
+        return build_folder(params.root, params.labels_file, params.splits, params.label_names)
+    raise DatasetError(f"prepare.dataset = {params.dataset!r} is not known: use 'voc2007' or 'folder'")
+
+
+def write_dataset(
+    dataset: str, label_set: LabelSet, manifests: dict[str, pl.DataFrame], base: str | Path = "."
+) -> list[Path]:
+    """Write labels.parquet and <split>.parquet under `base`/artifacts/data/<dataset>/.
+
+    The whole folder is written beside its final place and swapped in at the end, so a killed run
+    leaves the previous output intact and splits dropped from params.yaml do not linger.
+    Returns the written paths (relative to `base`).
+    """
+    from pipeline import io, paths
+
+    for split, frame in manifests.items():
+        if dict(frame.schema) != MANIFEST_SCHEMA:
+            raise ValueError(f"manifest for split {split!r} has schema {frame.schema}, expected {MANIFEST_SCHEMA}")
+    base = Path(base)
+    out_dir = base / paths.labels_path(dataset).parent
+    tmp = io.temp_dir_beside(out_dir)
+    try:
+        written = [paths.labels_path(dataset)]
+        io.write_parquet(label_set.to_frame(), tmp / written[0].name)
+        for split, frame in manifests.items():
+            target = paths.manifest_path(dataset, split)
+            if target.parent != written[0].parent:
+                raise ValueError(f"split name {split!r} is not a plain file name")
+            io.write_parquet(frame, tmp / target.name)
+            written.append(target)
+        io.replace_dir(tmp, out_dir)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return written
+
+
+def read_manifest(path: str | Path) -> pl.DataFrame:
+    """Read a manifest written by `prepare`, checking its columns (DatasetError names the file and the fix)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: manifest not found; run the prepare stage (`dvc repro prepare`) first")
+    frame = pl.read_parquet(path)
+    missing = [c for c in MANIFEST_SCHEMA if c not in frame.columns]
+    if missing:
+        raise DatasetError(f"{path}: not a manifest, missing column(s) {missing}; rerun the prepare stage")
+    return frame.select(list(MANIFEST_SCHEMA)).cast(MANIFEST_SCHEMA)
+
+
+__all__ = [
+    "MANIFEST_SCHEMA",
+    "DatasetError",
+    "build_dataset",
+    "manifest_frame",
+    "read_manifest",
+    "write_dataset",
+]

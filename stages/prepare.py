@@ -1,0 +1,36 @@
+"""prepare: the dataset's label table and per-split manifests.
+
+Reads params.yaml's `prepare` section and writes, atomically (the folder is swapped in whole):
+
+    artifacts/data/<dataset>/labels.parquet    index (Int32), label (Utf8), synonyms (List[Utf8])
+    artifacts/data/<dataset>/<split>.parquet   image_id (Utf8, unique), path (Utf8), labels (List[Utf8]),
+                                               difficult (List[Utf8])
+
+Column meanings: `pipeline.datasets`. Run from the project root: `python stages/prepare.py`.
+Every check runs before anything is written; a bad source exits with one line naming the file or
+params.yaml key to fix (`pipeline.stage.run`).
+"""
+
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # works before `pip install -e .`
+
+from pipeline.datasets import build_dataset, write_dataset  # noqa: E402
+from pipeline.stage import run  # noqa: E402
+
+log = logging.getLogger("prepare")
+
+
+def main(params) -> None:
+    label_set, manifests = build_dataset(params.prepare)
+    written = write_dataset(params.prepare.dataset, label_set, manifests)
+    sizes = ", ".join(f"{split}: {frame.height} images" for split, frame in manifests.items())
+    log.info("%s: %d labels; %s", params.prepare.dataset, len(label_set), sizes)
+    for path in written:
+        log.info("wrote %s", path)
+
+
+if __name__ == "__main__":
+    run(main, "prepare")
