@@ -1,0 +1,198 @@
+"""The `tai` command line (console script `tai = pipeline.cli:app`).
+
+    tai download voc2007 [--dest data] [--keep-archives]   fetch, check and unpack a dataset
+    tai inspect PATH                                        look inside an artifact
+
+`inspect` understands Parquet files (rows, schema, first rows), Arrow IPC embeddings (an `.arrow`
+file or a folder of `.arrow` shards with columns `id` + `embedding`: rows, dimension, schema
+metadata, shards) and JSON files (pretty-printed).
+
+Importing this module has no side effects; heavy imports happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(
+    name="tai",
+    help="TaI-Adapter: multi-label image classifiers trained from text alone.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _fail(message: str) -> "typer.Exit":
+    _console(stderr=True).print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    return typer.Exit(code=1)
+
+
+# --------------------------------------------------------------------------------------------- download
+
+
+@app.command()
+def download(
+    name: str = typer.Argument(..., help="what to download: voc2007"),
+    dest: Path = typer.Option(Path("data"), "--dest", help="folder to unpack into"),
+    keep_archives: bool = typer.Option(False, "--keep-archives", help="keep the downloaded archives in DEST"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
+) -> None:
+    """Download a dataset, check its MD5 sums and unpack it into DEST (default: data/)."""
+    from pipeline.download import DOWNLOADS, DownloadError
+    from pipeline.download import download as run_download
+
+    if name not in DOWNLOADS:
+        raise _fail(f"unknown download {name!r}: choose one of {sorted(DOWNLOADS)}")
+    console = _console()
+    try:
+        folder = run_download(
+            name, dest, keep_archives=keep_archives, progress=progress, log=lambda m: console.print(m, soft_wrap=True)
+        )
+    except DownloadError as e:
+        raise _fail(str(e))
+    console.print(f"[green]done:[/] {folder}")
+
+
+# --------------------------------------------------------------------------------------------- inspect
+
+
+@app.command()
+def inspect(
+    path: Path = typer.Argument(..., help="a .parquet, .json, .arrow file, or a folder of .arrow shards"),
+    rows: int = typer.Option(5, "--rows", "-n", min=0, help="rows to show from a Parquet file"),
+) -> None:
+    """Show what an artifact holds: rows, schema and first rows, embedding dimension and metadata, or JSON."""
+    if not path.exists():
+        raise _fail(f"{path} does not exist")
+    if path.is_dir():
+        shards = sorted(path.glob("*.arrow"))
+        if not shards:
+            raise _fail(f"{path} is a folder without .arrow shards; point inspect at a .parquet, .json or .arrow file")
+        _inspect_arrow(path, shards)
+    elif path.suffix.lower() in (".parquet", ".pq"):
+        _inspect_parquet(path, rows)
+    elif path.suffix.lower() in (".arrow", ".ipc", ".feather"):
+        _inspect_arrow(path, [path])
+    elif path.suffix.lower() == ".json":
+        _inspect_json(path)
+    else:
+        raise _fail(f"{path}: unknown kind {path.suffix or '(no extension)'!r}; inspect reads .parquet, .json, .arrow")
+
+
+def _inspect_parquet(path: Path, n: int) -> None:
+    import polars as pl
+    from rich.table import Table
+
+    try:
+        schema = pl.read_parquet_schema(path)
+        height = pl.scan_parquet(path).select(pl.len()).collect().item()
+        head = pl.read_parquet(path, n_rows=n)
+    except Exception as e:  # noqa: BLE001 - polars raises several kinds for a bad file
+        raise _fail(f"{path}: cannot read it as Parquet ({e})")
+    console = _console()
+    console.print(f"[bold]{path}[/]: Parquet, {height} rows, {len(schema)} columns")
+    table = Table("column", "dtype", title="schema", title_justify="left")
+    for column, dtype in schema.items():
+        table.add_row(column, str(dtype))
+    console.print(table)
+    if n and head.height:
+        preview = Table(*head.columns, title=f"first {head.height} rows", title_justify="left")
+        for row in head.iter_rows():
+            preview.add_row(*(_short(v) for v in row))
+        console.print(preview)
+
+
+def _short(value, limit: int = 60) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _read_ipc(path: Path):
+    """(rows, schema) of an Arrow IPC file (file format, or stream format as a fallback)."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    with pa.memory_map(str(path)) as source:
+        try:
+            reader = ipc.open_file(source)
+            return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches)), reader.schema
+        except pa.ArrowInvalid:
+            source.seek(0)
+            table = ipc.open_stream(source).read_all()
+            return table.num_rows, table.schema
+
+
+def _inspect_arrow(path: Path, shards: list[Path]) -> None:
+    import pyarrow as pa
+    from rich.table import Table
+
+    total, schema = 0, None
+    for shard in shards:
+        try:
+            rows, shard_schema = _read_ipc(shard)
+        except (pa.ArrowException, OSError) as e:
+            raise _fail(f"{shard}: cannot read it as Arrow IPC ({e})")
+        total += rows
+        if schema is None:
+            schema = shard_schema
+        elif not shard_schema.equals(schema, check_metadata=False):
+            raise _fail(f"{shard}: its schema differs from {shards[0].name}'s; the shards do not belong together")
+    console = _console()
+    console.print(f"[bold]{path}[/]: Arrow IPC, {total} rows, {len(shards)} shard{'s' * (len(shards) != 1)}")
+    if "embedding" in schema.names:
+        field_type = schema.field("embedding").type
+        if pa.types.is_fixed_size_list(field_type):
+            console.print(f"dimension: {field_type.list_size} ({field_type.value_type})")
+        else:
+            console.print(f"[yellow]embedding column is {field_type}, not a fixed-size list[/]")
+    missing = [c for c in ("id", "embedding") if c not in schema.names]
+    if missing:
+        console.print(f"[yellow]not an embedding file: no column(s) {missing}[/]")
+    fields = Table("column", "type", title="schema", title_justify="left")
+    for f in schema:
+        fields.add_row(f.name, str(f.type))
+    console.print(fields)
+    metadata = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in (schema.metadata or {}).items()}
+    if metadata:
+        meta = Table("key", "value", title="metadata", title_justify="left")
+        for key, value in sorted(metadata.items()):
+            meta.add_row(key, _short(value, 200))
+        console.print(meta)
+    else:
+        console.print("metadata: (none)")
+
+
+def _inspect_json(path: Path) -> None:
+    from rich.json import JSON
+
+    try:
+        text = path.read_text()
+        json.loads(text)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise _fail(f"{path}: not valid JSON ({e})")
+    console = _console()
+    console.print(f"[bold]{path}[/]:")
+    console.print(JSON(text))
+
+
+# --------------------------------------------------------------------------------------------- predict
+# `tai predict` (score images with a trained adapter) is added here by the lead; keep it a plain
+# @app.command() with its heavy imports (torch, clip) inside the function, like the commands above.
+
+
+def main() -> None:  # pragma: no cover - `python -m pipeline.cli`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
