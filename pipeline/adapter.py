@@ -57,7 +57,11 @@ class AdapterBundle:
     image_resolution: int
 
     def scores(self, embeddings: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
-        """Sigmoid probabilities for raw CLIP image embeddings (normalised here when trained so)."""
+        """Sigmoid probabilities (float64, so confident scores do not collapse into ties at 1.0)."""
+        return torch.sigmoid(self.logits(embeddings, batch_size).double())
+
+    def logits(self, embeddings: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+        """Logits for raw CLIP image embeddings (normalised here when the adapter was trained so)."""
         self.model.eval()
         device = next(self.model.parameters()).device
         out = []
@@ -66,7 +70,7 @@ class AdapterBundle:
                 x = chunk.to(device, torch.float32)
                 if self.normalize:
                     x = normalize(x)
-                out.append(torch.sigmoid(self.model(x)).cpu())
+                out.append(self.model(x).cpu())
         return torch.cat(out) if out else torch.zeros(0, len(self.labels))
 
     def save(self, path: str | Path) -> None:

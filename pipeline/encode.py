@@ -94,23 +94,25 @@ def encode_images(
         except OSError as e:
             keys.append(None)
             skipped.append((position, f"{type(e).__name__}: {e.strerror or e}"))
-    missing = [i for i, k in enumerate(keys) if k is not None and k not in cache]
+    missing = sorted({k: i for i, k in enumerate(keys) if k is not None and k not in cache}.values())  # each content once
     log.info("images @%dpx: %d cached, %d to encode, %d unreadable", resolution, len(paths) - len(missing) - len(skipped), len(missing), len(skipped))
     loader = torch.utils.data.DataLoader(
         _ImageFiles(paths, missing, encoder.transform(resolution)),
         batch_size=batch_size, num_workers=num_workers, collate_fn=_collate,
     )
-    n_encoded = 0
+    n_encoded, undecodable = 0, {}
     with tqdm(total=len(missing), desc=f"encode images @{resolution}", unit="img") as bar:
         for positions, pixels, bad in loader:
-            skipped.extend(bad)
+            undecodable.update({keys[p]: why for p, why in bad})
             if pixels is not None:
                 cache.put([keys[p] for p in positions], encoder.encode_images(pixels, resolution))
                 n_encoded += len(positions)
             bar.update(len(positions) + len(bad))
-    bad_positions = {p for p, _ in skipped}
-    kept = [i for i in range(len(paths)) if i not in bad_positions]
+    skipped += [(i, undecodable[k]) for i, k in enumerate(keys) if k in undecodable]
+    skipped.sort()
     for position, why in skipped:
         log.warning("skipped image %s: %s", paths[position], why)
+    bad_positions = {p for p, _ in skipped}
+    kept = [i for i in range(len(paths)) if i not in bad_positions]
     vectors = np.stack([cache.get(keys[i]) for i in kept]) if kept else np.zeros((0, encoder.embed_dim), np.float32)
-    return EncodeResult(vectors, kept, sorted(skipped), n_cached=len(kept) - n_encoded, n_encoded=n_encoded)
+    return EncodeResult(vectors, kept, skipped, n_cached=len(kept) - n_encoded, n_encoded=n_encoded)

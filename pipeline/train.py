@@ -142,8 +142,6 @@ def train_adapter(
         row = {"epoch": epoch + 1, "loss": total / count, "lr": schedule.get_last_lr()[0], "seconds": time.perf_counter() - started}
         history.append(row)
         bar.set_postfix(loss=f"{row['loss']:.4f}")
-        if on_epoch:
-            on_epoch(row)
         if checkpoint is not None:
             with atomic_path(checkpoint) as tmp:
                 torch.save(
@@ -155,5 +153,7 @@ def train_adapter(
                     },
                     tmp,
                 )
+        if on_epoch:
+            on_epoch(row)
     model.eval()
     return model, history

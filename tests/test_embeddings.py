@@ -1,0 +1,100 @@
+import numpy as np
+import polars as pl
+import pytest
+from PIL import Image
+
+from pipeline.embeddings import EmbeddingCache, read_shards, write_shards
+
+
+def test_shards_round_trip_with_metadata(tmp_path):
+    ids = [f"id{i}" for i in range(25)]
+    vectors = np.random.default_rng(0).normal(size=(25, 8)).astype(np.float32)
+    write_shards(tmp_path / "emb", ids, vectors, {"model": "m", "kind": "text"}, shard_rows=10)
+    assert sorted(p.name for p in (tmp_path / "emb").iterdir()) == ["part-00000.arrow", "part-00001.arrow", "part-00002.arrow"]
+    back = read_shards(tmp_path / "emb")
+    assert back.ids == ids and back.metadata["model"] == "m" and back.metadata["dim"] == "8"
+    np.testing.assert_array_equal(back.vectors, vectors)
+    np.testing.assert_array_equal(back.select(["id3", "id0"]), vectors[[3, 0]])
+    with pytest.raises(KeyError, match="id99"):
+        back.select(["id99"])
+
+
+def test_shards_are_arrow_ipc_with_a_fixed_size_list_column(tmp_path):
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    write_shards(tmp_path / "emb", ["a"], np.ones((1, 4), np.float32), {})
+    table = ipc.open_file(str(tmp_path / "emb" / "part-00000.arrow")).read_all()
+    assert table.schema.field("embedding").type == pa.list_(pa.float32(), 4)
+    assert table.schema.field("id").type == pa.string()
+
+
+def test_rewrite_replaces_old_shards(tmp_path):
+    write_shards(tmp_path / "emb", [str(i) for i in range(30)], np.zeros((30, 2), np.float32), {}, shard_rows=10)
+    write_shards(tmp_path / "emb", ["x"], np.zeros((1, 2), np.float32), {}, shard_rows=10)
+    assert read_shards(tmp_path / "emb").ids == ["x"]
+    assert not list(tmp_path.glob(".*"))  # no temporary folders left behind
+
+
+def test_cache_persists_across_instances(tmp_path):
+    cache = EmbeddingCache(tmp_path / "cache")
+    cache.put(["k1", "k2"], np.array([[1, 2], [3, 4]], np.float32))
+    again = EmbeddingCache(tmp_path / "cache")
+    assert "k1" in again and "k3" not in again and len(again) == 2
+    np.testing.assert_array_equal(again.get("k2"), [3, 4])
+
+
+class CountingEncoder:
+    """Wraps a ClipEncoder to count what actually reaches the model."""
+
+    def __init__(self, inner):
+        self.inner, self.texts, self.images = inner, 0, 0
+        self.identity, self.embed_dim = inner.identity, inner.embed_dim
+
+    def encode_texts(self, texts):
+        self.texts += len(texts)
+        return self.inner.encode_texts(texts)
+
+    def encode_images(self, pixels, resolution):
+        self.images += len(pixels)
+        return self.inner.encode_images(pixels, resolution)
+
+    def transform(self, resolution):
+        return self.inner.transform(resolution)
+
+
+def test_changing_ten_percent_of_texts_encodes_only_those(tmp_path, tiny_clip):
+    from pipeline.clip_model import ClipEncoder
+    from pipeline.encode import encode_texts
+
+    encoder = CountingEncoder(ClipEncoder(str(tiny_clip), "cpu"))
+    cache = EmbeddingCache(tmp_path / "cache")
+    texts = [f"a photo of thing number {i}" for i in range(100)]
+    first = encode_texts(encoder, texts, cache, batch_size=32)
+    assert encoder.texts == 100 and first.n_encoded == 100
+    changed = texts[:90] + [f"a new caption {i}" for i in range(10)]
+    second = encode_texts(encoder, changed, EmbeddingCache(tmp_path / "cache"), batch_size=32)
+    assert encoder.texts == 110 and second.n_encoded == 10 and second.n_cached == 90
+    np.testing.assert_allclose(second.vectors[:90], first.vectors[:90])
+    np.testing.assert_allclose(second.vectors[90:], encoder.inner.encode_texts(changed[90:]), rtol=1e-5, atol=1e-6)
+
+
+def test_unreadable_images_are_skipped_and_reported(tmp_path, tiny_clip):
+    from pipeline.clip_model import ClipEncoder
+    from pipeline.encode import encode_images
+
+    good = tmp_path / "good.jpg"
+    Image.new("RGB", (50, 40), (200, 10, 10)).save(good)
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"not a jpeg at all")
+    paths = [str(good), str(corrupt), str(tmp_path / "missing.jpg"), str(good)]
+    encoder = CountingEncoder(ClipEncoder(str(tiny_clip), "cpu"))
+    result = encode_images(encoder, paths, 64, EmbeddingCache(tmp_path / "cache"), batch_size=2)
+    assert result.kept == [0, 3]
+    assert [p for p, _ in result.skipped] == [1, 2]
+    assert "missing.jpg" in result.skipped[1][1] or "No such file" in result.skipped[1][1]
+    assert result.vectors.shape == (2, encoder.embed_dim)
+    assert encoder.images == 1  # the duplicate image is encoded once (content-addressed)
+    again = encode_images(encoder, paths, 64, EmbeddingCache(tmp_path / "cache"), batch_size=2)
+    assert encoder.images == 1 and again.n_cached == 2
+    np.testing.assert_array_equal(again.vectors, result.vectors)

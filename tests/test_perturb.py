@@ -1,0 +1,36 @@
+import pytest
+import torch
+
+from pipeline.perturb import perturb, sphere_noise
+
+
+def test_surface_noise_has_exactly_the_radius():
+    noise = sphere_noise((1000, 32), 25.0, "surface", torch.Generator().manual_seed(0))
+    torch.testing.assert_close(noise.norm(dim=1), torch.full((1000,), 25.0))
+
+
+def test_interior_noise_stays_inside_and_fills_the_ball():
+    norms = sphere_noise((5000, 8), 2.0, "interior", torch.Generator().manual_seed(0)).norm(dim=1)
+    assert norms.max() <= 2.0 + 1e-5
+    # uniform in a d-ball: P(|x| < r/2) = 2^-d; the median norm is r * 0.5^(1/d)
+    assert norms.median().item() == pytest.approx(2.0 * 0.5 ** (1 / 8), rel=0.03)
+
+
+def test_directions_are_isotropic():
+    noise = sphere_noise((20000, 4), 1.0, "surface", torch.Generator().manual_seed(1))
+    assert noise.mean(dim=0).abs().max() < 0.02
+
+
+def test_perturb_adds_offset_then_noise_and_is_seeded():
+    x = torch.zeros(10, 6)
+    offset = torch.ones(10, 6)
+    a = perturb(x, 0.5, "surface", torch.Generator().manual_seed(3), offset)
+    b = perturb(x, 0.5, "surface", torch.Generator().manual_seed(3), offset)
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close((a - offset).norm(dim=1), torch.full((10,), 0.5))
+    torch.testing.assert_close(perturb(x, 0.0, offset=offset), offset)
+
+
+def test_unknown_kind_is_rejected():
+    with pytest.raises(ValueError, match="surface"):
+        sphere_noise((2, 2), 1.0, "gaussian")
