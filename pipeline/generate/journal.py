@@ -1,0 +1,134 @@
+"""Resumable progress: finished combinations are appended to small Parquet chunks as they finish.
+
+Layout: `<journal>/<fingerprint>/meta.json` (what the fingerprint covers) and
+`<journal>/<fingerprint>/<time_ns>-<pid>-<seq>.parquet`, each chunk written atomically (temp file
++ rename), holding every row (kept or dropped caption) of the combinations it covers, so a
+combination is either wholly in the journal or not at all, whenever the process dies.
+
+The fingerprint covers everything that changes an answer: the generate params (not the transport:
+servers, concurrency, timeouts, threads), the label set, and the model's identity. On start the
+chunks under the current fingerprint are loaded and their combinations skipped; once a run
+finishes, folders of other fingerprints are deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import polars as pl
+
+from pipeline.io import write_json, write_parquet
+
+log = logging.getLogger(__name__)
+
+JOURNAL_VERSION = 1   # bump when what a journal row means changes (parser, dialogue, row format)
+
+ROW_SCHEMA = {
+    "combination_id": pl.Int64,
+    "caption_index": pl.Int32,
+    "combination": pl.List(pl.Utf8),
+    "source": pl.Utf8,
+    "prompt": pl.Utf8,
+    "text": pl.Utf8,         # null when dropped
+    "n_tokens": pl.Int32,
+    "reason": pl.Utf8,       # null when kept
+    "detail": pl.Utf8,
+    "raw": pl.Utf8,
+    "attempts": pl.Int32,
+    "model": pl.Utf8,
+    "seed": pl.Int64,
+}
+
+
+def fingerprint_of(meta: dict) -> str:
+    blob = json.dumps({"version": JOURNAL_VERSION, **meta}, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+class Journal:
+    def __init__(self, root: str | Path, meta: dict, *, every_s: float = 2.0, every_n: int = 64):
+        self.root = Path(root)
+        self.meta = meta
+        self.fingerprint = fingerprint_of(meta)
+        self.dir = self.root / self.fingerprint
+        self.every_s = every_s
+        self.every_n = every_n
+        self._pending: list[dict] = []
+        self._pending_combinations = 0
+        self._last_flush = time.monotonic()
+        self._seq = 0
+        self.chunks_written = 0
+
+    def open(self) -> "Journal":
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.dir.glob(".*.tmp"):   # a temp file of a run killed mid-write
+            stale.unlink(missing_ok=True)
+        meta_path = self.dir / "meta.json"
+        if not meta_path.exists():
+            write_json({"fingerprint": self.fingerprint, "version": JOURNAL_VERSION, **self.meta}, meta_path)
+        return self
+
+    def chunk_paths(self) -> list[Path]:
+        return sorted(p for p in self.dir.glob("*.parquet") if not p.name.startswith("."))
+
+    def load(self) -> pl.DataFrame:
+        """Rows of the journaled combinations; a combination found in two chunks is taken from the first."""
+        frames = []
+        for order, path in enumerate(self.chunk_paths()):
+            try:
+                frame = pl.read_parquet(path)
+                frame = frame.select([pl.col(c).cast(t) for c, t in ROW_SCHEMA.items()])
+            except Exception as e:  # unreadable chunk: redo its combinations
+                log.warning("journal chunk %s is unreadable (%s): removing it, its combinations will be redone", path, e)
+                path.unlink(missing_ok=True)
+                continue
+            frames.append(frame.with_columns(pl.lit(order, pl.Int32).alias("_chunk")))
+        if not frames:
+            return pl.DataFrame(schema=ROW_SCHEMA)
+        rows = pl.concat(frames)
+        first = rows.group_by("combination_id").agg(pl.col("_chunk").min().alias("_first"))
+        rows = rows.join(first, on="combination_id").filter(pl.col("_chunk") == pl.col("_first"))
+        return rows.drop("_chunk", "_first")
+
+    def add(self, rows: list[dict]) -> None:
+        """All rows of one finished combination."""
+        self._pending.extend(rows)
+        self._pending_combinations += 1
+        if self._pending_combinations >= self.every_n or time.monotonic() - self._last_flush >= self.every_s:
+            self.flush()
+
+    def maybe_flush(self) -> None:
+        if self._pending and time.monotonic() - self._last_flush >= self.every_s:
+            self.flush()
+
+    def flush(self) -> None:
+        self._last_flush = time.monotonic()
+        if not self._pending:
+            return
+        frame = pl.DataFrame(self._pending, schema=ROW_SCHEMA, orient="row")
+        self._seq += 1
+        write_parquet(frame, self.dir / f"{time.time_ns():020d}-{os.getpid()}-{self._seq:06d}.parquet")
+        self.chunks_written += 1
+        self._pending = []
+        self._pending_combinations = 0
+
+    def prune(self) -> list[str]:
+        """Delete everything in the journal folder that is not this fingerprint's."""
+        removed = []
+        for entry in self.root.iterdir():
+            if entry == self.dir:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry.name)
+        if removed:
+            log.info("journal: removed %d entr%s of other settings: %s", len(removed), "y" if len(removed) == 1 else "ies", removed)
+        return removed

@@ -1,0 +1,46 @@
+"""generate: captions for random label combinations, from an LLM or templates.
+
+Reads params.yaml's `generate` section and the prepare stage's label table, and writes
+
+    artifacts/texts.parquet             one row per caption (columns: pipeline.generate.TEXTS_SCHEMA)
+    artifacts/generate/report.parquet   one row per dropped caption and why (pipeline.generate.REPORT_SCHEMA)
+    artifacts/generate/journal/         finished captions, for resuming after a kill (persisted by DVC)
+
+Run from the project root: `python stages/generate.py`. Killed at any moment, a rerun resumes
+from the journal and writes the same texts.parquet an uninterrupted run would.
+"""
+
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # works before `pip install -e .`
+
+from pipeline import paths  # noqa: E402
+from pipeline.generate import GenerateError, generate_texts  # noqa: E402
+from pipeline.labels import LabelSet  # noqa: E402
+from pipeline.stage import run  # noqa: E402
+
+log = logging.getLogger("generate")
+
+
+def main(params) -> None:
+    labels_file = paths.labels_path(params.prepare.dataset)
+    if not labels_file.is_file():
+        raise FileNotFoundError(f"{labels_file} not found: run the prepare stage first (dvc repro prepare)")
+    labels = LabelSet.read(labels_file)
+    try:
+        generate_texts(
+            params.generate,
+            labels,
+            texts_path=paths.TEXTS,
+            report_path=paths.GENERATE_REPORT,
+            journal_dir=paths.GENERATE_JOURNAL,
+        )
+    except GenerateError as e:
+        log.error("%s", e)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    run(main, "generate")
