@@ -1,0 +1,99 @@
+"""Build a throwaway project for end-to-end runs: a copy of the pipeline code, a git
+repo, DVC initialised, a tiny image dataset with labels, and params pointing at the
+tiny CLIP. Used by the end-to-end tests of every setting."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import yaml
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+LABELS = ["cat", "dog", "car", "tree"]
+SYNONYMS = {"cat": ["cats", "kitten"], "dog": ["dogs", "puppy"], "car": ["cars"], "tree": ["trees"]}
+COLOURS = {"cat": (220, 40, 40), "dog": (40, 200, 40), "car": (40, 40, 220), "tree": (200, 200, 40)}
+
+
+def env() -> dict[str, str]:
+    return {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t", "PYTHONWARNINGS": "ignore"}
+
+
+def run(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, cwd=project, env=env(), capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def stages_run(output: str) -> set[str]:
+    """Names of the stages DVC ran (not skipped) according to its output."""
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def make_images(folder: Path, n_per_split: dict[str, int], seed: int = 0) -> list[dict]:
+    """Small JPEGs whose colour patches follow their labels, plus one corrupt file in the test split."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for split, n in n_per_split.items():
+        for i in range(n):
+            labels = sorted(rng.choice(LABELS, rng.integers(1, 3), replace=False).tolist(), key=LABELS.index)
+            pixels = rng.integers(0, 60, (48, 64, 3)).astype(np.uint8)
+            for j, label in enumerate(labels):
+                pixels[8 + j * 20 : 24 + j * 20, 8:56] = COLOURS[label]
+            name = f"{split}_{i:03d}.jpg"
+            Image.fromarray(pixels).save(folder / name)
+            rows.append({"path": name, "labels": "|".join(labels), "split": split})
+    (folder / "test_corrupt.jpg").write_bytes(b"\xff\xd8 this is not really a jpeg")
+    rows.append({"path": "test_corrupt.jpg", "labels": "cat", "split": "test"})
+    return rows
+
+
+def make_project(tmp_path: Path, tiny_clip: Path, llm_fraction: float = 0.0, **overrides) -> Path:
+    """A ready-to-run project; `overrides` are dotted params keys ("train.epochs": 2)."""
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("pipeline", "stages"):
+        shutil.copytree(ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", "params.yaml", ".gitignore"):
+        shutil.copy(ROOT / name, project / name)
+    (project / "data").mkdir()
+    (project / "data" / "README.md").write_text("test data\n")
+    rows = make_images(project / "data" / "images", {"trainval": 16, "test": 12})
+    with (project / "data" / "labels.csv").open("w") as f:
+        f.write("path,labels,split\n" + "".join(f"{r['path']},{r['labels']},{r['split']}\n" for r in rows))
+    (project / "data" / "labels.txt").write_text(
+        "".join(f"{name}: {', '.join(SYNONYMS[name])}\n" for name in LABELS)
+    )
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    settings = {
+        "prepare.dataset": "folder", "prepare.root": "data/images", "prepare.labels_file": "data/labels.csv",
+        "prepare.label_names": "data/labels.txt",
+        "generate.n_combinations": 24, "generate.max_labels": 2, "generate.llm_fraction": llm_fraction,
+        "generate.max_tokens": 40, "generate.n_threads": 2,
+        "encode.model": str(tiny_clip), "encode.image_resolution": 64, "encode.partial_resolution": 128,
+        "encode.batch_size": 8, "encode.num_workers": 0,
+        "train.epochs": 3, "train.hidden_dim": 32, "train.radius": 1.0,
+        **overrides,
+    }
+    for dotted, value in settings.items():
+        section, key = dotted.split(".", 1)
+        params[section][key] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(project, "git", "init", "-q", "-b", "main")
+    run(project, "dvc", "init", "-q")
+    run(project, "git", "add", "-A")
+    run(project, "git", "commit", "-qm", "project")
+    return project
+
+
+def commit(project: Path, message: str = "run") -> None:
+    run(project, "git", "add", "-A")
+    run(project, "git", "commit", "-qm", message, check=False)

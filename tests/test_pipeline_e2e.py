@@ -1,0 +1,84 @@
+"""The zero-shot pipeline end to end through `dvc repro`, on a tiny random CLIP and a
+tiny dataset: plumbing and caching, never accuracy."""
+
+import json
+
+import polars as pl
+import pytest
+
+from e2e_project import commit, make_project, run, stages_run
+
+pytestmark = pytest.mark.slow
+
+ALL_STAGES = {"prepare", "generate", "encode_text", "encode_images", "zeroshot", "fewshot", "mask", "centroids", "train", "evaluate"}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, tiny_clip):
+    project = make_project(tmp_path_factory.mktemp("e2e"), tiny_clip, llm_fraction=0.25)
+    result = run(project, "dvc", "repro")
+    assert stages_run(result.stdout) == ALL_STAGES, result.stdout
+    commit(project, "first run")
+    return project
+
+
+def schema(path):
+    return dict(pl.read_parquet(path).schema)
+
+
+def test_every_stage_wrote_documented_tables(project):
+    a = project / "artifacts"
+    labels = pl.read_parquet(a / "data" / "folder" / "labels.parquet")
+    assert labels["label"].to_list() == ["cat", "dog", "car", "tree"]
+    assert schema(a / "data" / "folder" / "labels.parquet") == {"index": pl.Int32, "label": pl.Utf8, "synonyms": pl.List(pl.Utf8)}
+    manifest = schema(a / "data" / "folder" / "test.parquet")
+    assert manifest["image_id"] == pl.Utf8 and manifest["path"] == pl.Utf8 and manifest["labels"] == pl.List(pl.Utf8)
+
+    texts = pl.read_parquet(a / "texts.parquet")
+    for column, dtype in {"text_id": pl.Utf8, "text": pl.Utf8, "labels": pl.List(pl.Utf8), "combination": pl.List(pl.Utf8),
+                          "source": pl.Utf8, "prompt": pl.Utf8, "model": pl.Utf8, "seed": pl.Int64}.items():
+        assert texts.schema[column] == dtype, column
+    assert set(texts["source"]) == {"llm", "template"}  # the embedded LLM wrote some of them
+    assert texts["text_id"].n_unique() == len(texts)
+    for combination, found in zip(texts["combination"], texts["labels"]):
+        assert set(combination) <= set(found)
+
+    text_embeddings = pl.read_ipc(next((a / "embeddings" / "text").glob("*.arrow")))
+    assert set(text_embeddings["id"]) == set(texts["text_id"])
+    test_embeddings = pl.read_ipc(next((a / "embeddings" / "images" / "test-64").glob("*.arrow")))
+    assert test_embeddings.schema["embedding"] == pl.Array(pl.Float32, 64)
+
+    skipped = pl.read_parquet(a / "embeddings" / "images" / "skipped.parquet")
+    assert "test_corrupt" in skipped["image_id"].to_list() and skipped["error"].str.len_chars().min() > 0
+    assert "test_corrupt" not in test_embeddings["id"].to_list()
+
+    for folder in ("eval", "zeroshot"):
+        metrics = json.loads((a / folder / "metrics.json").read_text())
+        assert 0.0 <= metrics["map"] <= 1.0
+        assert metrics["n_images"] == 12  # the corrupt image is not scored
+        per_class = pl.read_parquet(a / folder / "per_class.parquet")
+        assert dict(per_class.schema) == {"label": pl.Utf8, "ap": pl.Float64, "n_positive": pl.Int64}
+        scores = pl.read_parquet(a / folder / "scores.parquet")
+        assert scores.columns == ["image_id", "cat", "dog", "car", "tree"] and len(scores) == 12
+    log = pl.read_csv(a / "train" / "log.csv")
+    assert log["epoch"].to_list() == [1, 2, 3]
+
+
+def test_metrics_and_plots_commands_work(project):
+    shown = run(project, "dvc", "metrics", "show").stdout
+    assert "artifacts/eval/metrics.json" in shown and "map" in shown
+    plots = run(project, "dvc", "plots", "show", "--json").stdout
+    assert "artifacts/train/log.csv" in plots
+
+
+def test_radius_experiment_reruns_only_train_and_evaluate(project):
+    result = run(project, "dvc", "exp", "run", "-S", "train.radius=10")
+    assert stages_run(result.stdout) == {"train", "evaluate"}, result.stdout
+    assert "Stage 'generate' didn't change" in result.stdout
+    summary = json.loads((project / "artifacts" / "train" / "summary.json").read_text())
+    assert summary["text_radius"] == 10.0
+
+
+def test_unchanged_pipeline_runs_nothing(project):
+    result = run(project, "dvc", "repro")
+    assert stages_run(result.stdout) == set(), result.stdout
