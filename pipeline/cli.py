@@ -186,8 +186,38 @@ def _inspect_json(path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------- predict
-# `tai predict` (score images with a trained adapter) is added here by the lead; keep it a plain
-# @app.command() with its heavy imports (torch, clip) inside the function, like the commands above.
+
+
+@app.command()
+def predict(
+    folder: Path = typer.Argument(..., help="a folder of images (searched recursively)"),
+    adapter: Path = typer.Option(Path("artifacts/model/adapter.pt"), "--adapter", help="a trained adapter"),
+    out: Path = typer.Option(None, "--out", help="write the table here (.parquet or .csv); default: print it"),
+    threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0, help="probability to predict a label"),
+    clip_model: str = typer.Option(None, "--clip-model", help="CLIP name or checkpoint; default: the adapter's"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
+) -> None:
+    """Label every image in FOLDER with a trained adapter: the predicted labels and one probability per label."""
+    from pipeline.clip_model import ClipError
+    from pipeline.io import write_parquet, write_text
+    from pipeline.predict import predict_folder
+
+    try:
+        frame, skipped = predict_folder(adapter, folder, clip_model, threshold, device, batch_size)
+    except (FileNotFoundError, ClipError) as e:
+        raise _fail(str(e))
+    console = _console()
+    for path, why in skipped:
+        console.print(f"[yellow]skipped[/] {path}: {why}", soft_wrap=True)
+    if out is None:
+        for path, labels in zip(frame["path"], frame["predicted"]):
+            console.print(f"{path}\t{', '.join(labels) or '-'}", soft_wrap=True)
+    elif out.suffix == ".csv":
+        write_text(frame.with_columns(frame["predicted"].list.join("|")).write_csv(), out)
+    else:
+        write_parquet(frame, out)
+    console.print(f"[green]{len(frame)} image(s) scored[/], {len(skipped)} skipped" + (f"; wrote {out}" if out else ""))
 
 
 def main() -> None:  # pragma: no cover - `python -m pipeline.cli`

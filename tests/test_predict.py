@@ -1,0 +1,37 @@
+import polars as pl
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from pipeline.adapter import Adapter, AdapterBundle, AdapterConfig
+from pipeline.cli import app
+
+
+def test_predict_scores_a_folder_and_skips_bad_images(tmp_path, tiny_clip):
+    torch.manual_seed(0)
+    adapter = tmp_path / "adapter.pt"
+    model = Adapter(AdapterConfig(embed_dim=64, n_labels=3, hidden_dim=16))
+    with torch.no_grad():
+        model.net[-1].bias.copy_(torch.tensor([20.0, -20.0, 0.0]))  # "cat" always, "dog" never
+        model.net[-1].weight.zero_()
+    AdapterBundle(model, ("cat", "dog", "car"), False, str(tiny_clip), 64).save(adapter)
+    images = tmp_path / "images"
+    (images / "sub").mkdir(parents=True)
+    for name in ("a.jpg", "b.png", "sub/c.jpg"):
+        Image.new("RGB", (40, 30), (120, 30, 200)).save(images / name)
+    (images / "broken.jpg").write_bytes(b"nope")
+    out = tmp_path / "predictions.parquet"
+
+    result = CliRunner().invoke(app, ["predict", str(images), "--adapter", str(adapter), "--out", str(out), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "broken.jpg" in result.output and "3 image(s) scored" in result.output
+    frame = pl.read_parquet(out)
+    assert frame.columns == ["path", "predicted", "cat", "dog", "car"]
+    assert len(frame) == 3 and frame.schema["predicted"] == pl.List(pl.Utf8)
+    assert all(p[0] == "cat" and "dog" not in p for p in frame["predicted"])  # car is at p=0.5, on the threshold
+    assert frame["cat"].min() > 0.99 and frame["dog"].max() < 0.01
+
+
+def test_predict_names_a_missing_adapter(tmp_path):
+    result = CliRunner().invoke(app, ["predict", str(tmp_path), "--adapter", str(tmp_path / "none.pt")])
+    assert result.exit_code == 1 and "none.pt" in result.output
