@@ -169,6 +169,30 @@ class OpenAIBackend:
         self._next = 0
         self.requests = [0] * len(self.urls)   # per server, retries included
         self.failures = [0] * len(self.urls)
+        self.model_name = self._served_model()
+
+    def _served_model(self) -> str:
+        """The `model` column: what the servers say they serve (GET /models), when that is one model.
+
+        llama-cpp-python's server answers any `model` name and echoes it back, so the request's name
+        says nothing; its /models lists the GGUF. Only the column uses this, never the journal key,
+        so a server that is briefly down at start cannot invalidate the journal."""
+        import httpx
+
+        served: set[str] = set()
+        for url in self.urls:
+            try:
+                data = self._client.get(f"{url}/models", timeout=min(self.params.timeout_s, 10.0)).json()
+                ids = {m["id"] for m in data["data"] if isinstance(m.get("id"), str)}
+            except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError):
+                continue
+            if self.params.model in ids:
+                return self.params.model
+            served |= ids
+        if len(served) == 1:
+            (model,) = served
+            return Path(model).name if model.endswith(".gguf") else model
+        return self.params.model
 
     def _pick(self, avoid: int | None) -> int:
         """The server with the fewest requests in flight (round robin among ties), not `avoid` if others exist."""
@@ -216,6 +240,8 @@ class OpenAIBackend:
                     continue
                 reply = _read_reply(response)
                 ok = True
+                if reply.model in (None, self.params.model):   # an echo of our own request says nothing
+                    reply = Reply(reply.text, reply.finish_reason, self.model_name)
                 return reply
             except httpx.TimeoutException as e:
                 last_error = f"{url}: timed out after {self.params.timeout_s}s ({type(e).__name__})"
