@@ -375,3 +375,14 @@ def test_a_missing_model_file_names_the_key(tmp_path):
     with pytest.raises(ParamsError, match=r"generate\.model = .*not a file"):
         resolve_model(str(tmp_path / "nope.gguf"))
     assert resolve_model("smollm2").suffix == ".gguf"
+
+
+def test_the_fingerprint_covers_the_answer_code(monkeypatch):
+    from pipeline.generate import run as run_module
+    from pipeline.generate.journal import fingerprint_of
+
+    p = params()
+    before = fingerprint_of(run_module.journal_meta(p, VOC_LABELS, {"backend": "x"}))
+    assert before == fingerprint_of(run_module.journal_meta(p, VOC_LABELS, {"backend": "x"}))
+    monkeypatch.setattr(run_module, "_answer_code_hash", lambda: "edited")
+    assert fingerprint_of(run_module.journal_meta(p, VOC_LABELS, {"backend": "x"})) != before

@@ -17,7 +17,7 @@ from pipeline.io import write_parquet
 from pipeline.labels import VOC_LABELS
 
 ROOT = Path(__file__).resolve().parents[1]
-N = 40
+N = 30
 
 
 def make_project(path: Path) -> Path:

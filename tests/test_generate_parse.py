@@ -63,6 +63,8 @@ def test_captions_are_cleaned(raw, caption):
         ("As an AI language model, I cannot view images.", "refusal"),
         ("Sure! Unfortunately, I am unable to describe images I cannot see.", "refusal"),
         ('"I apologize, but I do not have enough information."', "refusal"),
+        ("I'm a helpful AI named SmolLM, designed to provide you with clear and concise captions.", "refusal"),
+        ("As a text-based AI, I can't see pictures.", "refusal"),
         ("Sure, here is a caption:", "unparseable"),
         ("Here are some captions:", "unparseable"),
         ("...", "unparseable"),

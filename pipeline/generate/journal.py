@@ -6,7 +6,8 @@ Layout: `<journal>/<fingerprint>/meta.json` (what the fingerprint covers) and
 combination is either wholly in the journal or not at all, whenever the process dies.
 
 The fingerprint covers everything that changes an answer: the generate params (not the transport:
-servers, concurrency, timeouts, threads), the label set, and the model's identity. On start the
+servers, concurrency, timeouts, threads), the label set, the model's identity, and a hash of the
+code that samples, parses and runs the chats. On start the
 chunks under the current fingerprint are loaded and their combinations skipped; once a run
 finishes, folders of other fingerprints are deleted.
 """
@@ -27,7 +28,7 @@ from pipeline.io import write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
-JOURNAL_VERSION = 1   # bump when what a journal row means changes (parser, dialogue, row format)
+JOURNAL_VERSION = 1   # bump when the row format changes (the answer code is hashed into the fingerprint)
 
 ROW_SCHEMA = {
     "combination_id": pl.Int64,

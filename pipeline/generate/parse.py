@@ -50,7 +50,8 @@ _REFUSAL = re.compile(
     r"^\s*(?:i'?m sorry|i am sorry|sorry\b|i apologi[sz]e|my apologies|as an ai\b|as a language model|"
     r"as an artificial intelligence|i cannot\b|i can'?t\b|i can not\b|i'?m unable|i am unable|"
     r"i'?m not able|i am not able|i do not have the ability|i don'?t have the ability|unfortunately,? i\b|"
-    r"i'?m afraid i|i won'?t\b|i will not\b)",
+    r"i'?m afraid i|i won'?t\b|i will not\b|"
+    r"(?:i'?m|i am|as) (?:just )?(?:a|an) (?:helpful |friendly |text-based |large )?(?:ai|assistant|language model|chatbot)\b)",
     re.IGNORECASE,
 )
 _CHATTER = re.compile(

@@ -94,10 +94,22 @@ def journal_meta(params: GenerateParams, labels: LabelSet, backend_identity: dic
     for key in ("n_combinations", "llm_fraction", "templates", "use_synonyms", "n_threads", "model", "openai", "journal_every_s"):
         answer_params.pop(key, None)   # combination i does not depend on them; the model is in backend_identity
     return {
+        "code": _answer_code_hash(),
         "generate": answer_params,
         "labels": {"names": list(labels.names), "synonyms": [list(s) for s in labels.synonyms]},
         "backend": backend_identity,
     }
+
+
+def _answer_code_hash() -> str:
+    """The code that turns a combination into captions (sampling, parsing, the chat rules): a change to
+    it must not resume from captions the old code made (DVC reruns the stage; this stops the resume)."""
+    from pipeline.generate import combinations, parse, refine, tokens
+
+    digest = hashlib.sha256()
+    for module in (combinations, parse, refine, tokens):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def generate_texts(

@@ -1,0 +1,156 @@
+"""Throughput of the generate stage's LLM path.
+
+(a) the stage (`generate_texts`, llama_cpp backend) against a bare llama-cpp loop
+    (`Llama(...).create_chat_completion` over the same model, prompts, seeds and max_tokens);
+(b) the stage's `openai` backend with two local llama-cpp-python servers against one.
+
+    python benchmarks/generation.py --n 40            # both
+    python benchmarks/generation.py --n 40 --skip-servers
+
+Texts/second counts captions kept in texts.parquet for the stage and answers for the bare loop
+(which parses nothing, shortens nothing and drops nothing), model load included on both sides.
+Each measurement is repeated `--repeats` times, alternating, and the best is kept: other work on
+the machine only ever slows a run down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.config import GenerateParams, OpenAIParams  # noqa: E402
+from pipeline.generate import generate_texts, plan_combinations, resolve_model  # noqa: E402
+from pipeline.generate.refine import fill  # noqa: E402
+from pipeline.labels import VOC_LABELS  # noqa: E402
+
+
+def stage_run(p: GenerateParams) -> tuple[float, int, int]:
+    """(seconds, texts kept, LLM combinations) of one generate_texts call in a fresh folder."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        started = time.perf_counter()
+        summary = generate_texts(p, VOC_LABELS, texts_path=out / "texts.parquet", report_path=out / "report.parquet",
+                                 journal_dir=out / "journal", progress=False)
+        return time.perf_counter() - started, summary.llm_texts, summary.llm_combinations
+
+
+def bare_run(p: GenerateParams) -> tuple[float, int, int]:
+    """(seconds, answers, model tokens) of a plain llama-cpp loop over the stage's prompts and seeds."""
+    from llama_cpp import Llama
+
+    plan = plan_combinations(VOC_LABELS, seed=p.seed, n=p.n_combinations, max_labels=p.max_labels, llm_fraction=1.0)
+    started = time.perf_counter()
+    llm = Llama(model_path=str(resolve_model(p.model)), n_ctx=p.n_ctx, n_threads=p.n_threads,
+                n_threads_batch=p.n_threads, verbose=False)
+    answers = tokens = 0
+    for c in plan:
+        out = llm.create_chat_completion(messages=[{"role": "user", "content": fill(p.prompt, c.words)}],
+                                         temperature=p.temperature, max_tokens=p.max_tokens, seed=c.seed)
+        answers += 1
+        tokens += out["usage"]["completion_tokens"]
+    seconds = time.perf_counter() - started
+    llm.close()
+    return seconds, answers, tokens
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(threads: int) -> tuple[subprocess.Popen, str]:
+    import httpx
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(resolve_model("smollm2")), "--host", "127.0.0.1",
+         "--port", str(port), "--n_threads", str(threads), "--n_threads_batch", str(threads), "--n_ctx", "1024",
+         "--verbose", "False"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"llama_cpp.server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/models", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError("llama_cpp.server did not start within 120s")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=40, help="label combinations per run (default 40)")
+    ap.add_argument("--threads", type=int, default=2, help="llama_cpp threads for (a) (default 2)")
+    ap.add_argument("--server-threads", type=int, default=1, help="threads per server for (b) (default 1)")
+    ap.add_argument("--repeats", type=int, default=2, help="runs per measurement, best kept (default 2)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip-servers", action="store_true", help="only (a)")
+    args = ap.parse_args()
+
+    base = GenerateParams(n_combinations=args.n, seed=args.seed, n_threads=args.threads, llm_fraction=1.0)
+    base.check("generate")
+    print(f"model {resolve_model(base.model).name}, {args.n} combinations, max_tokens {base.max_tokens}, "
+          f"{args.threads} thread(s), best of {args.repeats}")
+
+    # (a) stage vs bare loop
+    bare, stage = [], []
+    for _ in range(args.repeats):
+        seconds, answers, tokens = bare_run(base)
+        bare.append(answers / seconds)
+        print(f"  bare llama-cpp loop: {answers} answers in {seconds:.1f}s = {answers / seconds:.2f}/s "
+              f"({tokens / seconds:.0f} generated tokens/s)")
+        seconds, texts, _ = stage_run(base)
+        stage.append(texts / seconds)
+        print(f"  stage (llama_cpp):   {texts} texts in {seconds:.1f}s = {texts / seconds:.2f}/s")
+    print(f"(a) stage / bare texts per second: {max(stage) / max(bare):.2f}  (goal >= 0.9)")
+
+    if args.skip_servers:
+        return
+    # (b) two servers vs one, through the openai backend
+    servers = [start_server(args.server_threads) for _ in range(2)]
+    try:
+        urls = [url for _, url in servers]
+        one, two = [], []
+        for _ in range(args.repeats):
+            for count, results in ((1, one), (2, two)):
+                p = dataclasses.replace(base, backend="openai", openai=OpenAIParams(
+                    base_urls=tuple(urls[:count]), concurrency=count, timeout_s=300, retries=1))
+                seconds, texts, _ = stage_run(p)
+                results.append(texts / seconds)
+                print(f"  openai backend, {count} server(s) x {args.server_threads} thread(s): "
+                      f"{texts} texts in {seconds:.1f}s = {texts / seconds:.2f}/s")
+        print(f"(b) two servers / one server texts per second: {max(two) / max(one):.2f}  "
+              f"(goal 1.6 with a core per server thread; this machine has {_cores()} cores)")
+    finally:
+        for proc, _ in servers:
+            proc.terminate()
+        for proc, _ in servers:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+if __name__ == "__main__":
+    main()
