@@ -205,11 +205,14 @@ class ZeroshotParams:
 
 @dataclass(frozen=True)
 class FewshotParams:
-    shots: int = 0
-    split: str = "trainval"
-    seed: int = 0
-    radius: float = 1.0
-    image_weight: float = 0.5
+    """Few-shot setting (stage `fewshot`, read by `train`): `shots` labelled images per class of
+    `split`, CoOp-style seeded sampling (`pipeline.fewshot`), mixed with the texts in training."""
+
+    shots: int = 0                 # 0 = off (zero-shot)
+    split: str = "trainval"        # manifest split the support images come from
+    seed: int = 0                  # sampling seed
+    radius: float = 1.0            # noise radius for the support images (texts use train.radius)
+    image_weight: float = 0.5      # share of each training batch drawn from the support images; 0 = texts only
 
     def check(self, key: str) -> None:
         _one_of(f"{key}.shots", self.shots, (0, 1, 2, 4, 8, 16))
@@ -223,10 +226,17 @@ class FewshotParams:
 
 @dataclass(frozen=True)
 class PartialParams:
-    known_proportion: float | None = None
-    split: str = "trainval"
-    seed: int = 0
-    radius: float = 10.0
+    """Partial-label setting (stages `mask`, `centroids`, read by `train`): a seeded share
+    `known_proportion` of the (image, label) entries of `split` is known (`pipeline.partial`);
+    texts are shifted by their combination's offset (`pipeline.centroids`) and perturbed with
+    `radius`; the partially labelled images join training with a loss mask."""
+
+    known_proportion: float | None = None   # 0.1..0.9 turns the setting on; null = off
+    split: str = "trainval"                 # manifest split of the partially labelled images
+    seed: int = 0                           # mask seed
+    radius: float = 10.0                    # text noise radius after the shift
+    image_radius: float = 1.0               # noise radius for the partially labelled images
+    image_weight: float = 0.5               # share of each training batch drawn from those images; 0 = texts only
 
     def check(self, key: str) -> None:
         if self.known_proportion is not None and not 0.1 <= self.known_proportion <= 0.9:
@@ -235,6 +245,8 @@ class PartialParams:
                 "use a value from 0.1 to 0.9, or null for the zero-shot setting"
             )
         _at_least(f"{key}.radius", self.radius, 0)
+        _at_least(f"{key}.image_radius", self.image_radius, 0)
+        _fraction(f"{key}.image_weight", self.image_weight)
 
     @property
     def enabled(self) -> bool:

@@ -9,6 +9,9 @@
 
 from __future__ import annotations
 
+import logging
+
+import numpy as np
 import polars as pl
 import torch
 
@@ -17,6 +20,8 @@ from .config import Params
 from .embeddings import read_shards
 from .labels import LabelSet
 from .train import TrainingSet
+
+log = logging.getLogger(__name__)
 
 
 def read_texts(labels: LabelSet) -> pl.DataFrame:
@@ -32,11 +37,97 @@ def text_embeddings(texts: pl.DataFrame) -> torch.Tensor:
 
 
 def build_training_set(params: Params, labels: LabelSet) -> tuple[TrainingSet, int]:
-    """The training set and the image resolution the adapter must be evaluated at."""
+    """The training set and the image resolution the adapter must be evaluated at.
+
+    zero-shot: texts only, radius train.radius, evaluated at encode.image_resolution.
+    few-shot: plus the support images (`artifacts/fewshot/support.parquet`) of fewshot.split at
+    encode.image_resolution, radius fewshot.radius, fewshot.image_weight of each batch.
+    partial labels: texts shifted by their combination's offset
+    (`artifacts/centroids/combinations.parquet`), radius partial.radius, plus every image of
+    partial.split at encode.partial_resolution with its known labels (`artifacts/partial/mask.parquet`;
+    unknown entries masked out of the loss), radius partial.image_radius, partial.image_weight of
+    each batch; evaluated at encode.partial_resolution.
+    """
     texts = read_texts(labels)
-    data = TrainingSet(
-        text=text_embeddings(texts),
-        text_targets=torch.from_numpy(labels.multi_hot(texts["labels"].to_list())),
+    text = text_embeddings(texts)
+    text_targets = torch.from_numpy(labels.multi_hot(texts["labels"].to_list()))
+    if params.fewshot.enabled:
+        return _fewshot_set(params, labels, text, text_targets), params.encode.image_resolution
+    if params.partial.enabled:
+        return _partial_set(params, labels, texts, text, text_targets), params.encode.partial_resolution
+    return TrainingSet(text=text, text_targets=text_targets, text_radius=params.train.radius), params.encode.image_resolution
+
+
+def _read_table(path, stage: str) -> pl.DataFrame:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; run `dvc repro {stage}` first")
+    return pl.read_parquet(path)
+
+
+def _fewshot_set(params: Params, labels: LabelSet, text: torch.Tensor, text_targets: torch.Tensor) -> TrainingSet:
+    from .artifacts import labelled_images
+    from .fewshot import SUPPORT_PATH
+
+    p = params.fewshot
+    support = _read_table(SUPPORT_PATH, "fewshot")
+    if support.height == 0:
+        raise FileNotFoundError(
+            f"{SUPPORT_PATH} is empty but fewshot.shots = {p.shots}: run `dvc repro fewshot` to sample the support set"
+        )
+    images = labelled_images(params, labels, p.split, params.encode.image_resolution)
+    have = set(images.ids)
+    missing = [i for i in support["image_id"].to_list() if i not in have]
+    if missing:
+        log.warning("%d support image(s) have no embedding (unreadable, skipped by encode_images), e.g. %s: "
+                    "training without them", len(missing), missing[:3])
+        support = support.filter(pl.col("image_id").is_in(list(have)))
+    position = {i: n for n, i in enumerate(images.ids)}
+    rows = [position[i] for i in support["image_id"].to_list()]
+    log.info("few-shot: %d texts (radius %g) + %d support images of %s (radius %g, %.0f%% of each batch)",
+             len(text), params.train.radius, len(rows), p.split, p.radius, 100 * p.image_weight)
+    return TrainingSet(
+        text=text,
+        text_targets=text_targets,
         text_radius=params.train.radius,
+        images=torch.from_numpy(images.vectors[rows]),
+        image_targets=torch.from_numpy(labels.multi_hot(support["labels"].to_list())),
+        image_radius=p.radius,
+        image_weight=p.image_weight,
     )
-    return data, params.encode.image_resolution
+
+
+def _partial_set(
+    params: Params, labels: LabelSet, texts: pl.DataFrame, text: torch.Tensor, text_targets: torch.Tensor
+) -> TrainingSet:
+    from .artifacts import labelled_images
+    from .centroids import COMBINATIONS_PATH, text_offsets
+    from .partial import MASK_PATH, known_summary, mask_arrays
+
+    p = params.partial
+    mask = _read_table(MASK_PATH, "mask")
+    combinations = _read_table(COMBINATIONS_PATH, "centroids")
+    if mask.height == 0 or combinations.height == 0:
+        raise FileNotFoundError(
+            f"{MASK_PATH} or {COMBINATIONS_PATH} is empty but partial.known_proportion = {p.known_proportion}: "
+            "run `dvc repro centroids`"
+        )
+    offsets = text_offsets(texts["labels"].to_list(), combinations, labels, text.shape[1])
+    images = labelled_images(params, labels, p.split, params.encode.partial_resolution)
+    targets, known = mask_arrays(mask, labels, images.ids)
+    summary = known_summary(mask, len(labels))
+    log.info("partial labels: %d texts shifted (mean offset norm %.3f) with radius %g + %d images of %s at %d px "
+             "(%.1f%% of entries known, radius %g, %.0f%% of each batch)",
+             len(text), float(np.linalg.norm(offsets, axis=1).mean()) if len(offsets) else 0.0, p.radius,
+             len(images.ids), p.split, images.resolution, 100 * summary["known_share"], p.image_radius,
+             100 * p.image_weight)
+    return TrainingSet(
+        text=text,
+        text_targets=text_targets,
+        text_radius=p.radius,
+        text_offsets=torch.from_numpy(offsets),
+        images=torch.from_numpy(images.vectors),
+        image_targets=torch.from_numpy(targets),
+        image_known=torch.from_numpy(known),
+        image_radius=p.image_radius,
+        image_weight=p.image_weight,
+    )
