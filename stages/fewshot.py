@@ -1,0 +1,38 @@
+"""fewshot: the few-shot support set, `fewshot.shots` labelled images per class of `fewshot.split`.
+
+Writes `artifacts/fewshot/support.parquet` (image_id Utf8, labels List[Utf8], picked_for Utf8;
+see `pipeline.fewshot`), an empty table with those columns when fewshot.shots is 0.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import logging  # noqa: E402
+
+from pipeline.artifacts import read_labels, read_manifest  # noqa: E402
+from pipeline.fewshot import SUPPORT_PATH, empty_support, positives_per_class, sample_support  # noqa: E402
+from pipeline.io import write_parquet  # noqa: E402
+from pipeline.stage import run  # noqa: E402
+
+log = logging.getLogger("fewshot")
+
+
+def main(params) -> None:
+    p = params.fewshot
+    if not p.enabled:
+        log.info("fewshot.shots is 0 (zero-shot setting): skipping support sampling, writing an empty %s", SUPPORT_PATH)
+        write_parquet(empty_support(), SUPPORT_PATH)
+        return
+    labels = read_labels(params)
+    manifest = read_manifest(params, p.split)
+    support = sample_support(manifest, labels, p.shots, p.seed)
+    counts = positives_per_class(support, labels)
+    log.info("%d-shot support from %s (%d images): %d images picked; positives per class min %d, max %d",
+             p.shots, p.split, manifest.height, support.height, min(counts.values()), max(counts.values()))
+    write_parquet(support, SUPPORT_PATH)
+
+
+if __name__ == "__main__":
+    run(main, "fewshot")

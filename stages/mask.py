@@ -1,0 +1,43 @@
+"""mask: which (image, label) entries of `partial.split` are known in the partial-label setting.
+
+Writes `artifacts/partial/mask.parquet` (image_id Utf8, known_positive List[Utf8],
+known_negative List[Utf8]; see `pipeline.partial`), an empty table with those columns when
+partial.known_proportion is null.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import logging  # noqa: E402
+
+from pipeline.artifacts import read_labels, read_manifest  # noqa: E402
+from pipeline.io import write_parquet  # noqa: E402
+from pipeline.partial import MASK_PATH, empty_mask, known_summary, sample_mask  # noqa: E402
+from pipeline.stage import run  # noqa: E402
+
+log = logging.getLogger("mask")
+
+
+def main(params) -> None:
+    p = params.partial
+    if not p.enabled:
+        log.info("partial.known_proportion is null (partial labels off): skipping the mask, writing an empty %s",
+                 MASK_PATH)
+        write_parquet(empty_mask(), MASK_PATH)
+        return
+    labels = read_labels(params)
+    manifest = read_manifest(params, p.split)
+    mask = sample_mask(manifest, labels, p.known_proportion, p.seed)
+    s = known_summary(mask, len(labels))
+    n_difficult = int(manifest["difficult"].list.len().sum() or 0) if "difficult" in manifest.columns else 0
+    log.info("%s: %d images, %.1f%% of entries known (asked %.0f%%): %d known positives, %d known negatives; "
+             "%d 'difficult' entries never revealed",
+             p.split, s["n_images"], 100 * s["known_share"], 100 * p.known_proportion,
+             s["n_known_positive"], s["n_known_negative"], n_difficult)
+    write_parquet(mask, MASK_PATH)
+
+
+if __name__ == "__main__":
+    run(main, "mask")

@@ -1,0 +1,172 @@
+"""Visual centroids, combination offsets, the centroids stage and its t-SNE picture."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from pipeline import paths
+from pipeline.centroids import (
+    COMBINATION_SCHEMA, COMBINATIONS_PATH, TSNE_PATH, VISUAL_PATH, VISUAL_SCHEMA, centroid_matrix,
+    combination_key, combination_offsets, text_offsets, visual_centroids,
+)
+from pipeline.config import EncodeParams, Params, PartialParams, PrepareParams
+from pipeline.embeddings import write_shards
+from pipeline.io import write_parquet
+from pipeline.labels import LabelSet
+from pipeline.partial import MASK_PATH, sample_mask
+
+LABELS = LabelSet.from_names(["a", "b", "c"])
+
+
+def test_visual_centroid_is_the_mean_of_known_positives_only() -> None:
+    vectors = np.array([[1, 0], [3, 0], [0, 2], [100, 100]], dtype=np.float32)
+    known_positive = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 0]])  # the last image: nothing known
+    visual = visual_centroids(vectors, known_positive, LABELS)
+    assert visual.schema == pl.Schema(VISUAL_SCHEMA)
+    rows = {r["label"]: r for r in visual.iter_rows(named=True)}
+    assert rows["a"]["n_images"] == 2 and rows["a"]["centroid"] == pytest.approx([2, 0])
+    assert rows["b"]["n_images"] == 2 and rows["b"]["centroid"] == pytest.approx([1.5, 1])
+    assert rows["c"]["n_images"] == 0 and rows["c"]["centroid"] is None
+    matrix, has = centroid_matrix(visual, LABELS, 2)
+    assert has.tolist() == [True, True, False] and matrix[2].tolist() == [0, 0]
+
+
+def test_visual_centroids_check_the_mask_shape() -> None:
+    with pytest.raises(ValueError, match="shape"):
+        visual_centroids(np.zeros((2, 4)), np.zeros((3, 3)), LABELS)
+
+
+def test_combination_offsets_by_hand(caplog) -> None:
+    visual = visual_centroids(np.array([[2, 0], [0, 4]], np.float32), np.array([[1, 0, 0], [0, 1, 0]]), LABELS)
+    texts = np.array([[0, 0], [1, 1], [1, 0], [5, 5], [7, 7], [9, 9]], dtype=np.float32)
+    # ["b", "a"] and ["a", "b"] are one combination; "c" has no visual centroid; [] has no label at all
+    text_labels = [["a", "b"], ["b", "a"], ["a"], ["a", "c"], ["c"], []]
+    with caplog.at_level(logging.WARNING):
+        frame, stats = combination_offsets(texts, text_labels, visual, LABELS)
+    assert frame.schema == pl.Schema(COMBINATION_SCHEMA)
+    rows = {tuple(r["combination"]): r for r in frame.iter_rows(named=True)}
+    assert set(rows) == {(), ("a",), ("c",), ("a", "b"), ("a", "c")}
+    ab = rows[("a", "b")]
+    assert ab["n_texts"] == 2 and ab["n_labels_used"] == 2
+    assert ab["text_centroid"] == pytest.approx([0.5, 0.5])
+    assert ab["offset"] == pytest.approx([1 - 0.5, 2 - 0.5])          # mean([2,0],[0,4]) - [0.5,0.5]
+    assert ab["offset_norm"] == pytest.approx(np.hypot(0.5, 1.5), rel=1e-6)
+    assert rows[("a",)]["offset"] == pytest.approx([1, 0])
+    ac = rows[("a", "c")]                                              # only "a" has a centroid: used alone
+    assert ac["n_labels_used"] == 1 and ac["offset"] == pytest.approx([2 - 5, 0 - 5])
+    for key in [("c",), ()]:                                           # nothing to shift towards: zero
+        assert rows[key]["n_labels_used"] == 0 and rows[key]["offset"] == [0, 0] and rows[key]["offset_norm"] == 0
+    assert stats.n_combinations == 5 and stats.n_texts == 6
+    assert stats.n_partly_shifted == 1 and stats.n_unshifted == 2 and stats.labels_without_centroid == ["c"]
+    assert "no visual centroid" in caplog.text and "unshifted" in caplog.text
+
+    offsets = text_offsets(text_labels, frame, LABELS, 2)
+    assert offsets.dtype == np.float32 and offsets.shape == (6, 2)
+    np.testing.assert_allclose(offsets[0], offsets[1])
+    np.testing.assert_allclose(offsets[0], [0.5, 1.5])
+    np.testing.assert_allclose(offsets[3], [-3, -5])
+    # shifting each text centroid lands on the mean visual centroid of its labels
+    np.testing.assert_allclose(np.array(ab["text_centroid"]) + ab["offset"], [1, 2])
+
+
+def test_text_offsets_leave_unknown_combinations_unshifted_and_check_dims() -> None:
+    visual = visual_centroids(np.array([[2.0, 0.0]]), np.array([[1, 0, 0]]), LABELS)
+    frame, _ = combination_offsets(np.array([[0.0, 0.0]]), [["a"]], visual, LABELS)
+    out = text_offsets([["a"], ["b"]], frame, LABELS, 2)
+    np.testing.assert_allclose(out, [[2, 0], [0, 0]])
+    with pytest.raises(ValueError, match="dims"):
+        text_offsets([["a"]], frame, LABELS, 3)
+
+
+def test_combination_key_sorts_in_label_order() -> None:
+    assert combination_key(["c", "a", "c"], LABELS) == ("a", "c")
+
+
+# --------------------------------------------------------------------------------------------- the stage
+
+
+def _params(known_proportion, resolution=64) -> Params:
+    return Params(
+        prepare=PrepareParams(dataset="toy", splits=("trainval", "test"), root="."),
+        encode=EncodeParams(model="unused", image_resolution=32, partial_resolution=resolution),
+        partial=PartialParams(known_proportion=known_proportion, seed=3),
+    )
+
+
+def _workspace(root: Path, n_images: int = 40, n_texts: int = 30, dim: int = 8) -> None:
+    """labels, a trainval manifest, texts and their embeddings, trainval image embeddings at 64 px."""
+    rng = np.random.default_rng(0)
+    write_parquet(LABELS.to_frame(), root / paths.labels_path("toy"))
+    ids = [f"img{i}" for i in range(n_images)]
+    image_labels = [sorted(rng.choice(["a", "b", "c"], rng.integers(1, 3), replace=False).tolist()) for _ in ids]
+    manifest = pl.DataFrame({"image_id": ids, "path": [f"{i}.jpg" for i in ids], "labels": image_labels,
+                             "difficult": [[] for _ in ids]},
+                            schema={"image_id": pl.Utf8, "path": pl.Utf8, "labels": pl.List(pl.Utf8),
+                                    "difficult": pl.List(pl.Utf8)})
+    write_parquet(manifest, root / paths.manifest_path("toy", "trainval"))
+    text_labels = [sorted(rng.choice(["a", "b", "c"], rng.integers(1, 3), replace=False).tolist()) for _ in range(n_texts)]
+    texts = pl.DataFrame({"text_id": [f"t{i}" for i in range(n_texts)], "text": ["x"] * n_texts,
+                          "labels": text_labels, "combination": text_labels})
+    write_parquet(texts, root / paths.TEXTS)
+    write_shards(root / paths.TEXT_EMBEDDINGS, texts["text_id"].to_list(), rng.normal(size=(n_texts, dim)).astype(np.float32), {})
+    write_shards(root / paths.image_embeddings_dir("trainval", 64), ids,
+                 rng.normal(size=(n_images, dim)).astype(np.float32) + 3, {})
+
+
+def _run(stage: str, params: Params) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"stage_{stage}", Path(__file__).resolve().parents[1] / "stages" / f"{stage}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(params)
+
+
+def _is_png(path: Path) -> bool:
+    return path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_stage_writes_empty_tables_and_a_placeholder_when_off(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _run("centroids", _params(None))
+    visual, combinations = pl.read_parquet(VISUAL_PATH), pl.read_parquet(COMBINATIONS_PATH)
+    assert visual.height == 0 and visual.schema == pl.Schema(VISUAL_SCHEMA)
+    assert combinations.height == 0 and combinations.schema == pl.Schema(COMBINATION_SCHEMA)
+    assert _is_png(TSNE_PATH)
+
+
+def test_stage_computes_centroids_from_known_positives(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _workspace(tmp_path)
+    params = _params(0.5)
+    manifest = pl.read_parquet(paths.manifest_path("toy", "trainval"))
+    mask = sample_mask(manifest, LABELS, 0.5, params.partial.seed)
+    write_parquet(mask, MASK_PATH)
+    _run("centroids", params)
+
+    visual = pl.read_parquet(VISUAL_PATH)
+    assert visual.schema == pl.Schema(VISUAL_SCHEMA) and visual["label"].to_list() == ["a", "b", "c"]
+    from pipeline.embeddings import read_shards
+
+    images = read_shards(paths.image_embeddings_dir("trainval", 64))
+    for row in visual.iter_rows(named=True):
+        having = mask.filter(pl.col("known_positive").list.contains(row["label"]))["image_id"].to_list()
+        assert row["n_images"] == len(having)
+        np.testing.assert_allclose(row["centroid"], images.select(having).mean(axis=0), rtol=1e-5, atol=1e-5)
+    combinations = pl.read_parquet(COMBINATIONS_PATH)
+    assert combinations.schema == pl.Schema(COMBINATION_SCHEMA)
+    assert combinations["n_texts"].sum() == 30
+    assert (combinations["offset_norm"] > 1).all()  # images sit 3 away from the texts in every dimension
+    assert _is_png(TSNE_PATH) and TSNE_PATH.stat().st_size > 10_000
+
+
+def test_stage_needs_the_mask(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    _workspace(tmp_path)
+    with pytest.raises(FileNotFoundError, match="dvc repro mask"):
+        _run("centroids", _params(0.5))

@@ -1,0 +1,312 @@
+"""Partial labels: the seeded mask, the mask stage, the training set, and the method itself on
+synthetic embeddings with a known modality offset (shifted vs. unshifted perturbation, and how
+the centroid estimate improves as more labels are known)."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from pipeline import paths
+from pipeline.centroids import COMBINATIONS_PATH, combination_offsets, text_offsets, visual_centroids
+from pipeline.config import EncodeParams, Params, ParamsError, PartialParams, PrepareParams, TrainParams, load_params
+from pipeline.embeddings import write_shards
+from pipeline.io import write_parquet
+from pipeline.labels import LabelSet
+from pipeline.metrics import mean_ap
+from pipeline.partial import MASK_PATH, MASK_SCHEMA, known_summary, mask_arrays, sample_mask
+from pipeline.train import TrainingSet, train_adapter
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _manifest(image_labels, difficult=None) -> pl.DataFrame:
+    n = len(image_labels)
+    return pl.DataFrame(
+        {"image_id": [f"img{i:04d}" for i in range(n)], "path": [f"{i}.jpg" for i in range(n)],
+         "labels": image_labels, "difficult": difficult or [[] for _ in range(n)]},
+        schema={"image_id": pl.Utf8, "path": pl.Utf8, "labels": pl.List(pl.Utf8), "difficult": pl.List(pl.Utf8)},
+    )
+
+
+def _random_manifest(labels: LabelSet, n: int, seed: int = 0) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    return _manifest([sorted(rng.choice(labels.names, rng.integers(1, 4), replace=False).tolist()) for _ in range(n)])
+
+
+LABELS = LabelSet.from_names([f"l{i}" for i in range(6)])
+
+
+# --------------------------------------------------------------------------------------------- the mask
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_mask_reveals_about_the_asked_proportion_and_only_true_labels(p: float) -> None:
+    manifest = _random_manifest(LABELS, 500)
+    mask = sample_mask(manifest, LABELS, p, seed=0)
+    assert mask.schema == pl.Schema(MASK_SCHEMA) and mask["image_id"].to_list() == manifest["image_id"].to_list()
+    share = known_summary(mask, len(LABELS))["known_share"]
+    assert abs(share - p) < 0.03
+    for truth, pos, neg in zip(manifest["labels"].to_list(), mask["known_positive"].to_list(), mask["known_negative"].to_list()):
+        assert set(pos) <= set(truth) and not set(neg) & set(truth) and not set(pos) & set(neg)
+
+
+def test_mask_is_seeded_nested_and_independent_of_row_order() -> None:
+    manifest = _random_manifest(LABELS, 200)
+    low, high = sample_mask(manifest, LABELS, 0.3, seed=1), sample_mask(manifest, LABELS, 0.5, seed=1)
+    assert sample_mask(manifest, LABELS, 0.3, seed=1).equals(low)
+    assert not sample_mask(manifest, LABELS, 0.3, seed=2).equals(low)
+    for a, b in zip(low.iter_rows(named=True), high.iter_rows(named=True)):   # 0.5 reveals a superset of 0.3
+        assert set(a["known_positive"]) <= set(b["known_positive"])
+        assert set(a["known_negative"]) <= set(b["known_negative"])
+    reversed_mask = sample_mask(manifest.reverse(), LABELS, 0.3, seed=1).reverse()
+    assert reversed_mask.equals(low)
+
+
+def test_difficult_entries_are_never_revealed() -> None:
+    manifest = _manifest([["l0"]] * 50, difficult=[["l1"]] * 50)
+    mask = sample_mask(manifest, LABELS, 1.0, seed=0)
+    assert all(pos == ["l0"] for pos in mask["known_positive"].to_list())
+    assert all("l1" not in neg and len(neg) == 4 for neg in mask["known_negative"].to_list())
+
+
+def test_mask_arrays_align_to_embedding_order_and_name_missing_images() -> None:
+    manifest = _manifest([["l0", "l2"], ["l1"]])
+    mask = sample_mask(manifest, LABELS, 1.0, seed=0)
+    targets, known = mask_arrays(mask, LABELS, ["img0001", "img0000"])
+    np.testing.assert_array_equal(targets, [[0, 1, 0, 0, 0, 0], [1, 0, 1, 0, 0, 0]])
+    np.testing.assert_array_equal(known, np.ones((2, 6)))
+    with pytest.raises(KeyError, match="img9999"):
+        mask_arrays(mask, LABELS, ["img0000", "img9999"])
+
+
+def test_known_proportion_range_and_partial_resolution_are_checked(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text())
+    assert load_params(params).partial.image_weight == 0.5
+    with pytest.raises(ParamsError, match="known_proportion"):
+        load_params(params, {"partial.known_proportion": 0.95})
+    with pytest.raises(ParamsError, match="partial_resolution"):
+        load_params(params, {"partial.known_proportion": 0.5, "encode.partial_resolution": None})
+    with pytest.raises(ParamsError, match="image_weight"):
+        load_params(params, {"partial.image_weight": 1.5})
+
+
+def _run(stage: str, params: Params) -> None:
+    spec = importlib.util.spec_from_file_location(f"stage_{stage}", ROOT / "stages" / f"{stage}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(params)
+
+
+def _params(known_proportion) -> Params:
+    return Params(
+        prepare=PrepareParams(dataset="toy", splits=("trainval", "test"), root="."),
+        encode=EncodeParams(model="unused", image_resolution=32, partial_resolution=64),
+        partial=PartialParams(known_proportion=known_proportion, seed=4, radius=2.5, image_radius=0.5, image_weight=0.25),
+        train=TrainParams(radius=7.0),
+    )
+
+
+def test_mask_stage_off_writes_an_empty_table(tmp_path: Path, monkeypatch, caplog) -> None:
+    monkeypatch.chdir(tmp_path)
+    with caplog.at_level(logging.INFO):
+        _run("mask", _params(None))
+    mask = pl.read_parquet(MASK_PATH)
+    assert mask.height == 0 and mask.schema == pl.Schema(MASK_SCHEMA)
+    assert "skipping" in caplog.text
+
+
+def test_mask_stage_on_writes_the_seeded_mask(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    manifest = _random_manifest(LABELS, 30)
+    write_parquet(LABELS.to_frame(), paths.labels_path("toy"))
+    write_parquet(manifest, paths.manifest_path("toy", "trainval"))
+    _run("mask", _params(0.5))
+    assert pl.read_parquet(MASK_PATH).equals(sample_mask(manifest, LABELS, 0.5, 4))
+
+
+def test_build_training_set_partial(tmp_path: Path, monkeypatch) -> None:
+    from pipeline.training_data import build_training_set
+
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    manifest = _random_manifest(LABELS, 20)
+    write_parquet(LABELS.to_frame(), paths.labels_path("toy"))
+    write_parquet(manifest, paths.manifest_path("toy", "trainval"))
+    text_labels = [["l0"], ["l1", "l0"], ["l2"], ["l0", "l1"]]
+    texts = pl.DataFrame({"text_id": ["t0", "t1", "t2", "t3"], "text": ["x"] * 4, "labels": text_labels,
+                          "combination": text_labels})
+    write_parquet(texts, paths.TEXTS)
+    text_vectors = rng.normal(size=(4, 8)).astype(np.float32)
+    write_shards(paths.TEXT_EMBEDDINGS, texts["text_id"].to_list(), text_vectors, {})
+    ids = manifest["image_id"].to_list()[::-1]                 # embeddings in another order than the manifest
+    image_vectors = rng.normal(size=(20, 8)).astype(np.float32)
+    write_shards(paths.image_embeddings_dir("trainval", 64), ids, image_vectors, {})
+    params = _params(0.5)
+    mask = sample_mask(manifest, LABELS, 0.5, 4)
+    write_parquet(mask, MASK_PATH)
+    targets, known = mask_arrays(mask, LABELS, ids)
+    combos, _ = combination_offsets(text_vectors, text_labels, visual_centroids(image_vectors, targets, LABELS), LABELS)
+    write_parquet(combos, COMBINATIONS_PATH)
+
+    data, resolution = build_training_set(params, LABELS)
+    assert resolution == 64
+    assert data.text_radius == 2.5 and data.image_radius == 0.5 and data.image_weight == 0.25
+    np.testing.assert_allclose(data.text_offsets.numpy(), text_offsets(text_labels, combos, LABELS, 8))
+    np.testing.assert_allclose(data.text_offsets[1], data.text_offsets[3])   # same combination, same shift
+    assert data.text_offsets.abs().sum() > 0
+    np.testing.assert_array_equal(data.images.numpy(), image_vectors)
+    np.testing.assert_array_equal(data.image_targets.numpy(), targets)
+    np.testing.assert_array_equal(data.image_known.numpy(), known)
+    assert 0 < known.mean() < 1
+
+    write_parquet(mask.clear(), MASK_PATH)                    # a stale, empty mask is an error, not a silent fallback
+    with pytest.raises(FileNotFoundError, match="dvc repro"):
+        build_training_set(params, LABELS)
+
+
+# --------------------------------------------------------------------------------------------- the method
+
+
+class World:
+    """Synthetic CLIP-like embeddings with a modality gap that depends on the labels.
+
+    A text about labels C is mean(a_l, l in C) + noise; an image with labels C is
+    mean(a_l + o_l, l in C) + g + noise: a common gap g plus a per-label offset o_l.
+    """
+
+    def __init__(self, seed: int, n_labels: int = 6, dim: int = 32, gap: float = 3.0, label_gap: float = 1.5, noise: float = 0.3):
+        self.rng = np.random.default_rng(seed)
+        self.labels = LabelSet.from_names([f"l{i}" for i in range(n_labels)])
+        self.a = _unit(self.rng.normal(size=(n_labels, dim)))
+        self.g = gap * _unit(self.rng.normal(size=dim))
+        self.o = label_gap * _unit(self.rng.normal(size=(n_labels, dim)))
+        self.noise = noise
+
+    def _combinations(self, n: int) -> list[list[int]]:
+        n_labels = len(self.labels)
+        return [sorted(self.rng.choice(n_labels, self.rng.integers(1, 4), replace=False).tolist()) for _ in range(n)]
+
+    def texts(self, n: int) -> tuple[np.ndarray, list[list[str]]]:
+        cs = self._combinations(n)
+        x = np.stack([self.a[c].mean(0) for c in cs]) + self.rng.normal(scale=self.noise, size=(n, self.a.shape[1]))
+        return x.astype(np.float32), [[self.labels.names[i] for i in c] for c in cs]
+
+    def images(self, n: int) -> tuple[np.ndarray, list[list[str]]]:
+        cs = self._combinations(n)
+        x = np.stack([(self.a[c] + self.o[c]).mean(0) + self.g for c in cs])
+        x = x + self.rng.normal(scale=self.noise, size=x.shape)
+        return x.astype(np.float32), [[self.labels.names[i] for i in c] for c in cs]
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny matrices: one thread is as fast, and does not collapse when other processes share the CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _train_params(**changes) -> TrainParams:
+    base = dict(seed=0, epochs=6, batch_size=64, max_lr=3e-3, weight_decay=0.01, hidden_dim=64, dropout=0.1,
+                radius=1.0, noise="surface", normalize=False, device="cpu")
+    return TrainParams(**{**base, **changes})
+
+
+def _map(model, x: np.ndarray, label_lists, labels: LabelSet) -> float:
+    with torch.no_grad():
+        scores = torch.sigmoid(model(torch.from_numpy(x))).numpy()
+    return mean_ap(scores, labels.multi_hot(label_lists))
+
+
+def _estimated_offsets(world: World, text_x, text_labels, image_x, image_labels, p: float, seed: int):
+    labels = world.labels
+    manifest = pl.DataFrame({"image_id": [f"i{j}" for j in range(len(image_x))], "labels": image_labels})
+    mask = sample_mask(manifest, labels, p, seed)
+    known_positive, _ = mask_arrays(mask, labels, manifest["image_id"].to_list())
+    visual = visual_centroids(image_x, known_positive, labels)
+    combos, _ = combination_offsets(text_x, text_labels, visual, labels)
+    return visual, combos
+
+
+def test_shifted_perturbation_beats_unshifted_random_perturbation(one_thread) -> None:
+    """Texts shifted by centroid offsets estimated from half-known labels, then perturbed, train an adapter
+    that scores images better than texts perturbed in place (same radius, same everything else)."""
+    results = []
+    for seed in (0, 1):
+        world = World(seed)
+        text_x, text_labels = world.texts(1500)
+        image_x, image_labels = world.images(500)
+        test_x, test_labels = world.images(600)
+        _, combos = _estimated_offsets(world, text_x, text_labels, image_x, image_labels, 0.5, seed)
+        offsets = torch.from_numpy(text_offsets(text_labels, combos, world.labels, text_x.shape[1]))
+        text, targets = torch.from_numpy(text_x), torch.from_numpy(world.labels.multi_hot(text_labels))
+        unshifted, _ = train_adapter(TrainingSet(text, targets, 1.0), _train_params())
+        shifted, _ = train_adapter(TrainingSet(text, targets, 1.0, text_offsets=offsets), _train_params())
+        results.append((_map(unshifted, test_x, test_labels, world.labels), _map(shifted, test_x, test_labels, world.labels)))
+    print("\npartial labels (p=0.5), test mAP unshifted vs shifted, per seed:",
+          [(round(u, 4), round(s, 4)) for u, s in results])
+    for unshifted_map, shifted_map in results:
+        assert shifted_map > unshifted_map + 0.05
+
+
+def test_centroid_error_falls_as_known_proportion_rises() -> None:
+    """Centroids and offsets from a mask at p, compared with those from fully labelled images."""
+    errors = {}
+    for p in (0.1, 0.5, 0.9):
+        per_seed = []
+        for seed in range(5):
+            world = World(seed)
+            text_x, text_labels = world.texts(800)
+            image_x, image_labels = world.images(300)
+            full_positive = world.labels.multi_hot(image_labels)
+            full_visual = visual_centroids(image_x, full_positive, world.labels)
+            full_combos, _ = combination_offsets(text_x, text_labels, full_visual, world.labels)
+            visual, combos = _estimated_offsets(world, text_x, text_labels, image_x, image_labels, p, seed + 100)
+            centroid_error = np.linalg.norm(
+                np.array(visual["centroid"].to_list()) - np.array(full_visual["centroid"].to_list()), axis=1).mean()
+            offset_error = np.linalg.norm(
+                np.array(combos["offset"].to_list()) - np.array(full_combos["offset"].to_list()), axis=1).mean()
+            per_seed.append((centroid_error, offset_error))
+        errors[p] = np.mean(per_seed, axis=0)
+    print("\nmean centroid / offset error vs fully labelled, by known proportion:",
+          {p: tuple(np.round(e, 4)) for p, e in errors.items()})
+    assert errors[0.1][0] > errors[0.5][0] > errors[0.9][0]
+    assert errors[0.1][1] > errors[0.5][1] > errors[0.9][1]
+    assert errors[0.9][0] < 0.5 * errors[0.1][0]
+
+
+def test_masked_loss_ignores_unknown_entries(one_thread) -> None:
+    """Partially labelled images help when unknown entries are masked out; read as negatives they hurt."""
+    results = []
+    for seed in (0, 1):
+        world = World(seed)
+        text_x, text_labels = world.texts(1500)
+        image_x, image_labels = world.images(500)
+        test_x, test_labels = world.images(600)
+        manifest = pl.DataFrame({"image_id": [f"i{j}" for j in range(len(image_x))], "labels": image_labels})
+        mask = sample_mask(manifest, world.labels, 0.3, seed)
+        targets, known = mask_arrays(mask, world.labels, manifest["image_id"].to_list())
+        text, text_targets = torch.from_numpy(text_x), torch.from_numpy(world.labels.multi_hot(text_labels))
+        images, targets, known = torch.from_numpy(image_x), torch.from_numpy(targets), torch.from_numpy(known)
+        masked, _ = train_adapter(TrainingSet(text, text_targets, 1.0, images=images, image_targets=targets,
+                                              image_known=known, image_radius=0.3, image_weight=0.5), _train_params())
+        as_negative, _ = train_adapter(TrainingSet(text, text_targets, 1.0, images=images, image_targets=targets,
+                                                   image_radius=0.3, image_weight=0.5), _train_params())
+        results.append((_map(as_negative, test_x, test_labels, world.labels), _map(masked, test_x, test_labels, world.labels)))
+    print("\npartial labels (p=0.3), test mAP unknown-as-negative vs masked, per seed:",
+          [(round(a, 4), round(m, 4)) for a, m in results])
+    for as_negative_map, masked_map in results:
+        assert masked_map > as_negative_map
