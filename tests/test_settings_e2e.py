@@ -1,0 +1,107 @@
+"""The few-shot and partial-label settings end to end through `dvc repro` / `dvc exp run`, on
+the tiny CLIP and tiny dataset of `e2e_project`: the stages run, write their tables, and a
+change of `partial.known_proportion` or `fewshot.shots` reruns only the stages it concerns.
+Plumbing and caching, never accuracy."""
+
+import json
+
+import polars as pl
+import pytest
+
+from e2e_project import LABELS, commit, make_project, run, stages_run
+
+pytestmark = pytest.mark.slow
+
+ALL_STAGES = {"prepare", "generate", "encode_text", "encode_images", "zeroshot", "fewshot", "mask", "centroids", "train", "evaluate"}
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, tiny_clip):
+    project = make_project(tmp_path_factory.mktemp("settings"), tiny_clip, llm_fraction=0.0,
+                           **{"partial.known_proportion": 0.3, "generate.n_combinations": 24})
+    result = run(project, "dvc", "repro")
+    assert stages_run(result.stdout) == ALL_STAGES, result.stdout
+    commit(project, "partial labels at 0.3")
+    return project
+
+
+def _read(project, *parts) -> pl.DataFrame:
+    return pl.read_parquet(project.joinpath("artifacts", *parts))
+
+
+def _metrics(project) -> dict:
+    return json.loads((project / "artifacts" / "eval" / "metrics.json").read_text())
+
+
+def _summary(project) -> dict:
+    return json.loads((project / "artifacts" / "train" / "summary.json").read_text())
+
+
+def _entries(mask: pl.DataFrame) -> set[tuple[str, str, bool]]:
+    return {(row["image_id"], label, kind == "known_positive")
+            for row in mask.iter_rows(named=True) for kind in ("known_positive", "known_negative") for label in row[kind]}
+
+
+def test_partial_labels_write_mask_centroids_picture_and_evaluate_at_the_partial_resolution(project):
+    mask = _read(project, "partial", "mask.parquet")
+    assert dict(mask.schema) == {"image_id": pl.Utf8, "known_positive": pl.List(pl.Utf8), "known_negative": pl.List(pl.Utf8)}
+    assert mask.height == 16                                  # every trainval image
+    assert 0 < len(_entries(mask)) < 16 * len(LABELS)
+
+    visual = _read(project, "centroids", "visual.parquet")
+    assert visual["label"].to_list() == LABELS
+    assert dict(visual.schema) == {"label": pl.Utf8, "n_images": pl.Int64, "centroid": pl.List(pl.Float32)}
+    known_positives = mask["known_positive"].explode().drop_nulls().value_counts()
+    assert visual["n_images"].sum() == known_positives["count"].sum()
+    combinations = _read(project, "centroids", "combinations.parquet")
+    assert combinations["n_texts"].sum() == _read(project, "texts.parquet").height
+    assert set(combinations.columns) == {"combination", "n_texts", "n_labels_used", "text_centroid", "offset", "offset_norm"}
+    assert (combinations["offset_norm"] > 0).any()
+
+    tsne = project / "artifacts" / "centroids" / "tsne.png"
+    assert tsne.read_bytes()[:8] == PNG
+    assert "artifacts/centroids/tsne.png" in run(project, "dvc", "plots", "show", "--json").stdout
+
+    assert _read(project, "fewshot", "support.parquet").height == 0   # the other setting: an empty table
+    assert _summary(project)["n_images"] == 16 and _summary(project)["text_radius"] == 10.0
+    assert _metrics(project)["image_resolution"] == 128
+
+
+def test_known_proportion_experiment_reruns_only_mask_centroids_train_evaluate(project):
+    before = _entries(_read(project, "partial", "mask.parquet"))
+    result = run(project, "dvc", "exp", "run", "-S", "partial.known_proportion=0.5")
+    assert stages_run(result.stdout) == {"mask", "centroids", "train", "evaluate"}, result.stdout
+    for stage in ("prepare", "generate", "encode_text", "encode_images", "fewshot"):
+        assert f"Stage '{stage}' didn't change" in result.stdout, stage
+    after = _entries(_read(project, "partial", "mask.parquet"))
+    assert before < after                                      # same seed: 0.5 reveals a superset of 0.3
+    commit(project, "partial labels at 0.5")
+
+
+def test_switching_to_few_shot_empties_the_partial_tables(project):
+    result = run(project, "dvc", "exp", "run", "-S", "partial.known_proportion=null", "-S", "fewshot.shots=2")
+    assert stages_run(result.stdout) == {"fewshot", "mask", "centroids", "train", "evaluate"}, result.stdout
+    support = _read(project, "fewshot", "support.parquet")
+    assert dict(support.schema) == {"image_id": pl.Utf8, "labels": pl.List(pl.Utf8), "picked_for": pl.Utf8}
+    counts = support["labels"].explode().value_counts()
+    assert dict(zip(counts["labels"], counts["count"])).keys() == set(LABELS)
+    assert counts["count"].min() >= 2
+    assert _read(project, "partial", "mask.parquet").height == 0
+    assert _read(project, "centroids", "visual.parquet").height == 0
+    assert _read(project, "centroids", "combinations.parquet").height == 0
+    assert (project / "artifacts" / "centroids" / "tsne.png").read_bytes()[:8] == PNG   # the placeholder
+    assert _summary(project)["n_images"] == support.height and _summary(project)["text_radius"] == 1.0
+    assert _metrics(project)["image_resolution"] == 64
+    commit(project, "2-shot")
+
+
+def test_shots_experiment_reruns_only_fewshot_train_evaluate(project):
+    two_shot = _read(project, "fewshot", "support.parquet")
+    result = run(project, "dvc", "exp", "run", "-S", "fewshot.shots=4")
+    assert stages_run(result.stdout) == {"fewshot", "train", "evaluate"}, result.stdout
+    for stage in ("mask", "centroids", "encode_images"):
+        assert f"Stage '{stage}' didn't change" in result.stdout, stage
+    four_shot = _read(project, "fewshot", "support.parquet")
+    assert four_shot.height > two_shot.height
+    assert _summary(project)["n_images"] == four_shot.height
