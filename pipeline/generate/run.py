@@ -1,6 +1,24 @@
 """The generate stage: label combinations -> captions (LLM or templates) -> texts.parquet + report.
 
 `generate_texts` is the whole stage; `stages/generate.py` only reads params and the label table.
+
+texts.parquet, one row per kept caption, sorted by (combination_id, caption index), text_id unique:
+    text_id         Utf8          sha256(source, text)[:16]
+    text            Utf8          the caption (<= 77 CLIP tokens)
+    labels          List[Utf8]    the combination plus every label named in the text (name or synonym),
+                                  in label-table order: the training target
+    combination     List[Utf8]    the sampled labels, label-table order
+    source          Utf8          "llm" | "template"
+    prompt          Utf8          the chat's first user turn, or the template used
+    model           Utf8          GGUF file name, the server's model, or "template"
+    seed            Int64         the combination's own seed (derived from generate.seed and combination_id):
+                                  its chat sampling seed, or its template/synonym draw
+    n_tokens        Int32         CLIP tokens, start and end included
+    combination_id  Int64         0 .. n_combinations-1
+
+generate/report.parquet, one row per caption slot that did not make it (REPORT_SCHEMA); reasons:
+too_long, empty, refusal, unparseable, backend_error, duplicate (same text_id as an earlier row).
+Kept rows + report rows = n_combinations x captions_per_combination.
 """
 
 from __future__ import annotations
