@@ -44,7 +44,7 @@ def build_training_set(params: Params, labels: LabelSet) -> tuple[TrainingSet, i
     encode.image_resolution, radius fewshot.radius, fewshot.image_weight of each batch.
     partial labels: texts shifted by their combination's offset
     (`artifacts/centroids/combinations.parquet`), radius partial.radius, plus every image of
-    partial.split at encode.partial_resolution with its known labels (`artifacts/partial/mask.parquet`;
+    partial.split at encode.partial_resolution that has a known entry, with its known labels (`artifacts/partial/mask.parquet`;
     unknown entries masked out of the loss), radius partial.image_radius, partial.image_weight of
     each batch; evaluated at encode.partial_resolution.
     """
@@ -114,18 +114,23 @@ def _partial_set(
     offsets = text_offsets(texts["labels"].to_list(), combinations, labels, text.shape[1])
     images = labelled_images(params, labels, p.split, params.encode.partial_resolution)
     targets, known = mask_arrays(mask, labels, images.ids)
+    informative = known.any(axis=1)            # an image with no known entry adds nothing to the masked loss
+    if not informative.all():
+        log.info("partial labels: %d of %d images have no known label entry: left out of training",
+                 int((~informative).sum()), len(informative))
+    vectors, targets, known = images.vectors[informative], targets[informative], known[informative]
     summary = known_summary(mask, len(labels))
     log.info("partial labels: %d texts shifted (mean offset norm %.3f) with radius %g + %d images of %s at %d px "
              "(%.1f%% of entries known, radius %g, %.0f%% of each batch)",
              len(text), float(np.linalg.norm(offsets, axis=1).mean()) if len(offsets) else 0.0, p.radius,
-             len(images.ids), p.split, images.resolution, 100 * summary["known_share"], p.image_radius,
+             len(vectors), p.split, images.resolution, 100 * summary["known_share"], p.image_radius,
              100 * p.image_weight)
     return TrainingSet(
         text=text,
         text_targets=text_targets,
         text_radius=p.radius,
         text_offsets=torch.from_numpy(offsets),
-        images=torch.from_numpy(images.vectors),
+        images=torch.from_numpy(vectors),
         image_targets=torch.from_numpy(targets),
         image_known=torch.from_numpy(known),
         image_radius=p.image_radius,
