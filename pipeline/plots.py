@@ -62,6 +62,7 @@ def tsne_figure(
     `max_images` / `max_combinations` are subsampled (seeded) to keep t-SNE fast.
     """
     from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     rng = np.random.default_rng(seed)
     image_vectors = np.asarray(image_vectors, dtype=np.float32)
@@ -80,7 +81,10 @@ def tsne_figure(
     if len(points) < 3:
         return placeholder_figure(path, f"too few points for t-SNE ({len(points)})")
     perplexity = float(min(30.0, max(1.0, (len(points) - 1) / 3)))
-    xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(points)
+    # one OpenMP thread: t-SNE's threads spin-wait, and on a CPU shared with another busy process a
+    # 100-point fit took 42 s instead of 0.2 s; a few thousand points take seconds on one thread
+    with threadpool_limits(limits=1):
+        xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(points)
     bounds = np.cumsum([0, *sizes])
     images_xy, visual_xy, text_xy, shifted_xy = (xy[bounds[i] : bounds[i + 1]] for i in range(4))
 
