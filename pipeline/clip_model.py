@@ -95,7 +95,8 @@ class ClipEncoder:
         if resolution % self._patch:
             raise ClipError(f"resolution {resolution} is not a multiple of the model's stride {self._patch}")
         grid = resolution // self._patch
-        self._pos_owner.positional_embedding = torch.nn.Parameter(resize_positional_embedding(self._native_pos, grid))
+        resized = resize_positional_embedding(self._native_pos, grid).clone()  # never share memory with the native copy
+        self._pos_owner.positional_embedding = torch.nn.Parameter(resized)
         self.model.visual.input_resolution = resolution
 
     def transform(self, resolution: int):
