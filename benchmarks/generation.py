@@ -1,7 +1,8 @@
 """Throughput of the generate stage's LLM path.
 
 (a) the stage (`generate_texts`, llama_cpp backend) against a bare llama-cpp loop
-    (`Llama(...).create_chat_completion` over the same model, prompts, seeds and max_tokens);
+    (`Llama(...).create_chat_completion` over the same model, prompts, seeds and max_tokens, so both
+    get the same first answers; the stage may then ask again for a shorter or usable one);
 (b) the stage's `openai` backend with two local llama-cpp-python servers against one.
 
     python benchmarks/generation.py --n 40            # both
@@ -29,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.config import GenerateParams, OpenAIParams  # noqa: E402
 from pipeline.generate import generate_texts, plan_combinations, resolve_model  # noqa: E402
+from pipeline.generate.combinations import derive_seed  # noqa: E402
 from pipeline.generate.refine import fill  # noqa: E402
 from pipeline.labels import VOC_LABELS  # noqa: E402
 
@@ -54,7 +56,8 @@ def bare_run(p: GenerateParams) -> tuple[float, float, int, int]:
     answers = tokens = 0
     for c in plan:
         out = llm.create_chat_completion(messages=[{"role": "user", "content": fill(p.prompt, c.words)}],
-                                         temperature=p.temperature, max_tokens=p.max_tokens, seed=c.seed)
+                                         temperature=p.temperature, max_tokens=p.max_tokens,
+                                         seed=derive_seed(c.seed, 0, 1))   # the seed of the stage's first turn
         answers += 1
         tokens += out["usage"]["completion_tokens"]
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu

@@ -105,5 +105,8 @@ def test_llama_cpp_answers_do_not_depend_on_the_order_of_work():
         forward, backward = answers([0, 1, 2]), answers([2, 1, 0])
         assert forward == backward
         assert len({o.raw for outcomes in forward.values() for o in outcomes}) > 1   # the answers do vary
+        backend.close()
+        backend = LlamaCppBackend(resolve_model("smollm2"), n_ctx=1024, n_threads=1, temperature=0.7, max_tokens=48)
+        assert answers([1]) == {1: forward[1]}      # a fresh process (and another thread count) agrees
     finally:
         backend.close()
