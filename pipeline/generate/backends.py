@@ -1,9 +1,9 @@
 """Chat backends: one `chat(messages, seed=...) -> Reply` call per model turn.
 
 - `LlamaCppBackend`: a GGUF run in-process by llama-cpp-python; the model's own chat template
-  (from the GGUF metadata) is applied by `create_chat_completion`. The context is reset and the
-  sampler seeded on every call, so an answer depends only on (messages, seed): work order and
-  resumption cannot change results.
+  (from the GGUF metadata) is applied by `create_chat_completion`. Before every call the context
+  is rewound to the chat template's shared prefix (evaluated once, on its own) and the sampler is
+  seeded, so an answer depends only on (messages, seed): work order and resumption cannot change it.
 - `OpenAIBackend`: any OpenAI-compatible server (`POST {base_url}/chat/completions`), several
   servers for scale-out, requests spread to the least busy one, retries with exponential backoff.
 
