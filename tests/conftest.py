@@ -30,3 +30,21 @@ def save_tiny_clip(path: Path, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory) -> Path:
     return save_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny-clip.pt")
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny matrices: one thread is as fast, and does not collapse when other processes share the CPU."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def unit_rows(x):
+    """Rows scaled to unit L2 norm (synthetic prototypes and gap directions)."""
+    import numpy as np
+
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)

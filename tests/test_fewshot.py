@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from conftest import unit_rows
 
 from pipeline import paths
 from pipeline.config import EncodeParams, FewshotParams, Params, ParamsError, PrepareParams, TrainParams, load_params
@@ -161,24 +162,12 @@ def test_stage_and_training_set(tmp_path: Path, monkeypatch) -> None:
 # --------------------------------------------------------------------------------------------- the method
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
 def _world(seed: int, n_labels: int = 6, dim: int = 32, gap: float = 3.0, label_gap: float = 1.5, noise: float = 0.3):
     """(texts, images): samplers of synthetic embeddings with a label-dependent modality offset
     (text = mean a_l + noise; image = mean (a_l + o_l) + g + noise), and the label set."""
     rng = np.random.default_rng(seed)
     labels = LabelSet.from_names([f"l{i}" for i in range(n_labels)])
-    a, g, o = _unit(rng.normal(size=(n_labels, dim))), gap * _unit(rng.normal(size=dim)), label_gap * _unit(rng.normal(size=(n_labels, dim)))
+    a, g, o = unit_rows(rng.normal(size=(n_labels, dim))), gap * unit_rows(rng.normal(size=dim)), label_gap * unit_rows(rng.normal(size=(n_labels, dim)))
 
     def sample(n: int, image: bool):
         cs = [sorted(rng.choice(n_labels, rng.integers(1, 4), replace=False).tolist()) for _ in range(n)]

@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from conftest import unit_rows
 
 from pipeline import paths
 from pipeline.centroids import COMBINATIONS_PATH, combination_offsets, text_offsets, visual_centroids
@@ -191,9 +192,9 @@ class World:
     def __init__(self, seed: int, n_labels: int = 6, dim: int = 32, gap: float = 3.0, label_gap: float = 1.5, noise: float = 0.3):
         self.rng = np.random.default_rng(seed)
         self.labels = LabelSet.from_names([f"l{i}" for i in range(n_labels)])
-        self.a = _unit(self.rng.normal(size=(n_labels, dim)))
-        self.g = gap * _unit(self.rng.normal(size=dim))
-        self.o = label_gap * _unit(self.rng.normal(size=(n_labels, dim)))
+        self.a = unit_rows(self.rng.normal(size=(n_labels, dim)))
+        self.g = gap * unit_rows(self.rng.normal(size=dim))
+        self.o = label_gap * unit_rows(self.rng.normal(size=(n_labels, dim)))
         self.noise = noise
 
     def _combinations(self, n: int) -> list[list[int]]:
@@ -210,19 +211,6 @@ class World:
         x = np.stack([(self.a[c] + self.o[c]).mean(0) + self.g for c in cs])
         x = x + self.rng.normal(scale=self.noise, size=x.shape)
         return x.astype(np.float32), [[self.labels.names[i] for i in c] for c in cs]
-
-
-@pytest.fixture
-def one_thread():
-    """Tiny matrices: one thread is as fast, and does not collapse when other processes share the CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
 def _train_params(**changes) -> TrainParams:
