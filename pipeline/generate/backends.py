@@ -39,6 +39,7 @@ class Reply:
     text: str
     finish_reason: str | None = None   # "length" when cut at max_tokens
     model: str | None = None
+    tokens: int | None = None          # completion tokens, where the backend reports them (benchmarks)
 
 
 class ChatBackend(Protocol):
@@ -155,7 +156,8 @@ class LlamaCppBackend:
                 messages=messages, temperature=self.temperature, max_tokens=self.max_tokens, seed=seed
             )
             choice = out["choices"][0]
-            return Reply(choice["message"].get("content") or "", choice.get("finish_reason"), self.model_name)
+            tokens = out.get("usage", {}).get("completion_tokens")
+            return Reply(choice["message"].get("content") or "", choice.get("finish_reason"), self.model_name, tokens)
         except Exception as e:  # context overflow, decode failure: drop this combination, keep going
             raise BackendError(f"llama_cpp: {type(e).__name__}: {e}") from e
 
