@@ -22,12 +22,15 @@ def read_labels(params: Params) -> LabelSet:
 
 
 def read_manifest(params: Params, split: str) -> pl.DataFrame:
+    """The prepare stage's manifest of `split`, columns checked (see pipeline.datasets)."""
+    from .datasets import read_manifest as read_checked
+
     path = paths.manifest_path(params.prepare.dataset, split)
     if not path.is_file():
         raise FileNotFoundError(
             f"{path}: no manifest for split {split!r}; add it to prepare.splits and run `dvc repro prepare`"
         )
-    return pl.read_parquet(path)
+    return read_checked(path)
 
 
 @dataclass
