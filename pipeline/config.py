@@ -95,7 +95,7 @@ class OpenAIParams:
         _at_least(f"{key}.backoff_s", self.backoff_s, 0)
 
 
-# The paper's other captioning prompt, for generate.prompt.
+# The paper's other captioning prompt (generate.alt_prompt).
 PAPER_ALT_PROMPT = "please organize the words {labels} into a sentence to describe an image."
 
 
@@ -109,6 +109,8 @@ class GenerateParams:
     llm_fraction: float = 1.0
     captions_per_combination: int = 1
     prompt: str = "Please briefly caption an image that contains {labels}."
+    alt_prompt: str = PAPER_ALT_PROMPT
+    alt_prompt_fraction: float = 0.0
     different_prompt: str = (
         "Go ahead and add a caption to this image that is different from what you described before."
     )
@@ -148,6 +150,9 @@ class GenerateParams:
             raise ParamsError(f"{key}.model is empty: use 'smollm2' (embedded) or the path of a GGUF file")
         if "{labels}" not in self.prompt:
             raise ParamsError(f"{key}.prompt has no '{{labels}}' placeholder: add it where the label list goes")
+        _fraction(f"{key}.alt_prompt_fraction", self.alt_prompt_fraction)
+        if self.alt_prompt_fraction > 0 and "{labels}" not in self.alt_prompt:
+            raise ParamsError(f"{key}.alt_prompt has no '{{labels}}' placeholder: add it where the label list goes")
         if self.captions_per_combination > 1 and not self.different_prompt.strip():
             raise ParamsError(
                 f"{key}.different_prompt is empty but {key}.captions_per_combination > 1: write the follow-up "

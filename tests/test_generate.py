@@ -141,6 +141,24 @@ def test_llm_rows_carry_prompt_model_and_labels(tmp_path):
         assert row["n_tokens"] == clip_token_count(row["text"])
 
 
+def test_alt_prompt_starts_a_seeded_share_of_the_chats(tmp_path):
+    backend = ScriptedBackend(lambda m, s: f"A photo number {s} of things.")
+    alt = "please organize the words {labels} into a sentence to describe an image."
+    assert GenerateParams().alt_prompt == alt  # the paper's other instruction is the default alternative
+    mixed = params(n_combinations=40, alt_prompt_fraction=0.5)
+    texts, _, _ = run(tmp_path, mixed, backend, name="mixed")
+    uses_alt = texts["prompt"].str.starts_with("please organize").to_list()
+    assert 8 <= sum(uses_alt) <= 32  # about half, chosen per combination
+    assert [m[0]["content"] for m in backend.calls] == texts["prompt"].to_list()  # what the model was asked
+    again, _, _ = run(tmp_path, mixed, ScriptedBackend(lambda m, s: f"A photo number {s} of things."), name="again")
+    assert again["prompt"].to_list() == texts["prompt"].to_list()
+    for fraction, expected in ((0.0, 0), (1.0, 40)):
+        only, _, _ = run(tmp_path, params(n_combinations=40, alt_prompt_fraction=fraction), backend, name=f"f{fraction}")
+        assert only["prompt"].str.starts_with("please organize").sum() == expected
+    with pytest.raises(ParamsError, match="alt_prompt_fraction"):
+        params(alt_prompt_fraction=1.5)
+
+
 # --------------------------------------------------------------------------- the chat rules
 
 

@@ -37,7 +37,7 @@ import polars as pl
 from pipeline import paths
 from pipeline.config import GenerateParams
 from pipeline.generate.backends import ChatBackend, make_backend
-from pipeline.generate.combinations import LLM, TEMPLATE, Combination, plan_combinations
+from pipeline.generate.combinations import LLM, TEMPLATE, Combination, derive_seed, plan_combinations
 from pipeline.generate.journal import ROW_SCHEMA, Journal
 from pipeline.generate.refine import BACKEND_ERROR, TOO_LONG, Outcome, caption_chat, fill
 from pipeline.generate.templates import template_texts
@@ -249,7 +249,7 @@ def _llm_rows(
         return rows
 
     def work(c: Combination) -> tuple[str, list[Outcome]]:
-        prompt = fill(params.prompt, c.words)
+        prompt = fill(first_prompt(c, params), c.words)
         return prompt, caption_chat(
             backend, prompt, seed=c.seed, n_captions=params.captions_per_combination,
             different_prompt=params.different_prompt, shorten_prompt=params.shorten_prompt,
@@ -308,6 +308,12 @@ def _llm_rows(
         summary.llm_seconds = time.perf_counter() - started
     log.info("LLM: %d combinations in %.1fs (%s)", len(todo), summary.llm_seconds, dict(counts))
     return rows
+
+
+def first_prompt(c: Combination, params: GenerateParams) -> str:
+    """The paper's two instructions: `alt_prompt` for a seeded share `alt_prompt_fraction` of the combinations."""
+    draw = derive_seed(c.seed, "alt_prompt") / 0x7FFFFFFF
+    return params.alt_prompt if draw < params.alt_prompt_fraction else params.prompt
 
 
 def _matching(journaled: pl.DataFrame, by_id: dict[int, Combination]) -> dict[int, list[dict]]:
