@@ -54,3 +54,17 @@ def test_settings_that_cannot_work_together_are_refused(tmp_path):
 def test_missing_params_file_says_where(tmp_path):
     with pytest.raises(ParamsError, match="not found"):
         load_params(tmp_path / "params.yaml")
+
+
+@pytest.mark.parametrize("stage", ["prepare", "train"])
+def test_a_stage_with_bad_params_stops_before_any_work(tmp_path, stage):
+    import subprocess
+    import sys
+
+    write_params(tmp_path, **{"train.noise": "gaussian"})
+    result = subprocess.run([sys.executable, str(ROOT / "stages" / f"{stage}.py")], cwd=tmp_path,
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "train.noise = 'gaussian'" in result.stderr and "surface" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "artifacts").exists()
