@@ -132,6 +132,20 @@ class EmbeddingCache:
     def get(self, key: str) -> np.ndarray:
         return self._load()[key]
 
+    def compact(self, max_chunks: int = 8) -> None:
+        """Merge the per-batch chunks into one file once there are more than `max_chunks` (a finished run calls it)."""
+        chunks = sorted(self.root.glob("*.arrow"))
+        if len(chunks) <= max_chunks:
+            return
+        merged: dict[str, np.ndarray] = {}
+        for chunk in chunks:  # exactly the files about to be removed, whoever wrote them
+            table = _read_ipc(chunk)
+            merged.update(zip(table.column("id").to_pylist(), _vectors(table)))
+        keys = list(merged)
+        _write_ipc(_table(keys, np.stack([merged[k] for k in keys])), self.root / f"chunk-{uuid.uuid4().hex}.arrow")
+        for chunk in chunks:  # only after the merged file is in place: a kill here loses nothing
+            chunk.unlink()
+
     def put(self, keys: list[str], vectors: np.ndarray) -> None:
         """Persist a batch at once (one atomic chunk file), so a kill loses at most the batch in flight."""
         if not keys:

@@ -34,6 +34,7 @@ def main(params) -> None:
             write_shards(paths.image_embeddings_dir(split, resolution), [ids[i] for i in result.kept],
                          result.vectors, metadata, p.shard_rows)
             skipped += [(split, resolution, ids[i], image_paths[i], why) for i, why in result.skipped]
+    cache.compact()
     write_parquet(pl.DataFrame(skipped, schema=SKIPPED_SCHEMA, orient="row"), paths.IMAGE_SKIPPED)
 
 

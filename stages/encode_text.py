@@ -17,7 +17,9 @@ from pipeline.stage import run  # noqa: E402
 def main(params) -> None:
     texts = pl.read_parquet(paths.TEXTS, columns=["text_id", "text"])
     encoder = ClipEncoder(params.encode.model, params.encode.device)
-    result = encode_texts(encoder, texts["text"].to_list(), EmbeddingCache(paths.CACHE / "clip"), params.encode.batch_size)
+    cache = EmbeddingCache(paths.CACHE / "clip")
+    result = encode_texts(encoder, texts["text"].to_list(), cache, params.encode.batch_size)
+    cache.compact()
     metadata = {"model": params.encode.model, "model_identity": encoder.identity, "kind": "text", "normalized": "false"}
     write_shards(paths.TEXT_EMBEDDINGS, texts["text_id"].to_list(), result.vectors, metadata, params.encode.shard_rows)
 

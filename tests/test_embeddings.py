@@ -98,3 +98,15 @@ def test_unreadable_images_are_skipped_and_reported(tmp_path, tiny_clip):
     again = encode_images(encoder, paths, 64, EmbeddingCache(tmp_path / "cache"), batch_size=2)
     assert encoder.images == 1 and again.n_cached == 2
     np.testing.assert_array_equal(again.vectors, result.vectors)
+
+
+def test_compaction_merges_chunks_and_keeps_every_vector(tmp_path):
+    cache = EmbeddingCache(tmp_path / "cache")
+    for i in range(12):
+        cache.put([f"k{i}"], np.full((1, 3), i, np.float32))
+    assert len(list((tmp_path / "cache").glob("*.arrow"))) == 12
+    cache.compact(max_chunks=8)
+    assert len(list((tmp_path / "cache").glob("*.arrow"))) == 1
+    again = EmbeddingCache(tmp_path / "cache")
+    assert len(again) == 12
+    np.testing.assert_array_equal(again.get("k7"), [7, 7, 7])
