@@ -6,7 +6,7 @@ For every archive, `download()`:
 1. skips it if `data/.tai-downloads.json` records it as unpacked with the same checksum and the
    dataset folder is there;
 2. otherwise uses `data/<archive>` if it is already there and its checksum matches (e.g. fetched by
-   hand), or downloads it to a temporary `.part` file beside it (urllib + tqdm progress), checks
+   hand), or downloads it to a temporary file beside it (urllib + tqdm progress), checks
    the MD5 (a mismatch deletes the file and raises DownloadError naming the URL and both sums) and
    renames it into place;
 3. unpacks it into a temporary folder inside `data/` (tarfile's "data" filter: no paths outside the
@@ -30,6 +30,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from pipeline.io import atomic_path
 
 MARKER = ".tai-downloads.json"
 CHUNK = 1 << 20
@@ -112,10 +114,7 @@ def fetch_verified(
             log(f"{target}: already present, checksum ok")
             return target, False
         log(f"{target}: present but its MD5 is {actual}, not {archive.md5}; downloading it again")
-    fd, tmp_name = tempfile.mkstemp(dir=dest, prefix=f".{archive.filename}.", suffix=".part")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(target) as tmp:  # renamed onto target only once the checksum matched
         log(f"downloading {archive.url}")
         try:
             actual = fetch(archive.url, tmp, progress=progress)
@@ -130,9 +129,6 @@ def fetch_verified(
                 "deleted. The download was probably cut short or the server sent something else: try again, or "
                 f"download it yourself to {target}"
             )
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
     return target, True
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from .io import atomic_path, replace_dir, temp_dir_beside
+from .io import atomic_dir, atomic_path
 
 
 @dataclass
@@ -76,13 +76,13 @@ def write_shards(out_dir: str | Path, ids: list[str], vectors: np.ndarray, metad
     out_dir = Path(out_dir)
     if len(ids) != len(vectors):
         raise ValueError(f"{len(ids)} ids but {len(vectors)} vectors")
-    tmp = temp_dir_beside(out_dir)
     n_shards = max(1, -(-len(ids) // shard_rows))
     metadata = {**metadata, "dim": str(vectors.shape[1] if len(vectors) else metadata.get("dim", 0)), "rows": str(len(ids))}
-    for s in range(n_shards):
-        part = slice(s * shard_rows, (s + 1) * shard_rows)
-        _write_ipc(_table(ids[part], vectors[part], metadata), tmp / f"part-{s:05d}.arrow")
-    return replace_dir(tmp, out_dir)
+    with atomic_dir(out_dir) as tmp:
+        for s in range(n_shards):
+            part = slice(s * shard_rows, (s + 1) * shard_rows)
+            _write_ipc(_table(ids[part], vectors[part], metadata), tmp / f"part-{s:05d}.arrow")
+    return out_dir
 
 
 def read_shards(path: str | Path) -> Embeddings:

@@ -49,21 +49,21 @@ def write_text(text: str, path: str | Path) -> Path:
     return Path(path)
 
 
-def replace_dir(tmp_dir: Path, path: str | Path) -> Path:
-    """Swap a fully written temporary folder into place (the old one is removed after the swap)."""
+@contextlib.contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary folder beside `path`; swap it in for `path` if the block succeeds, else remove it."""
     import shutil
 
     path = Path(path)
-    old = path.with_name(f".{path.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if path.exists():
-        os.replace(path, old)
-    os.replace(tmp_dir, path)
-    shutil.rmtree(old, ignore_errors=True)
-    return path
-
-
-def temp_dir_beside(path: str | Path) -> Path:
-    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        yield tmp
+        old = path.with_name(f".{path.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -17,18 +17,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # works before `pip install -e .`
 
 from pipeline import paths  # noqa: E402
+from pipeline.artifacts import read_labels  # noqa: E402
 from pipeline.generate import GenerateError, generate_texts  # noqa: E402
-from pipeline.labels import LabelSet  # noqa: E402
 from pipeline.stage import run  # noqa: E402
 
 log = logging.getLogger("generate")
 
 
 def main(params) -> None:
-    labels_file = paths.labels_path(params.prepare.dataset)
-    if not labels_file.is_file():
-        raise FileNotFoundError(f"{labels_file} not found: run the prepare stage first (dvc repro prepare)")
-    labels = LabelSet.read(labels_file)
+    labels = read_labels(params)
     try:
         generate_texts(
             params.generate,

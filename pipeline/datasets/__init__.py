@@ -125,9 +125,8 @@ def write_dataset(
             raise ValueError(f"manifest for split {split!r} has schema {frame.schema}, expected {MANIFEST_SCHEMA}")
     base = Path(base)
     out_dir = base / paths.labels_path(dataset).parent
-    tmp = io.temp_dir_beside(out_dir)
-    try:
-        written = [paths.labels_path(dataset)]
+    written = [paths.labels_path(dataset)]
+    with io.atomic_dir(out_dir) as tmp:
         io.write_parquet(label_set.to_frame(), tmp / written[0].name)
         for split, frame in manifests.items():
             target = paths.manifest_path(dataset, split)
@@ -135,12 +134,6 @@ def write_dataset(
                 raise ValueError(f"split name {split!r} is not a plain file name")
             io.write_parquet(frame, tmp / target.name)
             written.append(target)
-        io.replace_dir(tmp, out_dir)
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return written
 
 
