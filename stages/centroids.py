@@ -12,26 +12,21 @@ Image embeddings are those of partial.split at encode.partial_resolution; only K
 both tables are empty and the picture is a placeholder.
 """
 
-import sys
-from pathlib import Path
+import logging
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import polars as pl
 
-import logging  # noqa: E402
-
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-
-from pipeline.artifacts import labelled_images, read_labels  # noqa: E402
-from pipeline.centroids import (  # noqa: E402
+from pipeline.artifacts import labelled_images, read_labels
+from pipeline.centroids import (
     COMBINATIONS_PATH, TSNE_PATH, VISUAL_PATH, combination_offsets, empty_combinations, empty_visual,
     visual_centroids,
 )
-from pipeline.io import write_parquet  # noqa: E402
-from pipeline.partial import MASK_PATH, mask_arrays  # noqa: E402
-from pipeline.plots import placeholder_figure, tsne_figure  # noqa: E402
-from pipeline.stage import run  # noqa: E402
-from pipeline.training_data import read_texts, text_embeddings  # noqa: E402
+from pipeline.io import write_parquet
+from pipeline.partial import MASK_PATH, mask_arrays
+from pipeline.plots import placeholder_figure, tsne_figure
+from pipeline.stage import run
+from pipeline.training_data import read_texts, text_embeddings
 
 log = logging.getLogger("centroids")
 

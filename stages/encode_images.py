@@ -1,20 +1,15 @@
 """encode_images: CLIP image embeddings of every split in encode.splits, at each
 resolution the settings need; unreadable images are skipped and listed."""
 
-import sys
-from pathlib import Path
+import polars as pl
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import polars as pl  # noqa: E402
-
-from pipeline import paths  # noqa: E402
-from pipeline.artifacts import read_manifest  # noqa: E402
-from pipeline.clip_model import ClipEncoder  # noqa: E402
-from pipeline.embeddings import EmbeddingCache, write_shards  # noqa: E402
-from pipeline.encode import encode_images  # noqa: E402
-from pipeline.io import write_parquet  # noqa: E402
-from pipeline.stage import run  # noqa: E402
+from pipeline import paths
+from pipeline.artifacts import read_manifest
+from pipeline.clip_model import ClipEncoder
+from pipeline.embeddings import EmbeddingCache, write_shards
+from pipeline.encode import encode_images
+from pipeline.io import write_parquet
+from pipeline.stage import run
 
 SKIPPED_SCHEMA = {"split": pl.Utf8, "resolution": pl.Int32, "image_id": pl.Utf8, "path": pl.Utf8, "error": pl.Utf8}
 

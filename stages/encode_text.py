@@ -1,17 +1,12 @@
 """encode_text: CLIP text embeddings of every generated text, through the content cache."""
 
-import sys
-from pathlib import Path
+import polars as pl
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import polars as pl  # noqa: E402
-
-from pipeline import paths  # noqa: E402
-from pipeline.clip_model import ClipEncoder  # noqa: E402
-from pipeline.embeddings import EmbeddingCache, write_shards  # noqa: E402
-from pipeline.encode import encode_texts  # noqa: E402
-from pipeline.stage import run  # noqa: E402
+from pipeline import paths
+from pipeline.clip_model import ClipEncoder
+from pipeline.embeddings import EmbeddingCache, write_shards
+from pipeline.encode import encode_texts
+from pipeline.stage import run
 
 
 def main(params) -> None:

@@ -1,17 +1,12 @@
 """evaluate: the trained adapter on the evaluation split's CLIP image embeddings."""
 
-import sys
-from pathlib import Path
+import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import torch  # noqa: E402
-
-from pipeline import paths  # noqa: E402
-from pipeline.adapter import AdapterBundle  # noqa: E402
-from pipeline.artifacts import labelled_images, read_labels  # noqa: E402
-from pipeline.evaluation import write_evaluation  # noqa: E402
-from pipeline.stage import run  # noqa: E402
+from pipeline import paths
+from pipeline.adapter import AdapterBundle
+from pipeline.artifacts import labelled_images, read_labels
+from pipeline.evaluation import write_evaluation
+from pipeline.stage import run
 
 
 def main(params) -> None:

@@ -4,17 +4,12 @@ Writes `artifacts/fewshot/support.parquet` (image_id Utf8, labels List[Utf8], pi
 see `pipeline.fewshot`), an empty table with those columns when fewshot.shots is 0.
 """
 
-import sys
-from pathlib import Path
+import logging
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import logging  # noqa: E402
-
-from pipeline.artifacts import read_labels, read_manifest  # noqa: E402
-from pipeline.fewshot import SUPPORT_PATH, empty_support, positives_per_class, sample_support  # noqa: E402
-from pipeline.io import write_parquet  # noqa: E402
-from pipeline.stage import run  # noqa: E402
+from pipeline.artifacts import read_labels, read_manifest
+from pipeline.fewshot import SUPPORT_PATH, empty_support, positives_per_class, sample_support
+from pipeline.io import write_parquet
+from pipeline.stage import run
 
 log = logging.getLogger("fewshot")
 

@@ -6,20 +6,17 @@ Reads params.yaml's `generate` section and the prepare stage's label table, and 
     artifacts/generate/report.parquet   one row per dropped caption and why (pipeline.generate.REPORT_SCHEMA)
     artifacts/generate/journal/         finished captions, for resuming after a kill (persisted by DVC)
 
-Run from the project root: `python stages/generate.py`. Killed at any moment, a rerun resumes
+Run from the project root: `python -m stages.generate`. Killed at any moment, a rerun resumes
 from the journal and writes the same texts.parquet an uninterrupted run would.
 """
 
 import logging
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # works before `pip install -e .`
-
-from pipeline import paths  # noqa: E402
-from pipeline.artifacts import read_labels  # noqa: E402
-from pipeline.generate import GenerateError, generate_texts  # noqa: E402
-from pipeline.stage import run  # noqa: E402
+from pipeline import paths
+from pipeline.artifacts import read_labels
+from pipeline.generate import GenerateError, generate_texts
+from pipeline.stage import run
 
 log = logging.getLogger("generate")
 

@@ -5,17 +5,12 @@ known_negative List[Utf8]; see `pipeline.partial`), an empty table with those co
 partial.known_proportion is null.
 """
 
-import sys
-from pathlib import Path
+import logging
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import logging  # noqa: E402
-
-from pipeline.artifacts import read_labels, read_manifest  # noqa: E402
-from pipeline.io import write_parquet  # noqa: E402
-from pipeline.partial import MASK_PATH, empty_mask, known_summary, sample_mask  # noqa: E402
-from pipeline.stage import run  # noqa: E402
+from pipeline.artifacts import read_labels, read_manifest
+from pipeline.io import write_parquet
+from pipeline.partial import MASK_PATH, empty_mask, known_summary, sample_mask
+from pipeline.stage import run
 
 log = logging.getLogger("mask")
 

@@ -6,19 +6,15 @@ Reads params.yaml's `prepare` section and writes, atomically (the folder is swap
     artifacts/data/<dataset>/<split>.parquet   image_id (Utf8, unique), path (Utf8), labels (List[Utf8]),
                                                difficult (List[Utf8])
 
-Column meanings: `pipeline.datasets`. Run from the project root: `python stages/prepare.py`.
+Column meanings: `pipeline.datasets`. Run from the project root: `python -m stages.prepare`.
 Every check runs before anything is written; a bad source exits with one line naming the file or
 params.yaml key to fix (`pipeline.stage.run`).
 """
 
 import logging
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # works before `pip install -e .`
-
-from pipeline.datasets import build_dataset, write_dataset  # noqa: E402
-from pipeline.stage import run  # noqa: E402
+from pipeline.datasets import build_dataset, write_dataset
+from pipeline.stage import run
 
 log = logging.getLogger("prepare")
 

@@ -1,22 +1,17 @@
 """train: the adapter on perturbed text embeddings (plus images in the few-shot and
 partial-label settings); resumes from the last finished epoch after a kill."""
 
-import sys
-from pathlib import Path
+import logging
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import polars as pl
 
-import logging  # noqa: E402
-
-import polars as pl  # noqa: E402
-
-from pipeline import paths  # noqa: E402
-from pipeline.adapter import AdapterBundle  # noqa: E402
-from pipeline.artifacts import read_labels  # noqa: E402
-from pipeline.io import write_json, write_text  # noqa: E402
-from pipeline.stage import run  # noqa: E402
-from pipeline.train import train_adapter  # noqa: E402
-from pipeline.training_data import build_training_set  # noqa: E402
+from pipeline import paths
+from pipeline.adapter import AdapterBundle
+from pipeline.artifacts import read_labels
+from pipeline.io import write_json, write_text
+from pipeline.stage import run
+from pipeline.train import train_adapter
+from pipeline.training_data import build_training_set
 
 log = logging.getLogger("train")
 

@@ -1,17 +1,12 @@
 """zeroshot: the CLIP baseline, cosine similarity of each image to "a photo of a {label}."."""
 
-import sys
-from pathlib import Path
+import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import numpy as np  # noqa: E402
-
-from pipeline import paths  # noqa: E402
-from pipeline.artifacts import labelled_images, read_labels  # noqa: E402
-from pipeline.clip_model import ClipEncoder  # noqa: E402
-from pipeline.evaluation import write_evaluation  # noqa: E402
-from pipeline.stage import run  # noqa: E402
+from pipeline import paths
+from pipeline.artifacts import labelled_images, read_labels
+from pipeline.clip_model import ClipEncoder
+from pipeline.evaluation import write_evaluation
+from pipeline.stage import run
 
 
 def unit(x: np.ndarray) -> np.ndarray:

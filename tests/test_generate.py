@@ -24,7 +24,7 @@ from pipeline.generate import (
     plan_combinations,
     resolve_model,
 )
-from pipeline.generate.fakes import ScriptedBackend, echo_caption
+from generate_fakes import ScriptedBackend, echo_caption
 from pipeline.labels import VOC_LABELS, LabelSet
 
 ROOT = Path(__file__).resolve().parents[1]

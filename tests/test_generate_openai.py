@@ -18,7 +18,7 @@ import pytest
 
 from pipeline.config import GenerateParams, OpenAIParams
 from pipeline.generate import CLIP_CONTEXT, clip_token_count, generate_texts, resolve_model
-from pipeline.generate.fakes import FakeChatServer, completion
+from generate_fakes import FakeChatServer, completion
 from pipeline.labels import VOC_LABELS
 
 
