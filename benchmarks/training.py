@@ -18,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from pipeline.config import TrainParams  # noqa: E402
-from pipeline.train import TrainingSet, resolve_device, train_adapter  # noqa: E402
+from pipeline.device import resolve_device
+from pipeline.train import TrainingSet, train_adapter  # noqa: E402
 
 
 def step_seconds(n_labels: int, steps: int, device: str, dim: int = 1024) -> tuple[float, int]:

@@ -11,6 +11,7 @@ import polars as pl
 from . import paths
 from .config import Params
 from .embeddings import read_shards
+from .image_sets import embeddings_root
 from .labels import LabelSet
 
 
@@ -23,7 +24,7 @@ def read_labels(params: Params) -> LabelSet:
 
 def read_manifest(params: Params, split: str) -> pl.DataFrame:
     """The prepare stage's manifest of `split`, columns checked (see pipeline.datasets)."""
-    from .datasets import read_manifest as read_checked
+    from .manifest import read_manifest as read_checked
 
     path = paths.manifest_path(params.prepare.dataset, split)
     if not path.is_file():
@@ -43,13 +44,16 @@ class LabelledImages:
     resolution: int
 
 
-def labelled_images(params: Params, labels: LabelSet, split: str, resolution: int) -> LabelledImages:
-    """Embeddings of the split's readable images (unreadable ones were skipped by encode_images)."""
-    directory = paths.image_embeddings_dir(split, resolution)
+def labelled_images(params: Params, labels: LabelSet, split: str, resolution: int, purpose: str) -> LabelledImages:
+    """Embeddings of the split's readable images (unreadable ones were skipped by the encode stage).
+
+    `purpose` is "eval" (images that are scored) or "train" (images the adapter learns from): each
+    has its own encode stage, which encodes only what the setting needs (`pipeline.image_sets`)."""
+    directory = paths.image_embeddings_dir(embeddings_root(purpose), split, resolution)
     if not directory.is_dir():
         raise FileNotFoundError(
             f"{directory}: no image embeddings for split {split!r} at {resolution} px; "
-            f"check encode.splits and encode.image_resolution/partial_resolution and run `dvc repro encode_images`"
+            f"run `dvc repro encode_{purpose}_images` (the settings in params.yaml decide which sets it encodes)"
         )
     embeddings = read_shards(directory)
     manifest = read_manifest(params, split).select("image_id", "labels")

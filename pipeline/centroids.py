@@ -56,9 +56,9 @@ from .labels import LabelSet
 
 log = logging.getLogger(__name__)
 
-VISUAL_PATH = paths.CENTROIDS / "visual.parquet"
-COMBINATIONS_PATH = paths.CENTROIDS / "combinations.parquet"
-TSNE_PATH = paths.CENTROIDS / "tsne.png"
+VISUAL_PATH = paths.CENTROIDS_VISUAL
+COMBINATIONS_PATH = paths.CENTROIDS_COMBINATIONS
+TSNE_PATH = paths.CENTROIDS_PLOT
 VISUAL_SCHEMA = {"label": pl.Utf8, "n_images": pl.Int64, "centroid": pl.List(pl.Float32)}
 COMBINATION_SCHEMA = {
     "combination": pl.List(pl.Utf8),

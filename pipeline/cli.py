@@ -17,6 +17,8 @@ from pathlib import Path
 
 import typer
 
+from pipeline import paths
+
 app = typer.Typer(
     name="tai",
     help="TaI-Adapter: multi-label image classifiers trained from text alone.",
@@ -191,7 +193,7 @@ def _inspect_json(path: Path) -> None:
 @app.command()
 def predict(
     folder: Path = typer.Argument(..., help="a folder of images (searched recursively)"),
-    adapter: Path = typer.Option(Path("artifacts/model/adapter.pt"), "--adapter", help="a trained adapter"),
+    adapter: Path = typer.Option(paths.MODEL, "--adapter", help="a trained adapter"),
     out: Path = typer.Option(None, "--out", help="write the table here (.parquet or .csv); default: print it"),
     threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0, help="probability to predict a label"),
     clip_model: str = typer.Option(None, "--clip-model", help="CLIP name or checkpoint; default: the adapter's"),

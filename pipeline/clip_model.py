@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .train import resolve_device
+from .device import resolve_device
 
 log = logging.getLogger(__name__)
 

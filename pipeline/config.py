@@ -23,7 +23,7 @@ class ParamsError(ValueError):
 @dataclass(frozen=True)
 class PrepareParams:
     dataset: str = "voc2007"
-    root: str = "data/VOCdevkit/VOC2007"
+    root: str = "data/downloads/voc2007/VOCdevkit/VOC2007"
     splits: tuple[str, ...] = ("trainval", "test")
     labels_file: str | None = None
     label_names: str | None = None
@@ -177,7 +177,6 @@ class EncodeParams:
     model: str = "RN50"
     image_resolution: int = 224
     partial_resolution: int | None = 448
-    splits: tuple[str, ...] = ("test", "trainval")
     batch_size: int = 64
     shard_rows: int = 100000
     num_workers: int = 2
@@ -191,11 +190,6 @@ class EncodeParams:
         _at_least(f"{key}.shard_rows", self.shard_rows, 1)
         _at_least(f"{key}.num_workers", self.num_workers, 0)
         _one_of(f"{key}.device", self.device, ("auto", "cpu", "cuda"))
-
-    @property
-    def resolutions(self) -> tuple[int, ...]:
-        extra = () if self.partial_resolution in (None, self.image_resolution) else (self.partial_resolution,)
-        return (self.image_resolution, *extra)
 
 
 @dataclass(frozen=True)
@@ -317,21 +311,18 @@ class Params:
                 "fewshot.shots and partial.known_proportion are both set: the paper's settings are separate; "
                 "set fewshot.shots to 0 or partial.known_proportion to null"
             )
-        needs = []
+        if self.partial.enabled and self.encode.partial_resolution is None:
+            raise ParamsError(
+                "partial.known_proportion is set but encode.partial_resolution is null: set it (448 in the paper)"
+            )
+        needs = [(self.evaluate.split, "evaluate.split"), (self.zeroshot.split, "zeroshot.split")]
         if self.fewshot.enabled:
-            needs.append((self.fewshot.split, "fewshot.shots"))
+            needs.append((self.fewshot.split, "fewshot.split"))
         if self.partial.enabled:
-            needs.append((self.partial.split, "partial.known_proportion"))
-            if self.encode.partial_resolution is None:
-                raise ParamsError(
-                    "partial.known_proportion is set but encode.partial_resolution is null: set it (448 in the paper)"
-                )
-        needs.append((self.evaluate.split, "evaluate.split"))
-        for split, why in needs:
-            if split not in self.encode.splits:
-                raise ParamsError(
-                    f"encode.splits = {list(self.encode.splits)} lacks {split!r}, which {why} needs: add it"
-                )
+            needs.append((self.partial.split, "partial.split"))
+        for split, key in needs:
+            if split not in self.prepare.splits:
+                raise ParamsError(f"{key} = {split!r} is not in prepare.splits = {list(self.prepare.splits)}: add it there")
 
 
 def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:

@@ -1,6 +1,6 @@
 """Scoring a split and writing the three evaluation artifacts.
 
-- metrics.json: `map` (mean of per-class AP over classes with a positive), counts.
+- metrics (reports/<stage>.json, kept by git): `map` (mean of per-class AP over classes with a positive), counts.
 - per_class.parquet: `label` (Utf8), `ap` (Float64, null where a class has no positive), `n_positive` (Int64).
 - scores.parquet: `image_id` (Utf8) then one Float32 column per label, named by the label.
 """
@@ -52,6 +52,7 @@ def evaluate_scores(scores: np.ndarray, targets: np.ndarray, labels: LabelSet) -
 
 def write_evaluation(
     out_dir: str | Path,
+    metrics_path: str | Path,
     ids: list[str],
     scores: np.ndarray,
     targets: np.ndarray,
@@ -68,5 +69,5 @@ def write_evaluation(
     metrics.update(extra or {})
     write_parquet(per_class, out_dir / "per_class.parquet")
     write_parquet(scores_frame(ids, scores, labels), out_dir / "scores.parquet")
-    write_json(metrics, out_dir / "metrics.json")
+    write_json(metrics, metrics_path)
     return metrics

@@ -35,7 +35,7 @@ from .labels import LabelSet
 
 log = logging.getLogger(__name__)
 
-SUPPORT_PATH = paths.FEWSHOT / "support.parquet"
+SUPPORT_PATH = paths.FEWSHOT_SUPPORT
 SUPPORT_SCHEMA = {"image_id": pl.Utf8, "labels": pl.List(pl.Utf8), "picked_for": pl.Utf8}
 
 

@@ -36,7 +36,7 @@ import polars as pl
 from . import paths
 from .labels import LabelSet
 
-MASK_PATH = paths.PARTIAL / "mask.parquet"
+MASK_PATH = paths.PARTIAL_MASK
 MASK_SCHEMA = {"image_id": pl.Utf8, "known_positive": pl.List(pl.Utf8), "known_negative": pl.List(pl.Utf8)}
 
 

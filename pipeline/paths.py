@@ -1,36 +1,72 @@
-"""Where every artifact lives, in one place (dvc.yaml names the same paths)."""
+"""Where every artifact lives, in one place (dvc.yaml names the same paths).
 
+Three homes, by who keeps them:
+- `artifacts/`: stage outputs, cached by DVC and ignored by git (tables, embeddings, the model).
+- `reports/`: metrics and plots, small and kept by git, so `dvc exp show`, `dvc metrics diff` and
+  `dvc plots diff` compare any two commits or experiments.
+- the per-user embedding cache (`embedding_cache_dir`), shared by every workspace, queued
+  experiment and `tai predict` run.
+"""
+
+import os
 from pathlib import Path
 
-ARTIFACTS = Path("artifacts")
+DATA = Path("data")                            # raw datasets: user folders (`dvc add`) and the download stage's out
+DOWNLOADS = DATA / "downloads"                 # download: <dataset>/ (persisted, DVC-cached)
 
-DATA = ARTIFACTS / "data"                      # prepare: <dataset>/labels.parquet, <dataset>/<split>.parquet
+ARTIFACTS = Path("artifacts")
+PREPARED = ARTIFACTS / "data"                  # prepare: <dataset>/labels.parquet, <dataset>/<split>.parquet
 TEXTS = ARTIFACTS / "texts.parquet"            # generate
 GENERATE_DIR = ARTIFACTS / "generate"          # generate: report.parquet, journal/ (persisted, for resume)
 GENERATE_REPORT = GENERATE_DIR / "report.parquet"
 GENERATE_JOURNAL = GENERATE_DIR / "journal"
 TEXT_EMBEDDINGS = ARTIFACTS / "embeddings" / "text"      # encode_text
-IMAGE_EMBEDDINGS = ARTIFACTS / "embeddings" / "images"   # encode_images: <split>-<px>/
-IMAGE_SKIPPED = IMAGE_EMBEDDINGS / "skipped.parquet"  # images that could not be read, and why
-CACHE = ARTIFACTS / "cache"                    # content-addressed embedding cache; not a DVC out
-ZEROSHOT = ARTIFACTS / "zeroshot"              # metrics.json, per_class.parquet, scores.parquet
-FEWSHOT = ARTIFACTS / "fewshot"                # support.parquet
-PARTIAL = ARTIFACTS / "partial"                # mask.parquet
-CENTROIDS = ARTIFACTS / "centroids"            # visual.parquet, combinations.parquet, tsne.png
-MODEL = ARTIFACTS / "model"                    # adapter.pt
-TRAIN_LOG = ARTIFACTS / "train" / "log.csv"
-TRAIN_SUMMARY = ARTIFACTS / "train" / "summary.json"
+EVAL_EMBEDDINGS = ARTIFACTS / "embeddings" / "eval"      # encode_eval_images: <split>-<px>/, skipped.parquet
+TRAIN_EMBEDDINGS = ARTIFACTS / "embeddings" / "train"    # encode_train_images: <split>-<px>/, skipped.parquet
+ZEROSHOT = ARTIFACTS / "zeroshot"              # per_class.parquet, scores.parquet
+FEWSHOT_SUPPORT = ARTIFACTS / "fewshot" / "support.parquet"
+PARTIAL_MASK = ARTIFACTS / "partial" / "mask.parquet"
+CENTROIDS = ARTIFACTS / "centroids"            # visual.parquet, combinations.parquet
+CENTROIDS_VISUAL = CENTROIDS / "visual.parquet"
+CENTROIDS_COMBINATIONS = CENTROIDS / "combinations.parquet"
+MODEL = ARTIFACTS / "model" / "adapter.pt"
 TRAIN_CHECKPOINT = ARTIFACTS / "train" / "checkpoint.pt"   # persisted: resume after a kill
-EVAL = ARTIFACTS / "eval"                      # metrics.json, per_class.parquet, scores.parquet
+EVAL = ARTIFACTS / "eval"                      # per_class.parquet, scores.parquet
+
+REPORTS = Path("reports")
+GENERATE_METRICS = REPORTS / "generate.json"
+ZEROSHOT_METRICS = REPORTS / "zeroshot.json"
+TRAIN_METRICS = REPORTS / "train.json"
+TRAIN_LOG = REPORTS / "train_log.csv"          # a DVC plot: loss per epoch
+CENTROIDS_PLOT = REPORTS / "centroids.png"     # the paper's Fig. 7 (placeholder when partial labels are off)
+EVAL_METRICS = REPORTS / "eval.json"
+
+CACHE_ENV = "TAI_CACHE_DIR"
 
 
 def labels_path(dataset: str) -> Path:
-    return DATA / dataset / "labels.parquet"
+    return PREPARED / dataset / "labels.parquet"
 
 
 def manifest_path(dataset: str, split: str) -> Path:
-    return DATA / dataset / f"{split}.parquet"
+    return PREPARED / dataset / f"{split}.parquet"
 
 
-def image_embeddings_dir(split: str, resolution: int) -> Path:
-    return IMAGE_EMBEDDINGS / f"{split}-{resolution}"
+def image_embeddings_dir(root: Path, split: str, resolution: int) -> Path:
+    """`root` is EVAL_EMBEDDINGS (what is scored) or TRAIN_EMBEDDINGS (what the adapter learns from)."""
+    return root / f"{split}-{resolution}"
+
+
+def skipped_images_path(root: Path) -> Path:
+    return root / "skipped.parquet"
+
+
+def embedding_cache_dir() -> Path:
+    """The content-addressed CLIP embedding cache: $TAI_CACHE_DIR, else the per-user cache folder
+    (platformdirs: ~/.cache/tai-adapter/embeddings on Linux). Never inside a workspace or an input folder."""
+    override = os.environ.get(CACHE_ENV)
+    if override:
+        return Path(override).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("tai-adapter", appauthor=False)) / "embeddings"

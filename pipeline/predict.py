@@ -17,6 +17,7 @@ from .adapter import AdapterBundle
 from .clip_model import ClipEncoder
 from .embeddings import EmbeddingCache
 from .encode import encode_images
+from .paths import embedding_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def predict_folder(
     if not paths:
         raise FileNotFoundError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
     encoder = ClipEncoder(clip_model or bundle.clip_model, device)
-    cache = EmbeddingCache(cache_dir) if cache_dir else EmbeddingCache(Path(folder) / ".tai-cache")
+    cache = EmbeddingCache(cache_dir or embedding_cache_dir())   # never inside the user's folder
     result = encode_images(encoder, paths, bundle.image_resolution, cache, batch_size)
     probabilities = bundle.scores(torch.from_numpy(result.vectors)).numpy()
     names = np.array(bundle.labels)

@@ -18,14 +18,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from .clip_model import ClipError
     from .labels import LabelError
 
-    found = [*USER_ERRORS, LabelError, ClipError]
-    try:
-        from .datasets import DatasetError
+    from .download import DownloadError
+    from .manifest import DatasetError
 
-        found.append(DatasetError)
-    except ImportError:
-        pass
-    return tuple(found)
+    return (*USER_ERRORS, LabelError, ClipError, DatasetError, DownloadError)
 
 
 def run(stage: Callable[[Params], None], name: str) -> None:

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from .adapter import Adapter, AdapterConfig, normalize
 from .config import TrainParams
+from .device import resolve_device
 from .io import atomic_path
 from .perturb import perturb
 
@@ -50,14 +51,6 @@ class TrainingSet:
             digest.update(b"-" if t is None else t.detach().cpu().contiguous().numpy().tobytes())
         digest.update(repr((self.text_radius, self.image_radius, self.image_weight)).encode())
         return digest.hexdigest()
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' was asked for but no CUDA GPU is visible: set device to auto or cpu")
-    return torch.device(name)
 
 
 def batch_split(batch_size: int, data: TrainingSet) -> tuple[int, int]:

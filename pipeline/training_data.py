@@ -74,7 +74,7 @@ def _fewshot_set(params: Params, labels: LabelSet, text: torch.Tensor, text_targ
         raise FileNotFoundError(
             f"{SUPPORT_PATH} is empty but fewshot.shots = {p.shots}: run `dvc repro fewshot` to sample the support set"
         )
-    images = labelled_images(params, labels, p.split, params.encode.image_resolution)
+    images = labelled_images(params, labels, p.split, params.encode.image_resolution, "train")
     have = set(images.ids)
     missing = [i for i in support["image_id"].to_list() if i not in have]
     if missing:
@@ -112,7 +112,7 @@ def _partial_set(
             "run `dvc repro centroids`"
         )
     offsets = text_offsets(texts["labels"].to_list(), combinations, labels, text.shape[1])
-    images = labelled_images(params, labels, p.split, params.encode.partial_resolution)
+    images = labelled_images(params, labels, p.split, params.encode.partial_resolution, "train")
     targets, known = mask_arrays(mask, labels, images.ids)
     informative = known.any(axis=1)            # an image with no known entry adds nothing to the masked loss
     if not informative.all():

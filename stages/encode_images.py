@@ -1,5 +1,13 @@
-"""encode_images: CLIP image embeddings of every split in encode.splits, at each
-resolution the settings need; unreadable images are skipped and listed."""
+"""encode_eval_images / encode_train_images: CLIP image embeddings of exactly the image sets the
+setting needs (`pipeline.image_sets`), through the shared embedding cache; unreadable images are
+skipped and listed in <out>/skipped.parquet.
+
+    python -m stages.encode_images eval    # -> artifacts/embeddings/eval/<split>-<px>/
+    python -m stages.encode_images train   # -> artifacts/embeddings/train/<split>-<px>/ (empty in zero-shot)
+"""
+
+import logging
+import sys
 
 import polars as pl
 
@@ -8,30 +16,46 @@ from pipeline.artifacts import read_manifest
 from pipeline.clip_model import ClipEncoder
 from pipeline.embeddings import EmbeddingCache, write_shards
 from pipeline.encode import encode_images
-from pipeline.io import write_parquet
+from pipeline.fewshot import SUPPORT_PATH
+from pipeline.image_sets import PURPOSES, embeddings_root, image_sets
+from pipeline.io import atomic_dir, write_parquet
 from pipeline.stage import run
 
 SKIPPED_SCHEMA = {"split": pl.Utf8, "resolution": pl.Int32, "image_id": pl.Utf8, "path": pl.Utf8, "error": pl.Utf8}
 
+log = logging.getLogger("encode_images")
 
-def main(params) -> None:
+
+def main(params, purpose: str) -> None:
     p = params.encode
-    encoder = ClipEncoder(p.model, p.device)
-    cache = EmbeddingCache(paths.CACHE / "clip")
+    wanted = image_sets(params, purpose)
+    root = embeddings_root(purpose)
+    log.info("%s image sets: %s", purpose, ", ".join(f"{s.split}@{s.resolution}px" + (" (support)" if s.support_only else "")
+                                                    for s in wanted) or "none (zero-shot setting)")
     skipped = []
-    for split in p.splits:
-        manifest = read_manifest(params, split)
-        ids, image_paths = manifest["image_id"].to_list(), manifest["path"].to_list()
-        for resolution in p.resolutions:
-            result = encode_images(encoder, image_paths, resolution, cache, p.batch_size, p.num_workers)
+    with atomic_dir(root) as tmp:   # the whole folder is swapped in at the end: no stale set survives a settings change
+        if wanted:
+            encoder = ClipEncoder(p.model, p.device)
+            cache = EmbeddingCache(paths.embedding_cache_dir())
+        for image_set in wanted:
+            manifest = read_manifest(params, image_set.split)
+            if image_set.support_only:
+                support = pl.read_parquet(SUPPORT_PATH, columns=["image_id"])
+                manifest = manifest.filter(pl.col("image_id").is_in(support["image_id"].implode()))
+            ids, image_paths = manifest["image_id"].to_list(), manifest["path"].to_list()
+            result = encode_images(encoder, image_paths, image_set.resolution, cache, p.batch_size, p.num_workers)
             metadata = {"model": p.model, "model_identity": encoder.identity, "kind": "image",
-                        "resolution": str(resolution), "split": split, "normalized": "false"}
-            write_shards(paths.image_embeddings_dir(split, resolution), [ids[i] for i in result.kept],
-                         result.vectors, metadata, p.shard_rows)
-            skipped += [(split, resolution, ids[i], image_paths[i], why) for i, why in result.skipped]
-    cache.compact()
-    write_parquet(pl.DataFrame(skipped, schema=SKIPPED_SCHEMA, orient="row"), paths.IMAGE_SKIPPED)
+                        "resolution": str(image_set.resolution), "split": image_set.split, "normalized": "false"}
+            out = paths.image_embeddings_dir(tmp, image_set.split, image_set.resolution)
+            write_shards(out, [ids[i] for i in result.kept], result.vectors, metadata, p.shard_rows)
+            skipped += [(image_set.split, image_set.resolution, ids[i], image_paths[i], why) for i, why in result.skipped]
+        if wanted:
+            cache.compact()
+        write_parquet(pl.DataFrame(skipped, schema=SKIPPED_SCHEMA, orient="row"), paths.skipped_images_path(tmp))
 
 
 if __name__ == "__main__":
-    run(main, "encode_images")
+    purpose = sys.argv[1] if len(sys.argv) > 1 else ""
+    if purpose not in PURPOSES:
+        sys.exit(f"usage: python -m stages.encode_images {{{'|'.join(PURPOSES)}}}")
+    run(lambda params: main(params, purpose), f"encode_{purpose}_images")

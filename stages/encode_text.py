@@ -12,7 +12,7 @@ from pipeline.stage import run
 def main(params) -> None:
     texts = pl.read_parquet(paths.TEXTS, columns=["text_id", "text"])
     encoder = ClipEncoder(params.encode.model, params.encode.device)
-    cache = EmbeddingCache(paths.CACHE / "clip")
+    cache = EmbeddingCache(paths.embedding_cache_dir())
     result = encode_texts(encoder, texts["text"].to_list(), cache, params.encode.batch_size)
     cache.compact()
     metadata = {"model": params.encode.model, "model_identity": encoder.identity, "kind": "text", "normalized": "false"}

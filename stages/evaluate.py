@@ -11,13 +11,13 @@ from pipeline.stage import run
 
 def main(params) -> None:
     labels = read_labels(params)
-    bundle = AdapterBundle.load(paths.MODEL / "adapter.pt")
+    bundle = AdapterBundle.load(paths.MODEL)
     if bundle.labels != labels.names:
         raise ValueError("the adapter was trained on another label set: run `dvc repro train` again")
-    images = labelled_images(params, labels, params.evaluate.split, bundle.image_resolution)
+    images = labelled_images(params, labels, params.evaluate.split, bundle.image_resolution, "eval")
     scores = bundle.scores(torch.from_numpy(images.vectors)).numpy()
     extra = {"image_resolution": bundle.image_resolution}
-    write_evaluation(paths.EVAL, images.ids, scores, images.targets, labels, extra, params.evaluate.integrate_with)
+    write_evaluation(paths.EVAL, paths.EVAL_METRICS, images.ids, scores, images.targets, labels, extra, params.evaluate.integrate_with)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import sys
 from pipeline import paths
 from pipeline.artifacts import read_labels
 from pipeline.generate import GenerateError, generate_texts
+from pipeline.io import write_json
 from pipeline.stage import run
 
 log = logging.getLogger("generate")
@@ -24,7 +25,7 @@ log = logging.getLogger("generate")
 def main(params) -> None:
     labels = read_labels(params)
     try:
-        generate_texts(
+        summary = generate_texts(
             params.generate,
             labels,
             texts_path=paths.TEXTS,
@@ -34,6 +35,7 @@ def main(params) -> None:
     except GenerateError as e:
         log.error("%s", e)
         sys.exit(1)
+    write_json(summary.metrics(), paths.GENERATE_METRICS)
 
 
 if __name__ == "__main__":

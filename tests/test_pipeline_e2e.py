@@ -10,7 +10,8 @@ from e2e_project import commit, make_project, run, stages_run
 
 pytestmark = pytest.mark.slow
 
-ALL_STAGES = {"prepare", "generate", "encode_text", "encode_images", "zeroshot", "fewshot", "mask", "centroids", "train", "evaluate"}
+ALL_STAGES = {"download", "prepare", "generate", "encode_text", "encode_eval_images", "encode_train_images", "zeroshot",
+              "fewshot", "mask", "centroids", "train", "evaluate"}
 
 
 @pytest.fixture(scope="module")
@@ -45,37 +46,41 @@ def test_every_stage_wrote_documented_tables(project):
 
     text_embeddings = pl.read_ipc(next((a / "embeddings" / "text").glob("*.arrow")))
     assert set(text_embeddings["id"]) == set(texts["text_id"])
-    test_embeddings = pl.read_ipc(next((a / "embeddings" / "images" / "test-64").glob("*.arrow")))
+    test_embeddings = pl.read_ipc(next((a / "embeddings" / "eval" / "test-64").glob("*.arrow")))
     assert test_embeddings.schema["embedding"] == pl.Array(pl.Float32, 64)
 
-    skipped = pl.read_parquet(a / "embeddings" / "images" / "skipped.parquet")
+    skipped = pl.read_parquet(a / "embeddings" / "eval" / "skipped.parquet")
     assert "test_corrupt" in skipped["image_id"].to_list() and skipped["error"].str.len_chars().min() > 0
     assert "test_corrupt" not in test_embeddings["id"].to_list()
 
+    # zero-shot encodes the test split at 64 px and nothing else (no trainval, no partial resolution)
+    assert sorted(p.name for p in (a / "embeddings" / "eval").iterdir()) == ["skipped.parquet", "test-64"]
+    assert sorted(p.name for p in (a / "embeddings" / "train").iterdir()) == ["skipped.parquet"]
     for folder in ("eval", "zeroshot"):
-        metrics = json.loads((a / folder / "metrics.json").read_text())
+        metrics = json.loads((project / "reports" / f"{folder}.json").read_text())
+        assert all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in metrics.values()), metrics
         assert 0.0 <= metrics["map"] <= 1.0
         assert metrics["n_images"] == 12  # the corrupt image is not scored
         per_class = pl.read_parquet(a / folder / "per_class.parquet")
         assert dict(per_class.schema) == {"label": pl.Utf8, "ap": pl.Float64, "n_positive": pl.Int64}
         scores = pl.read_parquet(a / folder / "scores.parquet")
         assert scores.columns == ["image_id", "cat", "dog", "car", "tree"] and len(scores) == 12
-    log = pl.read_csv(a / "train" / "log.csv")
+    log = pl.read_csv(project / "reports" / "train_log.csv")
     assert log["epoch"].to_list() == [1, 2, 3]
 
 
 def test_metrics_and_plots_commands_work(project):
     shown = run(project, "dvc", "metrics", "show").stdout
-    assert "artifacts/eval/metrics.json" in shown and "map" in shown
+    assert "reports/eval.json" in shown and "map" in shown
     plots = run(project, "dvc", "plots", "show", "--json").stdout
-    assert "artifacts/train/log.csv" in plots
+    assert "reports/train_log.csv" in plots
 
 
 def test_radius_experiment_reruns_only_train_and_evaluate(project):
     result = run(project, "dvc", "exp", "run", "-S", "train.radius=10")
     assert stages_run(result.stdout) == {"train", "evaluate"}, result.stdout
     assert "Stage 'generate' didn't change" in result.stdout
-    summary = json.loads((project / "artifacts" / "train" / "summary.json").read_text())
+    summary = json.loads((project / "reports" / "train.json").read_text())
     assert summary["text_radius"] == 10.0
 
 

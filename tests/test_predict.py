@@ -22,8 +22,13 @@ def test_predict_scores_a_folder_and_skips_bad_images(tmp_path, tiny_clip):
     (images / "broken.jpg").write_bytes(b"nope")
     out = tmp_path / "predictions.parquet"
 
-    result = CliRunner().invoke(app, ["predict", str(images), "--adapter", str(adapter), "--out", str(out), "--device", "cpu"])
+    before = sorted(p.relative_to(images) for p in images.rglob("*"))
+    cache = tmp_path / "user-cache"
+    result = CliRunner().invoke(app, ["predict", str(images), "--adapter", str(adapter), "--out", str(out), "--device", "cpu"],
+                                env={"TAI_CACHE_DIR": str(cache)})
     assert result.exit_code == 0, result.output
+    assert sorted(p.relative_to(images) for p in images.rglob("*")) == before   # nothing written into the input folder
+    assert list(cache.glob("*.arrow"))                                          # the per-user cache got the embeddings
     assert "broken.jpg" in result.output and "3 image(s) scored" in result.output
     frame = pl.read_parquet(out)
     assert frame.columns == ["path", "predicted", "cat", "dog", "car"]

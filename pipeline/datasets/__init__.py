@@ -33,21 +33,10 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import polars as pl
 
 from pipeline.labels import LabelSet
+from pipeline.manifest import MANIFEST_SCHEMA, DatasetError, read_manifest
 
 if TYPE_CHECKING:
     from pipeline.config import PrepareParams
-
-MANIFEST_SCHEMA = {
-    "image_id": pl.Utf8,
-    "path": pl.Utf8,
-    "labels": pl.List(pl.Utf8),
-    "difficult": pl.List(pl.Utf8),
-}
-
-
-class DatasetError(ValueError):
-    """A dataset source is missing, incomplete or malformed (the message says where and how to fix it)."""
-
 
 def manifest_frame(
     image_ids: Sequence[str],
@@ -135,18 +124,6 @@ def write_dataset(
             io.write_parquet(frame, tmp / target.name)
             written.append(target)
     return written
-
-
-def read_manifest(path: str | Path) -> pl.DataFrame:
-    """Read a manifest written by `prepare`, checking its columns (DatasetError names the file and the fix)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{path}: manifest not found; run the prepare stage (`dvc repro prepare`) first")
-    frame = pl.read_parquet(path)
-    missing = [c for c in MANIFEST_SCHEMA if c not in frame.columns]
-    if missing:
-        raise DatasetError(f"{path}: not a manifest, missing column(s) {missing}; rerun the prepare stage")
-    return frame.select(list(MANIFEST_SCHEMA)).cast(MANIFEST_SCHEMA)
 
 
 __all__ = [

@@ -1,0 +1,47 @@
+"""Which image embeddings a setting needs, derived from params so nothing else is encoded.
+
+- evaluation (`encode_eval_images`): the zero-shot baseline's and the evaluation split at
+  encode.image_resolution; with partial labels also the evaluation split at encode.partial_resolution
+  (the partial-label adapter is evaluated there).
+- training (`encode_train_images`): nothing in the zero-shot setting; the support images of the
+  few-shot setting at encode.image_resolution; the partially labelled split at encode.partial_resolution.
+
+Zero-shot on VOC thus encodes the 4,952 test images once, not both splits at two resolutions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import paths
+from .config import Params
+
+PURPOSES = ("eval", "train")
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    split: str
+    resolution: int
+    support_only: bool = False   # few-shot: only the images of artifacts/fewshot/support.parquet
+
+
+def image_sets(params: Params, purpose: str) -> list[ImageSet]:
+    e = params.encode
+    if purpose == "eval":
+        wanted = [ImageSet(params.zeroshot.split, e.image_resolution), ImageSet(params.evaluate.split, e.image_resolution)]
+        if params.partial.enabled:
+            wanted.append(ImageSet(params.evaluate.split, e.partial_resolution))
+    elif purpose == "train":
+        wanted = []
+        if params.fewshot.enabled:
+            wanted.append(ImageSet(params.fewshot.split, e.image_resolution, support_only=True))
+        if params.partial.enabled:
+            wanted.append(ImageSet(params.partial.split, e.partial_resolution))
+    else:
+        raise ValueError(f"purpose {purpose!r} is unknown: use one of {list(PURPOSES)}")
+    return list(dict.fromkeys(wanted))
+
+
+def embeddings_root(purpose: str):
+    return {"eval": paths.EVAL_EMBEDDINGS, "train": paths.TRAIN_EMBEDDINGS}[purpose]
