@@ -327,6 +327,7 @@ def markdown(summary: Summary, source: str = "`dvc exp show --json`") -> str:
         "Metric cells are the mean ± sample standard deviation over the runs of a group "
         "(no ± with one run; `(k of n)` when only k runs have the metric; empty when none has it)."
     )
+    lines.append("")
     lines.append(
         f"Varied params: {', '.join(f'`{p}`' for p in summary.varied) or '(none)'}; "
         f"seeds (repetitions): {', '.join(f'`{p}`' for p in summary.seeds) or '(none vary)'}."
@@ -355,7 +356,7 @@ def _number(x: float) -> str:
         return ""
     if float(x).is_integer() and abs(x) < 1e15:
         return str(int(x))
-    return f"{x:.4f}" if abs(x) < 1000 else f"{x:.1f}"
+    return f"{x:.4g}" if abs(x) < 1000 else f"{x:.1f}"
 
 
 def _metric_text(mean, std, n, runs) -> str:
@@ -369,26 +370,31 @@ def _metric_text(mean, std, n, runs) -> str:
     return text
 
 
-def plot(summary: Summary, metric: str, x: str | None, path: str | Path) -> Path:
-    """`metric` (mean, std error bars) against param `x`, one line per combination of the other varied params."""
-    from .plots import placeholder_figure, sweep_figure
-
-    frame = summary.frame
-    if metric is None:
-        return placeholder_figure(path, "no metrics found in the experiments")
-    if x is None:
-        return placeholder_figure(path, f"no param varies between the experiments: nothing to plot {metric} against")
+def curves(summary: Summary, metric: str, x: str) -> dict[str, list[tuple]]:
+    """{line label: [(x, mean, std), ...]}: one line per combination of the varied params other than
+    `x`; groups without a value of `x` or of `metric` are left out."""
     others = [p for p in summary.varied if p != x]
-    lines: dict[str, list] = {}
-    for row in frame.iter_rows(named=True):
+    lines: dict[str, list[tuple]] = {}
+    for row in summary.frame.iter_rows(named=True):
         if row[x] is None or row[f"{metric} mean"] is None:
             continue
         label = ", ".join(f"{p}={_param_text(row[p])}" for p in others) or metric
         lines.setdefault(label, []).append((row[x], row[f"{metric} mean"], row[f"{metric} std"]))
+    return lines
+
+
+def plot(summary: Summary, metric: str | None, x: str | None, path: str | Path) -> Path:
+    """`metric` (mean, std error bars) against param `x`, one line per combination of the other varied params."""
+    from .plots import placeholder_figure, sweep_figure
+
+    if metric is None:
+        return placeholder_figure(path, "no metrics found in the experiments")
+    if x is None:
+        return placeholder_figure(path, f"no param varies between the experiments: nothing to plot {metric} against")
+    lines = curves(summary, metric, x)
     if not lines:
         return placeholder_figure(path, f"no experiment has {metric}")
-    return sweep_figure(path, lines, x_label=x, y_label=metric,
-                        title=f"{metric} against {x} (mean ± std over seeds)")
+    return sweep_figure(path, lines, x_label=x, y_label=metric, title=f"{metric} against {x} (mean ± std over seeds)")
 
 
 def write_report(

@@ -1,6 +1,8 @@
 """A tiny DVC project whose one stage writes metrics computed from params.yaml, so a report's
-means and standard deviations over seeds are known exactly. Used by tests/test_report.py and by
-tests/data/record_exp_show.py (which records the real `dvc exp show --json` fixture).
+means and standard deviations over seeds are known exactly. Used by tests/test_report.py; run as a script it records
+tests/data/exp_show.json, the real `dvc exp show --json` fixture of the fast tests:
+
+    python tests/exp_project.py      # from the repository root; about a minute
 
     reports/eval.json      map = radius / 10 + seed / 100 (+ 0.05 for interior noise), n_images = 10
     reports/zeroshot.json  map = 0.3 + seed / 1000, and skipped = radius only for surface noise
@@ -13,9 +15,13 @@ from __future__ import annotations
 import itertools
 import json
 import sys
+import tempfile
+import time
 from pathlib import Path
 
-from tests.e2e_project import run
+from e2e_project import run
+
+FIXTURE = Path(__file__).with_name("data") / "exp_show.json"
 
 RADII = (1, 2)
 NOISES = ("surface", "interior")
@@ -90,3 +96,30 @@ def run_grid(root: Path) -> None:
 
 def exp_show(root: Path) -> list:
     return json.loads(run(root, sys.executable, "-m", "dvc", "exp", "show", "--json").stdout)
+
+
+def record() -> None:
+    """The grid, plus one queued experiment whose stage fails (radius -1), into FIXTURE."""
+    dvc = (sys.executable, "-m", "dvc")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = make_exp_project(Path(tmp) / "project")
+        run_grid(root)
+        run(root, *dvc, "exp", "run", "--queue", "-q", "-S", "train.radius=-1", "-S", "train.seed=0")
+        run(root, *dvc, "queue", "start", "-j", "1")
+        for _ in range(300):
+            data = exp_show(root)
+            states = [(g.get("executor") or {}).get("state") for t in data for g in (t.get("experiments") or [])]
+            if "failed" in states:
+                break
+            time.sleep(1)
+        else:
+            raise SystemExit("the failing queued experiment never showed as failed")
+        run(root, *dvc, "queue", "stop", check=False)
+        version = run(root, *dvc, "--version").stdout.strip()
+    FIXTURE.parent.mkdir(exist_ok=True)
+    FIXTURE.write_text(json.dumps(data, indent=1) + "\n")
+    print(f"wrote {FIXTURE} (DVC {version})")
+
+
+if __name__ == "__main__":
+    record()
