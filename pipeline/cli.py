@@ -240,7 +240,7 @@ def report(
                                      "not only HEAD's (passed to dvc exp show)"),
 ) -> None:
     """Summarise the DVC experiments: mean ± std over seeds per setting (Markdown) and a metric curve (PNG)."""
-    from pipeline.report import ReportError, exp_show_json, parse_exp_show, write_report
+    from pipeline.report import ReportError, exp_show_json, parse_exp_show, short_rev, write_report
 
     try:
         if json_file is not None:
@@ -256,7 +256,7 @@ def report(
         raise _fail(str(e))
     console = _console()
     for s in summary.skipped:
-        console.print(f"[yellow]not counted[/] {s.name} ({s.rev[:7]}): {s.state}", soft_wrap=True)
+        console.print(f"[yellow]not counted[/] {s.name} ({short_rev(s.rev)}): {s.state}", soft_wrap=True)
     console.print(
         f"[green]{summary.frame.height} group(s)[/] of {int(summary.frame['seeds'].sum()) if summary.frame.height else 0}"
         f" run(s), varied: {', '.join(summary.varied) or '(none)'}; wrote {table} and {picture}",

@@ -95,7 +95,7 @@ def collect_runs(exp_show: list) -> tuple[list[Run], list[Skipped]]:
 
     def visit(entry: dict, kind: str, state: str | None) -> None:
         rev = str(entry.get("rev") or "")
-        name = entry.get("name") or (rev if kind == "workspace" else rev[:7])
+        name = entry.get("name") or short_rev(rev)
         if state in ("failed", "queued", "running"):
             skipped.append(Skipped(name, rev, state))
         elif entry.get("error") or not isinstance(entry.get("data"), dict):
@@ -248,10 +248,11 @@ def summarize(runs: list[Run], metrics: list[str] | None = None, skipped: list[S
     columns = {p: [values[g][p] for g in order] for p in varied}
     dtypes = {p: _dtype(column) for p, column in columns.items()}
     params_frame = pl.DataFrame(
-        {"group": order, **{p: [_cell(v, dtypes[p]) for v in column] for p, column in columns.items()}},
-        schema={"group": pl.Int64, **dtypes},
+        {"group": order, "order": list(range(len(order))),
+         **{p: [_cell(v, dtypes[p]) for v in column] for p, column in columns.items()}},
+        schema={"group": pl.Int64, "order": pl.Int64, **dtypes},
     )
-    table = params_frame.join(aggregated, on="group", how="left", maintain_order="left").drop("group")
+    table = params_frame.join(aggregated, on="group", how="left").sort("order").drop("group", "order")
     return Summary(table, varied, seeds, chosen, list(skipped or []))
 
 
@@ -343,8 +344,13 @@ def markdown(summary: Summary, source: str = "`dvc exp show --json`") -> str:
     if summary.skipped:
         lines += ["", "## Not counted", "", "| experiment | rev | state |", "|---|---|---|"]
         for s in summary.skipped:
-            lines.append(f"| {s.name} | {s.rev[:7]} | {s.state.replace('|', '/').replace(chr(10), ' ')} |")
+            lines.append(f"| {s.name} | {short_rev(s.rev)} | {s.state.replace('|', '/').replace(chr(10), ' ')} |")
     return "\n".join(lines) + "\n"
+
+
+def short_rev(rev: str) -> str:
+    """A commit's first 7 hex digits, like git; anything else (`workspace`) as it is."""
+    return rev[:7] if len(rev) == 40 and all(c in "0123456789abcdef" for c in rev) else rev
 
 
 def _param_text(value) -> str:

@@ -182,6 +182,28 @@ def test_nothing_varies_writes_a_table_and_a_placeholder(recorded, tmp_path):
     assert check_png(picture) == (320, 120)   # the small placeholder saying why there is no curve
 
 
+def test_a_rev_dvc_could_not_read_is_listed_and_its_group_shrinks(recorded, tmp_path):
+    """DVC's collect.py replaces `data` by `error` ({msg, type}) for a rev it fails to read."""
+    broken = json.loads(json.dumps(recorded))
+    group = next(g for g in broken[1]["experiments"] if g["revs"][0]["data"]["params"]["params.yaml"]["data"]["train"]
+                 == {"seed": 0, "radius": 1, "noise": "surface", "epochs": 3})
+    state = group["revs"][0]
+    state.update(data=None, error={"msg": "unexpected error | corrupt", "type": "DvcException"})
+    table, picture, summary = rp.write_report(broken, tmp_path)
+    assert (state["name"], "error: unexpected error | corrupt") in [(s.name, s.state) for s in summary.skipped]
+    rows = {(r["train.noise"], r["train.radius"]): r for r in table_rows(table.read_text())}
+    assert rows[("surface", "1")]["seeds"] == "1"
+    assert rows[("surface", "1")]["eval.map"] == f"{eval_map(1, 'surface', 1):.4g}"   # one run: no ±
+    assert "unexpected error / corrupt" in table.read_text()
+    check_png(picture)
+
+
+def test_no_experiments_at_all(tmp_path):
+    table, picture, summary = rp.write_report([], tmp_path)
+    assert summary.frame.height == 0 and "0 run(s)" in table.read_text()
+    check_png(picture)
+
+
 def test_bad_json_fails_cleanly(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
