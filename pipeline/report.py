@@ -40,7 +40,8 @@ class Run:
     rev: str
     kind: str
     params: dict
-    metrics: dict  # readable name -> float, or None where DVC could not read the metric
+    metrics: dict  # readable name -> float; a metric DVC could not read is absent
+    unreadable: tuple[str, ...] = ()  # metrics files DVC reported an error for
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class Summary:
     seeds: list[str]  # the seed params that vary between runs
     metrics: list[str]
     skipped: list[Skipped] = field(default_factory=list)
+    unreadable: dict[str, int] = field(default_factory=dict)  # metrics file -> runs DVC could not read it in
 
 
 # --------------------------------------------------------------------------------------------- reading
@@ -102,7 +104,7 @@ def collect_runs(exp_show: list) -> tuple[list[Run], list[Skipped]]:
             skipped.append(Skipped(name, rev, f"error: {_error_text(entry.get('error'))}"))
         else:
             data = entry["data"]
-            raw.append((name, rev, kind, _flatten_files(data.get("params"), params=True), _metric_files(data)))
+            raw.append((name, rev, kind, _flatten_files(data.get("params")), *_metric_files(data)))
 
     for top in exp_show:
         if not isinstance(top, dict):
@@ -116,14 +118,14 @@ def collect_runs(exp_show: list) -> tuple[list[Run], list[Skipped]]:
                     entry = {**entry, "name": group["name"]}
                 visit(entry, "experiment", state)
 
-    names = _metric_names({path for *_, files in raw for path in files})
+    names = _metric_names({path for *_, files, _ in raw for path in files})
     runs: list[Run] = []
-    for name, rev, kind, params, files in raw:
+    for name, rev, kind, params, files, unreadable in raw:
         metrics: dict = {}
         for path, values in files.items():
             for key, value in values.items():
                 metrics[f"{names[path]}.{key}" if key else names[path]] = value
-        runs.append(Run(name, rev, kind, params, metrics))
+        runs.append(Run(name, rev, kind, params, metrics, unreadable))
     return _unique(runs), skipped
 
 
@@ -142,7 +144,7 @@ def _flatten(tree, prefix: str = "") -> dict:
     return {prefix: tree}
 
 
-def _flatten_files(files, params: bool) -> dict:
+def _flatten_files(files) -> dict:
     """{file: {"data": tree} | {"error": ...}} -> {"section.key": value} (params.yaml unprefixed)."""
     out: dict = {}
     for path, content in (files or {}).items():
@@ -153,13 +155,16 @@ def _flatten_files(files, params: bool) -> dict:
     return out
 
 
-def _metric_files(data: dict) -> dict:
-    """{metrics file: {flattened key: number or None}}; a file DVC could not read has no keys."""
+def _metric_files(data: dict) -> tuple[dict, tuple[str, ...]]:
+    """({metrics file: {flattened key: number}}, files DVC could not read); non-numbers are left out."""
     out: dict = {}
+    unreadable = []
     for path, content in (data.get("metrics") or {}).items():
         tree = content.get("data") if isinstance(content, dict) else None
+        if tree is None:
+            unreadable.append(path)
         out[path] = {k: float(v) for k, v in _flatten(tree or {}).items() if _is_number(v)}
-    return out
+    return out, tuple(unreadable)
 
 
 def _is_number(value) -> bool:
@@ -253,7 +258,11 @@ def summarize(runs: list[Run], metrics: list[str] | None = None, skipped: list[S
         schema={"group": pl.Int64, "order": pl.Int64, **dtypes},
     )
     table = params_frame.join(aggregated, on="group", how="left").sort("order").drop("group", "order")
-    return Summary(table, varied, seeds, chosen, list(skipped or []))
+    unreadable: dict[str, int] = {}
+    for run in runs:
+        for path in run.unreadable:
+            unreadable[path] = unreadable.get(path, 0) + 1
+    return Summary(table, varied, seeds, chosen, list(skipped or []), unreadable)
 
 
 def _ordered_union(dicts) -> list[str]:
@@ -333,6 +342,11 @@ def markdown(summary: Summary, source: str = "`dvc exp show --json`") -> str:
         f"Varied params: {', '.join(f'`{p}`' for p in summary.varied) or '(none)'}; "
         f"seeds (repetitions): {', '.join(f'`{p}`' for p in summary.seeds) or '(none vary)'}."
     )
+    if summary.unreadable:
+        total = int(frame["seeds"].sum())
+        lines.append("")
+        lines.append("DVC could not read these metrics files (their cells are empty): " + ", ".join(
+            f"`{path}` ({n} of {total} runs)" for path, n in summary.unreadable.items()) + ".")
     lines.append("")
     header = [*summary.varied, "seeds", *summary.metrics]
     lines.append("| " + " | ".join(header) + " |")

@@ -116,6 +116,8 @@ def test_recorded_markdown_cells(recorded, tmp_path):
     assert rows[("surface", "2")]["zeroshot.skipped"] == "2 ± 0"
     assert rows[("surface", "5")]["eval.map"] == ""               # DVC could not read the baseline's metrics
     assert rows[("surface", "5")]["seeds"] == "1"
+    text = (tmp_path / "experiments.md").read_text()
+    assert "`reports/eval.json` (1 of 9 runs)" in text and "`reports/zeroshot.json` (1 of 9 runs)" in text
     assert check_png(tmp_path / "experiments.png") == (700, 450)
 
 
