@@ -2,6 +2,7 @@
 
     tai download voc2007 [--dest data] [--keep-archives]   fetch, check and unpack a dataset
     tai inspect PATH                                        look inside an artifact
+    tai report [--metric M] [--x PARAM] [--json FILE]       experiments: table and curve of mean ± std over seeds
 
 `inspect` understands Parquet files (rows, schema, first rows), Arrow IPC embeddings (an `.arrow`
 file or a folder of `.arrow` shards with columns `id` + `embedding`: rows, dimension, schema
@@ -220,6 +221,49 @@ def predict(
     else:
         write_parquet(frame, out)
     console.print(f"[green]{len(frame)} image(s) scored[/], {len(skipped)} skipped" + (f"; wrote {out}" if out else ""))
+
+
+# --------------------------------------------------------------------------------------------- report
+
+
+@app.command()
+def report(
+    out_dir: Path = typer.Option(Path("reports"), "--out-dir", help="where experiments.md and experiments.png go"),
+    metric: list[str] = typer.Option(
+        None, "--metric", "-m",
+        help="a metric column (e.g. eval.map); repeat for several. Default: every numeric metric in the table, "
+        "the adapter's mAP in the plot (the first --metric when given)",
+    ),
+    x: str = typer.Option(None, "--x", help="the param on the plot's x axis; default: the varied numeric param "
+                          "with the most distinct values"),
+    json_file: Path = typer.Option(None, "--json", help="read this saved `dvc exp show --json` output "
+                                   "instead of running DVC"),
+    all_commits: bool = typer.Option(False, "--all-commits", "-A", help="also the experiments of every commit, "
+                                     "not only HEAD's (passed to dvc exp show)"),
+) -> None:
+    """Summarise the DVC experiments: mean ± std over seeds per setting (Markdown) and a metric curve (PNG)."""
+    from pipeline.report import ReportError, exp_show_json, parse_exp_show, short_rev, write_report
+
+    try:
+        if json_file is not None:
+            try:
+                text = json_file.read_text()
+            except OSError as e:
+                raise ReportError(f"cannot read {json_file}: {e}") from e
+            data, source = parse_exp_show(text, source=str(json_file)), f"`{json_file}`"
+        else:
+            data, source = exp_show_json(".", all_commits=all_commits), "`dvc exp show --json`"
+        table, picture, summary = write_report(data, out_dir, metric or None, x, source)
+    except ReportError as e:
+        raise _fail(str(e))
+    console = _console()
+    for s in summary.skipped:
+        console.print(f"[yellow]not counted[/] {s.name} ({short_rev(s.rev)}): {s.state}", soft_wrap=True)
+    console.print(
+        f"[green]{summary.frame.height} group(s)[/] of {int(summary.frame['seeds'].sum()) if summary.frame.height else 0}"
+        f" run(s), varied: {', '.join(summary.varied) or '(none)'}; wrote {table} and {picture}",
+        soft_wrap=True,
+    )
 
 
 def main() -> None:  # pragma: no cover - `python -m pipeline.cli`

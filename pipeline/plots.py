@@ -116,3 +116,44 @@ def tsne_figure(
         return _save(fig, path)
     finally:
         plt.close(fig)
+
+
+def sweep_figure(
+    path: str | Path,
+    lines: dict[str, list[tuple]],
+    x_label: str,
+    y_label: str,
+    title: str = "",
+) -> Path:
+    """One line per entry of `lines` ({label: [(x, mean, std or None), ...]}) with std error bars.
+
+    Numeric x values are sorted along a numeric axis; any other x values share one categorical axis
+    in order of first appearance.
+    """
+    plt = _pyplot()
+    points = [p for series in lines.values() for p in series]
+    numeric = all(isinstance(p[0], (int, float)) and not isinstance(p[0], bool) for p in points)
+    categories: dict[str, int] = {}
+    if not numeric:
+        for p in points:
+            categories.setdefault(str(p[0]), len(categories))
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    try:
+        for label, series in lines.items():
+            series = sorted(series, key=lambda p: p[0]) if numeric else series
+            xs = [p[0] if numeric else categories[str(p[0])] for p in series]
+            ys = [p[1] for p in series]
+            errors = [0.0 if p[2] is None or p[2] != p[2] else p[2] for p in series]
+            ax.errorbar(xs, ys, yerr=errors, marker="o", markersize=4, capsize=3, label=label)
+        if not numeric:
+            ax.set_xticks(list(categories.values()), list(categories))
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(y_label)
+        if title:
+            ax.set_title(title, fontsize=10)
+        ax.grid(True, alpha=0.3)
+        ax.legend(loc="best", fontsize=8)
+        fig.tight_layout()
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
