@@ -26,7 +26,7 @@ Step time and peak memory are measured in a fresh process per row (on CPU, peak 
 the process's peak RSS over its RSS before the model is built, so it covers weights, gradients,
 optimiser state and activations; on CUDA it is torch.cuda.max_memory_allocated). Prompt learning above
 `--prompt-max-labels` is too slow and too large for a 2-core, 24 GiB machine (7,186 labels would need
-about 0.2 TB for activations): those rows are extrapolated linearly from the measured ones, and the
+about 250 GiB for activations): those rows are extrapolated linearly from the measured ones, and the
 `source` column says so.
 
 Step time is the fastest of the timed steps, in wall time (`step_ms`) and in CPU time of the process
