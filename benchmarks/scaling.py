@@ -1,0 +1,387 @@
+"""The paper's cost claims (Table 4, Fig. 1) measured: a training step of the adapter against one of
+prompt learning, from 20 to 7,186 labels.
+
+    python benchmarks/scaling.py                       # 20, 80, 1000, 7186 labels; a few minutes on 2 cores
+    python benchmarks/scaling.py --labels 20 80 --prompt-max-labels 20 --device cpu
+
+Both methods train on a batch of 64 and are charged for everything a step does (forward, loss,
+backward, AdamW):
+
+- `adapter`: `pipeline.train.train_adapter` itself (perturbation, the Adapter of pipeline/adapter.py
+  with train.hidden_dim 1024 on CLIP RN50's 1024-d embeddings, BCE, AdamW, one-cycle).
+- `prompt`: CoOp-style prompt learning, the cost TaI-DPT and CoOp pay: a learnable context of 16 tokens
+  is put before every label name ("X X ... X label 17.") and all of them go through CLIP RN50's text
+  encoder (random weights, `clip.model.CLIP(1024, 224, (3,4,6,3), 64, None, 77, 49408, 512, 8, 12)`:
+  the cost is that of real weights) on every step, and the loss backpropagates through the frozen
+  encoder into the context. The image side is 64 precomputed features: both methods keep CLIP's image
+  encoder frozen, and TaI-DPT trains on caption embeddings in place of images, computed once. TaI-DPT
+  learns more than one context (global and local), each sent with every label, so its step costs a
+  small multiple of this one.
+
+FLOPs per training batch (forward + backward + optimiser) come from torch.utils.flop_counter, which
+counts matrix products (one multiply-add = 2 FLOPs): the adapter's on a real step, the prompt
+learner's on the meta device (shapes only: exact and free at any label count).
+
+Step time and peak memory are measured in a fresh process per row (on CPU, peak memory is the rise of
+the process's peak RSS over its RSS before the model is built, so it covers weights, gradients,
+optimiser state and activations; on CUDA it is torch.cuda.max_memory_allocated). Prompt learning above
+`--prompt-max-labels` is too slow and too large for a 2-core, 24 GiB machine (7,186 labels would need
+about 250 GiB for activations): those rows are extrapolated linearly from the measured ones, and the
+`source` column says so.
+
+Step time is the fastest of the timed steps, in wall time (`step_ms`) and in CPU time of the process
+(`cpu_ms`, all threads): on a CPU shared with other processes wall time is mostly waiting, and CPU time
+is the steadier measure. `--threads` (default 1) sets torch's threads for both methods.
+
+CSV columns: method, labels, trainable_params, gflops_per_batch, step_ms, cpu_ms, peak_memory_mib,
+source (measured | extrapolated), steps_timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: no progress bars from train_adapter
+
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from pipeline.config import TrainParams  # noqa: E402
+from pipeline.train import TrainingSet, resolve_device, train_adapter  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+RN50 = (1024, 224, (3, 4, 6, 3), 64, None, 77, 49408, 512, 8, 12)  # clip.model.CLIP's arguments for RN50
+COLUMNS = ["method", "labels", "trainable_params", "gflops_per_batch", "step_ms", "cpu_ms", "peak_memory_mib", "source", "steps_timed"]
+BATCH = TrainParams().batch_size
+N_CTX = 16
+PLOT_TITLE = f"Training step on a batch of {BATCH}; o measured, x extrapolated (linear in the label count)"
+
+
+def label_names(n: int) -> list[str]:
+    return [f"label {i}" for i in range(n)]
+
+
+def clip_text_model(source: str | None, device: str | torch.device) -> nn.Module:
+    """CLIP's text half (random RN50 weights when `source` is None, else a saved state dict), frozen."""
+    import clip.model
+
+    if source is None:
+        with torch.device("meta"):
+            model = clip.model.CLIP(*RN50)
+        del model.visual
+        if str(device) != "meta":
+            model = model.to_empty(device=device)
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.normal_(0, 0.02)
+                model.logit_scale.fill_(4.6052)
+            for block in model.transformer.resblocks:  # built on meta with the model: rebuild it
+                block.attn_mask = model.build_attention_mask()
+    else:
+        model = clip.model.build_model(torch.load(source, map_location="cpu", weights_only=True)).float()
+        del model.visual
+        model = model.to(device)
+    return model.requires_grad_(False)
+
+
+class PromptLearner(nn.Module):
+    """CoOp's learnable context: [SOS] ctx_1..ctx_16 name . [EOS] for every label, through the text encoder."""
+
+    def __init__(self, text_model: nn.Module, names: list[str], n_ctx: int = N_CTX):
+        import clip
+
+        super().__init__()
+        self.text_model = text_model
+        tokens = clip.tokenize([" ".join(["X"] * n_ctx) + f" {name}." for name in names])
+        device = text_model.positional_embedding.device
+        with torch.no_grad():
+            embedded = text_model.token_embedding(tokens.to(device))
+        self.register_buffer("prefix", embedded[:, :1].clone())
+        self.register_buffer("suffix", embedded[:, 1 + n_ctx :].clone())
+        self.register_buffer("eot", tokens.argmax(dim=-1).to(device))
+        width = text_model.ln_final.weight.shape[0]
+        self.ctx = nn.Parameter(torch.empty(n_ctx, width, device=device).normal_(0, 0.02))
+
+    def forward(self) -> torch.Tensor:
+        m = self.text_model
+        n = self.prefix.shape[0]
+        x = torch.cat([self.prefix, self.ctx.expand(n, -1, -1), self.suffix], dim=1) + m.positional_embedding
+        x = m.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)
+        x = m.ln_final(x)[torch.arange(n, device=x.device), self.eot] @ m.text_projection
+        return x / x.norm(dim=-1, keepdim=True)
+
+
+class PromptTraining:
+    """One prompt-learning set-up: the learner, AdamW on the context, 64 precomputed image features."""
+
+    def __init__(self, n_labels: int, source: str | None, device: str | torch.device):
+        params = TrainParams()
+        generator = torch.Generator().manual_seed(0)
+        self.learner = PromptLearner(clip_text_model(source, device), label_names(n_labels))
+        dim = self.learner.text_model.text_projection.shape[1]
+        images = torch.randn(BATCH, dim, generator=generator)
+        self.images = (images / images.norm(dim=-1, keepdim=True)).to(device)
+        self.targets = (torch.rand(BATCH, n_labels, generator=generator) < min(1.0, 3 / n_labels)).float().to(device)
+        self.optimizer = torch.optim.AdamW([self.learner.ctx], lr=params.max_lr, weight_decay=params.weight_decay)
+        self.loss_fn = nn.BCEWithLogitsLoss()
+
+    def step(self) -> None:
+        logits = self.learner.text_model.logit_scale.exp() * self.images @ self.learner().t()
+        loss = self.loss_fn(logits, self.targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+
+def adapter_data(n_labels: int, n_texts: int, embed_dim: int) -> TrainingSet:
+    generator = torch.Generator().manual_seed(0)
+    text = torch.randn(n_texts, embed_dim, generator=generator)
+    targets = (torch.rand(n_texts, n_labels, generator=generator) < min(1.0, 3 / n_labels)).float()
+    return TrainingSet(text, targets, TrainParams().radius)
+
+
+def adapter_params(device: str, hidden_dim: int, epochs: int = 1) -> TrainParams:
+    return TrainParams(epochs=epochs, device=str(device), hidden_dim=hidden_dim)
+
+
+def embed_dim_of(source: str | None) -> int:
+    return RN50[0] if source is None else clip_text_model(source, "meta").text_projection.shape[1]
+
+
+def count_flops(method: str, n_labels: int, source: str | None = None, hidden_dim: int = 1024) -> int:
+    """FLOPs of one training step on a batch of 64 (forward, backward, optimiser)."""
+    counter = FlopCounterMode(display=False)
+    if method == "adapter":
+        data = adapter_data(n_labels, BATCH, embed_dim_of(source))
+        with counter:
+            train_adapter(data, adapter_params("cpu", hidden_dim))
+    elif method == "prompt":
+        training = PromptTraining(n_labels, source, "meta")
+        with counter:
+            training.step()
+    else:
+        raise ValueError(f"method {method!r} is unknown: use adapter or prompt")
+    return counter.get_total_flops()
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _warm_up(device: torch.device) -> None:
+    """Run the same kinds of kernels at a tiny size first, so that loading and initialising the math
+    libraries is not counted as the step's memory."""
+    import clip.model
+
+    train_adapter(adapter_data(2, BATCH, 8), TrainParams(epochs=1, device=str(device), hidden_dim=8))
+    block = clip.model.Transformer(16, 1, 2, torch.empty(4, 4).fill_(float("-inf")).triu_(1)).to(device)
+    x = torch.randn(4, 2, 16, device=device, requires_grad=True)
+    block(x).sum().backward()
+
+
+def measure(method: str, n_labels: int, steps: int, source: str | None = None, device: str = "cpu",
+            hidden_dim: int = 1024, threads: int | None = None) -> dict:
+    """Step time (the fastest of `steps` timed steps: other work on the machine only ever slows one down),
+    peak memory of the first step, trainable parameters.
+
+    Peak memory is only meaningful in a fresh process on CPU (the peak RSS never goes down)."""
+    if threads:
+        torch.set_num_threads(threads)
+    device = resolve_device(device)
+    cuda = device.type == "cuda"
+    if method == "adapter":
+        data = adapter_data(n_labels, BATCH, embed_dim_of(source))
+    _warm_up(device)
+    before = _rss_mib()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+        allocated = torch.cuda.memory_allocated(device)
+    if method == "adapter":
+        model, _ = train_adapter(data, adapter_params(device, hidden_dim))  # one step: memory and warm-up
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    elif method == "prompt":
+        training = PromptTraining(n_labels, source, device)
+        training.step()
+        trainable = sum(p.numel() for p in training.learner.parameters() if p.requires_grad)
+    else:
+        raise ValueError(f"method {method!r} is unknown: use adapter or prompt")
+    if cuda:
+        torch.cuda.synchronize(device)
+        peak = (torch.cuda.max_memory_allocated(device) - allocated) / 2**20
+    else:
+        peak = _peak_rss_mib() - before
+    if method == "adapter":
+        # one step per epoch (a batch of 64 texts), `steps` epochs: train_adapter times each epoch's wall
+        # time; the CPU time is read between epochs (the epoch's bookkeeping is a few microseconds)
+        cpu_marks = [time.process_time()]
+        _, history = train_adapter(data, adapter_params(device, hidden_dim, epochs=steps),
+                                   on_epoch=lambda _: cpu_marks.append(time.process_time()))
+        seconds = min(row["seconds"] for row in history)
+        cpu = min(b - a for a, b in zip(cpu_marks, cpu_marks[1:]))
+    else:
+        times, cpu_times = [], []
+        for _ in range(steps):
+            started, cpu_started = time.perf_counter(), time.process_time()
+            training.step()
+            if cuda:
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - started)
+            cpu_times.append(time.process_time() - cpu_started)
+        seconds, cpu = min(times), min(cpu_times)
+    return {"step_ms": seconds * 1e3, "cpu_ms": cpu * 1e3, "peak_memory_mib": peak, "trainable_params": trainable}
+
+
+def measure_in_fresh_process(method: str, n_labels: int, steps: int, source: str | None, device: str, hidden_dim: int,
+                             threads: int | None) -> dict:
+    job = json.dumps({"method": method, "n_labels": n_labels, "steps": steps, "source": source, "device": device,
+                      "hidden_dim": hidden_dim, "threads": threads})
+    out = subprocess.run([sys.executable, __file__, "--worker", job], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def extrapolate(sizes: list[int], values: list[float], n: int) -> float:
+    """Least-squares line through the measured points, read at n (cost is linear in the label count)."""
+    if len(sizes) == 1:
+        return values[0] * n / sizes[0]
+    mean_x, mean_y = sum(sizes) / len(sizes), sum(values) / len(values)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(sizes, values)) / sum((x - mean_x) ** 2 for x in sizes)
+    return mean_y + slope * (n - mean_x)
+
+
+def run(labels: list[int], prompt_max_labels: int, adapter_steps: int, prompt_steps: int, source: str | None = None,
+        device: str = "auto", hidden_dim: int = 1024, threads: int | None = None, fresh_process: bool = True,
+        log=print) -> list[dict]:
+    device = str(resolve_device(device))
+    labels = sorted(labels)
+    prompt_measured = [n for n in labels if n <= prompt_max_labels]
+    if not prompt_measured:
+        raise ValueError(f"--prompt-max-labels {prompt_max_labels} is below every label count {labels}: nothing to extrapolate from")
+    rows = []
+    for method in ("adapter", "prompt"):
+        measured = {}
+        for n in labels:
+            flops = count_flops(method, n, source, hidden_dim)
+            row = {"method": method, "labels": n, "gflops_per_batch": flops / 1e9}
+            if method == "adapter" or n <= prompt_max_labels:
+                steps = adapter_steps if method == "adapter" else prompt_steps
+                args = (method, n, steps, source, device, hidden_dim, threads)
+                result = measure_in_fresh_process(*args) if fresh_process else measure(*args)
+                measured[n] = result
+                row.update(result, source="measured", steps_timed=steps)
+            else:
+                sizes = sorted(measured)
+                row.update(
+                    step_ms=extrapolate(sizes, [measured[s]["step_ms"] for s in sizes], n),
+                    cpu_ms=extrapolate(sizes, [measured[s]["cpu_ms"] for s in sizes], n),
+                    peak_memory_mib=extrapolate(sizes, [measured[s]["peak_memory_mib"] for s in sizes], n),
+                    trainable_params=measured[sizes[0]]["trainable_params"],
+                    source="extrapolated", steps_timed=0,
+                )
+            rows.append({k: row[k] for k in COLUMNS})
+            log(f"{method:>7} {n:>5} labels: {row['step_ms']:10.1f} ms/step ({row['cpu_ms']:10.1f} CPU ms) {row['peak_memory_mib']:10.1f} MiB "
+                f"{row['gflops_per_batch']:10.2f} GFLOPs {row['trainable_params']:>10,} trainable ({row['source']})")
+    return rows
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    for ax, key, ylabel in zip(axes, ("step_ms", "peak_memory_mib", "gflops_per_batch"),
+                               ("training step, ms (solid wall, dotted CPU time)", "peak memory (MiB)", "GFLOPs per batch of 64")):
+        for method, colour, name in (("adapter", "tab:blue", "TaI-Adapter (ours)"), ("prompt", "tab:red", "prompt learning (CoOp / TaI-DPT)")):
+            mine = [r for r in rows if r["method"] == method]
+            ax.plot([r["labels"] for r in mine], [r[key] for r in mine], "-", color=colour, label=name)
+            if key == "step_ms":
+                ax.plot([r["labels"] for r in mine], [r["cpu_ms"] for r in mine], ":", color=colour)
+            for source, marker in (("measured", "o"), ("extrapolated", "x")):
+                pts = [r for r in mine if key == "gflops_per_batch" or r["source"] == source]
+                if key != "gflops_per_batch" or source == "measured":
+                    ax.plot([r["labels"] for r in pts], [r[key] for r in pts], marker, color=colour, linestyle="none")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("labels")
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    axes[1].plot([], [], "ko", label="measured")
+    axes[1].plot([], [], "kx", label="extrapolated")
+    axes[1].legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def read_csv(path: Path) -> list[dict]:
+    with path.open() as f:
+        return [{k: (v if k in ("method", "source") else float(v) if k in ("gflops_per_batch", "step_ms", "cpu_ms", "peak_memory_mib") else int(v))
+                 for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+        job = json.loads(sys.argv[2])
+        print(json.dumps(measure(**job)))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--labels", type=int, nargs="+", default=[20, 80, 1000, 7186])
+    parser.add_argument("--prompt-max-labels", type=int, default=80, help="prompt learning above this is extrapolated")
+    parser.add_argument("--adapter-steps", type=int, default=30, help="timed adapter steps (after one untimed), fastest kept")
+    parser.add_argument("--prompt-steps", type=int, default=1, help="timed prompt-learning steps (after one untimed), fastest kept")
+    parser.add_argument("--clip", default=None, help="a CLIP state dict for the text encoder; default random RN50")
+    parser.add_argument("--hidden-dim", type=int, default=TrainParams().hidden_dim)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for both methods (0: torch's default)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--plot-only", action="store_true", help="redraw scaling.png from the CSV in --out")
+    args = parser.parse_args()
+    if args.plot_only:
+        plot(read_csv(args.out / "scaling.csv"), args.out / "scaling.png", f"CPU, {args.threads} thread(s). {PLOT_TITLE}")
+        return
+    started = time.perf_counter()
+    rows = run(args.labels, args.prompt_max_labels, args.adapter_steps, args.prompt_steps, args.clip, args.device,
+               args.hidden_dim, args.threads or None)
+    device = resolve_device(args.device)
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads or torch.get_num_threads()} thread(s)"
+    write_csv(rows, args.out / "scaling.csv")
+    plot(rows, args.out / "scaling.png", f"{where}. {PLOT_TITLE}")
+    for method in ("adapter", "prompt"):
+        mine = [r for r in rows if r["method"] == method]
+        small, large = mine[0], mine[-1]
+        print(f"{method} {large['labels']}/{small['labels']} labels: step time x{large['step_ms'] / small['step_ms']:.2f} "
+              f"(CPU time x{large['cpu_ms'] / small['cpu_ms']:.2f}), "
+              f"memory x{large['peak_memory_mib'] / small['peak_memory_mib']:.2f}, FLOPs x{large['gflops_per_batch'] / small['gflops_per_batch']:.2f}")
+    print(f"{where}; {time.perf_counter() - started:.0f} s; wrote {args.out / 'scaling.csv'} and {args.out / 'scaling.png'}")
+
+
+if __name__ == "__main__":
+    main()
