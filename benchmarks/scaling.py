@@ -57,7 +57,8 @@ from torch import nn  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from pipeline.config import TrainParams  # noqa: E402
-from pipeline.train import TrainingSet, resolve_device, train_adapter  # noqa: E402
+from pipeline.device import resolve_device  # noqa: E402
+from pipeline.train import TrainingSet, train_adapter  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RN50 = (1024, 224, (3, 4, 6, 3), 64, None, 77, 49408, 512, 8, 12)  # clip.model.CLIP's arguments for RN50
