@@ -1,0 +1,86 @@
+"""What DVC's experiment machinery costs on top of the work itself.
+
+(a) `dvc exp run -S train.radius=R` against running the same two stages directly
+    (`python -m stages.train && python -m stages.evaluate` with the same params): goal <= 1.2;
+(b) a no-op `dvc repro` against a bare `dvc status` on the same, finished project: goal at most
+    1.5 s more.
+
+    python benchmarks/experiments.py                 # 2,000 template texts, 60 epochs, hidden 1024
+    python benchmarks/experiments.py --texts 500 --repeats 1
+
+The project is the tests' tiny one (tests/e2e_project.py: tiny random CLIP, 28 images), with enough
+texts and the paper's 60 epochs so that training is a realistic share of the time. Each measurement
+is repeated and the fastest kept: other work on a shared machine only ever slows a run down.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from conftest import save_tiny_clip  # noqa: E402
+from e2e_project import commit, make_project, run  # noqa: E402
+
+
+def timed(project: Path, *command: str) -> float:
+    started = time.perf_counter()
+    run(project, *command)
+    return time.perf_counter() - started
+
+
+def set_radius(project: Path, radius: float) -> None:
+    path = project / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    params["train"]["radius"] = radius
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--texts", type=int, default=2000, help="template texts to train on")
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        clip = save_tiny_clip(tmp / "tiny-clip.pt")
+        project = make_project(tmp, clip, llm_fraction=0.0, **{
+            "generate.n_combinations": args.texts, "train.epochs": args.epochs, "train.hidden_dim": 1024})
+        print(f"project: {args.texts} texts, {args.epochs} epochs; first dvc repro ...", flush=True)
+        run(project, "dvc", "repro")
+        commit(project, "baseline")
+
+        direct, experiment = [], []
+        for i in range(args.repeats):
+            radius = 2.0 + i
+            set_radius(project, radius)          # the direct run sees exactly the params the experiment will
+            direct.append(timed(project, "python", "-m", "stages.train") + timed(project, "python", "-m", "stages.evaluate"))
+            run(project, "git", "checkout", "--", "params.yaml")
+            experiment.append(timed(project, "dvc", "exp", "run", "-S", f"train.radius={radius + 0.5}"))
+            print(f"  repeat {i + 1}: direct {direct[-1]:.1f} s, dvc exp run {experiment[-1]:.1f} s", flush=True)
+
+        # the workspace now holds the last experiment's results: up to date, so repro has nothing to do
+        status = [timed(project, "dvc", "status") for _ in range(args.repeats + 1)]
+        noop = [timed(project, "dvc", "repro") for _ in range(args.repeats + 1)]
+
+    ratio = min(experiment) / min(direct)
+    extra = min(noop) - min(status)
+    print()
+    print("| measure | result | goal |")
+    print("|---|---|---|")
+    print(f"| (a) `dvc exp run -S train.radius=...` / train + evaluate run directly | {ratio:.2f} "
+          f"({min(experiment):.1f} s vs {min(direct):.1f} s) | <= 1.2 |")
+    print(f"| (b) no-op `dvc repro` - `dvc status` | {extra:+.2f} s ({min(noop):.2f} s vs {min(status):.2f} s) | <= 1.5 s |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""The experiment loop a user runs, end to end on the tiny project: a queued grid over radius and
+seeds, `dvc exp show` with a finite mAP for every experiment, `dvc metrics diff`, `dvc exp run
+--temp`, `tai report`, and a second sweep that encodes nothing again (the shared embedding cache).
+Plumbing, never accuracy."""
+
+import json
+import math
+import os
+import time
+
+import pytest
+
+from e2e_project import commit, make_project, run
+from pipeline.report import collect_runs
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, tiny_clip):
+    project = make_project(tmp_path_factory.mktemp("experiments"), tiny_clip, llm_fraction=0.0)
+    run(project, "dvc", "repro")
+    commit(project, "baseline run")
+    return project
+
+
+def wait_for_queue(project, timeout_s: float = 600) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = run(project, "dvc", "queue", "status").stdout
+        if not any(word in status for word in ("Queued", "Running")):
+            return status
+        time.sleep(3)
+    raise AssertionError(f"the queue did not finish in {timeout_s} s:\n{status}")
+
+
+def experiments(project) -> list:
+    runs, _ = collect_runs(json.loads(run(project, "dvc", "exp", "show", "--json").stdout))
+    return [r for r in runs if r.kind == "experiment"]
+
+
+def cache_entries() -> dict[str, int]:
+    from pipeline.embeddings import EmbeddingCache
+    from pipeline.paths import embedding_cache_dir
+
+    return {"entries": len(EmbeddingCache(embedding_cache_dir())), "files": len(list(embedding_cache_dir().glob("*.arrow")))}
+
+
+def test_a_queued_sweep_over_radius_and_seeds_is_comparable(project, tmp_path):
+    run(project, "dvc", "exp", "run", "--queue", "-S", "train.radius=0,2", "-S", "train.seed=0,1")
+    run(project, "dvc", "queue", "start", "-j", "2")
+    status = wait_for_queue(project)
+    assert "Failed" not in status, status + run(project, "dvc", "queue", "logs", "--help", check=False).stdout
+
+    done = experiments(project)
+    grid = sorted((r.params["train.radius"], r.params["train.seed"]) for r in done)
+    assert grid == [(0, 0), (0, 1), (2, 0), (2, 1)]
+    for r in done:
+        assert math.isfinite(r.metrics["eval.map"]) and math.isfinite(r.metrics["zeroshot.map"]), r
+        assert r.metrics["train.n_texts"] == 24 and r.metrics["generate.n_texts"] == 24
+
+    a, b = done[0].name, done[1].name
+    diff = run(project, "dvc", "metrics", "diff", a, b, "--json").stdout
+    assert "reports/eval.json" in json.loads(diff)
+
+    # the report: mean and std over the two seeds per radius, and a curve
+    out = tmp_path / "report"
+    run(project, "python", "-m", "pipeline.cli", "report", "--out-dir", str(out))
+    table = (out / "experiments.md").read_text()
+    assert "train.radius" in table and "eval.map" in table
+    assert (out / "experiments.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_temp_experiment_runs_in_a_fresh_copy(project):
+    run(project, "dvc", "exp", "run", "--temp", "-S", "train.radius=3")
+    radii = [r.params["train.radius"] for r in experiments(project)]
+    assert 3 in radii
+
+
+def test_a_second_queued_sweep_encodes_nothing_again(project):
+    """encode.shard_rows reruns both encode stages in each queued copy; the per-user cache answers them."""
+    before = cache_entries()
+    run(project, "dvc", "exp", "run", "--queue", "-S", "train.radius=4,5", "-S", "encode.shard_rows=1000")
+    run(project, "dvc", "queue", "start", "-j", "1")
+    assert "Failed" not in wait_for_queue(project)
+    assert cache_entries() == before
+    swept = [r for r in experiments(project) if r.params["encode.shard_rows"] == 1000]
+    assert sorted(r.params["train.radius"] for r in swept) == [4, 5]
+    log = run(project, "dvc", "queue", "logs", swept[0].name).stdout
+    assert "Running stage 'encode_text'" in log and "Running stage 'encode_eval_images'" in log
+    assert "0 of 24 found in the cache" not in log and "24 of 24 found in the cache, 0 to encode" in log
+    assert "images @64px: 12 cached, 0 to encode" in log
