@@ -198,3 +198,25 @@ def test_stage_needs_the_mask(tmp_path: Path, monkeypatch) -> None:
     _workspace(tmp_path)
     with pytest.raises(FileNotFoundError, match="dvc repro mask"):
         _run("centroids", _params(0.5))
+
+
+def test_centroids_figure_draws_one_panel_per_run(tmp_path: Path) -> None:
+    from pipeline.plots import centroids_figure, combination_panel
+    from synthetic import World
+
+    panels = []
+    for p in (0.1, 0.9):
+        world = World(0)
+        x, image_labels = world.images(300)
+        full = world.labels.multi_hot(image_labels)
+        known = full * (np.random.default_rng(1).random(full.shape) < p)
+        panel = combination_panel(f"known proportion {p}", x, image_labels, known, world.labels, full, top=4)
+        assert len(panel.combinations) == 4 and panel.estimated.shape == (4, 32) and panel.full.shape == (4, 32)
+        counts = [sum(combination_key(ls, world.labels) == c for ls in image_labels) for c in panel.combinations]
+        assert counts == sorted(counts, reverse=True) and [len(i) for i in panel.images] == counts
+        panels.append(panel)
+    # more known labels: estimated centroids closer to the full-label ones
+    errors = [np.nanmean(np.linalg.norm(p.estimated - p.full, axis=1)) for p in panels]
+    assert errors[1] < errors[0]
+    path = centroids_figure(tmp_path / "fig.png", panels)
+    assert _is_png(path) and path.stat().st_size > 20_000
