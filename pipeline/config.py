@@ -95,6 +95,16 @@ class OpenAIParams:
         _at_least(f"{key}.backoff_s", self.backoff_s, 0)
 
 
+# Noise kinds of pipeline.perturb (train.noise, fewshot.noise, partial.image_noise).
+NOISE_KINDS = ("surface", "interior", "ball")
+# How a text's training labels are set (generate.label_rule): exactly its combination (the paper's),
+# or the combination plus every label named in the text (ours).
+LABEL_RULES = ("combination", "mentions")
+# How partial-label texts are shifted towards the images (partial.shift; pipeline.centroids).
+SHIFT_MODES = ("combination", "label", "global", "none")
+# How evaluate.integrate_with averages another method's scores with the adapter's (pipeline.metrics).
+INTEGRATE_SCALINGS = ("other", "both")
+
 # The paper's other captioning prompt (generate.alt_prompt).
 PAPER_ALT_PROMPT = "please organize the words {labels} into a sentence to describe an image."
 
@@ -126,6 +136,7 @@ class GenerateParams:
     temperature: float = 0.7
     max_tokens: int = 96
     journal_every_s: float = 2.0      # finished captions reach the resume journal at least this often
+    label_rule: str = "combination"   # combination (the paper's) | mentions (plus labels named in the text)
     openai: OpenAIParams = field(default_factory=OpenAIParams)
 
     def check(self, key: str) -> None:
@@ -146,6 +157,7 @@ class GenerateParams:
             )
         _at_least(f"{key}.temperature", self.temperature, 0)
         _positive(f"{key}.journal_every_s", self.journal_every_s)
+        _one_of(f"{key}.label_rule", self.label_rule, LABEL_RULES)
         if not self.model:
             raise ParamsError(f"{key}.model is empty: use 'smollm2' (embedded) or the path of a GGUF file")
         if "{labels}" not in self.prompt:
@@ -211,11 +223,13 @@ class FewshotParams:
     split: str = "trainval"        # manifest split the support images come from
     seed: int = 0                  # sampling seed
     radius: float = 1.0            # noise radius for the support images (texts use train.radius)
+    noise: str = "interior"        # noise kind for the support images (eq. 6: inside the hypersphere)
     image_weight: float = 0.5      # share of each training batch drawn from the support images; 0 = texts only
 
     def check(self, key: str) -> None:
         _one_of(f"{key}.shots", self.shots, (0, 1, 2, 4, 8, 16))
         _at_least(f"{key}.radius", self.radius, 0)
+        _one_of(f"{key}.noise", self.noise, NOISE_KINDS)
         _fraction(f"{key}.image_weight", self.image_weight)
 
     @property
@@ -227,15 +241,18 @@ class FewshotParams:
 class PartialParams:
     """Partial-label setting (stages `mask`, `centroids`, read by `train`): a seeded share
     `known_proportion` of the (image, label) entries of `split` is known (`pipeline.partial`);
-    texts are shifted by their combination's offset (`pipeline.centroids`) and perturbed with
-    `radius`; the partially labelled images join training with a loss mask."""
+    texts are shifted towards the images (`shift`, `pipeline.centroids`) and perturbed with
+    `radius`. With `image_weight` > 0 (ours; the paper trains on texts only) the partially
+    labelled images also join training, with a loss mask."""
 
     known_proportion: float | None = None   # 0.1..0.9 turns the setting on; null = off
     split: str = "trainval"                 # manifest split of the partially labelled images
     seed: int = 0                           # mask seed
     radius: float = 10.0                    # text noise radius after the shift
-    image_radius: float = 1.0               # noise radius for the partially labelled images
-    image_weight: float = 0.5               # share of each training batch drawn from those images; 0 = texts only
+    shift: str = "combination"              # combination (eq. 9) | label | global | none
+    image_radius: float = 1.0               # noise radius for the partially labelled images (image_weight > 0)
+    image_noise: str = "interior"           # noise kind for those images
+    image_weight: float = 0.0               # share of each batch drawn from those images; 0 = texts only (the paper)
 
     def check(self, key: str) -> None:
         if self.known_proportion is not None and not 0.1 <= self.known_proportion <= 0.9:
@@ -245,6 +262,8 @@ class PartialParams:
             )
         _at_least(f"{key}.radius", self.radius, 0)
         _at_least(f"{key}.image_radius", self.image_radius, 0)
+        _one_of(f"{key}.shift", self.shift, SHIFT_MODES)
+        _one_of(f"{key}.image_noise", self.image_noise, NOISE_KINDS)
         _fraction(f"{key}.image_weight", self.image_weight)
 
     @property
@@ -275,7 +294,7 @@ class TrainParams:
         if not 0 <= self.dropout < 1:
             raise ParamsError(f"{key}.dropout = {self.dropout!r} is out of range: use a value in [0, 1)")
         _at_least(f"{key}.radius", self.radius, 0)
-        _one_of(f"{key}.noise", self.noise, ("surface", "interior"))
+        _one_of(f"{key}.noise", self.noise, NOISE_KINDS)
         _one_of(f"{key}.device", self.device, ("auto", "cpu", "cuda"))
 
 
@@ -283,8 +302,10 @@ class TrainParams:
 class EvaluateParams:
     split: str = "test"
     integrate_with: str | None = None
+    integrate_scaling: str = "other"   # other: the other method's scores scaled to [0, 1] (the paper's); both: both
 
     def check(self, key: str) -> None:
+        _one_of(f"{key}.integrate_scaling", self.integrate_scaling, INTEGRATE_SCALINGS)
         if self.integrate_with is not None and not Path(self.integrate_with).is_file():
             raise ParamsError(
                 f"{key}.integrate_with = {self.integrate_with!r} is not a file: point it at a Parquet of "

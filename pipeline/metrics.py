@@ -45,6 +45,14 @@ def min_max_scale(scores: np.ndarray) -> np.ndarray:
     return (scores - low) / np.where(high > low, high - low, 1.0)
 
 
-def integrate(scores: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """The paper's integration with another method: each scaled to [0, 1], then averaged."""
-    return (min_max_scale(scores) + min_max_scale(other)) / 2
+def integrate(scores: np.ndarray, other: np.ndarray, scaling: str = "other") -> np.ndarray:
+    """Average the adapter's probabilities with another method's scores (evaluate.integrate_scaling).
+
+    other (the paper's): only the other method's scores are min-max scaled to [0, 1] per class; the
+    adapter's sigmoid probabilities already lie there. both (ours): the adapter's are scaled too.
+    """
+    if scaling == "other":
+        return (scores + min_max_scale(other)) / 2
+    if scaling == "both":
+        return (min_max_scale(scores) + min_max_scale(other)) / 2
+    raise ValueError(f"integration scaling {scaling!r} is unknown: use 'other' or 'both'")

@@ -1,15 +1,23 @@
 """Noise on a hypersphere: the random perturbation that lets text stand in for images.
 
-Surface noise has norm exactly `radius` in a uniformly random direction; interior
-noise is uniform inside the ball of that radius. Shifted perturbation (partial
-labels) first moves each text by its combination's text-to-image offset.
+Three kinds (`train.noise`, `fewshot.noise`, `partial.image_noise`):
+
+- surface: norm exactly `radius`, in a uniformly random direction (the paper's text noise).
+- interior: norm uniform in [0, radius], in a uniformly random direction (the paper's
+  "inside a hypersphere": many samples near the centre, which is why Fig. 6a finds it
+  worse than surface noise for texts; the paper's image noise in eq. 6).
+- ball: uniform by volume inside the ball (norm radius * u**(1/d)). In high dimension the
+  volume sits at the surface: at d = 1024 every sample has norm > 0.99 radius, so it is
+  nearly surface noise. Ours, for comparison.
+
+Shifted perturbation (partial labels) first moves each text by its offset.
 """
 
 from __future__ import annotations
 
 import torch
 
-NOISE_KINDS = ("surface", "interior")
+from .config import NOISE_KINDS
 
 
 def sphere_noise(shape: tuple[int, ...], radius: float, kind: str = "surface", generator=None, device=None) -> torch.Tensor:
@@ -20,9 +28,10 @@ def sphere_noise(shape: tuple[int, ...], radius: float, kind: str = "surface", g
     direction = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     if kind == "surface":
         return radius * direction
-    dim = shape[-1]
     u = torch.rand((*shape[:-1], 1), generator=generator).to(device)
-    return radius * u.pow(1.0 / dim) * direction
+    if kind == "interior":
+        return radius * u * direction
+    return radius * u.pow(1.0 / shape[-1]) * direction
 
 
 def perturb(x: torch.Tensor, radius: float, kind: str = "surface", generator=None, offset: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,14 +1,17 @@
 """Pictures written by stages (matplotlib, Agg backend: no display needed).
 
-`tsne_figure` draws the paper's Fig. 7 picture: image embeddings coloured by label (an
-image's first known positive label; images with none are grey), the visual centroid of
-each label, and the text centroid of each combination before and after the shift, all
-embedded together by t-SNE (scikit-learn). `placeholder_figure` writes a small image
-saying why there is no picture (DVC needs a declared plot to exist).
+`centroids_figure` draws the paper's Fig. 7 / Fig. 10: for the most frequent label
+combinations, the embeddings of their images, the centroid estimated from the partial
+labels (eq. 9's target: the mean of the combination's labels' visual centroids from KNOWN
+positives) and the same centroid computed from the full labels, embedded together by t-SNE
+(scikit-learn); one panel per run (e.g. per known proportion). `combination_panel` builds
+one panel's data from a run's arrays. `placeholder_figure` writes a small image saying why
+there is no picture (DVC needs a declared plot to exist).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -42,76 +45,114 @@ def placeholder_figure(path: str | Path, message: str) -> Path:
         plt.close(fig)
 
 
-def tsne_figure(
-    path: str | Path,
-    image_vectors: np.ndarray,
-    image_label: list[str | None],
-    label_names: list[str],
-    visual_centroids: np.ndarray,
-    visual_names: list[str],
-    text_centroids: np.ndarray,
-    shifted_text_centroids: np.ndarray,
-    seed: int = 0,
-    max_images: int = 1500,
-    max_combinations: int = 300,
-    title: str = "t-SNE of CLIP embeddings",
-) -> Path:
-    """Embed images, visual centroids and (shifted) text centroids jointly with t-SNE and plot them.
+@dataclass
+class CentroidPanel:
+    """One panel: the top label combinations of one run (k combinations, d dims)."""
 
-    `image_label` gives each image's colour label (None: grey); images and combinations beyond
-    `max_images` / `max_combinations` are subsampled (seeded) to keep t-SNE fast.
-    """
+    title: str
+    combinations: list[tuple[str, ...]]
+    images: list[np.ndarray]          # per combination: (n_i x d) embeddings of images with exactly those labels
+    estimated: np.ndarray             # (k x d) centroids from the known (partial) labels; NaN rows: not estimable
+    full: np.ndarray | None = None    # (k x d) centroids from the full labels; None where they are unknown
+
+
+def combination_panel(
+    title: str,
+    image_vectors: np.ndarray,
+    image_labels: list,
+    known_positive: np.ndarray,
+    labels,
+    full_positive: np.ndarray | None = None,
+    top: int = 6,
+    max_images: int = 120,
+    seed: int = 0,
+) -> CentroidPanel:
+    """The `top` most frequent label combinations among `image_labels` (the images' label lists), their
+    images (at most `max_images` each, seeded), and each combination's centroid = mean of its labels'
+    visual centroids, estimated from `known_positive` and, when given, from `full_positive`."""
+    from collections import Counter
+
+    from .centroids import centroid_matrix, combination_key, visual_centroids
+
+    image_vectors = np.asarray(image_vectors, dtype=np.float32)
+    keys = [combination_key(ls, labels) for ls in image_labels]
+    counts = Counter(k for k in keys if k)
+    chosen = [k for k, _ in sorted(counts.items(), key=lambda kv: (-kv[1], [labels.index[l] for l in kv[0]]))[:top]]
+    rng = np.random.default_rng(seed)
+    images = []
+    for key in chosen:
+        rows = np.array([i for i, k in enumerate(keys) if k == key])
+        if len(rows) > max_images:
+            rows = np.sort(rng.choice(rows, max_images, replace=False))
+        images.append(image_vectors[rows])
+    dim = image_vectors.shape[1]
+
+    def centroids(positive):
+        matrix, has = centroid_matrix(visual_centroids(image_vectors, positive, labels), labels, dim)
+        out = np.full((len(chosen), dim), np.nan)
+        for row, key in enumerate(chosen):
+            used = [labels.index[l] for l in key if has[labels.index[l]]]
+            if used:
+                out[row] = matrix[used].mean(axis=0)
+        return out
+
+    full = None if full_positive is None else centroids(full_positive)
+    return CentroidPanel(title, chosen, images, centroids(known_positive), full)
+
+
+def _tsne(points: np.ndarray, seed: int) -> np.ndarray:
     from sklearn.manifold import TSNE
     from threadpoolctl import threadpool_limits
 
-    rng = np.random.default_rng(seed)
-    image_vectors = np.asarray(image_vectors, dtype=np.float32)
-    if len(image_vectors) > max_images:
-        keep = np.sort(rng.choice(len(image_vectors), max_images, replace=False))
-        image_vectors, image_label = image_vectors[keep], [image_label[i] for i in keep]
-    text_centroids = np.asarray(text_centroids, dtype=np.float32)
-    shifted_text_centroids = np.asarray(shifted_text_centroids, dtype=np.float32)
-    if len(text_centroids) > max_combinations:
-        keep = np.sort(rng.choice(len(text_centroids), max_combinations, replace=False))
-        text_centroids, shifted_text_centroids = text_centroids[keep], shifted_text_centroids[keep]
-    visual_centroids = np.asarray(visual_centroids, dtype=np.float32)
-    parts = [image_vectors, visual_centroids, text_centroids, shifted_text_centroids]
-    sizes = [len(p) for p in parts]
-    points = np.concatenate([p.reshape(len(p), -1) for p in parts if len(p)]) if sum(sizes) else np.zeros((0, 2))
-    if len(points) < 3:
-        return placeholder_figure(path, f"too few points for t-SNE ({len(points)})")
     perplexity = float(min(30.0, max(1.0, (len(points) - 1) / 3)))
     # one OpenMP thread: t-SNE's threads spin-wait, and on a CPU shared with another busy process a
     # 100-point fit took 42 s instead of 0.2 s; a few thousand points take seconds on one thread
     with threadpool_limits(limits=1):
-        xy = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(points)
-    bounds = np.cumsum([0, *sizes])
-    images_xy, visual_xy, text_xy, shifted_xy = (xy[bounds[i] : bounds[i + 1]] for i in range(4))
+        return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(points)
 
+
+def centroids_figure(path: str | Path, panels: list[CentroidPanel], seed: int = 0,
+                     title: str = "Label combinations: images, estimated and full-label centroids (t-SNE)") -> Path:
+    """One t-SNE panel per run: dots are images (one colour per combination), a triangle the centroid
+    estimated from the known labels, a star the centroid from the full labels."""
     plt = _pyplot()
-    cmap = plt.get_cmap("tab20", max(len(label_names), 1))
-    colour = {name: cmap(i % cmap.N) for i, name in enumerate(label_names)}
-    fig, ax = plt.subplots(figsize=(8, 7), dpi=100)
+    drawable = [p for p in panels if sum(len(i) for i in p.images) + len(p.combinations) >= 3]
+    if not drawable:
+        return placeholder_figure(path, "too few images of any label combination to draw")
+    cols = min(3, len(drawable))
+    rows = -(-len(drawable) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 5.5 * rows), dpi=100, squeeze=False)
+    cmap = plt.get_cmap("tab10")
     try:
-        grey = [i for i, l in enumerate(image_label) if l is None]
-        if grey:
-            ax.scatter(images_xy[grey, 0], images_xy[grey, 1], s=4, c="lightgrey", label="image (no known label)")
-        for name in label_names:
-            rows = [i for i, l in enumerate(image_label) if l == name]
-            if rows:
-                ax.scatter(images_xy[rows, 0], images_xy[rows, 1], s=6, color=colour[name], alpha=0.6)
-        if len(text_xy):
-            ax.scatter(text_xy[:, 0], text_xy[:, 1], s=14, marker="x", c="black", alpha=0.5, label="text centroid")
-            ax.scatter(shifted_xy[:, 0], shifted_xy[:, 1], s=16, marker="^", c="tab:red", alpha=0.6,
-                       label="shifted text centroid")
-        for (x, y), name in zip(visual_xy, visual_names):
-            ax.scatter([x], [y], s=160, marker="*", color=colour.get(name, "black"), edgecolors="black", linewidths=0.8)
-            ax.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        ax.scatter([], [], s=120, marker="*", c="white", edgecolors="black", label="visual centroid")
-        ax.legend(loc="best", fontsize=7)
-        ax.set_title(title)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        for ax in axes.ravel()[len(drawable):]:
+            ax.axis("off")
+        for ax, panel in zip(axes.ravel(), drawable):
+            k = len(panel.combinations)
+            estimated_ok = ~np.isnan(panel.estimated).any(axis=1)
+            full_ok = np.zeros(k, bool) if panel.full is None else ~np.isnan(panel.full).any(axis=1)
+            parts = [*panel.images, panel.estimated[estimated_ok]]
+            if panel.full is not None:
+                parts.append(panel.full[full_ok])
+            xy = _tsne(np.concatenate([np.asarray(p, np.float32).reshape(len(p), -1) for p in parts if len(p)]), seed)
+            bounds = np.cumsum([0, *[len(p) for p in parts]])
+            for c in range(k):
+                colour = cmap(c % cmap.N)
+                pts = xy[bounds[c] : bounds[c + 1]]
+                ax.scatter(pts[:, 0], pts[:, 1], s=6, color=colour, alpha=0.45, label=" + ".join(panel.combinations[c]))
+            estimated_xy = xy[bounds[k] : bounds[k + 1]]
+            full_xy = xy[bounds[k + 1] : bounds[k + 2]] if panel.full is not None else np.zeros((0, 2))
+            for (x, y), c in zip(estimated_xy, np.flatnonzero(estimated_ok)):
+                ax.scatter([x], [y], s=140, marker="^", color=cmap(c % cmap.N), edgecolors="black", linewidths=0.9)
+            for (x, y), c in zip(full_xy, np.flatnonzero(full_ok)):
+                ax.scatter([x], [y], s=200, marker="*", color=cmap(c % cmap.N), edgecolors="black", linewidths=0.9)
+            ax.scatter([], [], s=100, marker="^", c="white", edgecolors="black", label="estimated centroid")
+            if panel.full is not None:
+                ax.scatter([], [], s=140, marker="*", c="white", edgecolors="black", label="centroid from full labels")
+            ax.legend(loc="best", fontsize=7)
+            ax.set_title(panel.title, fontsize=10)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.suptitle(title, fontsize=11)
         fig.tight_layout()
         return _save(fig, path)
     finally:

@@ -43,6 +43,7 @@ class TrainingSet:
     image_known: torch.Tensor | None = None     # 1 where a label is known; unknown entries are ignored by the loss
     image_radius: float = 0.0
     image_weight: float = 0.0                   # share of each batch drawn from the images
+    image_noise: str | None = None              # noise kind for the images; None = the texts' (TrainParams.noise)
 
     def fingerprint(self) -> str:
         """A hash of the data, so a checkpoint of another run is never resumed."""
@@ -50,6 +51,8 @@ class TrainingSet:
         for t in (self.text, self.text_targets, self.text_offsets, self.images, self.image_targets, self.image_known):
             digest.update(b"-" if t is None else t.detach().cpu().contiguous().numpy().tobytes())
         digest.update(repr((self.text_radius, self.image_radius, self.image_weight)).encode())
+        if self.image_noise is not None:
+            digest.update(self.image_noise.encode())
         return digest.hexdigest()
 
 
@@ -99,12 +102,12 @@ def train_adapter(
         else:
             log.info("ignoring checkpoint %s: it belongs to other data or params", checkpoint)
 
-    def prepare(x: torch.Tensor, radius: float, offsets: torch.Tensor | None) -> torch.Tensor:
+    def prepare(x: torch.Tensor, radius: float, offsets: torch.Tensor | None, kind: str = params.noise) -> torch.Tensor:
         if offsets is not None:
             x = x + offsets
         if params.normalize:
             x = normalize(x)
-        return perturb(x, radius, params.noise, generator)
+        return perturb(x, radius, kind, generator)
 
     bar = tqdm(range(start_epoch, params.epochs), desc="train", unit="epoch", initial=start_epoch, total=params.epochs)
     for epoch in bar:
@@ -120,7 +123,7 @@ def train_adapter(
             known = torch.ones_like(y)
             if images_per_batch:
                 img = torch.randint(len(images), (images_per_batch,), generator=generator)
-                x = torch.cat([x, prepare(images[img], data.image_radius, None)])
+                x = torch.cat([x, prepare(images[img], data.image_radius, None, data.image_noise or params.noise)])
                 y = torch.cat([y, data.image_targets[img].float()])
                 mask = torch.ones(len(img), n_labels) if data.image_known is None else data.image_known[img].float()
                 known = torch.cat([known, mask])

@@ -1,10 +1,12 @@
 """Assembling what the adapter trains on, for each of the paper's settings.
 
 - zero-shot: generated texts only, perturbed with radius train.radius.
-- few-shot (fewshot.shots > 0): plus the support images, perturbed with fewshot.radius.
-- partial labels (partial.known_proportion set): texts shifted by their combination's
-  text-to-image offset then perturbed with partial.radius, plus the partially labelled
-  images with a loss mask.
+- few-shot (fewshot.shots > 0): plus the support images, perturbed with fewshot.radius
+  (fewshot.noise, interior by default as in eq. 6).
+- partial labels (partial.known_proportion set): texts shifted towards the images
+  (partial.shift; eq. 9 by default) then perturbed with partial.radius; with
+  partial.image_weight > 0 (ours, off by default) also the partially labelled images with a
+  loss mask.
 """
 
 from __future__ import annotations
@@ -42,9 +44,9 @@ def build_training_set(params: Params, labels: LabelSet) -> tuple[TrainingSet, i
     zero-shot: texts only, radius train.radius, evaluated at encode.image_resolution.
     few-shot: plus the support images (`artifacts/fewshot/support.parquet`) of fewshot.split at
     encode.image_resolution, radius fewshot.radius, fewshot.image_weight of each batch.
-    partial labels: texts shifted by their combination's offset
-    (`artifacts/centroids/combinations.parquet`), radius partial.radius, plus every image of
-    partial.split at encode.partial_resolution that has a known entry, with its known labels (`artifacts/partial/mask.parquet`;
+    partial labels: texts shifted by partial.shift (`artifacts/centroids/{combinations,gaps}.parquet`),
+    radius partial.radius; with partial.image_weight > 0 plus every image of partial.split at
+    encode.partial_resolution that has a known entry, with its known labels (`artifacts/partial/mask.parquet`;
     unknown entries masked out of the loss), radius partial.image_radius, partial.image_weight of
     each batch; evaluated at encode.partial_resolution.
     """
@@ -93,6 +95,7 @@ def _fewshot_set(params: Params, labels: LabelSet, text: torch.Tensor, text_targ
         image_targets=torch.from_numpy(labels.multi_hot(support["labels"].to_list())),
         image_radius=p.radius,
         image_weight=p.image_weight,
+        image_noise=p.noise,
     )
 
 
@@ -100,18 +103,25 @@ def _partial_set(
     params: Params, labels: LabelSet, texts: pl.DataFrame, text: torch.Tensor, text_targets: torch.Tensor
 ) -> TrainingSet:
     from .artifacts import labelled_images
-    from .centroids import COMBINATIONS_PATH, text_offsets
+    from .centroids import COMBINATIONS_PATH, GAPS_PATH, text_shifts
     from .partial import MASK_PATH, known_summary, mask_arrays
 
     p = params.partial
     mask = _read_table(MASK_PATH, "mask")
     combinations = _read_table(COMBINATIONS_PATH, "centroids")
-    if mask.height == 0 or combinations.height == 0:
+    gaps = _read_table(GAPS_PATH, "centroids")
+    if mask.height == 0 or combinations.height == 0 or gaps.height == 0:
         raise FileNotFoundError(
-            f"{MASK_PATH} or {COMBINATIONS_PATH} is empty but partial.known_proportion = {p.known_proportion}: "
-            "run `dvc repro centroids`"
+            f"{MASK_PATH}, {COMBINATIONS_PATH} or {GAPS_PATH} is empty but partial.known_proportion = "
+            f"{p.known_proportion}: run `dvc repro centroids`"
         )
-    offsets = text_offsets(texts["labels"].to_list(), combinations, labels, text.shape[1])
+    offsets = text_shifts(p.shift, texts["labels"].to_list(), combinations, gaps, labels, text.shape[1])
+    norm = float(np.linalg.norm(offsets, axis=1).mean()) if len(offsets) else 0.0
+    if p.image_weight == 0:
+        log.info("partial labels: %d texts shifted (partial.shift %s, mean offset norm %.3f) with radius %g; "
+                 "texts only (partial.image_weight 0, the paper's method)", len(text), p.shift, norm, p.radius)
+        return TrainingSet(text=text, text_targets=text_targets, text_radius=p.radius,
+                           text_offsets=torch.from_numpy(offsets))
     images = labelled_images(params, labels, p.split, params.encode.partial_resolution, "train")
     targets, known = mask_arrays(mask, labels, images.ids)
     informative = known.any(axis=1)            # an image with no known entry adds nothing to the masked loss
@@ -120,11 +130,10 @@ def _partial_set(
                  int((~informative).sum()), len(informative))
     vectors, targets, known = images.vectors[informative], targets[informative], known[informative]
     summary = known_summary(mask, len(labels))
-    log.info("partial labels: %d texts shifted (mean offset norm %.3f) with radius %g + %d images of %s at %d px "
-             "(%.1f%% of entries known, radius %g, %.0f%% of each batch)",
-             len(text), float(np.linalg.norm(offsets, axis=1).mean()) if len(offsets) else 0.0, p.radius,
-             len(vectors), p.split, images.resolution, 100 * summary["known_share"], p.image_radius,
-             100 * p.image_weight)
+    log.info("partial labels: %d texts shifted (partial.shift %s, mean offset norm %.3f) with radius %g + %d images "
+             "of %s at %d px (%.1f%% of entries known, radius %g %s, %.0f%% of each batch)",
+             len(text), p.shift, norm, p.radius, len(vectors), p.split, images.resolution,
+             100 * summary["known_share"], p.image_radius, p.image_noise, 100 * p.image_weight)
     return TrainingSet(
         text=text,
         text_targets=text_targets,
@@ -135,4 +144,5 @@ def _partial_set(
         image_known=torch.from_numpy(known),
         image_radius=p.image_radius,
         image_weight=p.image_weight,
+        image_noise=p.image_noise,
     )

@@ -1,15 +1,17 @@
 """centroids: visual centroids of the labels and text-to-image offsets of the label combinations
-(partial-label setting), plus the t-SNE picture of the paper's Fig. 7.
+(partial-label setting), per-label and global gaps, plus the paper's Fig. 7 / Fig. 10 picture.
 
 Writes (see `pipeline.centroids` for the columns):
 
     artifacts/centroids/visual.parquet        label, n_images, centroid
     artifacts/centroids/combinations.parquet  combination, n_texts, n_labels_used, text_centroid, offset, offset_norm
-    artifacts/centroids/tsne.png              images by label, visual centroids, text centroids before/after the shift
+    artifacts/centroids/gaps.parquet          kind, label, n_images, n_texts, image_centroid, text_centroid, offset, offset_norm
+    reports/centroids.png                     the most frequent label combinations: their images, the centroid
+                                              estimated from the known labels and the one from the full labels
 
 Image embeddings are those of partial.split at encode.partial_resolution; only KNOWN positives
 (artifacts/partial/mask.parquet) make a visual centroid. With partial.known_proportion null
-both tables are empty and the picture is a placeholder.
+the tables are empty and the picture is a placeholder.
 """
 
 import logging
@@ -19,12 +21,12 @@ import polars as pl
 
 from pipeline.artifacts import labelled_images, read_labels
 from pipeline.centroids import (
-    COMBINATIONS_PATH, TSNE_PATH, VISUAL_PATH, combination_offsets, empty_combinations, empty_visual,
-    visual_centroids,
+    COMBINATIONS_PATH, GAPS_PATH, TSNE_PATH, VISUAL_PATH, combination_offsets, empty_combinations, empty_gaps,
+    empty_visual, gap_table, visual_centroids,
 )
 from pipeline.io import write_parquet
 from pipeline.partial import MASK_PATH, mask_arrays
-from pipeline.plots import placeholder_figure, tsne_figure
+from pipeline.plots import centroids_figure, combination_panel, placeholder_figure
 from pipeline.stage import run
 from pipeline.training_data import read_texts, text_embeddings
 
@@ -38,6 +40,7 @@ def main(params) -> None:
                  "and a placeholder picture")
         write_parquet(empty_visual(), VISUAL_PATH)
         write_parquet(empty_combinations(), COMBINATIONS_PATH)
+        write_parquet(empty_gaps(), GAPS_PATH)
         placeholder_figure(TSNE_PATH, "partial-label setting off:\nno centroids")
         return
     if not MASK_PATH.is_file():
@@ -59,20 +62,21 @@ def main(params) -> None:
              len(images.ids), p.split, images.resolution, len(labels) - len(stats.labels_without_centroid),
              len(labels), stats.n_texts, stats.n_combinations, stats.n_partly_shifted, stats.n_unshifted,
              float(combinations["offset_norm"].mean() or 0.0))
+    gaps = gap_table(text, texts["labels"].to_list(), visual, images.vectors, labels)
+    global_norm = gaps.filter(pl.col("kind") == "global")["offset_norm"].to_list()[0]
+    log.info("global gap norm %.3f, mean per-label gap norm %.3f", global_norm or 0.0,
+             float(gaps.filter(pl.col("kind") == "label")["offset_norm"].mean() or 0.0))
     write_parquet(visual, VISUAL_PATH)
     write_parquet(combinations, COMBINATIONS_PATH)
+    write_parquet(gaps, GAPS_PATH)
 
-    have = visual.filter(pl.col("centroid").is_not_null())
-    first_known = [labels.names[int(np.argmax(row))] if row.any() else None for row in known_positive]
-    text_centroids = np.array(combinations["text_centroid"].to_list(), dtype=np.float32).reshape(len(combinations), -1)
-    offsets = np.array(combinations["offset"].to_list(), dtype=np.float32).reshape(len(combinations), -1)
-    tsne_figure(
-        TSNE_PATH, images.vectors, first_known, list(labels.names),
-        np.array(have["centroid"].to_list(), dtype=np.float32).reshape(have.height, -1), have["label"].to_list(),
-        text_centroids, text_centroids + offsets, seed=p.seed,
-        title=f"t-SNE: {p.split} images @{images.resolution}px, known proportion {p.known_proportion}",
+    manifest_labels = [[labels.names[c] for c in np.flatnonzero(row)] for row in images.targets]
+    panel = combination_panel(
+        f"{p.split} images @{images.resolution}px, known proportion {p.known_proportion}",
+        images.vectors, manifest_labels, known_positive, labels, full_positive=images.targets, seed=p.seed,
     )
-    log.info("wrote %s, %s, %s", VISUAL_PATH, COMBINATIONS_PATH, TSNE_PATH)
+    centroids_figure(TSNE_PATH, [panel], seed=p.seed)
+    log.info("wrote %s, %s, %s, %s", VISUAL_PATH, COMBINATIONS_PATH, GAPS_PATH, TSNE_PATH)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ def main(params) -> None:
     images = labelled_images(params, labels, params.evaluate.split, bundle.image_resolution, "eval")
     scores = bundle.scores(torch.from_numpy(images.vectors)).numpy()
     extra = {"image_resolution": bundle.image_resolution}
-    write_evaluation(paths.EVAL, paths.EVAL_METRICS, images.ids, scores, images.targets, labels, extra, params.evaluate.integrate_with)
+    write_evaluation(paths.EVAL, paths.EVAL_METRICS, images.ids, scores, images.targets, labels, extra,
+                     params.evaluate.integrate_with, params.evaluate.integrate_scaling)
 
 
 if __name__ == "__main__":

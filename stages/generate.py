@@ -5,6 +5,8 @@ Reads params.yaml's `generate` section and the prepare stage's label table, and 
     artifacts/texts.parquet             one row per caption (columns: pipeline.generate.TEXTS_SCHEMA)
     artifacts/generate/report.parquet   one row per dropped caption and why (pipeline.generate.REPORT_SCHEMA)
     artifacts/generate/journal/         finished captions, for resuming after a kill (persisted by DVC)
+    artifacts/generate/mentions.parquet labels generate.label_rule mentions would add, most often first
+    reports/generate.json               counts: texts, drops, texts the mentions rule would change
 
 Run from the project root: `python -m stages.generate`. Killed at any moment, a rerun resumes
 from the journal and writes the same texts.parquet an uninterrupted run would.
@@ -31,6 +33,7 @@ def main(params) -> None:
             texts_path=paths.TEXTS,
             report_path=paths.GENERATE_REPORT,
             journal_dir=paths.GENERATE_JOURNAL,
+            mentions_path=paths.GENERATE_MENTIONS,
         )
     except GenerateError as e:
         log.error("%s", e)

@@ -45,9 +45,3 @@ def one_thread():
     yield
     torch.set_num_threads(before)
 
-
-def unit_rows(x):
-    """Rows scaled to unit L2 norm (synthetic prototypes and gap directions)."""
-    import numpy as np
-
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)

@@ -11,8 +11,8 @@ import pytest
 
 from pipeline import paths
 from pipeline.centroids import (
-    COMBINATION_SCHEMA, COMBINATIONS_PATH, TSNE_PATH, VISUAL_PATH, VISUAL_SCHEMA, centroid_matrix,
-    combination_key, combination_offsets, text_offsets, visual_centroids,
+    COMBINATION_SCHEMA, COMBINATIONS_PATH, GAP_SCHEMA, GAPS_PATH, TSNE_PATH, VISUAL_PATH, VISUAL_SCHEMA,
+    centroid_matrix, combination_key, combination_offsets, gap_table, text_offsets, text_shifts, visual_centroids,
 )
 from pipeline.config import EncodeParams, Params, PartialParams, PrepareParams
 from pipeline.embeddings import write_shards
@@ -83,6 +83,30 @@ def test_text_offsets_leave_unknown_combinations_unshifted_and_check_dims() -> N
         text_offsets([["a"]], frame, LABELS, 3)
 
 
+def test_label_and_global_gaps_by_hand() -> None:
+    # images: "a" known on [2, 0] and [4, 0] -> centroid [3, 0]; "b" known on [0, 4]; "c" never known
+    images = np.array([[2, 0], [4, 0], [0, 4], [6, 6]], np.float32)
+    visual = visual_centroids(images, np.array([[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 0]]), LABELS)
+    texts = np.array([[0, 0], [1, 1], [2, 0], [0, 3]], np.float32)
+    text_labels = [["a"], ["a", "b"], ["c"], []]
+    gaps = gap_table(texts, text_labels, visual, images, LABELS)
+    assert gaps.schema == pl.Schema(GAP_SCHEMA) and gaps["kind"].to_list() == ["label"] * 3 + ["global"]
+    rows = {r["label"]: r for r in gaps.iter_rows(named=True)}
+    assert rows["a"]["n_texts"] == 2 and rows["a"]["text_centroid"] == pytest.approx([0.5, 0.5])
+    assert rows["a"]["offset"] == pytest.approx([2.5, -0.5])                  # [3, 0] - [0.5, 0.5]
+    assert rows["b"]["offset"] == pytest.approx([-1, 3])                      # [0, 4] - [1, 1]
+    assert rows["c"]["offset"] is None and rows["c"]["offset_norm"] is None   # no visual centroid
+    assert rows[None]["n_images"] == 4 and rows[None]["offset"] == pytest.approx([3 - 0.75, 2.5 - 1])
+
+    label_shift = text_shifts("label", text_labels, pl.DataFrame(schema=COMBINATION_SCHEMA), gaps, LABELS, 2)
+    np.testing.assert_allclose(label_shift, [[2.5, -0.5], [0.75, 1.25], [0, 0], [0, 0]])
+    global_shift = text_shifts("global", text_labels, pl.DataFrame(schema=COMBINATION_SCHEMA), gaps, LABELS, 2)
+    np.testing.assert_allclose(global_shift, [[2.25, 1.5]] * 4)
+    np.testing.assert_allclose(text_shifts("none", text_labels, None, gaps, LABELS, 2), 0)
+    with pytest.raises(ValueError, match="dims"):
+        text_shifts("label", text_labels, None, gaps, LABELS, 3)
+
+
 def test_combination_key_sorts_in_label_order() -> None:
     assert combination_key(["c", "a", "c"], LABELS) == ("a", "c")
 
@@ -137,6 +161,7 @@ def test_stage_writes_empty_tables_and_a_placeholder_when_off(tmp_path: Path, mo
     visual, combinations = pl.read_parquet(VISUAL_PATH), pl.read_parquet(COMBINATIONS_PATH)
     assert visual.height == 0 and visual.schema == pl.Schema(VISUAL_SCHEMA)
     assert combinations.height == 0 and combinations.schema == pl.Schema(COMBINATION_SCHEMA)
+    assert pl.read_parquet(GAPS_PATH).height == 0
     assert _is_png(TSNE_PATH)
 
 
@@ -162,6 +187,9 @@ def test_stage_computes_centroids_from_known_positives(tmp_path: Path, monkeypat
     assert combinations.schema == pl.Schema(COMBINATION_SCHEMA)
     assert combinations["n_texts"].sum() == 30
     assert (combinations["offset_norm"] > 1).all()  # images sit 3 away from the texts in every dimension
+    gaps = pl.read_parquet(GAPS_PATH)
+    assert gaps.schema == pl.Schema(GAP_SCHEMA) and gaps.height == 4
+    assert gaps.filter(pl.col("kind") == "global")["offset_norm"].item() > 5      # ~3 * sqrt(8)
     assert _is_png(TSNE_PATH) and TSNE_PATH.stat().st_size > 10_000
 
 
@@ -170,3 +198,25 @@ def test_stage_needs_the_mask(tmp_path: Path, monkeypatch) -> None:
     _workspace(tmp_path)
     with pytest.raises(FileNotFoundError, match="dvc repro mask"):
         _run("centroids", _params(0.5))
+
+
+def test_centroids_figure_draws_one_panel_per_run(tmp_path: Path) -> None:
+    from pipeline.plots import centroids_figure, combination_panel
+    from synthetic import World
+
+    panels = []
+    for p in (0.1, 0.9):
+        world = World(0)
+        x, image_labels = world.images(300)
+        full = world.labels.multi_hot(image_labels)
+        known = full * (np.random.default_rng(1).random(full.shape) < p)
+        panel = combination_panel(f"known proportion {p}", x, image_labels, known, world.labels, full, top=4)
+        assert len(panel.combinations) == 4 and panel.estimated.shape == (4, 32) and panel.full.shape == (4, 32)
+        counts = [sum(combination_key(ls, world.labels) == c for ls in image_labels) for c in panel.combinations]
+        assert counts == sorted(counts, reverse=True) and [len(i) for i in panel.images] == counts
+        panels.append(panel)
+    # more known labels: estimated centroids closer to the full-label ones
+    errors = [np.nanmean(np.linalg.norm(p.estimated - p.full, axis=1)) for p in panels]
+    assert errors[1] < errors[0]
+    path = centroids_figure(tmp_path / "fig.png", panels)
+    assert _is_png(path) and path.stat().st_size > 20_000

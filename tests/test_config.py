@@ -25,6 +25,15 @@ def test_repository_params_are_valid_and_typed():
     assert params.train.epochs == 60 and params.train.batch_size == 64 and params.train.max_lr == 1e-4
 
 
+def test_the_paper_s_rules_are_the_defaults():
+    params = load_params(ROOT / "params.yaml")
+    assert params.fewshot.noise == "interior" and params.partial.image_noise == "interior"   # eq. 6: inside the ball
+    assert params.partial.image_weight == 0 and params.partial.shift == "combination"        # texts only, eq. 9
+    assert params.generate.label_rule == "combination" and params.evaluate.integrate_scaling == "other"
+    for kind in ("surface", "interior", "ball"):
+        assert load_params(ROOT / "params.yaml", {"train.noise": kind}).train.noise == kind
+
+
 @pytest.mark.parametrize(
     "change, key",
     [
@@ -37,6 +46,12 @@ def test_repository_params_are_valid_and_typed():
         ({"generate.prompt": "caption this"}, "generate.prompt"),
         ({"train.radiuss": 3}, "radiuss"),
         ({"evaluate.integrate_with": "nowhere.parquet"}, "evaluate.integrate_with"),
+        ({"train.noise": "gaussian"}, "train.noise"),
+        ({"fewshot.noise": "gaussian"}, "fewshot.noise"),
+        ({"partial.image_noise": "edge"}, "partial.image_noise"),
+        ({"partial.shift": "per_image"}, "partial.shift"),
+        ({"generate.label_rule": "found"}, "generate.label_rule"),
+        ({"evaluate.integrate_scaling": "rank"}, "evaluate.integrate_scaling"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path, change, key):

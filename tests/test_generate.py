@@ -84,7 +84,7 @@ def test_combination_size_is_capped_at_the_label_count():
 
 
 def test_ten_thousand_template_texts(tmp_path):
-    p = params(n_combinations=10_000, llm_fraction=0.0)
+    p = params(n_combinations=10_000, llm_fraction=0.0, label_rule="mentions")
     texts, report, summary = run(tmp_path, p, backend=ScriptedBackend(lambda m, s: pytest.fail("no LLM call expected")))
     assert dict(texts.schema) == TEXTS_SCHEMA
     assert dict(report.schema) == REPORT_SCHEMA
@@ -129,7 +129,7 @@ def test_same_seed_same_table_and_another_seed_other_combinations(tmp_path):
 def test_llm_rows_carry_prompt_model_and_labels(tmp_path):
     # the scripted model also names a label that is not in the combination (through a synonym)
     backend = ScriptedBackend(lambda m, s: f"A kitten next to the {labels_of_first_turn(m)}.", model_name="m.gguf")
-    p = params(n_combinations=6)
+    p = params(n_combinations=6, label_rule="mentions")
     texts, report, summary = run(tmp_path, p, backend)
     assert report.height == 0 and texts.height == 6 and summary.resumed == 0 and summary.generated == 6
     plan = plan_combinations(VOC_LABELS, seed=p.seed, n=6, max_labels=p.max_labels, llm_fraction=1.0)
@@ -404,3 +404,48 @@ def test_the_fingerprint_covers_the_answer_code(monkeypatch):
     assert before == fingerprint_of(run_module.journal_meta(p, VOC_LABELS, {"backend": "x"}))
     monkeypatch.setattr(run_module, "_answer_code_hash", lambda: "edited")
     assert fingerprint_of(run_module.journal_meta(p, VOC_LABELS, {"backend": "x"})) != before
+
+
+def test_label_rule_combination_keeps_the_combination_and_reports_what_mentions_would_add(tmp_path):
+    from pipeline.generate.journal import fingerprint_of
+    from pipeline.generate.run import MENTIONS_SCHEMA, journal_meta
+
+    # the scripted model names a kitten (a "cat" synonym) in every caption, and a train in the first chat
+    def answer(messages, seed):
+        extra = " near a train" if "person" in labels_of_first_turn(messages) else ""
+        return f"A kitten next to the {labels_of_first_turn(messages)}{extra}."
+
+    p = params(n_combinations=12)
+    assert p.label_rule == "combination"
+    out = tmp_path / "paper"
+    summary = generate_texts(p, VOC_LABELS, texts_path=out / "texts.parquet", report_path=out / "report.parquet",
+                             journal_dir=tmp_path / "journal", mentions_path=out / "mentions.parquet",
+                             backend=ScriptedBackend(answer), progress=False)
+    texts = pl.read_parquet(out / "texts.parquet")
+    assert texts["labels"].to_list() == texts["combination"].to_list()
+    expected_changed = sum(
+        bool(set(VOC_LABELS.find_in_text(t)) - set(c)) for t, c in zip(texts["text"], texts["combination"])
+    )
+    assert expected_changed > 0 and summary.mentions_would_change == expected_changed
+    mentions = pl.read_parquet(out / "mentions.parquet")
+    assert dict(mentions.schema) == MENTIONS_SCHEMA
+    assert mentions["n_texts"].is_sorted(descending=True) and mentions["label"][0] == "cat"
+    assert mentions.filter(pl.col("label") == "cat")["n_texts"].item() == sum("cat" not in c for c in texts["combination"])
+    metrics = summary.metrics()
+    assert metrics["n_texts"] == texts.height and metrics["n_texts_mentions_would_change"] == expected_changed
+    assert all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in metrics.values())
+
+    # mentions: the same captions (resumed from the journal: no LLM call), labels extended
+    mentions_params = dataclasses.replace(p, label_rule="mentions")
+    assert fingerprint_of(journal_meta(mentions_params, VOC_LABELS, {"b": 1})) == \
+        fingerprint_of(journal_meta(p, VOC_LABELS, {"b": 1}))
+    out = tmp_path / "mentions"
+    again = generate_texts(mentions_params, VOC_LABELS, texts_path=out / "texts.parquet",
+                           report_path=out / "report.parquet", journal_dir=tmp_path / "journal",
+                           backend=ScriptedBackend(lambda m, s: pytest.fail("no LLM call expected")), progress=False)
+    extended = pl.read_parquet(out / "texts.parquet")
+    assert again.resumed == 12 and extended["text"].to_list() == texts["text"].to_list()
+    changed = sum(a != b for a, b in zip(extended["labels"].to_list(), extended["combination"].to_list()))
+    assert changed == expected_changed == again.mentions_would_change
+    for row in extended.iter_rows(named=True):
+        assert set(row["labels"]) == set(row["combination"]) | set(VOC_LABELS.find_in_text(row["text"]))

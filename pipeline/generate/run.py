@@ -5,8 +5,9 @@
 texts.parquet, one row per kept caption, sorted by (combination_id, caption index), text_id unique:
     text_id         Utf8          sha256(source, text)[:16]
     text            Utf8          the caption (<= 77 CLIP tokens)
-    labels          List[Utf8]    the combination plus every label named in the text (name or synonym),
-                                  in label-table order: the training target
+    labels          List[Utf8]    the training target, label-table order: exactly the combination
+                                  (generate.label_rule combination, the paper's), or the combination plus
+                                  every label named in the text, name or synonym (mentions, ours)
     combination     List[Utf8]    the sampled labels, label-table order
     source          Utf8          "llm" | "template"
     prompt          Utf8          the chat's first user turn, or the template used
@@ -19,6 +20,10 @@ texts.parquet, one row per kept caption, sorted by (combination_id, caption inde
 generate/report.parquet, one row per caption slot that did not make it (REPORT_SCHEMA); reasons:
 too_long, empty, refusal, unparseable, backend_error, duplicate (same text_id as an earlier row).
 Kept rows + report rows = n_combinations x captions_per_combination.
+
+generate/mentions.parquet (MENTIONS_SCHEMA, optional): whatever the rule, the labels that `mentions`
+adds to some text (named in the text, not in its combination), most often first, so that users can
+judge their synonyms ("train", "monitor", "table" are words as well as labels).
 """
 
 from __future__ import annotations
@@ -70,6 +75,12 @@ REPORT_SCHEMA = {
     "attempts": pl.Int32,   # model calls spent on this caption
     "model": pl.Utf8,
 }
+MENTIONS_SCHEMA = {
+    "label": pl.Utf8,
+    "n_texts": pl.Int64,     # texts whose labels `mentions` would extend with this label
+    "share": pl.Float64,     # of all kept texts
+    "example": pl.Utf8,      # the first such text
+}
 DUPLICATE = "duplicate"
 ABORT_AFTER_BACKEND_ERRORS = 25   # combinations in a row failing with backend_error: the servers are down
 
@@ -93,6 +104,8 @@ class GenerateSummary:
     model: str | None = None
 
     llm_texts: int = 0            # rows of texts.parquet from the LLM (resumed ones included)
+    mentions_would_change: int = 0   # texts whose labels the `mentions` rule would extend
+    mentions_added: int = 0          # (text, label) pairs it would add
 
     @property
     def llm_texts_per_s(self) -> float:
@@ -105,11 +118,15 @@ class GenerateSummary:
         """Numbers worth a column in `dvc exp show` (reports/generate.json); the same for a resumed run."""
         n_dropped = sum(self.dropped.values())
         return {
+            "n_combinations": self.combinations,
             "n_texts": self.texts,
             "n_llm_texts": self.llm_texts,
             "n_template_texts": self.texts - self.llm_texts,
             "n_dropped": n_dropped,
             "kept_share": self.texts / (self.texts + n_dropped) if self.texts + n_dropped else 0.0,
+            "n_texts_mentions_would_change": self.mentions_would_change,
+            "share_texts_mentions_would_change": self.mentions_would_change / self.texts if self.texts else 0.0,
+            "n_labels_mentions_would_add": self.mentions_added,
         }
 
 
@@ -120,8 +137,9 @@ def text_id(text: str, source: str) -> str:
 def journal_meta(params: GenerateParams, labels: LabelSet, backend_identity: dict) -> dict:
     """What the journal fingerprint covers: every answer-changing input, no transport detail."""
     answer_params = dataclasses.asdict(params)
-    for key in ("n_combinations", "llm_fraction", "templates", "use_synonyms", "n_threads", "model", "openai", "journal_every_s"):
-        answer_params.pop(key, None)   # combination i does not depend on them; the model is in backend_identity
+    for key in ("n_combinations", "llm_fraction", "templates", "use_synonyms", "n_threads", "model", "openai",
+                "journal_every_s", "label_rule"):
+        answer_params.pop(key, None)   # combination i's captions do not depend on them; the model is in backend_identity
     return {
         "code": _answer_code_hash(),
         "generate": answer_params,
@@ -148,12 +166,14 @@ def generate_texts(
     texts_path: str | Path = paths.TEXTS,
     report_path: str | Path = paths.GENERATE_REPORT,
     journal_dir: str | Path = paths.GENERATE_JOURNAL,
+    mentions_path: str | Path | None = None,
     backend: ChatBackend | None = None,
     progress: bool = True,
 ) -> GenerateSummary:
     """Caption `params.n_combinations` random label combinations; write texts, report and journal.
 
     `backend` overrides the one `params` names (tests, benchmarks); it is not closed here.
+    `mentions_path`, when given, receives the table of labels the `mentions` rule adds.
     """
     started = time.perf_counter()
     plan = plan_combinations(
@@ -184,8 +204,13 @@ def generate_texts(
         if own_backend:
             backend.close()
 
-    texts, report = _assemble(rows, labels)
+    texts, report, mentions, n_changed = _assemble(rows, labels, params.label_rule)
     summary.texts = texts.height
+    summary.mentions_would_change = n_changed
+    summary.mentions_added = int(mentions["n_texts"].sum())
+    _log_mentions(mentions, n_changed, texts.height, params.label_rule)
+    if mentions_path is not None:
+        write_parquet(mentions, mentions_path)
     summary.dropped = dict(Counter(report["reason"].to_list()))
     summary.llm_texts = int(texts.filter(pl.col("source") == LLM).height)
     write_parquet(report, report_path)
@@ -340,17 +365,22 @@ def _matching(journaled: pl.DataFrame, by_id: dict[int, Combination]) -> dict[in
 # -------------------------------------------------------------------------------------- assemble
 
 
-def _assemble(rows: list[dict], labels: LabelSet) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _assemble(rows: list[dict], labels: LabelSet, label_rule: str = "combination") -> tuple[pl.DataFrame, ...]:
+    """texts, report, the `mentions` table and how many texts `mentions` extends (whatever the rule)."""
     frame = pl.DataFrame(rows, schema=ROW_SCHEMA).sort("combination_id", "caption_index")
     kept = frame.filter(pl.col("text").is_not_null())
     label_order = labels.index
-    found = []
+    added = []        # per kept row: the labels named in the text beyond its combination
     for text, combination in zip(kept["text"].to_list(), kept["combination"].to_list()):
-        names = set(combination) | set(labels.find_in_text(text))
-        found.append(sorted(names, key=label_order.__getitem__))
+        added.append([l for l in labels.find_in_text(text) if l not in combination])
+    targets = [
+        sorted(set(c) | set(a), key=label_order.__getitem__) if label_rule == "mentions" else list(c)
+        for c, a in zip(kept["combination"].to_list(), added)
+    ]
     kept = kept.with_columns(
         pl.Series("text_id", [text_id(t, s) for t, s in zip(kept["text"].to_list(), kept["source"].to_list())], pl.Utf8),
-        pl.Series("labels", found, pl.List(pl.Utf8)),
+        pl.Series("labels", targets, pl.List(pl.Utf8)),
+        pl.Series("_added", added, pl.List(pl.Utf8)),
     )
     first = kept.with_row_index("_row").group_by("text_id").agg(pl.col("_row").min().alias("_first"))
     kept = kept.with_row_index("_row").join(first, on="text_id", how="left").sort("_row")
@@ -365,13 +395,37 @@ def _assemble(rows: list[dict], labels: LabelSet) -> tuple[pl.DataFrame, pl.Data
             pl.coalesce("raw", "text").alias("raw"),
         )
     texts = kept_first.select([pl.col(c).cast(t) for c, t in TEXTS_SCHEMA.items()])
+    mentions = _mentions_table(kept_first.select("text", "_added"))
+    n_changed = int((kept_first["_added"].list.len() > 0).sum())
     dropped = frame.filter(pl.col("text").is_null())
     report = pl.concat([
         dropped.select([pl.col(c).cast(t) for c, t in REPORT_SCHEMA.items()]),
         duplicates.select([pl.col(c).cast(t) for c, t in REPORT_SCHEMA.items()]) if duplicates.height
         else pl.DataFrame(schema=REPORT_SCHEMA),
     ]).sort("combination_id", "caption_index")
-    return texts, report
+    return texts, report, mentions, n_changed
+
+
+def _mentions_table(kept: pl.DataFrame) -> pl.DataFrame:
+    exploded = kept.with_row_index("_row").explode("_added").drop_nulls("_added")
+    if exploded.height == 0:
+        return pl.DataFrame(schema=MENTIONS_SCHEMA)
+    return (
+        exploded.group_by("_added")
+        .agg(pl.len().cast(pl.Int64).alias("n_texts"), pl.col("text").sort_by("_row").first().alias("example"))
+        .select(pl.col("_added").alias("label"), "n_texts",
+                (pl.col("n_texts") / max(kept.height, 1)).alias("share"), "example")
+        .sort(["n_texts", "label"], descending=[True, False])
+        .select([pl.col(c).cast(t) for c, t in MENTIONS_SCHEMA.items()])
+    )
+
+
+def _log_mentions(mentions: pl.DataFrame, n_changed: int, n_texts: int, label_rule: str, show: int = 8) -> None:
+    verb = "adds" if label_rule == "mentions" else "would add (generate.label_rule is combination: not used)"
+    log.info("label rule %s; the mentions rule %s labels named in the text to %d of %d texts (%.1f%%)",
+             label_rule, verb, n_changed, n_texts, 100 * n_changed / max(n_texts, 1))
+    for row in mentions.head(show).iter_rows(named=True):
+        log.info("  +%s in %d texts, e.g. %r", row["label"], row["n_texts"], row["example"][:100])
 
 
 def _log_drops(report: pl.DataFrame, report_path: str | Path, examples: int = 3) -> None:
