@@ -32,5 +32,10 @@ def manifest_path(dataset: str, split: str) -> Path:
     return DATA / dataset / f"{split}.parquet"
 
 
+def missing_images_path(dataset: str, split: str) -> Path:
+    """Listed images not found on disk (NUS-WIDE), beside the split's manifest."""
+    return DATA / dataset / f"missing_{split}.parquet"
+
+
 def image_embeddings_dir(split: str, resolution: int) -> Path:
     return IMAGE_EMBEDDINGS / f"{split}-{resolution}"

@@ -45,7 +45,7 @@ def predict_folder(
         raise FileNotFoundError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
     encoder = ClipEncoder(clip_model or bundle.clip_model, device)
     cache = EmbeddingCache(cache_dir) if cache_dir else EmbeddingCache(Path(folder) / ".tai-cache")
-    result = encode_images(encoder, paths, bundle.image_resolution, cache, batch_size)
+    result = encode_images(encoder, paths, bundle.image_resolution, cache, batch_size, resize=bundle.resize)
     probabilities = bundle.scores(torch.from_numpy(result.vectors)).numpy()
     names = np.array(bundle.labels)
     predicted = [names[np.argsort(-row)][np.sort(row)[::-1] >= threshold].tolist() for row in probabilities]

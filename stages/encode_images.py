@@ -9,13 +9,16 @@ from pipeline.clip_model import ClipEncoder
 from pipeline.embeddings import EmbeddingCache, write_shards
 from pipeline.encode import encode_images
 from pipeline.io import write_parquet
-from pipeline.stage import run
+from pipeline.stage import run, skip_without_images
 
 SKIPPED_SCHEMA = {"split": pl.Utf8, "resolution": pl.Int32, "image_id": pl.Utf8, "path": pl.Utf8, "error": pl.Utf8}
 
 
 def main(params) -> None:
     p = params.encode
+    if skip_without_images(params, "encode_images", f"an empty {paths.IMAGE_SKIPPED}"):
+        write_parquet(pl.DataFrame(schema=SKIPPED_SCHEMA), paths.IMAGE_SKIPPED)
+        return
     encoder = ClipEncoder(p.model, p.device)
     cache = EmbeddingCache(paths.CACHE / "clip")
     skipped = []
@@ -23,9 +26,9 @@ def main(params) -> None:
         manifest = read_manifest(params, split)
         ids, image_paths = manifest["image_id"].to_list(), manifest["path"].to_list()
         for resolution in p.resolutions:
-            result = encode_images(encoder, image_paths, resolution, cache, p.batch_size, p.num_workers)
+            result = encode_images(encoder, image_paths, resolution, cache, p.batch_size, p.num_workers, p.resize)
             metadata = {"model": p.model, "model_identity": encoder.identity, "kind": "image",
-                        "resolution": str(resolution), "split": split, "normalized": "false"}
+                        "resolution": str(resolution), "resize": p.resize, "split": split, "normalized": "false"}
             write_shards(paths.image_embeddings_dir(split, resolution), [ids[i] for i in result.kept],
                          result.vectors, metadata, p.shard_rows)
             skipped += [(split, resolution, ids[i], image_paths[i], why) for i, why in result.skipped]
