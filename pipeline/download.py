@@ -208,9 +208,13 @@ def _fetch_once(url: str, target: Path, progress: bool, timeout: float, log: Cal
             total=total, initial=offset if resumed else 0, unit="B", unit_scale=True, unit_divisor=1024,
             desc=url.rsplit("/", 1)[-1], disable=not progress,
         ) as bar:
+            received = 0
             for block in iter(lambda: response.read(CHUNK), b""):
                 out.write(block)
+                received += len(block)
                 bar.update(len(block))
+    if length and received < int(length):  # http.client ends a short body quietly: make it an error
+        raise http.client.IncompleteRead(b"", int(length) - received)
 
 
 def fetch(
