@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .clip_model import ClipEncoder
+from .clip_model import ClipEncoder, image_transform
 from .embeddings import EmbeddingCache, content_key
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def encode_images(
     missing = sorted({k: i for i, k in enumerate(keys) if k is not None and k not in cache}.values())  # each content once
     log.info("images @%dpx: %d cached, %d to encode, %d unreadable", resolution, len(paths) - len(missing) - len(skipped), len(missing), len(skipped))
     loader = torch.utils.data.DataLoader(
-        _ImageFiles(paths, missing, encoder.transform(resolution, resize)),
+        _ImageFiles(paths, missing, image_transform(resolution, resize)),
         batch_size=batch_size, num_workers=num_workers, collate_fn=_collate,
     )
     n_encoded, undecodable = 0, {}
