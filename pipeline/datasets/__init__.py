@@ -9,7 +9,8 @@ Outputs, under `artifacts/data/<dataset>/` (see `pipeline.paths`):
   ============  ===========  ==============================================================
   column        dtype        meaning
   ============  ===========  ==============================================================
-  `image_id`    Utf8         unique within the dataset (VOC: "000005"; folder: path w/o ext)
+  `image_id`    Utf8         unique within the dataset (VOC: "000005"; folder, COCO, NUS-WIDE:
+                             the file's relative path without its extension)
   `path`        Utf8         the image file: `prepare.root` joined with the file's relative
                              path, POSIX separators; relative to the project root when
                              `prepare.root` is relative
@@ -19,7 +20,8 @@ Outputs, under `artifacts/data/<dataset>/` (see `pipeline.paths`):
   ============  ===========  ==============================================================
 
   A label in `difficult` counts as a negative (as the paper's peers score VOC 2007).
-  Row order follows the source (VOC: ImageSets/Main/<split>.txt; folder: the labels file).
+  Row order follows the source (VOC: ImageSets/Main/<split>.txt; folder: the labels file;
+  COCO: the file's images; NUS-WIDE: the image list).
 
 Sources (`prepare.dataset`): `voc2007` (`pipeline.datasets.voc`), `folder`
 (`pipeline.datasets.folder`), `coco2014` and `coco` (`pipeline.datasets.coco`), `nuswide`
