@@ -55,6 +55,7 @@ class AdapterBundle:
     normalize: bool
     clip_model: str
     image_resolution: int
+    resize: str = "square"   # encode.resize the adapter's images were preprocessed with; predict uses the same
 
     def scores(self, embeddings: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
         """Sigmoid probabilities (float64, so confident scores do not collapse into ties at 1.0)."""
@@ -81,6 +82,7 @@ class AdapterBundle:
             "normalize": self.normalize,
             "clip_model": self.clip_model,
             "image_resolution": self.image_resolution,
+            "resize": self.resize,
         }
         with atomic_path(path) as tmp:
             torch.save(payload, tmp)
@@ -93,4 +95,5 @@ class AdapterBundle:
         payload = torch.load(path, map_location="cpu", weights_only=True)
         model = Adapter(AdapterConfig(**payload["config"]))
         model.load_state_dict(payload["state_dict"])
-        return cls(model.to(device), tuple(payload["labels"]), payload["normalize"], payload["clip_model"], payload["image_resolution"])
+        return cls(model.to(device), tuple(payload["labels"]), payload["normalize"], payload["clip_model"],
+                   payload["image_resolution"], payload.get("resize", "center_crop"))  # older bundles: CLIP's crop

@@ -1,6 +1,7 @@
 """The `tai` command line (console script `tai = pipeline.cli:app`).
 
-    tai download voc2007 [--dest data] [--keep-archives]   fetch, check and unpack a dataset
+    tai download voc2007|coco2014 [--dest data/downloads] [--keep-archives]   fetch, check, unpack (resumes)
+    tai download nuswide                                    where to get NUS-WIDE (no official download)
     tai inspect PATH                                        look inside an artifact
     tai report [--metric M] [--x PARAM] [--json FILE]       experiments: table and curve of mean ± std over seeds
 
@@ -45,22 +46,25 @@ def _fail(message: str) -> "typer.Exit":
 
 @app.command()
 def download(
-    name: str = typer.Argument(..., help="what to download: voc2007"),
-    dest: Path = typer.Option(Path("data"), "--dest", help="folder to unpack into"),
+    name: str = typer.Argument(..., help="what to download: voc2007, coco2014 (nuswide: says how to get it)"),
+    dest: Path = typer.Option(paths.DOWNLOADS, "--dest", help="folder to unpack into (the download stage's, by default)"),
     keep_archives: bool = typer.Option(False, "--keep-archives", help="keep the downloaded archives in DEST"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
 ) -> None:
-    """Download a dataset, check its MD5 sums and unpack it into DEST (default: data/)."""
-    from pipeline.download import DOWNLOADS, DownloadError
-    from pipeline.download import download as run_download
+    """Download a dataset, check its MD5 sums and unpack it into DEST (default: data/); an interrupted
+    download resumes where it stopped when run again."""
+    from pipeline.download import DOWNLOADS, MANUAL, DownloadError, ManualDownloadError, download_dataset
 
-    if name not in DOWNLOADS:
-        raise _fail(f"unknown download {name!r}: choose one of {sorted(DOWNLOADS)}")
+    if name not in DOWNLOADS and name not in MANUAL:
+        raise _fail(f"unknown download {name!r}: choose one of {sorted({*DOWNLOADS, *MANUAL})}")
     console = _console()
     try:
-        folder = run_download(
+        folder = download_dataset(
             name, dest, keep_archives=keep_archives, progress=progress, log=lambda m: console.print(m, soft_wrap=True)
         )
+    except ManualDownloadError as e:
+        console.print(str(e), soft_wrap=True, markup=False)
+        raise typer.Exit(code=1)
     except DownloadError as e:
         raise _fail(str(e))
     console.print(f"[green]done:[/] {folder}")

@@ -63,6 +63,29 @@ def resize_positional_embedding(embedding: torch.Tensor, grid: int) -> torch.Ten
     return torch.cat([cls_token, spatial])
 
 
+RESIZE_MODES = ("square", "center_crop")
+
+
+def image_transform(resolution: int, resize: str = "square"):
+    """PIL image -> normalised tensor at `resolution` x `resolution`.
+
+    `square` (the paper's protocol, as its peers evaluate): the whole image resized to N x N,
+    bicubic, aspect ratio not kept, nothing cut off. `center_crop` (CLIP's own preprocessing):
+    the short side resized to N, then the centre N x N kept, which drops objects near the border.
+    Both convert to RGB and use CLIP's mean and std.
+    """
+    from clip.clip import _transform
+    from torchvision import transforms as T
+
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"resize = {resize!r}: use one of {RESIZE_MODES}")
+    clip_default = _transform(resolution)  # Resize(N), CenterCrop(N), RGB, ToTensor, Normalize
+    if resize == "center_crop":
+        return clip_default
+    resize_step, _crop, *rest = clip_default.transforms
+    return T.Compose([T.Resize((resolution, resolution), interpolation=resize_step.interpolation), *rest])
+
+
 class ClipEncoder:
     """One loaded CLIP model; text and image features as float32 numpy arrays (raw, not normalised)."""
 
@@ -99,11 +122,9 @@ class ClipEncoder:
         self._pos_owner.positional_embedding = torch.nn.Parameter(resized)
         self.model.visual.input_resolution = resolution
 
-    def transform(self, resolution: int):
-        """CLIP's own preprocessing (bicubic resize, centre crop, CLIP's mean/std) at `resolution`."""
-        from clip.clip import _transform
-
-        return _transform(resolution)
+    def transform(self, resolution: int, resize: str = "square"):
+        """Preprocessing at `resolution` (`image_transform`)."""
+        return image_transform(resolution, resize)
 
     @cached_property
     def tokenizer(self):

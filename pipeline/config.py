@@ -20,6 +20,23 @@ class ParamsError(ValueError):
     """A params.yaml value is missing, unknown or out of range."""
 
 
+# prepare.dataset -> the optional prepare keys it reads (any other optional key must stay unset)
+DATASET_KEYS: dict[str, tuple[str, ...]] = {
+    "voc2007": (),
+    "folder": ("labels_file", "label_names"),
+    "coco2014": ("keep_unannotated",),
+    "coco": ("annotations", "label_names", "keep_unannotated"),
+    "nuswide": ("image_root",),
+    "labels": ("label_names",),
+}
+# datasets whose split names are fixed
+FIXED_SPLITS: dict[str, tuple[str, ...]] = {
+    "voc2007": ("train", "val", "trainval", "test"),
+    "coco2014": ("train", "test"),
+    "nuswide": ("train", "test"),
+}
+
+
 @dataclass(frozen=True)
 class PrepareParams:
     dataset: str = "voc2007"
@@ -27,18 +44,43 @@ class PrepareParams:
     splits: tuple[str, ...] = ("trainval", "test")
     labels_file: str | None = None
     label_names: str | None = None
+    annotations: dict[str, str] | None = None   # coco: split -> COCO-format instances JSON
+    keep_unannotated: bool = False               # coco, coco2014: keep images without any annotation
+    image_root: str | None = None                # nuswide: the image folder; null = <root>/Flickr
+
+    @property
+    def has_images(self) -> bool:
+        """False for a labels-only project (`dataset: labels`): no manifest, no image stage does work."""
+        return self.dataset != "labels"
 
     def check(self, key: str) -> None:
-        _one_of(f"{key}.dataset", self.dataset, ("voc2007", "folder"))
-        if not self.splits:
-            raise ParamsError(f"{key}.splits is empty: list at least one split, e.g. [trainval, test]")
+        _one_of(f"{key}.dataset", self.dataset, tuple(DATASET_KEYS))
+        uses = DATASET_KEYS[self.dataset]
+        defaults = {"labels_file": None, "label_names": None, "annotations": None, "keep_unannotated": False,
+                    "image_root": None}
+        for name, default in defaults.items():
+            if name not in uses and getattr(self, name) != default:
+                readers = [d for d, keys in DATASET_KEYS.items() if name in keys]
+                raise ParamsError(
+                    f"{key}.{name} is set but {key}.dataset is {self.dataset!r}, which ignores it: set it to "
+                    f"{'false' if default is False else 'null'}, or set {key}.dataset to one of {readers}"
+                )
         if self.dataset == "folder" and not self.labels_file:
             raise ParamsError(
                 f"{key}.labels_file is null but {key}.dataset is 'folder': set it to a CSV or Parquet "
                 "with columns path, labels ('a|b'), split"
             )
+        if self.dataset == "labels":
+            if not self.label_names:
+                raise ParamsError(
+                    f"{key}.label_names is null but {key}.dataset is 'labels': point it at a text file with one "
+                    "label per line, synonyms after ':' (\"tv monitor: tv, television\")"
+                )
+            return  # no images: root and splits are not read
+        if not self.splits:
+            raise ParamsError(f"{key}.splits is empty: list at least one split, e.g. [trainval, test]")
         if not self.root:
-            raise ParamsError(f"{key}.root is empty: set it to the dataset folder, e.g. data/VOCdevkit/VOC2007")
+            raise ParamsError(f"{key}.root is empty: set it to the dataset folder, e.g. data/downloads/VOCdevkit/VOC2007")
         dupes = sorted({s for s in self.splits if self.splits.count(s) > 1})
         if dupes:
             raise ParamsError(f"{key}.splits lists {dupes} more than once: list each split once")
@@ -48,16 +90,24 @@ class PrepareParams:
                 raise ParamsError(
                     f"{key}.splits: {split!r} is not a usable split name: use letters, digits, '-', '_' (e.g. test)"
                 )
-        if self.dataset == "voc2007":
-            voc_splits = ("train", "val", "trainval", "test")
-            for split in self.splits:
-                _one_of(f"{key}.splits[{self.splits.index(split)}]", split, voc_splits)
-            for name in ("labels_file", "label_names"):
-                if getattr(self, name) is not None:
-                    raise ParamsError(
-                        f"{key}.{name} is set but {key}.dataset is 'voc2007', which ignores it: set it to null, "
-                        f"or set {key}.dataset to 'folder'"
-                    )
+        if self.dataset in FIXED_SPLITS:
+            for i, split in enumerate(self.splits):
+                _one_of(f"{key}.splits[{i}]", split, FIXED_SPLITS[self.dataset])
+        if self.dataset == "coco":
+            if not self.annotations:
+                raise ParamsError(
+                    f"{key}.annotations is empty but {key}.dataset is 'coco': map each split to its COCO instances "
+                    "JSON, e.g. {train: data/my/train.json, test: data/my/test.json}"
+                )
+            lacking = [s for s in self.splits if s not in self.annotations]
+            if lacking:
+                raise ParamsError(
+                    f"{key}.splits lists {lacking} but {key}.annotations maps only {sorted(self.annotations)}: "
+                    "add a JSON file for each split, or drop the split"
+                )
+            for split, path in self.annotations.items():
+                if not str(path).lower().endswith(".json"):
+                    raise ParamsError(f"{key}.annotations.{split} = {path!r}: use a COCO instances .json file")
         if self.labels_file and not self.labels_file.lower().endswith((".csv", ".parquet", ".pq")):
             raise ParamsError(
                 f"{key}.labels_file = {self.labels_file!r}: use a .csv or .parquet file "
@@ -193,8 +243,10 @@ class EncodeParams:
     shard_rows: int = 100000
     num_workers: int = 2
     device: str = "auto"
+    resize: str = "square"   # square: N x N (the paper's protocol) | center_crop: short side to N, centre crop (CLIP's)
 
     def check(self, key: str) -> None:
+        _one_of(f"{key}.resize", self.resize, ("square", "center_crop"))
         _multiple_of_32(f"{key}.image_resolution", self.image_resolution)
         if self.partial_resolution is not None:
             _multiple_of_32(f"{key}.partial_resolution", self.partial_resolution)
@@ -332,6 +384,15 @@ class Params:
                 "fewshot.shots and partial.known_proportion are both set: the paper's settings are separate; "
                 "set fewshot.shots to 0 or partial.known_proportion to null"
             )
+        if not self.prepare.has_images:
+            for enabled, what in ((self.fewshot.enabled, "fewshot.shots"), (self.partial.enabled, "partial.known_proportion")):
+                if enabled:
+                    raise ParamsError(
+                        f"{what} is set but prepare.dataset is 'labels' (no images): few-shot and partial labels "
+                        "need labelled images; turn the setting off (fewshot.shots: 0, partial.known_proportion: "
+                        "null) or use a dataset with images"
+                    )
+            return  # nothing is encoded or evaluated on images
         if self.partial.enabled and self.encode.partial_resolution is None:
             raise ParamsError(
                 "partial.known_proportion is set but encode.partial_resolution is null: set it (448 in the paper)"
@@ -391,6 +452,10 @@ def _coerce(hint: Any, value: Any, key: str, path: Path) -> Any:
             return None
         (inner,) = [a for a in args if a is not type(None)]
         return _coerce(inner, value, key, path)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ParamsError(f"{path}: {key} = {value!r} should be a mapping, e.g. {{train: a.json, test: b.json}}")
+        return {str(k): _coerce(args[1], v, f"{key}.{k}", path) for k, v in value.items()}
     if origin is tuple:
         if isinstance(value, str) or not isinstance(value, (list, tuple)):
             raise ParamsError(f"{path}: {key} = {value!r} should be a list, e.g. [{value!r}]")

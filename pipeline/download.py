@@ -1,44 +1,57 @@
 """Fetch, verify and unpack public datasets into `data/` (`tai download NAME`).
 
-Each downloadable thing is a list of archives with a URL and an MD5 checksum (`DOWNLOADS`).
+Each downloadable dataset is a list of archives with a URL and an MD5 checksum (`DOWNLOADS`).
 For every archive, `download()`:
 
 1. skips it if `data/.tai-downloads.json` records it as unpacked with the same checksum and the
    dataset folder is there;
 2. otherwise uses `data/<archive>` if it is already there and its checksum matches (e.g. fetched by
-   hand), or downloads it to a temporary file beside it (urllib + tqdm progress), checks
-   the MD5 (a mismatch deletes the file and raises DownloadError naming the URL and both sums) and
+   hand), or downloads it into `data/<archive>.part` (urllib + tqdm progress). An interrupted
+   transfer resumes: a dropped connection is picked up again at once (HTTP Range, up to 3 times
+   while bytes keep arriving), and a `.part` left by an earlier run is continued, not restarted (a
+   server that ignores Range sends the whole file again). The MD5 of the whole file is then checked:
+   a mismatch deletes the `.part` and raises DownloadError naming the file and both sums; a match
    renames it into place;
-3. unpacks it into a temporary folder inside `data/` (tarfile's "data" filter: no paths outside the
-   folder, no device files), then moves the entries into `data/`, merging folders, and records it.
+3. unpacks it (tar or zip) into a temporary folder inside its target (no paths outside the folder,
+   no device files), moves the entries into the target, merging folders, and records it.
 
 Archives this command downloaded are removed after unpacking unless `keep_archives=True`
 (they would otherwise sit inside `data/`, which the prepare stage hashes); archives you placed
 there yourself are left alone.
+
+Datasets with no official download (NUS-WIDE) are in `MANUAL`: `download_dataset` returns their
+folder when it is in place and otherwise raises ManualDownloadError with the instructions.
 """
 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
+import re
 import shutil
 import tarfile
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable
-
-from pipeline.io import atomic_path
 
 MARKER = ".tai-downloads.json"
 CHUNK = 1 << 20
+RETRIES = 3   # reconnections within one run after a transfer was cut, while bytes keep arriving
+TRANSIENT = (OSError, http.client.HTTPException)   # URLError, timeouts, resets, IncompleteRead
 
 
 class DownloadError(RuntimeError):
     """A download failed, or its checksum did not match (the message says what to do)."""
+
+
+class ManualDownloadError(DownloadError):
+    """The dataset cannot be downloaded by this command; the message says how to get it."""
 
 
 @dataclass(frozen=True)
@@ -56,10 +69,20 @@ class Download:
     name: str
     description: str
     archives: tuple[Archive, ...]
-    extracts_to: str  # folder (relative to dest) the archives unpack into
+    extracts_to: str  # the dataset folder (relative to dest) once every archive is unpacked
+    unpack_to: str = ""  # folder (relative to dest) the archives are unpacked into
+
+
+@dataclass(frozen=True)
+class ManualDataset:
+    name: str
+    extracts_to: str              # where the instructions put it (relative to dest)
+    required: tuple[str, ...]     # paths (relative to that folder) that show it is in place
+    instructions: str             # {root} is replaced by the folder
 
 
 VOC2007_URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2007"
+COCO_URL = "http://images.cocodataset.org"
 DOWNLOADS: dict[str, Download] = {
     "voc2007": Download(
         name="voc2007",
@@ -71,7 +94,78 @@ DOWNLOADS: dict[str, Download] = {
         ),
         extracts_to="VOCdevkit/VOC2007",
     ),
+    "coco2014": Download(
+        name="coco2014",
+        description="MS-COCO 2014 train + val images and annotations (about 19 GB)",
+        # the MD5s published with these official archives (and used by LAVIS, PaddleNLP, pystiche, ...);
+        # the annotations' MD5 is also its S3 ETag. Annotations first: the small file fails fast.
+        archives=(
+            Archive(f"{COCO_URL}/annotations/annotations_trainval2014.zip", "0a379cfc70b0e71301e0f377548639bd"),
+            Archive(f"{COCO_URL}/zips/val2014.zip", "a3d79f5ed8d289b7a7554ce06a5782b3"),
+            Archive(f"{COCO_URL}/zips/train2014.zip", "0da8c0bd3d6becc4dcb32757491aca88"),
+        ),
+        extracts_to="coco2014",   # annotations/, train2014/, val2014/: prepare.root for coco2014
+        unpack_to="coco2014",
+    ),
 }
+
+NUSWIDE_PAGE = "https://lms.comp.nus.edu.sg/wp-content/uploads/2019/research/nuswide/NUS-WIDE.html"
+MANUAL: dict[str, ManualDataset] = {
+    "nuswide": ManualDataset(
+        name="nuswide",
+        extracts_to="nuswide",
+        required=("Concepts81.txt", "ImageList/TrainImagelist.txt", "ImageList/TestImagelist.txt", "TrainTestLabels"),
+        instructions=(
+            "NUS-WIDE has no official image download, so `tai download` cannot fetch it. To use it:\n"
+            f"  1. from the NUS-WIDE page ({NUSWIDE_PAGE}) download Concepts81.txt, the image lists "
+            "(ImageList/TrainImagelist.txt, TestImagelist.txt) and the ground truth (TrainTestLabels/"
+            "Labels_<concept>_<Train|Test>.txt), and put them in {root}/;\n"
+            "  2. put the images, in the lists' layout (<folder>/<id>_<flickr id>.jpg), in {root}/Flickr/ "
+            "(or anywhere, and set prepare.image_root to that folder); public copies lack some images: "
+            "prepare lists those in artifacts/data/nuswide/missing_<split>.parquet and goes on;\n"
+            "  3. in params.yaml set prepare.dataset: nuswide, prepare.root: {root}, prepare.splits: [train, test]."
+        ),
+    ),
+}
+
+
+def downloadable(name: str) -> bool:
+    """True when `tai download NAME` fetches the dataset itself (False for NUS-WIDE and unknown names)."""
+    return name in DOWNLOADS
+
+
+def dataset_root(name: str, dest: str | Path = paths.DOWNLOADS) -> Path:
+    """The folder `download_dataset(name, dest)` returns: what prepare.root should point at."""
+    spec = DOWNLOADS.get(name) or MANUAL.get(name)
+    if spec is None:
+        raise DownloadError(f"unknown dataset {name!r}: choose one of {sorted({*DOWNLOADS, *MANUAL})}")
+    return Path(dest) / spec.extracts_to
+
+
+def download_dataset(
+    name: str,
+    dest: str | Path = paths.DOWNLOADS,
+    *,
+    keep_archives: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Make dataset `name` available under `dest` and return its root folder (prepare.root).
+
+    Downloadable datasets are fetched, verified and unpacked (`download`); a MANUAL one is returned
+    when its files are in place, else ManualDownloadError says how to get it.
+    """
+    if name in DOWNLOADS:
+        return download(name, dest, keep_archives=keep_archives, progress=progress, log=log)
+    root = dataset_root(name, dest)
+    manual = MANUAL[name]
+    absent = [r for r in manual.required if not (root / r).exists()]
+    if absent:
+        raise ManualDownloadError(
+            f"{name}: {root / absent[0]} is missing.\n" + manual.instructions.replace("{root}", root.as_posix())
+        )
+    log(f"{name}: in place in {root}")
+    return root
 
 
 def md5sum(path: str | Path) -> str:
@@ -82,23 +176,81 @@ def md5sum(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def fetch(url: str, target: Path, progress: bool = True, timeout: float = 60.0) -> str:
-    """Stream `url` into `target` (overwritten) with a tqdm bar; return the MD5 of what was written."""
+def _fetch_once(url: str, target: Path, progress: bool, timeout: float, log: Callable[[str], None]) -> None:
+    """One request: append to `target` from its current size (Range), or write it anew when the
+    server sends the whole file. The file is only created once the server answered."""
     from tqdm import tqdm
 
-    digest = hashlib.md5()
-    request = urllib.request.Request(url, headers={"User-Agent": "tai-adapter"})
-    with urllib.request.urlopen(request, timeout=timeout) as response, open(target, "wb") as out:
-        total = response.headers.get("Content-Length")
-        with tqdm(
-            total=int(total) if total else None, unit="B", unit_scale=True, unit_divisor=1024,
+    offset = target.stat().st_size if target.exists() else 0
+    headers = {"User-Agent": "tai-adapter"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    try:
+        response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and offset:  # nothing after `offset`: the .part is complete (the checksum decides)
+            return
+        raise
+    with response:
+        resumed = offset > 0 and getattr(response, "status", None) == 206
+        if resumed:
+            match = re.match(r"bytes (\d+)-", response.headers.get("Content-Range", ""))
+            if not match or int(match.group(1)) != offset:
+                raise DownloadError(
+                    f"{url}: asked for the bytes from {offset} but the server answered "
+                    f"{response.headers.get('Content-Range')!r}; delete {target} and run the command again"
+                )
+        elif offset:
+            log(f"{url}: the server does not resume transfers, downloading the whole file again")
+        length = response.headers.get("Content-Length")
+        total = (offset if resumed else 0) + int(length) if length else None
+        with open(target, "ab" if resumed else "wb") as out, tqdm(
+            total=total, initial=offset if resumed else 0, unit="B", unit_scale=True, unit_divisor=1024,
             desc=url.rsplit("/", 1)[-1], disable=not progress,
         ) as bar:
+            received = 0
             for block in iter(lambda: response.read(CHUNK), b""):
                 out.write(block)
-                digest.update(block)
+                received += len(block)
                 bar.update(len(block))
-    return digest.hexdigest()
+    if length and received < int(length):  # http.client ends a short body quietly: make it an error
+        raise http.client.IncompleteRead(b"", int(length) - received)
+
+
+def fetch(
+    url: str,
+    target: Path,
+    progress: bool = True,
+    timeout: float = 60.0,
+    retries: int = RETRIES,
+    log: Callable[[str], None] = print,
+) -> str:
+    """Download `url` into `target`, continuing after the bytes already there; return the whole file's MD5.
+
+    A transfer cut short is resumed at once (HTTP Range) up to `retries` times, as long as each try
+    brought new bytes; otherwise the error propagates and `target` keeps what arrived, for the next run.
+    """
+    target = Path(target)
+    attempt = 0
+    while True:
+        before = target.stat().st_size if target.exists() else 0
+        try:
+            _fetch_once(url, target, progress, timeout, log)
+            break
+        except DownloadError:
+            raise
+        except TRANSIENT as e:
+            after = target.stat().st_size if target.exists() else 0
+            if attempt >= retries or after <= before:
+                raise
+            attempt += 1
+            log(f"{url}: transfer cut after {after} bytes ({type(e).__name__}: {e}); resuming ({attempt}/{retries})")
+    return md5sum(target)
+
+
+def part_path(target: Path) -> Path:
+    """Where an archive is downloaded to before its checksum is verified."""
+    return target.with_name(target.name + ".part")
 
 
 def fetch_verified(
@@ -114,42 +266,70 @@ def fetch_verified(
             log(f"{target}: already present, checksum ok")
             return target, False
         log(f"{target}: present but its MD5 is {actual}, not {archive.md5}; downloading it again")
-    with atomic_path(target) as tmp:  # renamed onto target only once the checksum matched
-        log(f"downloading {archive.url}")
-        try:
-            actual = fetch(archive.url, tmp, progress=progress)
-        except (urllib.error.URLError, OSError) as e:
-            raise DownloadError(
-                f"could not download {archive.url}: {e}. Check your connection, or download it yourself, put it "
-                f"at {target} and run the command again (it is checked against MD5 {archive.md5})"
-            ) from e
-        if actual != archive.md5:
-            raise DownloadError(
-                f"checksum mismatch for {archive.url}: expected MD5 {archive.md5}, got {actual}; the file was "
-                "deleted. The download was probably cut short or the server sent something else: try again, or "
-                f"download it yourself to {target}"
-            )
+    part = part_path(target)
+    if part.is_file() and part.stat().st_size:
+        log(f"{part}: resuming after {part.stat().st_size} bytes")
+    log(f"downloading {archive.url}")
+    try:
+        actual = fetch(archive.url, part, progress=progress, log=log)
+    except TRANSIENT as e:
+        kept = part.is_file() and part.stat().st_size > 0
+        if part.is_file() and not kept:
+            part.unlink()
+        resume = f" {part} keeps the {part.stat().st_size} bytes received: run the command again to resume." if kept else ""
+        raise DownloadError(
+            f"could not download {archive.url}: {e}.{resume} Check your connection, or download it yourself, put it "
+            f"at {target} and run the command again (it is checked against MD5 {archive.md5})"
+        ) from e
+    if actual != archive.md5:
+        part.unlink()
+        raise DownloadError(
+            f"checksum mismatch for {archive.filename} ({archive.url}): expected MD5 {archive.md5}, got {actual}; "
+            "the file was deleted. The download was probably cut short or the server sent something else: try "
+            f"again, or download it yourself to {target}"
+        )
+    os.replace(part, target)
     return target, True
 
 
 def extract(archive_path: str | Path, dest: str | Path, progress: bool = True) -> None:
-    """Unpack a tar archive into `dest`: first into a temporary folder inside `dest`, then move the
-    entries over, merging with folders already there (files of the same name are replaced)."""
-    from tqdm import tqdm
-
+    """Unpack a tar or zip archive into `dest`: first into a temporary folder inside `dest`, then move
+    the entries over, merging with folders already there (files of the same name are replaced)."""
     archive_path, dest = Path(archive_path), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest, prefix=f".{archive_path.name}.", suffix=".extract"))
     try:
         try:
-            with tarfile.open(archive_path, "r:*") as tar:
-                for member in tqdm(tar, desc=f"unpacking {archive_path.name}", unit=" files", disable=not progress):
-                    _extract_member(tar, member, tmp)
-        except (tarfile.TarError, OSError) as e:
+            if zipfile.is_zipfile(archive_path):
+                _extract_zip(archive_path, tmp, progress)
+            else:
+                _extract_tar(archive_path, tmp, progress)
+        except (tarfile.TarError, zipfile.BadZipFile, OSError) as e:
             raise DownloadError(f"could not unpack {archive_path}: {e}; delete it and download it again") from e
         _merge_into(tmp, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _extract_tar(archive_path: Path, into: Path, progress: bool) -> None:
+    from tqdm import tqdm
+
+    with tarfile.open(archive_path, "r:*") as tar:
+        for member in tqdm(tar, desc=f"unpacking {archive_path.name}", unit=" files", disable=not progress):
+            _extract_member(tar, member, into)
+
+
+def _extract_zip(archive_path: Path, into: Path, progress: bool) -> None:
+    from tqdm import tqdm
+
+    with zipfile.ZipFile(archive_path) as archive:
+        members = archive.infolist()
+        for member in members:  # zipfile would silently rewrite such names: refuse them instead
+            name = PurePosixPath(member.filename.replace("\\", "/"))
+            if name.is_absolute() or ".." in name.parts or (into / name).resolve() != into.resolve() / name:
+                raise DownloadError(f"refusing to unpack {archive_path}: {member.filename!r} points outside the folder")
+        for member in tqdm(members, desc=f"unpacking {archive_path.name}", unit=" files", disable=not progress):
+            archive.extract(member, into)
 
 
 def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, into: Path) -> None:
@@ -188,7 +368,7 @@ def _write_marker(dest: Path, done: dict[str, str]) -> None:
 
 def download(
     name: str,
-    dest: str | Path = "data",
+    dest: str | Path = paths.DOWNLOADS,
     *,
     keep_archives: bool = False,
     progress: bool = True,
@@ -200,20 +380,21 @@ def download(
     spec = DOWNLOADS[name]
     dest = Path(dest)
     folder = dest / spec.extracts_to
+    unpack_to = dest / spec.unpack_to
     for archive in spec.archives:
         done = _read_marker(dest)
         if done.get(archive.filename) == archive.md5 and folder.is_dir():
             log(f"{archive.filename}: already downloaded and unpacked into {folder}, skipping")
             continue
         path, downloaded_now = fetch_verified(archive, dest, progress=progress, log=log)
-        log(f"unpacking {path} into {dest}")
-        extract(path, dest, progress=progress)
+        log(f"unpacking {path} into {unpack_to}")
+        extract(path, unpack_to, progress=progress)
         done = _read_marker(dest)
         done[archive.filename] = archive.md5
         _write_marker(dest, done)
         if downloaded_now and not keep_archives:
             path.unlink()
     if not folder.is_dir():
-        raise DownloadError(f"the archives of {name} were unpacked into {dest} but {folder} is not there")
+        raise DownloadError(f"the archives of {name} were unpacked into {unpack_to} but {folder} is not there")
     log(f"{spec.description}: ready in {folder}")
     return folder

@@ -5,7 +5,7 @@ A shard folder holds `part-00000.arrow`, `part-00001.arrow`, ...: columns `id`
 the CLIP model, the input kind and resolution, and whether vectors are
 L2-normalised (they are stored raw: normalising is a training choice).
 
-The cache maps sha256(model, kind, resolution, content) to a vector, so an input
+The cache maps sha256(model, kind, resolution, resize mode, content) to a vector, so an input
 table that changed in 10% of its rows is encoded again only for those rows, and a
 killed encode resumes where it stopped. It lives outside DVC's outs, which DVC
 deletes before a stage runs.

@@ -1,7 +1,7 @@
 """Encoding texts and images through the content-addressed cache.
 
-Only inputs whose key is missing from the cache reach CLIP; each finished batch
-is written to the cache at once, so a killed run resumes without redoing work.
+Only inputs whose key (model, kind, content; for images also resolution and resize mode)
+is missing from the cache reach CLIP; each finished batch is written to the cache at once, so a killed run resumes without redoing work.
 An image that is missing or cannot be decoded is skipped and reported, never fatal.
 """
 
@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .clip_model import ClipEncoder
+from .clip_model import ClipEncoder, image_transform
 from .embeddings import EmbeddingCache, content_key
 
 log = logging.getLogger(__name__)
@@ -74,8 +74,8 @@ def _collate(items):
     return [p for p, _ in good], pixels, bad
 
 
-def _file_key(encoder: ClipEncoder, resolution: int, path: str) -> str:
-    return content_key(encoder.identity, "image", str(resolution), Path(path).read_bytes())
+def _file_key(encoder: ClipEncoder, resolution: int, path: str, resize: str = "square") -> str:
+    return content_key(encoder.identity, "image", str(resolution), resize, Path(path).read_bytes())
 
 
 def encode_images(
@@ -85,19 +85,21 @@ def encode_images(
     cache: EmbeddingCache,
     batch_size: int = 64,
     num_workers: int = 0,
+    resize: str = "square",
 ) -> EncodeResult:
+    """Embeddings of the images at `paths`, preprocessed with `resize` (clip_model.image_transform)."""
     keys: list[str | None] = []
     skipped: list[tuple[int, str]] = []
     for position, path in enumerate(tqdm(paths, desc=f"hash images @{resolution}", unit="img", leave=False)):
         try:
-            keys.append(_file_key(encoder, resolution, path))
+            keys.append(_file_key(encoder, resolution, path, resize))
         except OSError as e:
             keys.append(None)
             skipped.append((position, f"{type(e).__name__}: {e.strerror or e}"))
     missing = sorted({k: i for i, k in enumerate(keys) if k is not None and k not in cache}.values())  # each content once
     log.info("images @%dpx: %d cached, %d to encode, %d unreadable", resolution, len(paths) - len(missing) - len(skipped), len(missing), len(skipped))
     loader = torch.utils.data.DataLoader(
-        _ImageFiles(paths, missing, encoder.transform(resolution)),
+        _ImageFiles(paths, missing, image_transform(resolution, resize)),
         batch_size=batch_size, num_workers=num_workers, collate_fn=_collate,
     )
     n_encoded, undecodable = 0, {}

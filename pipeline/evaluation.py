@@ -72,3 +72,17 @@ def write_evaluation(
     write_parquet(scores_frame(ids, scores, labels), out_dir / "scores.parquet")
     write_json(metrics, metrics_path)
     return metrics
+
+
+def write_empty_evaluation(out_dir: str | Path, metrics_path: str | Path, labels: LabelSet) -> dict:
+    """The three artifacts with no image to score (a labels-only project): every label with a null AP."""
+    out_dir = Path(out_dir)
+    per_class = pl.DataFrame(
+        {"label": list(labels.names), "ap": [None] * len(labels), "n_positive": [0] * len(labels)},
+        schema={"label": pl.Utf8, "ap": pl.Float64, "n_positive": pl.Int64},
+    )
+    metrics = {"n_images": 0, "n_classes_scored": 0}
+    write_parquet(per_class, out_dir / "per_class.parquet")
+    write_parquet(scores_frame([], np.zeros((0, len(labels)), np.float32), labels), out_dir / "scores.parquet")
+    write_json(metrics, metrics_path)
+    return metrics

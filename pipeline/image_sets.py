@@ -28,18 +28,20 @@ class ImageSet:
 
 def image_sets(params: Params, purpose: str) -> list[ImageSet]:
     e = params.encode
+    if purpose not in PURPOSES:
+        raise ValueError(f"purpose {purpose!r} is unknown: use one of {list(PURPOSES)}")
+    if not params.prepare.has_images:   # a labels-only project
+        return []
     if purpose == "eval":
         wanted = [ImageSet(params.zeroshot.split, e.image_resolution), ImageSet(params.evaluate.split, e.image_resolution)]
         if params.partial.enabled:
             wanted.append(ImageSet(params.evaluate.split, e.partial_resolution))
-    elif purpose == "train":
+    else:
         wanted = []
         if params.fewshot.enabled:
             wanted.append(ImageSet(params.fewshot.split, e.image_resolution, support_only=True))
         if params.partial.enabled:
             wanted.append(ImageSet(params.partial.split, e.partial_resolution))
-    else:
-        raise ValueError(f"purpose {purpose!r} is unknown: use one of {list(PURPOSES)}")
     return list(dict.fromkeys(wanted))
 
 

@@ -72,3 +72,8 @@ def embedding_cache_dir() -> Path:
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir("tai-adapter", appauthor=False)) / "embeddings"
+
+
+def missing_images_path(dataset: str, split: str) -> Path:
+    """Listed images not found on disk (NUS-WIDE), beside the split's manifest."""
+    return PREPARED / dataset / f"missing_{split}.parquet"

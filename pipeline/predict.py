@@ -46,7 +46,7 @@ def predict_folder(
         raise FileNotFoundError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
     encoder = ClipEncoder(clip_model or bundle.clip_model, device)
     cache = EmbeddingCache(cache_dir or embedding_cache_dir())   # never inside the user's folder
-    result = encode_images(encoder, paths, bundle.image_resolution, cache, batch_size)
+    result = encode_images(encoder, paths, bundle.image_resolution, cache, batch_size, resize=bundle.resize)
     probabilities = bundle.scores(torch.from_numpy(result.vectors)).numpy()
     names = np.array(bundle.labels)
     predicted = [names[np.argsort(-row)][np.sort(row)[::-1] >= threshold].tolist() for row in probabilities]

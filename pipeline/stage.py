@@ -33,3 +33,12 @@ def run(stage: Callable[[Params], None], name: str) -> None:
     except user_errors() as e:
         logging.getLogger(name).error("%s", e)
         sys.exit(2)
+
+
+def skip_without_images(params: Params, name: str, writing: str) -> bool:
+    """True, after one log line, when the project has no images (`prepare.dataset: labels`): the
+    image stage `name` then writes only its empty outputs (`writing` says which)."""
+    if params.prepare.has_images:
+        return False
+    logging.getLogger(name).info("prepare.dataset is 'labels' (no images): skipping %s, writing %s", name, writing)
+    return True

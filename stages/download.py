@@ -1,38 +1,39 @@
 """download: the dataset's public archives, fetched, checksum-verified and unpacked into
-data/downloads/<dataset>/ (a persisted, DVC-cached output), so that `dvc repro` on a fresh
-machine does everything and queued or `--temp` experiments find the data in DVC's cache.
+data/downloads/ (a persisted, DVC-cached output), so that `dvc repro` on a fresh machine does
+everything and queued or `--temp` experiments find the data in DVC's cache.
 
-Datasets with no public download (folder, your own COCO export, NUS-WIDE) write a note instead:
-track such a folder with `dvc add data/<folder>` (README, "Experiments"). A dataset already
-unpacked in place is found and not fetched again (offline machines: put it there by hand).
+NUS-WIDE has no public download: put its files under data/downloads/nuswide/ by hand (the stage
+says how when they are missing) and DVC caches them from there. Datasets that are yours (folder,
+a COCO-format export, labels only) write a note instead: keep them in git or `dvc add` them.
+A dataset already unpacked in place is found and not fetched again.
 """
 
 import logging
 
 from pipeline import paths
-from pipeline.download import DOWNLOADS, MARKER, download
+from pipeline.download import DOWNLOADS, MANUAL, MARKER, dataset_root, download_dataset
 from pipeline.io import write_text
 from pipeline.stage import run
 
 log = logging.getLogger("download")
+NOTE = paths.DOWNLOADS / "NOTE.txt"
 
 
 def main(params) -> None:
     dataset = params.prepare.dataset
     paths.DOWNLOADS.mkdir(parents=True, exist_ok=True)
-    if dataset not in DOWNLOADS:
-        note = (f"prepare.dataset = {dataset!r} has no public download: nothing was fetched.\n"
-                f"Keep your data under data/ and track it with `dvc add data/<folder>` so queued experiments find it.\n")
-        write_text(note, paths.DOWNLOADS / "NOTE.txt")
+    if dataset not in DOWNLOADS and dataset not in MANUAL:
+        note = (f"prepare.dataset = {dataset!r} is your own data: nothing to download.\n"
+                "Keep it in git (small files) or track it with `dvc add data/<folder>`, so queued experiments find it.\n")
+        write_text(note, NOTE)
         log.info("%s", note.splitlines()[0])
         return
-    (paths.DOWNLOADS / "NOTE.txt").unlink(missing_ok=True)
-    dest = paths.DOWNLOADS / dataset
-    unpacked = dest / DOWNLOADS[dataset].extracts_to
-    if unpacked.is_dir() and not (dest / MARKER).is_file():
-        log.info("%s is there already (placed by hand?): not fetching it; delete it to download again", unpacked)
+    NOTE.unlink(missing_ok=True)
+    root = dataset_root(dataset, paths.DOWNLOADS)
+    if dataset in DOWNLOADS and root.is_dir() and not (paths.DOWNLOADS / MARKER).is_file():
+        log.info("%s is there already (placed by hand?): not fetching it; delete it to download again", root)
         return
-    download(dataset, dest, progress=False, log=log.info)
+    download_dataset(dataset, paths.DOWNLOADS, progress=False, log=log.info)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def main(params, purpose: str) -> None:
     wanted = image_sets(params, purpose)
     root = embeddings_root(purpose)
     log.info("%s image sets: %s", purpose, ", ".join(f"{s.split}@{s.resolution}px" + (" (support)" if s.support_only else "")
-                                                    for s in wanted) or "none (zero-shot setting)")
+                                                    for s in wanted) or "none (zero-shot setting, or no images)")
     skipped = []
     with atomic_dir(root) as tmp:   # the whole folder is swapped in at the end: no stale set survives a settings change
         if wanted:
@@ -43,9 +43,9 @@ def main(params, purpose: str) -> None:
                 support = pl.read_parquet(SUPPORT_PATH, columns=["image_id"])
                 manifest = manifest.filter(pl.col("image_id").is_in(support["image_id"].implode()))
             ids, image_paths = manifest["image_id"].to_list(), manifest["path"].to_list()
-            result = encode_images(encoder, image_paths, image_set.resolution, cache, p.batch_size, p.num_workers)
+            result = encode_images(encoder, image_paths, image_set.resolution, cache, p.batch_size, p.num_workers, p.resize)
             metadata = {"model": p.model, "model_identity": encoder.identity, "kind": "image",
-                        "resolution": str(image_set.resolution), "split": image_set.split, "normalized": "false"}
+                        "resolution": str(image_set.resolution), "resize": p.resize, "split": image_set.split, "normalized": "false"}
             out = paths.image_embeddings_dir(tmp, image_set.split, image_set.resolution)
             write_shards(out, [ids[i] for i in result.kept], result.vectors, metadata, p.shard_rows)
             skipped += [(image_set.split, image_set.resolution, ids[i], image_paths[i], why) for i, why in result.skipped]

@@ -5,12 +5,15 @@ import torch
 from pipeline import paths
 from pipeline.adapter import AdapterBundle
 from pipeline.artifacts import labelled_images, read_labels
-from pipeline.evaluation import write_evaluation
-from pipeline.stage import run
+from pipeline.evaluation import write_empty_evaluation, write_evaluation
+from pipeline.stage import run, skip_without_images
 
 
 def main(params) -> None:
     labels = read_labels(params)
+    if skip_without_images(params, "evaluate", f"empty tables and metrics under {paths.EVAL}"):
+        write_empty_evaluation(paths.EVAL, paths.EVAL_METRICS, labels)
+        return
     bundle = AdapterBundle.load(paths.MODEL)
     if bundle.labels != labels.names:
         raise ValueError("the adapter was trained on another label set: run `dvc repro train` again")

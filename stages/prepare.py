@@ -5,6 +5,9 @@ Reads params.yaml's `prepare` section and writes, atomically (the folder is swap
     artifacts/data/<dataset>/labels.parquet    index (Int32), label (Utf8), synonyms (List[Utf8])
     artifacts/data/<dataset>/<split>.parquet   image_id (Utf8, unique), path (Utf8), labels (List[Utf8]),
                                                difficult (List[Utf8])
+    artifacts/data/nuswide/missing_<split>.parquet   NUS-WIDE only: listed images not on disk
+
+With `prepare.dataset: labels` only labels.parquet is written (a labels-only project).
 
 Column meanings: `pipeline.datasets`. Run from the project root: `python -m stages.prepare`.
 Every check runs before anything is written; a bad source exits with one line naming the file or
@@ -13,17 +16,17 @@ params.yaml key to fix (`pipeline.stage.run`).
 
 import logging
 
-from pipeline.datasets import build_dataset, write_dataset
+from pipeline.datasets import prepare_dataset, write_dataset
 from pipeline.stage import run
 
 log = logging.getLogger("prepare")
 
 
 def main(params) -> None:
-    label_set, manifests = build_dataset(params.prepare)
-    written = write_dataset(params.prepare.dataset, label_set, manifests)
-    sizes = ", ".join(f"{split}: {frame.height} images" for split, frame in manifests.items())
-    log.info("%s: %d labels; %s", params.prepare.dataset, len(label_set), sizes)
+    prepared = prepare_dataset(params.prepare)
+    written = write_dataset(params.prepare.dataset, prepared.labels, prepared.manifests, extras=prepared.extras)
+    sizes = ", ".join(f"{split}: {frame.height} images" for split, frame in prepared.manifests.items())
+    log.info("%s: %d labels; %s", params.prepare.dataset, len(prepared.labels), sizes or "no images (labels only)")
     for path in written:
         log.info("wrote %s", path)
 

@@ -30,7 +30,8 @@ def main(params) -> None:
     log.info("mean raw text-embedding norm %.3f (noise radius %.3g, normalize=%s)",
              summary["mean_text_norm"], data.text_radius, params.train.normalize)
     model, history = train_adapter(data, params.train, checkpoint=paths.TRAIN_CHECKPOINT)
-    AdapterBundle(model.cpu(), labels.names, params.train.normalize, params.encode.model, eval_resolution).save(paths.MODEL)
+    AdapterBundle(model.cpu(), labels.names, params.train.normalize, params.encode.model, eval_resolution,
+                  params.encode.resize).save(paths.MODEL)
     write_text(pl.DataFrame(history).write_csv(), paths.TRAIN_LOG)
     write_json({**summary, "final_loss": history[-1]["loss"]}, paths.TRAIN_METRICS)
 

@@ -5,8 +5,8 @@ import numpy as np
 from pipeline import paths
 from pipeline.artifacts import labelled_images, read_labels
 from pipeline.clip_model import ClipEncoder
-from pipeline.evaluation import write_evaluation
-from pipeline.stage import run
+from pipeline.evaluation import write_empty_evaluation, write_evaluation
+from pipeline.stage import run, skip_without_images
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -15,6 +15,9 @@ def unit(x: np.ndarray) -> np.ndarray:
 
 def main(params) -> None:
     labels = read_labels(params)
+    if skip_without_images(params, "zeroshot", f"empty tables and metrics under {paths.ZEROSHOT}"):
+        write_empty_evaluation(paths.ZEROSHOT, paths.ZEROSHOT_METRICS, labels)
+        return
     images = labelled_images(params, labels, params.zeroshot.split, params.encode.image_resolution, "eval")
     encoder = ClipEncoder(params.encode.model, params.encode.device)
     prompts = [params.zeroshot.prompt.format(label=name) for name in labels.names]

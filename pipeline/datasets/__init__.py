@@ -9,7 +9,8 @@ Outputs, under `artifacts/data/<dataset>/` (see `pipeline.paths`):
   ============  ===========  ==============================================================
   column        dtype        meaning
   ============  ===========  ==============================================================
-  `image_id`    Utf8         unique within the dataset (VOC: "000005"; folder: path w/o ext)
+  `image_id`    Utf8         unique within the dataset (VOC: "000005"; folder, COCO, NUS-WIDE:
+                             the file's relative path without its extension)
   `path`        Utf8         the image file: `prepare.root` joined with the file's relative
                              path, POSIX separators; relative to the project root when
                              `prepare.root` is relative
@@ -19,14 +20,19 @@ Outputs, under `artifacts/data/<dataset>/` (see `pipeline.paths`):
   ============  ===========  ==============================================================
 
   A label in `difficult` counts as a negative (as the paper's peers score VOC 2007).
-  Row order follows the source (VOC: ImageSets/Main/<split>.txt; folder: the labels file).
+  Row order follows the source (VOC: ImageSets/Main/<split>.txt; folder: the labels file;
+  COCO: the file's images; NUS-WIDE: the image list).
 
-Sources (`prepare.dataset`): `voc2007` (`pipeline.datasets.voc`) and `folder`
-(`pipeline.datasets.folder`). Every check runs before anything is written.
+Sources (`prepare.dataset`): `voc2007` (`pipeline.datasets.voc`), `folder`
+(`pipeline.datasets.folder`), `coco2014` and `coco` (`pipeline.datasets.coco`), `nuswide`
+(`pipeline.datasets.nuswide`, which also writes `missing_<split>.parquet`: listed images not on
+disk) and `labels` (a label list only: the label table and no manifest). Every check runs before
+anything is written.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
@@ -80,28 +86,73 @@ def _check_unique(image_ids: Sequence[str], where: str) -> None:
         )
 
 
-def build_dataset(params: "PrepareParams") -> tuple[LabelSet, dict[str, pl.DataFrame]]:
-    """Read the source named by `params.dataset`; return the label set and {split: manifest}.
+@dataclass
+class Prepared:
+    """What `prepare` writes: the label table, one manifest per split, and extra tables beside them
+    ({path under artifacts/data/<dataset>/ (from pipeline.paths): frame}, e.g. NUS-WIDE's missing images)."""
+
+    labels: LabelSet
+    manifests: dict[str, pl.DataFrame]
+    extras: dict[Path, pl.DataFrame] = field(default_factory=dict)
+
+
+def prepare_dataset(params: "PrepareParams") -> Prepared:
+    """Read the source named by `params.dataset`.
 
     Raises DatasetError (missing/malformed source) or LabelError (unknown label) before anything is written.
     """
+    from pipeline.labels import read_label_file
+
     if params.dataset == "voc2007":
         from pipeline.datasets.voc import build_voc2007
 
-        return build_voc2007(params.root, params.splits)
+        return Prepared(*build_voc2007(params.root, params.splits))
     if params.dataset == "folder":
         from pipeline.datasets.folder import build_folder
 
         if not params.labels_file:
             raise DatasetError("prepare.labels_file is null: set it to a CSV or Parquet with columns path, labels, split")
-        return build_folder(params.root, params.labels_file, params.splits, params.label_names)
-    raise DatasetError(f"prepare.dataset = {params.dataset!r} is not known: use 'voc2007' or 'folder'")
+        return Prepared(*build_folder(params.root, params.labels_file, params.splits, params.label_names))
+    if params.dataset == "coco2014":
+        from pipeline.datasets.coco import build_coco2014
+
+        return Prepared(*build_coco2014(params.root, params.splits, params.keep_unannotated))
+    if params.dataset == "coco":
+        from pipeline.datasets.coco import build_coco
+
+        return Prepared(*build_coco(params.root, params.annotations or {}, params.splits, params.keep_unannotated,
+                                    params.label_names))
+    if params.dataset == "nuswide":
+        from pipeline import paths
+        from pipeline.datasets.nuswide import build_nuswide
+
+        labels, manifests, missing = build_nuswide(params.root, params.splits, params.image_root)
+        extras = {paths.missing_images_path("nuswide", split): frame for split, frame in missing.items()}
+        return Prepared(labels, manifests, extras)
+    if params.dataset == "labels":
+        if not params.label_names:
+            raise DatasetError("prepare.label_names is null: point it at a text file, one label per line")
+        return Prepared(read_label_file(params.label_names), {})
+    raise DatasetError(
+        f"prepare.dataset = {params.dataset!r} is not known: use voc2007, coco2014, nuswide, coco, folder or labels"
+    )
+
+
+def build_dataset(params: "PrepareParams") -> tuple[LabelSet, dict[str, pl.DataFrame]]:
+    """The label set and {split: manifest} of `prepare_dataset` (without its extra tables)."""
+    prepared = prepare_dataset(params)
+    return prepared.labels, prepared.manifests
 
 
 def write_dataset(
-    dataset: str, label_set: LabelSet, manifests: dict[str, pl.DataFrame], base: str | Path = "."
+    dataset: str,
+    label_set: LabelSet,
+    manifests: dict[str, pl.DataFrame],
+    base: str | Path = ".",
+    extras: dict[Path, pl.DataFrame] | None = None,
 ) -> list[Path]:
-    """Write labels.parquet and <split>.parquet under `base`/artifacts/data/<dataset>/.
+    """Write labels.parquet, <split>.parquet and the `extras` tables ({path from pipeline.paths
+    inside artifacts/data/<dataset>/: frame}) under `base`/artifacts/data/<dataset>/.
 
     The whole folder is written beside its final place and swapped in at the end, so a killed run
     leaves the previous output intact and splits dropped from params.yaml do not linger.
@@ -123,13 +174,21 @@ def write_dataset(
                 raise ValueError(f"split name {split!r} is not a plain file name")
             io.write_parquet(frame, tmp / target.name)
             written.append(target)
+        for target, frame in (extras or {}).items():
+            target = Path(target)
+            if target.parent != written[0].parent or target in written:
+                raise ValueError(f"extra table {target} is not a new file in {written[0].parent}")
+            io.write_parquet(frame, tmp / target.name)
+            written.append(target)
     return written
 
 
 __all__ = [
     "MANIFEST_SCHEMA",
     "DatasetError",
+    "Prepared",
     "build_dataset",
+    "prepare_dataset",
     "manifest_frame",
     "read_manifest",
     "write_dataset",

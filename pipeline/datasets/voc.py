@@ -28,7 +28,7 @@ from pipeline.labels import VOC_LABELS, LabelSet
 VOC_SPLITS = ("train", "val", "trainval", "test")
 # VOC's class names in the XML -> our label names
 VOC_NAME_TO_LABEL = {name.replace(" ", ""): name for name in VOC_LABELS.names}
-DEFAULT_ROOT = "data/VOCdevkit/VOC2007"
+DEFAULT_ROOT = "data/downloads/VOCdevkit/VOC2007"
 
 
 def missing_voc_message(root: Path, what: str) -> str:
@@ -41,9 +41,11 @@ def missing_voc_message(root: Path, what: str) -> str:
         f"    {DEFAULT_ROOT}/Annotations/*.xml\n"
         f"    {DEFAULT_ROOT}/ImageSets/Main/trainval.txt, test.txt\n"
         f"    {DEFAULT_ROOT}/JPEGImages/*.jpg\n"
-        f"Get it with `tai download voc2007` (fetches, checks and unpacks both archives into data/), or download\n"
+        f"`dvc repro` gets it (stage download: fetches, checks and unpacks both archives into data/downloads/), "
+        f"and so does `tai download voc2007`; or download\n"
         f"{urls}\n"
-        f"yourself and unpack them in data/ (`tar -xf VOCtrainval_06-Nov-2007.tar -C data`, same for the test tar). "
+        f"yourself and unpack them in data/downloads/ (`tar -xf VOCtrainval_06-Nov-2007.tar -C data/downloads`, "
+        f"same for the test tar). "
         f"If VOC 2007 is elsewhere, set prepare.root in params.yaml to its VOC2007 folder."
     )
 
