@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
+from pipeline import paths
+
 MARKER = ".tai-downloads.json"
 CHUNK = 1 << 20
 RETRIES = 3   # reconnections within one run after a transfer was cut, while bytes keep arriving

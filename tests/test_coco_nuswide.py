@@ -307,7 +307,7 @@ def test_prepare_params_for_the_new_sources(prepare: dict, match: str) -> None:
 
 
 def test_labels_only_refuses_fewshot_and_partial_but_needs_no_image_split() -> None:
-    base = {"prepare.dataset": "labels", "prepare.label_names": "l.txt", "encode.splits": ["x"]}
+    base = {"prepare.dataset": "labels", "prepare.label_names": "l.txt", "evaluate.split": "x"}
     params = load_params(ROOT / "params.yaml", overrides=base)
     assert not params.prepare.has_images
     for key, value in (("fewshot.shots", 4), ("partial.known_proportion", 0.5)):

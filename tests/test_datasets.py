@@ -99,7 +99,7 @@ def test_missing_voc_root_says_how_to_download(tmp_path: Path) -> None:
         build_dataset(PrepareParams(root=str(tmp_path / "nowhere" / "VOC2007")))
     message = str(info.value)
     assert "tai download voc2007" in message
-    assert "data/VOCdevkit/VOC2007/Annotations" in message
+    assert "data/downloads/VOCdevkit/VOC2007/Annotations" in message and "dvc repro" in message
     assert "VOCtrainval_06-Nov-2007.tar" in message and "VOCtest_06-Nov-2007.tar" in message
     assert "nowhere" in message
 
