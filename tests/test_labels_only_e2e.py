@@ -52,19 +52,22 @@ def make_labels_project(tmp_path: Path, tiny_clip: Path) -> Path:
 def test_labels_only_project_trains_from_text_and_predicts_a_folder(tmp_path: Path, tiny_clip: Path) -> None:
     project = make_labels_project(tmp_path, tiny_clip)
     result = run(project, "dvc", "repro")
-    assert stages_run(result.stdout) == {"prepare", "generate", "encode_text", "encode_images", "zeroshot",
-                                         "fewshot", "mask", "centroids", "train", "evaluate"}, result.stdout
+    assert stages_run(result.stdout) == {"download", "prepare", "generate", "encode_text", "encode_eval_images",
+                                         "encode_train_images", "zeroshot", "fewshot", "mask", "centroids", "train",
+                                         "evaluate"}, result.stdout
     log = result.stdout + result.stderr
-    for stage in ("encode_images", "zeroshot", "evaluate"):
+    for stage in ("zeroshot", "evaluate"):
         assert f"prepare.dataset is 'labels' (no images): skipping {stage}" in log
 
     a = project / "artifacts"
     assert sorted(p.name for p in (a / "data" / "labels").iterdir()) == ["labels.parquet"]   # no manifest
     assert pl.read_parquet(a / "data" / "labels" / "labels.parquet")["label"].to_list() == list(LABELS)
     assert pl.read_parquet(a / "texts.parquet").height == 12
-    assert pl.read_parquet(a / "embeddings" / "images" / "skipped.parquet").height == 0
+    for purpose in ("eval", "train"):   # nothing to encode: an empty folder but for an empty skipped table
+        assert sorted(p.name for p in (a / "embeddings" / purpose).iterdir()) == ["skipped.parquet"]
+        assert pl.read_parquet(a / "embeddings" / purpose / "skipped.parquet").height == 0
     for out in ("eval", "zeroshot"):
-        assert json.loads((a / out / "metrics.json").read_text()) == {"n_images": 0, "n_classes_scored": 0}
+        assert json.loads((project / "reports" / f"{out}.json").read_text()) == {"n_images": 0, "n_classes_scored": 0}
         per_class = pl.read_parquet(a / out / "per_class.parquet")
         assert per_class["label"].to_list() == list(LABELS) and per_class["ap"].null_count() == 3
         assert pl.read_parquet(a / out / "scores.parquet").columns == ["image_id", *LABELS]
