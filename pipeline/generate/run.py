@@ -37,6 +37,7 @@ import polars as pl
 from pipeline import paths
 from pipeline.config import GenerateParams
 from pipeline.generate.backends import ChatBackend, make_backend
+from pipeline.generate.capacity import check_capacity
 from pipeline.generate.combinations import LLM, TEMPLATE, Combination, derive_seed, plan_combinations
 from pipeline.generate.journal import ROW_SCHEMA, Journal
 from pipeline.generate.refine import BACKEND_ERROR, TOO_LONG, Outcome, caption_chat, fill
@@ -145,6 +146,7 @@ def generate_texts(
     `backend` overrides the one `params` names (tests, benchmarks); it is not closed here.
     """
     started = time.perf_counter()
+    check_capacity(params, labels)
     plan = plan_combinations(
         labels, seed=params.seed, n=params.n_combinations, max_labels=params.max_labels, llm_fraction=params.llm_fraction
     )
