@@ -16,9 +16,11 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ParamsError, FileNotFoundError)
 def user_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean bad input, not a bug: the message says what and how to fix it."""
     from .clip_model import ClipError
+    from .adapter import AdapterError
     from .labels import LabelError
+    from .train import TrainingDiverged
 
-    found = [*USER_ERRORS, LabelError, ClipError]
+    found = [*USER_ERRORS, LabelError, ClipError, TrainingDiverged, AdapterError]
     try:
         from .datasets import DatasetError
 
