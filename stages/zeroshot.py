@@ -19,7 +19,7 @@ def main(params) -> None:
     encoder = ClipEncoder(params.encode.model, params.encode.device)
     prompts = [params.zeroshot.prompt.format(label=name) for name in labels.names]
     scores = unit(images.vectors) @ unit(encoder.encode_texts(prompts)).T
-    write_evaluation(paths.ZEROSHOT, images.ids, scores, images.targets, labels, {"prompt": params.zeroshot.prompt})
+    write_evaluation(paths.ZEROSHOT, images.ids, scores, images.targets, labels, {"prompt": params.zeroshot.prompt, "n_images_skipped": images.n_skipped})
 
 
 if __name__ == "__main__":
