@@ -101,13 +101,15 @@ def shard_files(folder: Path) -> dict[str, tuple[list[str], np.ndarray, dict]]:
 
 def check_killed_and_resumed(tmp_path: Path, make, stage: str, out: str, n_batches: int) -> str:
     whole, killed = make(tmp_path / "whole"), make(tmp_path / "killed")
+    reference_run = start(whole, stage)    # alongside: one thread each
     first = kill_mid_way(killed, stage, at_least=5)
     assert not (killed / out).exists(), "a killed run left a shard folder where the finished one belongs"
     second = kill_mid_way(killed, stage, at_least=first + 5)
     assert not (killed / out).exists()
     assert 5 <= first < second < n_batches, (first, second, n_batches)   # both kills landed mid-way
     log = run_to_end(killed, stage)
-    run_to_end(whole, stage)
+    _, reference_log = reference_run.communicate(timeout=300)
+    assert reference_run.returncode == 0, reference_log
     resumed, reference = shard_files(killed / out), shard_files(whole / out)
     assert list(resumed) == list(reference) and len(reference) > 1
     for name, (ids, vectors, metadata) in reference.items():
