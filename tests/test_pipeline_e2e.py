@@ -56,6 +56,7 @@ def test_every_stage_wrote_documented_tables(project):
         metrics = json.loads((a / folder / "metrics.json").read_text())
         assert 0.0 <= metrics["map"] <= 1.0
         assert metrics["n_images"] == 12  # the corrupt image is not scored
+        assert metrics["n_images_skipped"] == 1  # but counted
         per_class = pl.read_parquet(a / folder / "per_class.parquet")
         assert dict(per_class.schema) == {"label": pl.Utf8, "ap": pl.Float64, "n_positive": pl.Int64}
         scores = pl.read_parquet(a / folder / "scores.parquet")
@@ -66,7 +67,7 @@ def test_every_stage_wrote_documented_tables(project):
 
 def test_metrics_and_plots_commands_work(project):
     shown = run(project, "dvc", "metrics", "show").stdout
-    assert "artifacts/eval/metrics.json" in shown and "map" in shown
+    assert "artifacts/eval/metrics.json" in shown and "map" in shown and "n_images_skipped" in shown
     plots = run(project, "dvc", "plots", "show", "--json").stdout
     assert "artifacts/train/log.csv" in plots
 
