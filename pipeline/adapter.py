@@ -19,6 +19,10 @@ from torch import nn
 from .io import atomic_path
 
 
+class AdapterError(ValueError):
+    """A saved adapter that cannot be used: not an adapter file, or weights that are not finite."""
+
+
 @dataclass(frozen=True)
 class AdapterConfig:
     embed_dim: int
@@ -92,8 +96,20 @@ class AdapterBundle:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no trained adapter there; run `dvc repro train` first")
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        model = Adapter(AdapterConfig(**payload["config"]))
-        model.load_state_dict(payload["state_dict"])
-        return cls(model.to(device), tuple(payload["labels"]), payload["normalize"], payload["clip_model"],
-                   payload["image_resolution"], payload.get("resize", "center_crop"))  # older bundles: CLIP's crop
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+            model = Adapter(AdapterConfig(**payload["config"]))
+            model.load_state_dict(payload["state_dict"])
+        except Exception as e:  # noqa: BLE001 - a foreign, truncated or tampered file
+            raise AdapterError(
+                f"{path} is not an adapter saved by the train stage ({type(e).__name__}): "
+                "run `dvc repro train` to write it again"
+            ) from e
+        bad = [name for name, w in payload["state_dict"].items() if not torch.isfinite(w).all()]
+        if bad:
+            raise AdapterError(
+                f"{path}: the adapter's weights hold NaN or infinity ({', '.join(bad)}), so every score would be "
+                "garbage: retrain it (`dvc repro train`) with a lower train.max_lr or a smaller train.radius"
+            )
+        return cls(model.to(device), tuple(payload["labels"]), payload["normalize"], payload["clip_model"], payload["image_resolution"],
+                   payload.get("resize", "center_crop"))  # older bundles: CLIP's crop

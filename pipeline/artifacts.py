@@ -3,6 +3,7 @@ way of finding a split's images, labels and embeddings."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +14,8 @@ from .config import Params
 from .embeddings import read_shards
 from .image_sets import embeddings_root
 from .labels import LabelSet
+
+log = logging.getLogger(__name__)
 
 
 def read_labels(params: Params) -> LabelSet:
@@ -42,6 +45,7 @@ class LabelledImages:
     vectors: np.ndarray
     targets: np.ndarray
     resolution: int
+    n_skipped: int = 0      # images of the split's manifest with no embedding (encode_images could not read them)
 
 
 def labelled_images(params: Params, labels: LabelSet, split: str, resolution: int, purpose: str) -> LabelledImages:
@@ -58,4 +62,10 @@ def labelled_images(params: Params, labels: LabelSet, split: str, resolution: in
     embeddings = read_shards(directory)
     manifest = read_manifest(params, split).select("image_id", "labels")
     order = pl.DataFrame({"image_id": embeddings.ids}).join(manifest, on="image_id", how="left", maintain_order="left")
-    return LabelledImages(embeddings.ids, embeddings.vectors, labels.multi_hot(order["labels"].to_list()), resolution)
+    n_skipped = manifest.height - manifest["image_id"].is_in(embeddings.ids).sum()
+    if n_skipped:
+        log.warning("%d of %d %s images have no embedding (encode_images could not read them; see %s): "
+                    "scoring the other %d", n_skipped, manifest.height, split, paths.IMAGE_SKIPPED,
+                    manifest.height - n_skipped)
+    targets = labels.multi_hot(order["labels"].to_list())
+    return LabelledImages(embeddings.ids, embeddings.vectors, targets, resolution, int(n_skipped))

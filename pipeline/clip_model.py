@@ -97,8 +97,12 @@ class ClipEncoder:
         self.device = resolve_device(device)
         try:
             self.model, _ = clip.load(model, device=self.device, jit=False)
-        except Exception as e:  # a corrupt or foreign checkpoint: say which file, not a pickle traceback
-            raise ClipError(f"could not load CLIP from encode.model = {model!r}: {e}") from e
+        except Exception as e:  # a corrupt or foreign checkpoint: say which file and our fix, not torch's advice
+            raise ClipError(
+                f"encode.model = {model!r} is not a CLIP checkpoint ({type(e).__name__} reading it as a JIT archive "
+                f"or a state dict of CLIP weights): point encode.model at a CLIP .pt file, or name a released "
+                f"model such as RN50 or ViT-B/32"
+            ) from None
         self.model.eval()
         visual = self.model.visual
         self._pos_owner = visual.attnpool if hasattr(visual, "attnpool") else visual

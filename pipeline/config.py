@@ -7,6 +7,8 @@ Each stage reads its own section. A bad value raises ParamsError naming the key
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -14,6 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+
+# A number as YAML 1.2 (and so DVC) reads it; PyYAML (YAML 1.1) reads 1e-4 and 1e12 as text.
+YAML12_NUMBER = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
 
 
 class ParamsError(ValueError):
@@ -154,6 +160,10 @@ LABEL_RULES = ("combination", "mentions")
 SHIFT_MODES = ("combination", "label", "global", "none")
 # How evaluate.integrate_with averages another method's scores with the adapter's (pipeline.metrics).
 INTEGRATE_SCALINGS = ("other", "both")
+# The most captions (n_combinations x captions_per_combination) one generate run may plan: the plan,
+# its rows and the texts table take about 2 KB per caption in memory (measured: 200,000 template
+# captions of VOC peak near 580 MiB), so 2 million is ~4 GB, and days of LLM time.
+MAX_CAPTIONS = 2_000_000
 
 # The paper's other captioning prompt (generate.alt_prompt).
 PAPER_ALT_PROMPT = "please organize the words {labels} into a sentence to describe an image."
@@ -194,6 +204,13 @@ class GenerateParams:
         _at_least(f"{key}.max_labels", self.max_labels, 1)
         _fraction(f"{key}.llm_fraction", self.llm_fraction)
         _at_least(f"{key}.captions_per_combination", self.captions_per_combination, 1)
+        if self.n_combinations * self.captions_per_combination > MAX_CAPTIONS:
+            raise ParamsError(
+                f"{key}.n_combinations = {self.n_combinations} x {key}.captions_per_combination = "
+                f"{self.captions_per_combination} asks for {self.n_combinations * self.captions_per_combination:,} "
+                f"captions, more than one run can hold in memory (about 2 KB each; the cap is {MAX_CAPTIONS:,}): "
+                f"lower n_combinations (the paper's VOC setting uses 10000)"
+            )
         _at_least(f"{key}.max_shorten_rounds", self.max_shorten_rounds, 0)
         _at_least(f"{key}.max_retries", self.max_retries, 0)
         _one_of(f"{key}.backend", self.backend, ("llama_cpp", "openai"))
@@ -464,10 +481,18 @@ def _coerce(hint: Any, value: Any, key: str, path: Path) -> Any:
         if not isinstance(value, bool):
             raise ParamsError(f"{path}: {key} = {value!r} should be true or false")
         return value
+    if hint in (int, float) and isinstance(value, str) and YAML12_NUMBER.fullmatch(value.strip()):
+        value = float(value)  # 1e-4 / 1e12: numbers to YAML 1.2 and DVC, text to PyYAML's YAML 1.1
+    if hint in (int, float) and isinstance(value, float) and not math.isfinite(value):
+        raise ParamsError(f"{path}: {key} = {value!r} is not a finite number: write a number such as 1.0 or 1.0e-4")
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if hint is int and isinstance(value, int) and not isinstance(value, bool):
         return value
+    if hint is int and isinstance(value, float) and value.is_integer():
+        return int(value)  # 1e4 or 1.0e+4, as `dvc exp run -S` may write a large count
+    if hint is int and isinstance(value, float):
+        raise ParamsError(f"{path}: {key} = {value!r} should be a whole number, e.g. {round(value)}")
     if hint is str and isinstance(value, str):
         return value
     raise ParamsError(f"{path}: {key} = {value!r} should be of type {getattr(hint, '__name__', hint)}")

@@ -49,6 +49,21 @@ def encode_texts(encoder: ClipEncoder, texts: list[str], cache: EmbeddingCache, 
     return EncodeResult(vectors, list(range(len(texts))), n_cached=len(texts) - len(missing), n_encoded=len(missing))
 
 
+# Part of every image cache key: a change to how files become pixels must not reuse old vectors.
+DECODING = "rgb8-before-resize"
+
+
+def as_rgb(image: Image.Image) -> Image.Image:
+    """8-bit RGB before CLIP's preprocessing sees the image. 16-bit (and 32-bit integer) images are
+    scaled: PIL's convert("RGB"), which CLIP calls, clips them, turning a 16-bit photo almost all
+    white. Alpha is dropped before resizing (CLIP drops it after, once the resize has mixed it in)."""
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        values = np.asarray(image).astype(np.float64)
+        top = 65535.0 if image.mode != "I" or values.max(initial=0) <= 65535 else values.max()
+        image = Image.fromarray(np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8), "L")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
 class _ImageFiles(torch.utils.data.Dataset):
     """Decodes images in DataLoader workers; a bad file yields its error instead of a tensor."""
 
@@ -62,7 +77,7 @@ class _ImageFiles(torch.utils.data.Dataset):
         position = self.positions[i]
         try:
             with Image.open(self.paths[position]) as image:
-                return position, self.transform(image), None
+                return position, self.transform(as_rgb(image)), None
         except Exception as e:  # PIL raises many kinds for truncated or foreign files
             return position, None, f"{type(e).__name__}: {e}"
 
@@ -75,7 +90,7 @@ def _collate(items):
 
 
 def _file_key(encoder: ClipEncoder, resolution: int, path: str, resize: str = "square") -> str:
-    return content_key(encoder.identity, "image", str(resolution), resize, Path(path).read_bytes())
+    return content_key(encoder.identity, "image", str(resolution), resize, DECODING, Path(path).read_bytes())
 
 
 def encode_images(

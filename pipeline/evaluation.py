@@ -1,6 +1,7 @@
 """Scoring a split and writing the three evaluation artifacts.
 
-- metrics (reports/<stage>.json, kept by git): `map` (mean of per-class AP over classes with a positive), counts.
+- metrics (reports/<stage>.json, kept by git): `map` (mean of per-class AP over classes with a positive),
+  counts (`n_images` scored, `n_images_skipped`: test images in the manifest that could not be read).
 - per_class.parquet: `label` (Utf8), `ap` (Float64, null where a class has no positive), `n_positive` (Int64).
 - scores.parquet: `image_id` (Utf8) then one Float32 column per label, named by the label.
 """

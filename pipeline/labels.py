@@ -102,7 +102,7 @@ def read_label_file(path: str | Path) -> LabelSet:
     if not path.is_file():
         raise LabelError(f"{path}: label file not found; write one label per line, synonyms after ':'")
     names, synonyms = [], {}
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+    for lineno, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue

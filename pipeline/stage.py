@@ -15,13 +15,14 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ParamsError, FileNotFoundError)
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Errors that mean bad input, not a bug: the message says what and how to fix it."""
+    from .adapter import AdapterError
     from .clip_model import ClipError
     from .labels import LabelError
-
+    from .train import TrainingDiverged
     from .download import DownloadError
     from .manifest import DatasetError
 
-    return (*USER_ERRORS, LabelError, ClipError, DatasetError, DownloadError)
+    return (*USER_ERRORS, LabelError, ClipError, DatasetError, DownloadError, TrainingDiverged, AdapterError)
 
 
 def run(stage: Callable[[Params], None], name: str) -> None:

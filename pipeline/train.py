@@ -30,6 +30,10 @@ from .perturb import perturb
 log = logging.getLogger(__name__)
 
 
+class TrainingDiverged(ValueError):
+    """The loss or the weights stopped being finite numbers: the params, not the code, need changing."""
+
+
 @dataclass
 class TrainingSet:
     """What the adapter learns from. Embeddings are raw CLIP outputs; targets are 0/1 per label."""
@@ -64,6 +68,39 @@ def batch_split(batch_size: int, data: TrainingSet) -> tuple[int, int]:
     return batch_size - n_images, n_images
 
 
+def _check_finite_inputs(data: TrainingSet) -> None:
+    for name, t in (("text embeddings", data.text), ("text offsets", data.text_offsets), ("image embeddings", data.images)):
+        if t is not None and not torch.isfinite(t).all():
+            bad = int((~torch.isfinite(t)).any(dim=-1).sum())
+            raise TrainingDiverged(
+                f"{bad} of {len(t)} {name} hold NaN or infinity: training on them cannot work; "
+                "rerun the stage that wrote them (dvc repro --force encode_text / encode_images / centroids)"
+            )
+
+
+def _diverged(what: str, epoch: int, step: int, steps: int, lr: float, data: TrainingSet, params: TrainParams) -> TrainingDiverged:
+    radius = f"text noise radius {data.text_radius:g}"
+    if data.images is not None and len(data.images):
+        radius += f", image noise radius {data.image_radius:g}"
+    return TrainingDiverged(
+        f"training diverged: {what} at epoch {epoch} of {params.epochs}, step {step} of {steps} "
+        f"(lr {lr:.3g} of train.max_lr {params.max_lr:g}, {radius}, noise {params.noise}); no model was written. "
+        f"Try a lower train.max_lr (e.g. {params.max_lr / 10:g}), a smaller radius (train.radius, or "
+        f"fewshot.radius / partial.radius in those settings), or train.normalize: true"
+    )
+
+
+def _load_checkpoint(path: Path) -> dict | None:
+    """A checkpoint of tensors and plain data only (weights_only: a tampered file cannot run code);
+    one that cannot be read that way is ignored, and training starts afresh."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for foreign or truncated files
+        log.warning("ignoring checkpoint %s: not a plain checkpoint of tensors (%s); training from scratch",
+                    path, type(e).__name__)
+        return None
+
+
 def train_adapter(
     data: TrainingSet,
     params: TrainParams,
@@ -79,6 +116,7 @@ def train_adapter(
     n_text, n_labels = data.text_targets.shape
     if n_text == 0:
         raise ValueError("no training texts: the generate stage produced an empty table")
+    _check_finite_inputs(data)
     model = Adapter(AdapterConfig(text.shape[1], n_labels, params.hidden_dim, params.dropout)).to(device)
     texts_per_batch, images_per_batch = batch_split(params.batch_size, data)
     steps_per_epoch = math.ceil(n_text / texts_per_batch)
@@ -89,8 +127,8 @@ def train_adapter(
     fingerprint = hashlib.sha256((data.fingerprint() + repr(asdict(params))).encode()).hexdigest()
     history: list[dict] = []
     start_epoch = 0
-    if checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    state = _load_checkpoint(checkpoint) if checkpoint is not None and checkpoint.is_file() else None
+    if state is not None:
         if state.get("fingerprint") == fingerprint:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -129,12 +167,18 @@ def train_adapter(
                 known = torch.cat([known, mask])
             x, y, known = x.to(device), y.to(device), known.to(device)
             loss = (loss_fn(model(x), y) * known).sum() / known.sum().clamp_min(1)
+            if not torch.isfinite(loss):
+                raise _diverged(f"the loss is {loss.item()}", epoch + 1, step + 1, steps_per_epoch,
+                                schedule.get_last_lr()[0], data, params)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             schedule.step()
             total += loss.item() * len(idx)
             count += len(idx)
+        if not all(torch.isfinite(w).all() for w in model.parameters()):
+            raise _diverged("the weights are no longer finite", epoch + 1, steps_per_epoch, steps_per_epoch,
+                            schedule.get_last_lr()[0], data, params)
         row = {"epoch": epoch + 1, "loss": total / count, "lr": schedule.get_last_lr()[0], "seconds": time.perf_counter() - started}
         history.append(row)
         bar.set_postfix(loss=f"{row['loss']:.4f}")

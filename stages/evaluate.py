@@ -19,7 +19,7 @@ def main(params) -> None:
         raise ValueError("the adapter was trained on another label set: run `dvc repro train` again")
     images = labelled_images(params, labels, params.evaluate.split, bundle.image_resolution, "eval")
     scores = bundle.scores(torch.from_numpy(images.vectors)).numpy()
-    extra = {"image_resolution": bundle.image_resolution}
+    extra = {"image_resolution": bundle.image_resolution, "n_images_skipped": images.n_skipped}
     write_evaluation(paths.EVAL, paths.EVAL_METRICS, images.ids, scores, images.targets, labels, extra,
                      params.evaluate.integrate_with, params.evaluate.integrate_scaling)
 

@@ -22,7 +22,8 @@ def main(params) -> None:
     encoder = ClipEncoder(params.encode.model, params.encode.device)
     prompts = [params.zeroshot.prompt.format(label=name) for name in labels.names]
     scores = unit(images.vectors) @ unit(encoder.encode_texts(prompts)).T
-    write_evaluation(paths.ZEROSHOT, paths.ZEROSHOT_METRICS, images.ids, scores, images.targets, labels)
+    write_evaluation(paths.ZEROSHOT, paths.ZEROSHOT_METRICS, images.ids, scores, images.targets, labels,
+                     {"n_images_skipped": images.n_skipped})
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,17 @@ COLOURS = {"cat": (220, 40, 40), "dog": (40, 200, 40), "car": (40, 40, 220), "tr
 def env() -> dict[str, str]:
     return {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
             "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t", "PYTHONWARNINGS": "ignore"}
+
+
+def stage_command(name: str) -> list[str]:
+    """`python -m stages.<name>`, as dvc.yaml runs a stage; cwd must be a project folder (see stage_env)."""
+    return [sys.executable, "-m", f"stages.{name}"]
+
+
+def stage_env() -> dict[str, str]:
+    """env() with this checkout first on the path, so a stage run from a throwaway project folder imports
+    this checkout's `stages` and `pipeline` (not whatever an editable install points at)."""
+    return {**env(), "PYTHONPATH": str(ROOT)}
 
 
 def run(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:

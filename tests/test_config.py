@@ -73,14 +73,56 @@ def test_missing_params_file_says_where(tmp_path):
 
 @pytest.mark.parametrize("stage", ["prepare", "train"])
 def test_a_stage_with_bad_params_stops_before_any_work(tmp_path, stage):
-    import os
     import subprocess
-    import sys
+
+    from e2e_project import stage_command, stage_env
 
     write_params(tmp_path, **{"train.noise": "gaussian"})
-    result = subprocess.run([sys.executable, "-m", f"stages.{stage}"], cwd=tmp_path, capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    result = subprocess.run(stage_command(stage), cwd=tmp_path, env=stage_env(), capture_output=True, text=True)
     assert result.returncode == 2
     assert "train.noise = 'gaussian'" in result.stderr and "surface" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "artifacts").exists()
+
+
+
+def write_raw(tmp_path, dotted, text):
+    """params.yaml with `dotted` set to `text` exactly as written (so YAML, not Python, reads it)."""
+    path = write_params(tmp_path, **{dotted: "PLACEHOLDER"})
+    path.write_text(path.read_text().replace("PLACEHOLDER", text))
+    return path
+
+
+@pytest.mark.parametrize("key", ["train.radius", "train.max_lr", "fewshot.radius", "generate.temperature",
+                                 "partial.known_proportion", "train.epochs"])
+@pytest.mark.parametrize("text", [".nan", ".inf", "-.inf", "1e999"])
+def test_nan_and_infinity_are_refused_for_every_number(tmp_path, key, text):
+    escaped = key.replace(".", r"\.")
+    with pytest.raises(ParamsError, match=rf"{escaped} = .* is not a finite number: write a number"):
+        load_params(write_raw(tmp_path, key, text))
+
+
+def test_numbers_read_as_yaml_1_2_does_and_whole_floats_count_as_ints(tmp_path):
+    # PyYAML reads 1e-4 as text; DVC (YAML 1.2) reads a number: both must mean the same run
+    params = load_params(write_raw(tmp_path, "train.max_lr", "1e-4"))
+    assert params.train.max_lr == 1e-4
+    params = load_params(write_raw(tmp_path, "generate.n_combinations", "2e3"))
+    assert params.generate.n_combinations == 2000 and isinstance(params.generate.n_combinations, int)
+    with pytest.raises(ParamsError, match=r"train\.epochs = 2\.5 should be a whole number"):
+        load_params(write_params(tmp_path, **{"train.epochs": 2.5}))
+
+
+@pytest.mark.parametrize("text", ["1e12", "1000000000000", "1.0e+12"])
+def test_a_combination_count_beyond_memory_is_refused_with_the_reason(tmp_path, text):
+    with pytest.raises(ParamsError) as error:
+        load_params(write_raw(tmp_path, "generate.n_combinations", text))
+    message = str(error.value)
+    assert "generate.n_combinations = 1000000000000" in message
+    assert "1,000,000,000,000 captions, more than one run can hold in memory" in message
+    assert "lower n_combinations" in message
+    path = write_params(tmp_path, **{"generate.n_combinations": 1_000_001, "generate.captions_per_combination": 2})
+    with pytest.raises(ParamsError, match="2,000,002 captions, more than"):
+        load_params(path)
+    params = load_params(write_params(tmp_path, **{"generate.n_combinations": 1_000_000,
+                                                   "generate.captions_per_combination": 2}))
+    assert params.generate.n_combinations == 1_000_000

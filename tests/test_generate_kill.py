@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import yaml
 
 from pipeline.io import write_parquet
 from pipeline.labels import VOC_LABELS
+from e2e_project import stage_command, stage_env
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 30
@@ -31,7 +31,7 @@ def make_project(path: Path) -> Path:
 
 def start(project: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "stages.generate"], cwd=project, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stage_command("generate"), cwd=project, env=stage_env(),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
 

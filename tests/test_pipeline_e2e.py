@@ -61,6 +61,7 @@ def test_every_stage_wrote_documented_tables(project):
         assert all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in metrics.values()), metrics
         assert 0.0 <= metrics["map"] <= 1.0
         assert metrics["n_images"] == 12  # the corrupt image is not scored
+        assert metrics["n_images_skipped"] == 1  # but counted
         per_class = pl.read_parquet(a / folder / "per_class.parquet")
         assert dict(per_class.schema) == {"label": pl.Utf8, "ap": pl.Float64, "n_positive": pl.Int64}
         scores = pl.read_parquet(a / folder / "scores.parquet")
@@ -71,7 +72,7 @@ def test_every_stage_wrote_documented_tables(project):
 
 def test_metrics_and_plots_commands_work(project):
     shown = run(project, "dvc", "metrics", "show").stdout
-    assert "reports/eval.json" in shown and "map" in shown
+    assert "reports/eval.json" in shown and "map" in shown and "n_images_skipped" in shown
     plots = run(project, "dvc", "plots", "show", "--json").stdout
     assert "reports/train_log.csv" in plots
 

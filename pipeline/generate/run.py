@@ -42,6 +42,7 @@ import polars as pl
 from pipeline import paths
 from pipeline.config import GenerateParams
 from pipeline.generate.backends import ChatBackend, make_backend
+from pipeline.generate.capacity import check_capacity
 from pipeline.generate.combinations import LLM, TEMPLATE, Combination, derive_seed, plan_combinations
 from pipeline.generate.journal import ROW_SCHEMA, Journal
 from pipeline.generate.refine import BACKEND_ERROR, TOO_LONG, Outcome, caption_chat, fill
@@ -176,6 +177,7 @@ def generate_texts(
     `mentions_path`, when given, receives the table of labels the `mentions` rule adds.
     """
     started = time.perf_counter()
+    check_capacity(params, labels)
     plan = plan_combinations(
         labels, seed=params.seed, n=params.n_combinations, max_labels=params.max_labels, llm_fraction=params.llm_fraction
     )
