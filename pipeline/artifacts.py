@@ -62,10 +62,12 @@ def labelled_images(params: Params, labels: LabelSet, split: str, resolution: in
     embeddings = read_shards(directory)
     manifest = read_manifest(params, split).select("image_id", "labels")
     order = pl.DataFrame({"image_id": embeddings.ids}).join(manifest, on="image_id", how="left", maintain_order="left")
-    n_skipped = manifest.height - manifest["image_id"].is_in(embeddings.ids).sum()
+    # an evaluation set is the whole split: a manifest image with no embedding could not be read
+    # (training sets may be a subset on purpose: the few-shot support images)
+    n_skipped = manifest.height - manifest["image_id"].is_in(embeddings.ids).sum() if purpose == "eval" else 0
     if n_skipped:
-        log.warning("%d of %d %s images have no embedding (encode_images could not read them; see %s): "
-                    "scoring the other %d", n_skipped, manifest.height, split, paths.IMAGE_SKIPPED,
-                    manifest.height - n_skipped)
+        log.warning("%d of %d %s images have no embedding (encode_eval_images could not read them; see %s): "
+                    "scoring the other %d", n_skipped, manifest.height, split,
+                    paths.skipped_images_path(embeddings_root(purpose)), manifest.height - n_skipped)
     targets = labels.multi_hot(order["labels"].to_list())
     return LabelledImages(embeddings.ids, embeddings.vectors, targets, resolution, int(n_skipped))

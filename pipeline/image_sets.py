@@ -3,8 +3,12 @@
 - evaluation (`encode_eval_images`): the zero-shot baseline's and the evaluation split at
   encode.image_resolution; with partial labels also the evaluation split at encode.partial_resolution
   (the partial-label adapter is evaluated there).
-- training (`encode_train_images`): nothing in the zero-shot setting; the support images of the
-  few-shot setting at encode.image_resolution; the partially labelled split at encode.partial_resolution.
+- few-shot support (`encode_support_images`): the support images at encode.image_resolution, not the
+  whole training split; nothing in the other settings.
+- partial labels (`encode_partial_images`): the partially labelled split at encode.partial_resolution;
+  nothing in the other settings.
+
+One stage per purpose, so a change of the support set reruns neither the centroids nor the baseline.
 
 Zero-shot on VOC thus encodes the 4,952 test images once, not both splits at two resolutions.
 """
@@ -16,7 +20,7 @@ from dataclasses import dataclass
 from . import paths
 from .config import Params
 
-PURPOSES = ("eval", "train")
+PURPOSES = ("eval", "support", "partial")
 
 
 @dataclass(frozen=True)
@@ -36,14 +40,12 @@ def image_sets(params: Params, purpose: str) -> list[ImageSet]:
         wanted = [ImageSet(params.zeroshot.split, e.image_resolution), ImageSet(params.evaluate.split, e.image_resolution)]
         if params.partial.enabled:
             wanted.append(ImageSet(params.evaluate.split, e.partial_resolution))
+    elif purpose == "support":
+        wanted = [ImageSet(params.fewshot.split, e.image_resolution, support_only=True)] if params.fewshot.enabled else []
     else:
-        wanted = []
-        if params.fewshot.enabled:
-            wanted.append(ImageSet(params.fewshot.split, e.image_resolution, support_only=True))
-        if params.partial.enabled:
-            wanted.append(ImageSet(params.partial.split, e.partial_resolution))
+        wanted = [ImageSet(params.partial.split, e.partial_resolution)] if params.partial.enabled else []
     return list(dict.fromkeys(wanted))
 
 
 def embeddings_root(purpose: str):
-    return {"eval": paths.EVAL_EMBEDDINGS, "train": paths.TRAIN_EMBEDDINGS}[purpose]
+    return {"eval": paths.EVAL_EMBEDDINGS, "support": paths.SUPPORT_EMBEDDINGS, "partial": paths.PARTIAL_EMBEDDINGS}[purpose]

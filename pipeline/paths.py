@@ -23,7 +23,8 @@ GENERATE_JOURNAL = GENERATE_DIR / "journal"
 GENERATE_MENTIONS = GENERATE_DIR / "mentions.parquet"   # labels `mentions` would add, most often first
 TEXT_EMBEDDINGS = ARTIFACTS / "embeddings" / "text"      # encode_text
 EVAL_EMBEDDINGS = ARTIFACTS / "embeddings" / "eval"      # encode_eval_images: <split>-<px>/, skipped.parquet
-TRAIN_EMBEDDINGS = ARTIFACTS / "embeddings" / "train"    # encode_train_images: <split>-<px>/, skipped.parquet
+SUPPORT_EMBEDDINGS = ARTIFACTS / "embeddings" / "support"  # encode_support_images: the few-shot support images
+PARTIAL_EMBEDDINGS = ARTIFACTS / "embeddings" / "partial"  # encode_partial_images: the partially labelled split
 ZEROSHOT = ARTIFACTS / "zeroshot"              # per_class.parquet, scores.parquet
 FEWSHOT_SUPPORT = ARTIFACTS / "fewshot" / "support.parquet"
 PARTIAL_MASK = ARTIFACTS / "partial" / "mask.parquet"
@@ -55,7 +56,8 @@ def manifest_path(dataset: str, split: str) -> Path:
 
 
 def image_embeddings_dir(root: Path, split: str, resolution: int) -> Path:
-    """`root` is EVAL_EMBEDDINGS (what is scored) or TRAIN_EMBEDDINGS (what the adapter learns from)."""
+    """`root` is EVAL_EMBEDDINGS (what is scored), SUPPORT_EMBEDDINGS or PARTIAL_EMBEDDINGS (what the
+    adapter learns from in the few-shot and partial-label settings)."""
     return root / f"{split}-{resolution}"
 
 

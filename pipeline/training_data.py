@@ -76,7 +76,7 @@ def _fewshot_set(params: Params, labels: LabelSet, text: torch.Tensor, text_targ
         raise FileNotFoundError(
             f"{SUPPORT_PATH} is empty but fewshot.shots = {p.shots}: run `dvc repro fewshot` to sample the support set"
         )
-    images = labelled_images(params, labels, p.split, params.encode.image_resolution, "train")
+    images = labelled_images(params, labels, p.split, params.encode.image_resolution, "support")
     have = set(images.ids)
     missing = [i for i in support["image_id"].to_list() if i not in have]
     if missing:
@@ -122,7 +122,7 @@ def _partial_set(
                  "texts only (partial.image_weight 0, the paper's method)", len(text), p.shift, norm, p.radius)
         return TrainingSet(text=text, text_targets=text_targets, text_radius=p.radius,
                            text_offsets=torch.from_numpy(offsets))
-    images = labelled_images(params, labels, p.split, params.encode.partial_resolution, "train")
+    images = labelled_images(params, labels, p.split, params.encode.partial_resolution, "partial")
     targets, known = mask_arrays(mask, labels, images.ids)
     informative = known.any(axis=1)            # an image with no known entry adds nothing to the masked loss
     if not informative.all():

@@ -47,7 +47,7 @@ def main(params) -> None:
         raise FileNotFoundError(f"{MASK_PATH}: not found; run `dvc repro mask` first")
     labels = read_labels(params)
     mask = pl.read_parquet(MASK_PATH)
-    images = labelled_images(params, labels, p.split, params.encode.partial_resolution, "train")
+    images = labelled_images(params, labels, p.split, params.encode.partial_resolution, "partial")
     known_positive, _ = mask_arrays(mask, labels, images.ids)
     visual = visual_centroids(images.vectors, known_positive, labels)
 

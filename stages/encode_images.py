@@ -1,9 +1,10 @@
-"""encode_eval_images / encode_train_images: CLIP image embeddings of exactly the image sets the
+"""encode_eval_images / encode_support_images / encode_partial_images: CLIP image embeddings of exactly the image sets the
 setting needs (`pipeline.image_sets`), through the shared embedding cache; unreadable images are
 skipped and listed in <out>/skipped.parquet.
 
     python -m stages.encode_images eval    # -> artifacts/embeddings/eval/<split>-<px>/
-    python -m stages.encode_images train   # -> artifacts/embeddings/train/<split>-<px>/ (empty in zero-shot)
+    python -m stages.encode_images support # -> artifacts/embeddings/support/<split>-<px>/ (few-shot only)
+    python -m stages.encode_images partial # -> artifacts/embeddings/partial/<split>-<px>/ (partial labels only)
 """
 
 import logging
@@ -31,12 +32,12 @@ def main(params, purpose: str) -> None:
     wanted = image_sets(params, purpose)
     root = embeddings_root(purpose)
     log.info("%s image sets: %s", purpose, ", ".join(f"{s.split}@{s.resolution}px" + (" (support)" if s.support_only else "")
-                                                    for s in wanted) or "none (zero-shot setting, or no images)")
+                                                    for s in wanted) or "none (not needed by this setting)")
+    if wanted:   # load CLIP first: a bad encode.model fails before anything is written
+        encoder = ClipEncoder(p.model, p.device)
+        cache = EmbeddingCache(paths.embedding_cache_dir())
     skipped = []
     with atomic_dir(root) as tmp:   # the whole folder is swapped in at the end: no stale set survives a settings change
-        if wanted:
-            encoder = ClipEncoder(p.model, p.device)
-            cache = EmbeddingCache(paths.embedding_cache_dir())
         for image_set in wanted:
             manifest = read_manifest(params, image_set.split)
             if image_set.support_only:

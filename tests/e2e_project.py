@@ -27,8 +27,10 @@ def env() -> dict[str, str]:
 
 
 def stage_command(name: str) -> list[str]:
-    """`python -m stages.<name>`, as dvc.yaml runs a stage; cwd must be a project folder (see stage_env)."""
-    return [sys.executable, "-m", f"stages.{name}"]
+    """`python -m stages.<module> [args]` for "module [args]" ("encode_images eval"), as dvc.yaml runs a
+    stage; cwd must be a project folder (see stage_env)."""
+    module, *args = name.split()
+    return [sys.executable, "-m", f"stages.{module}", *args]
 
 
 def stage_env() -> dict[str, str]:

@@ -138,7 +138,7 @@ def _workspace(root: Path, n_images: int = 40, n_texts: int = 30, dim: int = 8) 
                           "labels": text_labels, "combination": text_labels})
     write_parquet(texts, root / paths.TEXTS)
     write_shards(root / paths.TEXT_EMBEDDINGS, texts["text_id"].to_list(), rng.normal(size=(n_texts, dim)).astype(np.float32), {})
-    write_shards(root / paths.image_embeddings_dir(paths.TRAIN_EMBEDDINGS, "trainval", 64), ids,
+    write_shards(root / paths.image_embeddings_dir(paths.PARTIAL_EMBEDDINGS, "trainval", 64), ids,
                  rng.normal(size=(n_images, dim)).astype(np.float32) + 3, {})
 
 
@@ -178,7 +178,7 @@ def test_stage_computes_centroids_from_known_positives(tmp_path: Path, monkeypat
     assert visual.schema == pl.Schema(VISUAL_SCHEMA) and visual["label"].to_list() == ["a", "b", "c"]
     from pipeline.embeddings import read_shards
 
-    images = read_shards(paths.image_embeddings_dir(paths.TRAIN_EMBEDDINGS, "trainval", 64))
+    images = read_shards(paths.image_embeddings_dir(paths.PARTIAL_EMBEDDINGS, "trainval", 64))
     for row in visual.iter_rows(named=True):
         having = mask.filter(pl.col("known_positive").list.contains(row["label"]))["image_id"].to_list()
         assert row["n_images"] == len(having)

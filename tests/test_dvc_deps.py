@@ -48,7 +48,7 @@ def test_an_import_added_without_its_dvc_yaml_line_is_caught(tmp_path):
     (tmp_path / "pipeline" / "fewshot.py").write_text(
         (tmp_path / "pipeline" / "fewshot.py").read_text() + "\n\ndef _later():\n    from .metrics import mean_ap\n")
     # ...and it is missing from every stage that reaches pipeline/fewshot.py
-    importers = ("fewshot", "encode_eval_images", "encode_train_images", "centroids", "train")
+    importers = ("fewshot", "encode_eval_images", "encode_support_images", "encode_partial_images", "centroids", "train")
     assert mismatches(tmp_path) == {stage: (["pipeline/metrics.py"], []) for stage in importers}
 
 

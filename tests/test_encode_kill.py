@@ -26,14 +26,15 @@ N_IMAGES = 240
 
 def chunks(project: Path) -> int:
     """Finished batches so far: each is one chunk file of the embedding cache."""
-    return len(list((project / "artifacts" / "cache" / "clip").glob("*.arrow")))
+    return len(list((project / "cache").glob("*.arrow")))
 
 
 def write_params(project: Path, tiny_clip: Path, **encode) -> None:
     params = {"prepare": {"dataset": "folder", "root": "data/images", "labels_file": "data/labels.csv",
                           "splits": ["test"]},
+              "zeroshot": {"split": "test"}, "evaluate": {"split": "test"},
               "encode": {"model": str(tiny_clip), "image_resolution": 64, "partial_resolution": None,
-                         "splits": ["test"], "num_workers": 0, **encode}}
+                         "num_workers": 0, **encode}}
     (project / "params.yaml").write_text(yaml.safe_dump(params))
 
 
@@ -61,17 +62,19 @@ def image_project(path: Path, tiny_clip: Path) -> Path:
     return path
 
 
-def env() -> dict[str, str]:
-    return {**stage_env(), "OMP_NUM_THREADS": "1"}   # tiny matrices: more threads only fight over a shared CPU
+def env(project: Path) -> dict[str, str]:
+    # tiny matrices: more threads only fight over a shared CPU; each project has its own embedding cache,
+    # so the uninterrupted run and the killed one never share finished batches
+    return {**stage_env(), "OMP_NUM_THREADS": "1", "TAI_CACHE_DIR": str(project / "cache")}
 
 
 def start(project: Path, name: str) -> subprocess.Popen:
-    return subprocess.Popen(stage_command(name), cwd=project, env=env(),
+    return subprocess.Popen(stage_command(name), cwd=project, env=env(project),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def run_to_end(project: Path, name: str) -> str:
-    result = subprocess.run(stage_command(name), cwd=project, env=env(), capture_output=True, text=True,
+    result = subprocess.run(stage_command(name), cwd=project, env=env(project), capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr
     return result.stderr
@@ -127,8 +130,8 @@ def test_encode_text_killed_twice_resumes_to_the_uninterrupted_shards(tmp_path, 
 
 
 def test_encode_images_killed_twice_resumes_to_the_uninterrupted_shards(tmp_path, tiny_clip):
-    log = check_killed_and_resumed(tmp_path, lambda p: image_project(p, tiny_clip), "encode_images",
-                                   "artifacts/embeddings/images/test-64", N_IMAGES // 2)
+    log = check_killed_and_resumed(tmp_path, lambda p: image_project(p, tiny_clip), "encode_images eval",
+                                   "artifacts/embeddings/eval/test-64", N_IMAGES // 2)
     cached = int(log.split("images @64px: ")[1].split(" cached")[0])
     assert cached >= 10 * 2
-    assert len(read_shards(tmp_path / "killed" / "artifacts" / "embeddings" / "images" / "test-64")) == N_IMAGES
+    assert len(read_shards(tmp_path / "killed" / "artifacts" / "embeddings" / "eval" / "test-64")) == N_IMAGES

@@ -138,7 +138,7 @@ def test_stage_and_training_set(tmp_path: Path, monkeypatch) -> None:
     write_shards(paths.TEXT_EMBEDDINGS, ["t0", "t1"], rng.normal(size=(2, 8)).astype(np.float32), {})
     ids = manifest["image_id"].to_list()
     image_vectors = rng.normal(size=(60, 8)).astype(np.float32)
-    write_shards(paths.image_embeddings_dir(paths.TRAIN_EMBEDDINGS, "trainval", 32), ids[1:], image_vectors[1:], {})  # img0000 unreadable
+    write_shards(paths.image_embeddings_dir(paths.SUPPORT_EMBEDDINGS, "trainval", 32), ids[1:], image_vectors[1:], {})  # img0000 unreadable
     params = _params(2)
     _run("fewshot", params)
     support = pl.read_parquet(SUPPORT_PATH)

@@ -79,8 +79,9 @@ def make_project(path: Path, tiny_clip: Path, model: str | None = None) -> Path:
     params = {
         "prepare": {"dataset": "folder", "root": "data/images", "labels_file": "data/labels.csv",
                     "label_names": "data/labels.txt", "splits": ["test"]},
+        "zeroshot": {"split": "test"}, "evaluate": {"split": "test"},
         "encode": {"model": model or str(tiny_clip), "image_resolution": 64, "partial_resolution": None,
-                   "splits": ["test"], "batch_size": 4, "num_workers": 0},
+                   "batch_size": 4, "num_workers": 0},
     }
     (path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
     return path
@@ -93,10 +94,10 @@ def stage(project: Path, name: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, tiny_clip):
     project = make_project(tmp_path_factory.mktemp("hostile"), tiny_clip)
-    for name in ("prepare", "encode_images", "zeroshot"):
+    for name in ("prepare", "encode_images eval", "zeroshot"):
         result = stage(project, name)
         assert result.returncode == 0, f"{name}:\n{result.stderr}"
-        (project / f"{name}.log").write_text(result.stderr)
+        (project / f"{name.split()[0]}.log").write_text(result.stderr)
     return project
 
 
@@ -105,19 +106,19 @@ def test_a_bom_csv_a_bom_label_file_and_non_ascii_names_work(project):
     assert labels["label"].to_list() == ["cat", "dog"]      # not "\ufeffcat"
     manifest = pl.read_parquet(project / "artifacts" / "data" / "folder" / "test.parquet")
     assert manifest.columns[:3] == ["image_id", "path", "labels"]
-    ids = set(read_shards(project / "artifacts" / "embeddings" / "images" / "test-64").ids)
+    ids = set(read_shards(project / "artifacts" / "embeddings" / "eval" / "test-64").ids)
     assert {"café ü", "猫"} <= ids
     assert manifest.filter(pl.col("image_id") == "猫")["labels"].to_list() == [["cat", "dog"]]
 
 
 def test_broken_images_are_skipped_and_listed_with_the_reason(project):
-    skipped = pl.read_parquet(project / "artifacts" / "embeddings" / "images" / "skipped.parquet")
+    skipped = pl.read_parquet(project / "artifacts" / "embeddings" / "eval" / "skipped.parquet")
     why = dict(zip(skipped["image_id"], skipped["error"]))
     assert set(why) == set(BROKEN)
     assert "DecompressionBombError" in why["bomb"]
     assert "truncated" in why["truncated"]
     assert "UnidentifiedImageError" in why["empty"] and "UnidentifiedImageError" in why["notes"]
-    ids = read_shards(project / "artifacts" / "embeddings" / "images" / "test-64").ids
+    ids = read_shards(project / "artifacts" / "embeddings" / "eval" / "test-64").ids
     assert not set(BROKEN) & set(ids) and len(ids) == 10
     log = (project / "encode_images.log").read_text()
     assert all(f"skipped image data/images/{name}" in log for name in ("truncated.jpg", "empty.jpg", "notes.jpg", "bomb.png"))
@@ -126,22 +127,22 @@ def test_broken_images_are_skipped_and_listed_with_the_reason(project):
 @pytest.mark.parametrize("name", ["deep16", "gray", "alpha", "cmyk"])
 def test_16_bit_grayscale_alpha_and_cmyk_images_are_converted_exactly(project, name):
     """Each encodes to the vector of its 8-bit RGB twin (a 16-bit image scaled, not clipped to white)."""
-    embeddings = read_shards(project / "artifacts" / "embeddings" / "images" / "test-64")
+    embeddings = read_shards(project / "artifacts" / "embeddings" / "eval" / "test-64")
     np.testing.assert_allclose(embeddings.select([name])[0], embeddings.select([f"ref_{name}"])[0], atol=1e-5)
 
 
 def test_metrics_count_the_test_images_that_could_not_be_scored(project):
-    metrics = json.loads((project / "artifacts" / "zeroshot" / "metrics.json").read_text())
+    metrics = json.loads((project / "reports" / "zeroshot.json").read_text())
     assert metrics["n_images"] == 10 and metrics["n_images_skipped"] == 4
-    assert "4 of 14 test images have no embedding (encode_images could not read them" in (project / "zeroshot.log").read_text()
+    assert "4 of 14 test images have no embedding (encode_eval_images could not read them" in (project / "zeroshot.log").read_text()
 
 
 def test_a_clip_path_that_is_not_a_checkpoint_gets_one_line_naming_the_param(tmp_path, tiny_clip):
     project = make_project(tmp_path, tiny_clip, model="data/labels.csv")
     assert stage(project, "prepare").returncode == 0
-    result = stage(project, "encode_images")
+    result = stage(project, "encode_images eval")
     assert result.returncode == 2
-    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    lines = [l for l in result.stderr.splitlines() if l.strip() and " INFO " not in l]
     assert len(lines) == 1, result.stderr
     assert "encode.model = 'data/labels.csv' is not a CLIP checkpoint" in lines[0]
     assert "point encode.model at a CLIP .pt file" in lines[0]

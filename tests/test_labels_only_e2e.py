@@ -53,7 +53,7 @@ def test_labels_only_project_trains_from_text_and_predicts_a_folder(tmp_path: Pa
     project = make_labels_project(tmp_path, tiny_clip)
     result = run(project, "dvc", "repro")
     assert stages_run(result.stdout) == {"download", "prepare", "generate", "encode_text", "encode_eval_images",
-                                         "encode_train_images", "zeroshot", "fewshot", "mask", "centroids", "train",
+                                         "encode_support_images", "encode_partial_images", "zeroshot", "fewshot", "mask", "centroids", "train",
                                          "evaluate"}, result.stdout
     log = result.stdout + result.stderr
     for stage in ("zeroshot", "evaluate"):
@@ -63,7 +63,7 @@ def test_labels_only_project_trains_from_text_and_predicts_a_folder(tmp_path: Pa
     assert sorted(p.name for p in (a / "data" / "labels").iterdir()) == ["labels.parquet"]   # no manifest
     assert pl.read_parquet(a / "data" / "labels" / "labels.parquet")["label"].to_list() == list(LABELS)
     assert pl.read_parquet(a / "texts.parquet").height == 12
-    for purpose in ("eval", "train"):   # nothing to encode: an empty folder but for an empty skipped table
+    for purpose in ("eval", "support", "partial"):   # nothing to encode: an empty folder but for an empty skipped table
         assert sorted(p.name for p in (a / "embeddings" / purpose).iterdir()) == ["skipped.parquet"]
         assert pl.read_parquet(a / "embeddings" / purpose / "skipped.parquet").height == 0
     for out in ("eval", "zeroshot"):

@@ -154,7 +154,7 @@ def test_build_training_set_partial(tmp_path: Path, monkeypatch) -> None:
     write_shards(paths.TEXT_EMBEDDINGS, texts["text_id"].to_list(), text_vectors, {})
     ids = manifest["image_id"].to_list()[::-1]                 # embeddings in another order than the manifest
     image_vectors = rng.normal(size=(20, 8)).astype(np.float32)
-    write_shards(paths.image_embeddings_dir(paths.TRAIN_EMBEDDINGS, "trainval", 64), ids, image_vectors, {})
+    write_shards(paths.image_embeddings_dir(paths.PARTIAL_EMBEDDINGS, "trainval", 64), ids, image_vectors, {})
     params = _params(0.5)
     mask = sample_mask(manifest, LABELS, 0.5, 4)
     nothing_known = pl.col("image_id") == ids[3]                 # one image with no known entry at all

@@ -10,7 +10,8 @@ from e2e_project import commit, make_project, run, stages_run
 
 pytestmark = pytest.mark.slow
 
-ALL_STAGES = {"download", "prepare", "generate", "encode_text", "encode_eval_images", "encode_train_images", "zeroshot",
+ALL_STAGES = {"download", "prepare", "generate", "encode_text", "encode_eval_images", "encode_support_images",
+              "encode_partial_images", "zeroshot",
               "fewshot", "mask", "centroids", "train", "evaluate"}
 
 
@@ -55,7 +56,8 @@ def test_every_stage_wrote_documented_tables(project):
 
     # zero-shot encodes the test split at 64 px and nothing else (no trainval, no partial resolution)
     assert sorted(p.name for p in (a / "embeddings" / "eval").iterdir()) == ["skipped.parquet", "test-64"]
-    assert sorted(p.name for p in (a / "embeddings" / "train").iterdir()) == ["skipped.parquet"]
+    for purpose in ("support", "partial"):
+        assert sorted(p.name for p in (a / "embeddings" / purpose).iterdir()) == ["skipped.parquet"]
     for folder in ("eval", "zeroshot"):
         metrics = json.loads((project / "reports" / f"{folder}.json").read_text())
         assert all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in metrics.values()), metrics

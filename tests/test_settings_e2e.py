@@ -15,7 +15,8 @@ from e2e_project import LABELS, commit, make_project, run, stages_run
 
 pytestmark = pytest.mark.slow
 
-ALL_STAGES = {"download", "prepare", "generate", "encode_text", "encode_eval_images", "encode_train_images", "zeroshot",
+ALL_STAGES = {"download", "prepare", "generate", "encode_text", "encode_eval_images", "encode_support_images",
+              "encode_partial_images", "zeroshot",
               "fewshot", "mask", "centroids", "train", "evaluate"}
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -66,7 +67,7 @@ def test_partial_labels_write_mask_centroids_picture_and_evaluate_at_the_partial
     tsne = project / "reports" / "centroids.png"
     assert tsne.read_bytes()[:8] == PNG
     assert "reports/centroids.png" in run(project, "dvc", "plots", "show", "--json").stdout
-    assert sorted(p.name for p in (project / "artifacts" / "embeddings" / "train").iterdir()) == [
+    assert sorted(p.name for p in (project / "artifacts" / "embeddings" / "partial").iterdir()) == [
         "skipped.parquet", "trainval-128"]                      # the partially labelled split at 128 px only
     assert sorted(p.name for p in (project / "artifacts" / "embeddings" / "eval").iterdir()) == [
         "skipped.parquet", "test-128", "test-64"]
@@ -83,10 +84,10 @@ def test_known_proportion_experiment_reruns_only_mask_centroids_train_evaluate(p
     result = run(project, "dvc", "exp", "run", "-S", "partial.known_proportion=0.5")
     # the encode stages read partial.known_proportion only to know whether the setting is on: they rerun,
     # find every image in the shared cache, and write the same embeddings, so zeroshot does not rerun
-    assert stages_run(result.stdout) == {"encode_eval_images", "encode_train_images", "mask", "centroids", "train",
+    assert stages_run(result.stdout) == {"encode_eval_images", "encode_partial_images", "mask", "centroids", "train",
                                          "evaluate"}, result.stdout
     assert len(EmbeddingCache(embedding_cache_dir())) == cached    # nothing new reached CLIP
-    for stage in ("prepare", "generate", "encode_text", "fewshot", "zeroshot"):
+    for stage in ("prepare", "generate", "encode_text", "encode_support_images", "fewshot", "zeroshot"):
         assert f"Stage '{stage}' didn't change" in result.stdout, stage
     after = _entries(_read(project, "partial", "mask.parquet"))
     assert before < after                                      # same seed: 0.5 reveals a superset of 0.3
@@ -96,8 +97,8 @@ def test_known_proportion_experiment_reruns_only_mask_centroids_train_evaluate(p
 def test_switching_to_few_shot_empties_the_partial_tables(project):
     result = run(project, "dvc", "exp", "run", "-S", "partial.known_proportion=null", "-S", "fewshot.shots=2")
     # the evaluation images lose their partial-resolution set, so zeroshot (same scores) reruns too
-    assert stages_run(result.stdout) == {"fewshot", "mask", "centroids", "encode_eval_images", "encode_train_images",
-                                         "zeroshot", "train", "evaluate"}, result.stdout
+    assert stages_run(result.stdout) == {"fewshot", "mask", "centroids", "encode_eval_images", "encode_support_images",
+                                         "encode_partial_images", "zeroshot", "train", "evaluate"}, result.stdout
     support = _read(project, "fewshot", "support.parquet")
     assert dict(support.schema) == {"image_id": pl.Utf8, "labels": pl.List(pl.Utf8), "picked_for": pl.Utf8}
     counts = support["labels"].explode().value_counts()
@@ -107,7 +108,7 @@ def test_switching_to_few_shot_empties_the_partial_tables(project):
     assert _read(project, "centroids", "visual.parquet").height == 0
     assert _read(project, "centroids", "combinations.parquet").height == 0
     assert (project / "reports" / "centroids.png").read_bytes()[:8] == PNG   # the placeholder
-    train_images = pl.read_ipc(next((project / "artifacts" / "embeddings" / "train" / "trainval-64").glob("*.arrow")))
+    train_images = pl.read_ipc(next((project / "artifacts" / "embeddings" / "support" / "trainval-64").glob("*.arrow")))
     assert set(train_images["id"]) == set(support["image_id"])   # only the support images are encoded
     assert _summary(project)["n_images"] == support.height and _summary(project)["text_radius"] == 1.0
     assert _metrics(project)["image_resolution"] == 64
@@ -117,8 +118,8 @@ def test_switching_to_few_shot_empties_the_partial_tables(project):
 def test_shots_experiment_reruns_only_fewshot_train_evaluate(project):
     two_shot = _read(project, "fewshot", "support.parquet")
     result = run(project, "dvc", "exp", "run", "-S", "fewshot.shots=4")
-    assert stages_run(result.stdout) == {"fewshot", "encode_train_images", "train", "evaluate"}, result.stdout
-    for stage in ("mask", "centroids", "encode_eval_images"):
+    assert stages_run(result.stdout) == {"fewshot", "encode_support_images", "train", "evaluate"}, result.stdout
+    for stage in ("mask", "centroids", "encode_eval_images", "encode_partial_images", "zeroshot"):
         assert f"Stage '{stage}' didn't change" in result.stdout, stage
     four_shot = _read(project, "fewshot", "support.parquet")
     assert four_shot.height > two_shot.height
