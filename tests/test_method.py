@@ -96,8 +96,8 @@ def covered_gap_score(noise, radius, seed):
 def test_surface_beats_interior_at_the_best_surface_radius_at_d_1024(one_thread):
     """The paper's Fig. 6a ordering. Interior noise (norm uniform in [0, r], mean r/2) at radius r covers
     less of the gap than surface noise at r, so near the best surface radius r* = 10 it scores lower, and
-    needs about twice the radius to catch up. Measured (seeds 0-4), surface r = 0 / 5 / 10 / 20:
-    0.85 / 0.952 / 0.991 / 0.966 mean mAP; interior r = 10 / 20: 0.959 / 0.984."""
+    needs about twice the radius to catch up. Measured, mean mAP over seeds 0-4 (r = 0: seeds 0-3), surface
+    r = 0 / 5 / 10 / 20: 0.85 / 0.952 / 0.991 / 0.966; interior r = 10 / 20: 0.959 / 0.984."""
     seeds = (0, 1, 2)
     surface = {r: [covered_gap_score("surface", r, s) for s in seeds] for r in (5.0, 10.0, 20.0)}
     interior = {r: [covered_gap_score("interior", r, s) for s in seeds] for r in (10.0, 20.0)}
