@@ -190,6 +190,13 @@ def test_stage_computes_centroids_from_known_positives(tmp_path: Path, monkeypat
     gaps = pl.read_parquet(GAPS_PATH)
     assert gaps.schema == pl.Schema(GAP_SCHEMA) and gaps.height == 4
     assert gaps.filter(pl.col("kind") == "global")["offset_norm"].item() > 5      # ~3 * sqrt(8)
+    # the global gap: every image of the split (known labels or not) minus every text, each text once
+    texts = pl.read_parquet(paths.TEXTS)
+    text_mean = read_shards(paths.TEXT_EMBEDDINGS).select(texts["text_id"].to_list()).mean(axis=0)
+    image_mean = images.select(manifest["image_id"].to_list()).mean(axis=0)
+    global_row = gaps.filter(pl.col("kind") == "global").row(0, named=True)
+    assert global_row["n_images"] == manifest.height and global_row["n_texts"] == texts.height
+    np.testing.assert_allclose(global_row["offset"], image_mean - text_mean, rtol=1e-5, atol=1e-5)
     assert _is_png(TSNE_PATH) and TSNE_PATH.stat().st_size > 10_000
 
 
