@@ -7,7 +7,6 @@ An image that is missing or cannot be decoded is skipped and reported, never fat
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path

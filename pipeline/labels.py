@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 LABEL_SCHEMA = {"index": pl.Int32, "label": pl.Utf8, "synonyms": pl.List(pl.Utf8)}
@@ -85,10 +86,8 @@ class LabelSet:
     def read(cls, path: str | Path) -> "LabelSet":
         return cls.from_frame(pl.read_parquet(path))
 
-    def multi_hot(self, label_lists) -> "np.ndarray":  # noqa: F821
+    def multi_hot(self, label_lists) -> np.ndarray:
         """Rows of 0/1 (float32), one column per label."""
-        import numpy as np
-
         out = np.zeros((len(label_lists), len(self)), dtype=np.float32)
         for row, labels in enumerate(label_lists):
             for label in labels:

@@ -70,14 +70,39 @@ def make_images(folder: Path, n_per_split: dict[str, int], seed: int = 0) -> lis
     return rows
 
 
-def make_project(tmp_path: Path, tiny_clip: Path, llm_fraction: float = 0.0, **overrides) -> Path:
-    """A ready-to-run project; `overrides` are dotted params keys ("train.epochs": 2)."""
+def new_project(tmp_path: Path) -> Path:
+    """tmp_path/project with a copy of this checkout's code, dvc.yaml, params.yaml and .gitignore."""
     project = tmp_path / "project"
     project.mkdir()
     for name in ("pipeline", "stages"):
         shutil.copytree(ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", "params.yaml", ".gitignore"):
         shutil.copy(ROOT / name, project / name)
+    return project
+
+
+def set_params(project: Path, settings: dict) -> None:
+    """Write the repository's params.yaml with dotted keys ("train.epochs": 2) changed."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for dotted, value in settings.items():
+        section, key = dotted.split(".", 1)
+        params[section][key] = value
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def init_repo(project: Path, message: str, dvc_add: tuple[str, ...] = ()) -> None:
+    """git + DVC, the given data folders `dvc add`-ed (queued and --temp runs find them), one commit."""
+    run(project, "git", "init", "-q", "-b", "main")
+    run(project, "dvc", "init", "-q")
+    for folder in dvc_add:
+        run(project, "dvc", "add", "-q", folder)
+    run(project, "git", "add", "-A")
+    run(project, "git", "commit", "-qm", message)
+
+
+def make_project(tmp_path: Path, tiny_clip: Path, llm_fraction: float = 0.0, **overrides) -> Path:
+    """A ready-to-run project; `overrides` are dotted params keys ("train.epochs": 2)."""
+    project = new_project(tmp_path)
     (project / "data").mkdir()
     (project / "data" / "README.md").write_text("test data\n")
     rows = make_images(project / "data" / "images", {"trainval": 16, "test": 12})
@@ -86,8 +111,7 @@ def make_project(tmp_path: Path, tiny_clip: Path, llm_fraction: float = 0.0, **o
     (project / "data" / "labels.txt").write_text(
         "".join(f"{name}: {', '.join(SYNONYMS[name])}\n" for name in LABELS)
     )
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    settings = {
+    set_params(project, {
         "prepare.dataset": "folder", "prepare.root": "data/images", "prepare.labels_file": "data/labels.csv",
         "prepare.label_names": "data/labels.txt",
         "generate.n_combinations": 24, "generate.max_labels": 2, "generate.llm_fraction": llm_fraction,
@@ -96,19 +120,27 @@ def make_project(tmp_path: Path, tiny_clip: Path, llm_fraction: float = 0.0, **o
         "encode.batch_size": 8, "encode.num_workers": 0,
         "train.epochs": 3, "train.hidden_dim": 32, "train.radius": 1.0,
         **overrides,
-    }
-    for dotted, value in settings.items():
-        section, key = dotted.split(".", 1)
-        params[section][key] = value
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(project, "git", "init", "-q", "-b", "main")
-    run(project, "dvc", "init", "-q")
-    run(project, "dvc", "add", "-q", "data/images")   # the images are known to DVC: queued and --temp runs find them
-    run(project, "git", "add", "-A")
-    run(project, "git", "commit", "-qm", "project")
+    })
+    init_repo(project, "project", dvc_add=("data/images",))
     return project
 
 
 def commit(project: Path, message: str = "run") -> None:
     run(project, "git", "add", "-A")
     run(project, "git", "commit", "-qm", message, check=False)
+
+
+def kill_when(proc: subprocess.Popen, progress, at_least: int, timeout: float) -> int:
+    """SIGKILL `proc` once `progress()` (finished work on disk) reaches `at_least`; return it then."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + timeout
+    while progress() < at_least:
+        assert proc.poll() is None, "the stage ended before it could be killed"
+        assert time.monotonic() < deadline, f"no progress to {at_least} within {timeout} s"
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    return progress()

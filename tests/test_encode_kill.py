@@ -4,19 +4,15 @@ partial shard folder where a finished one belongs."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pytest
 import yaml
 from PIL import Image
 
-from e2e_project import stage_command, stage_env
+from e2e_project import kill_when, stage_command, stage_env
 from pipeline.embeddings import read_shards
 from pipeline.io import write_parquet
 
@@ -81,16 +77,7 @@ def run_to_end(project: Path, name: str) -> str:
 
 
 def kill_mid_way(project: Path, name: str, at_least: int, timeout: float = 120) -> int:
-    proc = start(project, name)
-    deadline = time.monotonic() + timeout
-    while chunks(project) < at_least:
-        assert proc.poll() is None, f"{name} ended before it could be killed:\n{proc.stderr.read()}"
-        assert time.monotonic() < deadline, "the cache did not grow"
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    return chunks(project)
+    return kill_when(start(project, name), lambda: chunks(project), at_least, timeout)
 
 
 def shard_files(folder: Path) -> dict[str, tuple[list[str], np.ndarray, dict]]:

@@ -5,7 +5,6 @@ Plumbing, never accuracy."""
 
 import json
 import math
-import os
 import time
 
 import pytest

@@ -3,10 +3,7 @@ compare with an uninterrupted run: same rows, nothing lost, nothing duplicated."
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import time
 from pathlib import Path
 
 import polars as pl
@@ -14,7 +11,7 @@ import yaml
 
 from pipeline.io import write_parquet
 from pipeline.labels import VOC_LABELS
-from e2e_project import stage_command, stage_env
+from e2e_project import kill_when, stage_command, stage_env
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 30
@@ -42,15 +39,7 @@ def journaled(project: Path) -> int:
 
 
 def kill_after(proc: subprocess.Popen, project: Path, at_least: int, timeout: float = 300) -> int:
-    deadline = time.monotonic() + timeout
-    while journaled(project) < at_least:
-        assert proc.poll() is None, f"the stage ended before it could be killed:\n{proc.stdout.read()}"
-        assert time.monotonic() < deadline, "the journal did not grow"
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
-    return journaled(project)
+    return kill_when(proc, lambda: journaled(project), at_least, timeout)
 
 
 def read(project: Path) -> tuple[pl.DataFrame, pl.DataFrame]:

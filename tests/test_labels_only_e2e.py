@@ -5,17 +5,15 @@ a folder. Both run as subprocesses on a tiny random CLIP: plumbing, never accura
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
-import yaml
 from PIL import Image
 
-from e2e_project import ROOT, env, run, stages_run
+from e2e_project import env, init_repo, new_project, run, set_params, stages_run
 
 pytestmark = pytest.mark.slow
 
@@ -23,29 +21,16 @@ LABELS = {"red panda": ["red pandas", "lesser panda"], "teapot": ["teapots"], "b
 
 
 def make_labels_project(tmp_path: Path, tiny_clip: Path) -> Path:
-    project = tmp_path / "project"
-    project.mkdir()
-    for name in ("pipeline", "stages"):
-        shutil.copytree(ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", "params.yaml", ".gitignore"):
-        shutil.copy(ROOT / name, project / name)
+    project = new_project(tmp_path)
     (project / "data").mkdir()
     (project / "data" / "labels.txt").write_text("".join(f"{n}: {', '.join(s)}\n" for n, s in LABELS.items()))
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    settings = {
+    set_params(project, {
         "prepare.dataset": "labels", "prepare.label_names": "data/labels.txt",
         "generate.n_combinations": 12, "generate.max_labels": 2, "generate.llm_fraction": 0.0,
         "encode.model": str(tiny_clip), "encode.image_resolution": 64, "encode.batch_size": 8,
         "encode.num_workers": 0, "train.epochs": 2, "train.hidden_dim": 16, "train.radius": 1.0,
-    }
-    for dotted, value in settings.items():
-        section, key = dotted.split(".", 1)
-        params[section][key] = value
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(project, "git", "init", "-q", "-b", "main")
-    run(project, "dvc", "init", "-q")
-    run(project, "git", "add", "-A")
-    run(project, "git", "commit", "-qm", "labels-only project")
+    })
+    init_repo(project, "labels-only project")
     return project
 
 

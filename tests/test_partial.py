@@ -25,7 +25,6 @@ from pipeline.config import EncodeParams, Params, ParamsError, PartialParams, Pr
 from pipeline.embeddings import write_shards
 from pipeline.io import write_parquet
 from pipeline.labels import LabelSet
-from pipeline.metrics import mean_ap
 from pipeline.partial import MASK_PATH, MASK_SCHEMA, known_summary, mask_arrays, sample_mask
 from pipeline.train import TrainingSet, train_adapter
 
