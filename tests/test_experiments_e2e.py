@@ -56,7 +56,7 @@ def test_a_queued_sweep_over_radius_and_seeds_is_comparable(project, tmp_path):
     assert grid == [(0, 0), (0, 1), (2, 0), (2, 1)]
     for r in done:
         assert math.isfinite(r.metrics["eval.map"]) and math.isfinite(r.metrics["zeroshot.map"]), r
-        assert r.metrics["train.n_texts"] == 24 and r.metrics["generate.n_texts"] == 24
+        assert r.metrics["train.n_texts"] == r.metrics["generate.n_texts"] > 0
 
     a, b = done[0].name, done[1].name
     diff = run(project, "dvc", "metrics", "diff", a, b, "--json").stdout
