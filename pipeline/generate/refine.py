@@ -5,6 +5,8 @@ a caption over CLIP's 77 tokens, `shorten_prompt` (up to `max_shorten_rounds` ti
 caption is dropped as `too_long`). An empty, refused or unreadable answer is asked again (a new
 sample of the same turn, up to `max_retries` times), then dropped with its reason. A backend
 failure drops the caption and every caption the chat had still to give (`backend_error`).
+With `single_sentence` the backend stops each answer at its first full stop
+(pipeline.generate.sentence), which is put back here.
 
 Every caption slot ends as exactly one Outcome: kept (`text`) or dropped (`reason`).
 """
@@ -16,7 +18,8 @@ from typing import Callable
 
 from pipeline.generate.backends import BackendError, ChatBackend
 from pipeline.generate.combinations import derive_seed
-from pipeline.generate.parse import TRUNCATED, parse_answer
+from pipeline.generate.parse import TRUNCATED, Parsed, parse_answer
+from pipeline.generate.sentence import close
 from pipeline.generate.tokens import CLIP_CONTEXT, clip_token_count
 
 TOO_LONG = "too_long"
@@ -53,6 +56,7 @@ def caption_chat(
     shorten_prompt: str,
     max_shorten_rounds: int,
     max_retries: int,
+    single_sentence: bool = False,
     count_tokens: Callable[[str], int] = clip_token_count,
     limit: int = CLIP_CONTEXT,
 ) -> list[Outcome]:
@@ -76,6 +80,8 @@ def caption_chat(
                 return outcomes
             raw = reply.text
             parsed = parse_answer(raw, truncated=reply.finish_reason == "length")
+            if parsed.ok and single_sentence:
+                parsed = Parsed(close(parsed.text))   # the backend stopped at ". ", which it leaves out
             if not parsed.ok and parsed.reason != TRUNCATED:
                 if retried < max_retries:
                     retried += 1
