@@ -8,9 +8,10 @@ import dataclasses
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from pipeline.config import GenerateParams, OpenAIParams
-from pipeline.generate import CLIP_CONTEXT, clip_token_count, generate_texts
+from pipeline.generate import CLIP_CONTEXT, GenerateError, clip_token_count, generate_texts
 from pipeline.generate.journal import fingerprint_of
 from pipeline.generate.run import journal_meta
 from pipeline.generate.sentence import STOP, close
@@ -124,3 +125,33 @@ def test_the_embedded_model_gives_one_sentence_per_caption(tmp_path):
     for row in texts.iter_rows(named=True):
         assert row["text"].endswith(".") and ". " not in row["text"], row["text"]
         assert row["n_tokens"] == clip_token_count(row["text"]) <= CLIP_CONTEXT
+
+
+def test_a_runaway_without_a_full_stop_is_sampled_again_not_shortened(tmp_path):
+    from pipeline.generate.backends import Reply
+
+    def answer(messages, seed):
+        if len(backend.calls) % 2:   # every first sample runs into max_tokens without a full stop
+            return Reply("\U0001F30D" * 40, "length")
+        return f"A photo of {words(messages)}. More."
+
+    backend = ScriptedBackend(answer, stop=STOP)
+    texts, report, _ = run(tmp_path, params(n_combinations=3, single_sentence=True), backend)
+    assert report.height == 0 and texts.height == 3 and len(backend.calls) == 6
+    assert all(len(chat) == 1 for chat in backend.calls)   # fresh samples of the first turn, no shortening turn
+
+    backend = ScriptedBackend(answer)
+    texts, report, _ = run(tmp_path, params(n_combinations=3), backend, name="paper")
+    assert any(chat[-1]["content"] == GenerateParams().shorten_prompt for chat in backend.calls)
+
+
+def test_a_model_that_always_runs_away_is_dropped_as_too_long(tmp_path):
+    from pipeline.generate.backends import Reply
+
+    backend = ScriptedBackend(lambda m, s: Reply("\U0001F30D" * 40, "length"), stop=STOP)
+    p = params(n_combinations=1, single_sentence=True, max_retries=2)
+    with pytest.raises(GenerateError, match="no caption was kept"):
+        run(tmp_path, p, backend)
+    report = pl.read_parquet(tmp_path / "out" / "report.parquet")
+    assert report["reason"].to_list() == ["too_long"] and report["attempts"].to_list() == [3]
+    assert "without a full stop" in report["detail"][0] and len(backend.calls) == 3

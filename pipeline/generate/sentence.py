@@ -8,6 +8,11 @@ server leaves out. Only the full stop ends a caption: "Sure! Here's a caption: A
 I hope ..." must reach its caption, and a preamble line ("Here is a caption:\n\n...") must not
 end the answer, so "!", "?" and bare newlines are not stop sequences.
 
+An answer that still reaches `max_tokens` has no full stop at all: with SmolLM2-135M a repeated
+emoji or a list of "The cat:" lines. Shortening turns re-read it and run away again (the 120-text
+benchmark dropped all 4 after 3 rounds each), so with single_sentence such an answer is sampled
+again, as an unreadable one is, and dropped as `too_long` after `max_retries`.
+
 Why stop sequences and not a llama.cpp grammar (GBNF, one sentence of at most N characters):
 with SmolLM2-135M on 30 combinations (same prompts and seeds, CPU seconds of the first turns), stop
 sequences took 0.83 of the unconstrained loop's CPU and the grammar 1.12 (llama-cpp-python checks
