@@ -5,8 +5,12 @@
     get the same first answers; the stage may then ask again for a shorter or usable one);
 (b) the stage's `openai` backend with two local llama-cpp-python servers against one.
 
-    python benchmarks/generation.py --n 40            # both
-    python benchmarks/generation.py --n 40 --skip-servers
+    python benchmarks/generation.py --n 40            # both, (a) with generate.single_sentence off and on
+    python benchmarks/generation.py --n 40 --skip-servers --single-sentence on
+
+With generate.single_sentence on, the bare loop sends the same stop sequences (so the first answers
+are still the same). (a) also prints what the stage keeps and drops, and its model calls per kept
+text, for each setting.
 
 Texts/second counts captions kept in texts.parquet for the stage and answers for the bare loop
 (which parses nothing, shortens nothing and drops nothing), model load included on both sides.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import socket
 import subprocess
 import sys
@@ -32,6 +37,7 @@ from pipeline.config import GenerateParams, OpenAIParams  # noqa: E402
 from pipeline.generate import generate_texts, make_backend, plan_combinations, resolve_model  # noqa: E402
 from pipeline.generate.combinations import derive_seed  # noqa: E402
 from pipeline.generate.refine import fill  # noqa: E402
+from pipeline.generate.sentence import STOP  # noqa: E402
 from pipeline.labels import VOC_LABELS  # noqa: E402
 
 
@@ -60,8 +66,8 @@ class CountingBackend:
         self.inner.close()
 
 
-def stage_run(p: GenerateParams) -> tuple[float, float, int, CountingBackend]:
-    """(wall seconds, CPU seconds, texts kept, the counted backend) of one generate_texts call in a fresh folder."""
+def stage_run(p: GenerateParams) -> tuple[float, float, int, CountingBackend, dict]:
+    """(wall seconds, CPU seconds, texts kept, the counted backend, drops by reason) of one generate_texts call."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         started, cpu = time.perf_counter(), time.process_time()
@@ -71,7 +77,7 @@ def stage_run(p: GenerateParams) -> tuple[float, float, int, CountingBackend]:
                                      journal_dir=out / "journal", backend=backend, progress=False)
         finally:
             backend.close()
-        return time.perf_counter() - started, time.process_time() - cpu, summary.llm_texts, backend
+        return time.perf_counter() - started, time.process_time() - cpu, summary.llm_texts, backend, summary.dropped
 
 
 def bare_run(p: GenerateParams) -> tuple[float, float, int, int]:
@@ -86,7 +92,8 @@ def bare_run(p: GenerateParams) -> tuple[float, float, int, int]:
     for c in plan:
         out = llm.create_chat_completion(messages=[{"role": "user", "content": fill(p.prompt, c.words)}],
                                          temperature=p.temperature, max_tokens=p.max_tokens,
-                                         seed=derive_seed(c.seed, 0, 1))   # the seed of the stage's first turn
+                                         seed=derive_seed(c.seed, 0, 1),   # the seed of the stage's first turn
+                                         stop=list(STOP) if p.single_sentence else None)
         answers += 1
         tokens += out["usage"]["completion_tokens"]
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
@@ -133,32 +140,42 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2, help="runs per measurement, best kept (default 2)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-servers", action="store_true", help="only (a)")
+    ap.add_argument("--single-sentence", choices=("off", "on", "both"), default="both",
+                    help="generate.single_sentence for (a): off (the paper), on, or both in turn (default); (b) uses the last")
     args = ap.parse_args()
 
+    settings = {"off": (False,), "on": (True,), "both": (False, True)}[args.single_sentence]
     base = GenerateParams(n_combinations=args.n, seed=args.seed, n_threads=args.threads, llm_fraction=1.0)
     base.check("generate")
     print(f"model {resolve_model(base.model).name}, {args.n} combinations, max_tokens {base.max_tokens}, "
-          f"{args.threads} thread(s), best of {args.repeats}")
+          f"{args.threads} thread(s), best of {args.repeats}; load average {os.getloadavg()[0]:.1f}")
 
-    # (a) stage vs bare loop
-    bare, stage, bare_cpu, stage_cpu, stage_first = [], [], [], [], []
-    for _ in range(args.repeats):
-        seconds, cpu, answers, tokens = bare_run(base)
-        bare.append(answers / seconds)
-        bare_cpu.append(answers / cpu)
-        print(f"  bare llama-cpp loop: {answers} answers in {seconds:.1f}s = {answers / seconds:.2f}/s "
-              f"({tokens / seconds:.0f} generated tokens/s; {cpu:.1f} CPU-s)")
-        seconds, cpu, texts, counted = stage_run(base)
-        stage.append(texts / seconds)
-        stage_cpu.append(texts / cpu)
-        stage_first.append(counted.first_turns / counted.first_turn_seconds)
-        print(f"  stage (llama_cpp):   {texts} texts from {counted.calls} model calls in {seconds:.1f}s = "
-              f"{texts / seconds:.2f}/s ({counted.first_turns} first turns in {counted.first_turn_seconds:.1f}s; "
-              f"{cpu:.1f} CPU-s)")
-    print(f"(a) stage / bare texts per second: {max(stage) / max(bare):.2f} wall, "
-          f"{max(stage_cpu) / max(bare_cpu):.2f} per CPU-second  (goal >= 0.9)")
-    print(f"    stage / bare first-turn chats per second: {max(stage_first) / max(bare):.2f} (the same work as the bare "
-          "loop; the texts/s gap beyond it is the paper's shorten turns and retries, which the bare loop does not make)")
+    # (a) stage vs bare loop, each setting's two sides back to back
+    for single_sentence in settings:
+        base = dataclasses.replace(base, single_sentence=single_sentence)
+        print(f"generate.single_sentence: {str(single_sentence).lower()}")
+        bare, stage, bare_cpu, stage_cpu, stage_first = [], [], [], [], []
+        for _ in range(args.repeats):
+            seconds, cpu, answers, tokens = bare_run(base)
+            bare.append(answers / seconds)
+            bare_cpu.append(answers / cpu)
+            print(f"  bare llama-cpp loop: {answers} answers in {seconds:.1f}s = {answers / seconds:.2f}/s "
+                  f"({tokens / seconds:.0f} generated tokens/s; {cpu:.1f} CPU-s)")
+            seconds, cpu, texts, counted, dropped = stage_run(base)
+            stage.append(texts / seconds)
+            stage_cpu.append(texts / cpu)
+            stage_first.append(counted.first_turns / counted.first_turn_seconds)
+            print(f"  stage (llama_cpp):   {texts} texts from {counted.calls} model calls in {seconds:.1f}s = "
+                  f"{texts / seconds:.2f}/s ({counted.first_turns} first turns in {counted.first_turn_seconds:.1f}s; "
+                  f"{cpu:.1f} CPU-s)")
+            print(f"    kept {texts} of {args.n}, dropped {sum(dropped.values())} {dict(sorted(dropped.items()))}; "
+                  f"{counted.calls / max(texts, 1):.2f} model calls per kept text, {counted.tokens} generated tokens")
+        print(f"(a) stage / bare texts per second: {max(stage) / max(bare):.2f} wall, "
+              f"{max(stage_cpu) / max(bare_cpu):.2f} per CPU-second  (goal >= 0.9)")
+        print(f"    stage / bare first-turn chats per second: {max(stage_first) / max(bare):.2f} (the same work as the "
+              "bare loop; the texts/s gap beyond it is the paper's shorten turns and retries, which the bare loop does "
+              "not make)")
+    print(f"load average {os.getloadavg()[0]:.1f}")
 
     if args.skip_servers:
         return
@@ -171,7 +188,7 @@ def main() -> None:
             for count, results in ((1, one), (2, two)):
                 p = dataclasses.replace(base, backend="openai", openai=OpenAIParams(
                     base_urls=tuple(urls[:count]), concurrency=count, timeout_s=300, retries=1))
-                seconds, _, texts, _ = stage_run(p)
+                seconds, _, texts, _, _ = stage_run(p)
                 results.append(texts / seconds)
                 print(f"  openai backend, {count} server(s) x {args.server_threads} thread(s): "
                       f"{texts} texts in {seconds:.1f}s = {texts / seconds:.2f}/s")

@@ -16,13 +16,18 @@ from pipeline.generate.backends import BackendError, Reply
 
 
 class ScriptedBackend:
-    """A backend whose answers come from `answer(messages, seed) -> str | Reply` (raise BackendError to fail)."""
+    """A backend whose answers come from `answer(messages, seed) -> str | Reply` (raise BackendError to fail).
 
-    def __init__(self, answer: Callable, *, model_name: str = "scripted", concurrency: int = 1, delay_s: float = 0.0):
+    `stop`: stop sequences applied as llama.cpp and OpenAI servers do: the answer ends before the
+    first one, which is left out, with finish_reason "stop"."""
+
+    def __init__(self, answer: Callable, *, model_name: str = "scripted", concurrency: int = 1, delay_s: float = 0.0,
+                 stop: tuple[str, ...] = ()):
         self.answer = answer
         self.model_name = model_name
         self.concurrency = concurrency
         self.delay_s = delay_s
+        self.stop = tuple(stop)
         self.calls: list[list[dict]] = []
         self._lock = threading.Lock()
 
@@ -32,7 +37,11 @@ class ScriptedBackend:
         if self.delay_s:
             time.sleep(self.delay_s)
         out = self.answer(messages, seed)
-        return out if isinstance(out, Reply) else Reply(out, "stop", self.model_name)
+        reply = out if isinstance(out, Reply) else Reply(out, "stop", self.model_name)
+        cuts = [i for i in (reply.text.find(s) for s in self.stop) if i >= 0]
+        if cuts:
+            reply = Reply(reply.text[: min(cuts)], "stop", reply.model, reply.tokens)
+        return reply
 
     def identity(self) -> dict:
         return {"backend": "scripted", "model": self.model_name}

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from pipeline.config import GenerateParams, OpenAIParams, ParamsError
+from pipeline.generate.sentence import STOP
 
 log = logging.getLogger(__name__)
 
@@ -97,13 +98,15 @@ def file_identity(path: Path, chunk: int = 1 << 20) -> dict:
 class LlamaCppBackend:
     concurrency = 1
 
-    def __init__(self, model_path: str | Path, *, n_ctx: int, n_threads: int, temperature: float, max_tokens: int):
+    def __init__(self, model_path: str | Path, *, n_ctx: int, n_threads: int, temperature: float, max_tokens: int,
+                 stop: tuple[str, ...] = ()):
         from llama_cpp import Llama
 
         self.model_path = Path(model_path)
         self.model_name = self.model_path.name
         self.temperature = temperature
         self.max_tokens = max_tokens
+        self.stop = list(stop)   # stop sequences (generate.single_sentence); none by default
         self.llm = Llama(
             model_path=str(self.model_path),
             n_ctx=n_ctx,
@@ -153,7 +156,8 @@ class LlamaCppBackend:
         self._rewind()  # the same starting state for every chat: the answer depends on messages + seed only
         try:
             out = self.llm.create_chat_completion(
-                messages=messages, temperature=self.temperature, max_tokens=self.max_tokens, seed=seed
+                messages=messages, temperature=self.temperature, max_tokens=self.max_tokens, seed=seed,
+                stop=self.stop or None,
             )
             choice = out["choices"][0]
             tokens = out.get("usage", {}).get("completion_tokens")
@@ -184,6 +188,7 @@ class OpenAIBackend:
         *,
         temperature: float,
         max_tokens: int,
+        stop: tuple[str, ...] = (),
         sleep: Callable[[float], None] = time.sleep,
     ):
         import httpx
@@ -194,6 +199,7 @@ class OpenAIBackend:
         self.concurrency = params.concurrency
         self.temperature = temperature
         self.max_tokens = max_tokens
+        self.stop = list(stop)
         self._sleep = sleep
         key = os.environ.get(params.api_key_env) if params.api_key_env else None
         headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -261,6 +267,8 @@ class OpenAIBackend:
             "max_tokens": self.max_tokens,
             "seed": seed,
         }
+        if self.stop:
+            body["stop"] = self.stop   # the OpenAI API takes up to 4 stop sequences
         last_error = "no attempt"
         server = None
         for attempt in range(self.params.retries + 1):
@@ -325,6 +333,7 @@ def _read_reply(response) -> Reply:
 
 
 def make_backend(params: GenerateParams) -> ChatBackend:
+    stop = STOP if params.single_sentence else ()
     if params.backend == "llama_cpp":
         return LlamaCppBackend(
             resolve_model(params.model),
@@ -332,7 +341,8 @@ def make_backend(params: GenerateParams) -> ChatBackend:
             n_threads=params.n_threads,
             temperature=params.temperature,
             max_tokens=params.max_tokens,
+            stop=stop,
         )
     if params.backend == "openai":
-        return OpenAIBackend(params.openai, temperature=params.temperature, max_tokens=params.max_tokens)
+        return OpenAIBackend(params.openai, temperature=params.temperature, max_tokens=params.max_tokens, stop=stop)
     raise ParamsError(f"generate.backend = {params.backend!r} is not allowed: use one of ['llama_cpp', 'openai']")

@@ -5,6 +5,10 @@ a caption over CLIP's 77 tokens, `shorten_prompt` (up to `max_shorten_rounds` ti
 caption is dropped as `too_long`). An empty, refused or unreadable answer is asked again (a new
 sample of the same turn, up to `max_retries` times), then dropped with its reason. A backend
 failure drops the caption and every caption the chat had still to give (`backend_error`).
+With `single_sentence` the backend stops each answer at its first full stop
+(pipeline.generate.sentence), which is put back here, and an answer that reaches max_tokens without
+one (a runaway: a repeated emoji, a list) is sampled again like an unreadable answer rather than
+shortened, then dropped as `too_long`.
 
 Every caption slot ends as exactly one Outcome: kept (`text`) or dropped (`reason`).
 """
@@ -16,7 +20,8 @@ from typing import Callable
 
 from pipeline.generate.backends import BackendError, ChatBackend
 from pipeline.generate.combinations import derive_seed
-from pipeline.generate.parse import TRUNCATED, parse_answer
+from pipeline.generate.parse import TRUNCATED, Parsed, parse_answer
+from pipeline.generate.sentence import close
 from pipeline.generate.tokens import CLIP_CONTEXT, clip_token_count
 
 TOO_LONG = "too_long"
@@ -53,6 +58,7 @@ def caption_chat(
     shorten_prompt: str,
     max_shorten_rounds: int,
     max_retries: int,
+    single_sentence: bool = False,
     count_tokens: Callable[[str], int] = clip_token_count,
     limit: int = CLIP_CONTEXT,
 ) -> list[Outcome]:
@@ -76,12 +82,17 @@ def caption_chat(
                 return outcomes
             raw = reply.text
             parsed = parse_answer(raw, truncated=reply.finish_reason == "length")
-            if not parsed.ok and parsed.reason != TRUNCATED:
+            if parsed.ok and single_sentence:
+                parsed = Parsed(close(parsed.text))   # the backend stopped at ". ", which it leaves out
+            runaway = parsed.reason == TRUNCATED and single_sentence   # no full stop within max_tokens
+            if not parsed.ok and (parsed.reason != TRUNCATED or runaway):
                 if retried < max_retries:
                     retried += 1
                     continue   # sample the same turn again; the bad answer stays out of the chat
                 messages.append({"role": "assistant", "content": raw})
-                outcomes.append(Outcome(k, None, None, parsed.reason, parsed.detail, raw, calls, reply.model))
+                reason, detail = (TOO_LONG, f"cut at max_tokens without a full stop in {calls} sample(s)") if runaway \
+                    else (parsed.reason, parsed.detail)
+                outcomes.append(Outcome(k, None, None, reason, detail, raw, calls, reply.model))
                 break
             n_tokens = None if parsed.reason == TRUNCATED else count_tokens(parsed.text)
             if n_tokens is None or n_tokens > limit:

@@ -152,10 +152,10 @@ def journal_meta(params: GenerateParams, labels: LabelSet, backend_identity: dic
 def _answer_code_hash() -> str:
     """The code that turns a combination into captions (sampling, parsing, the chat rules): a change to
     it must not resume from captions the old code made (DVC reruns the stage; this stops the resume)."""
-    from pipeline.generate import combinations, parse, refine, tokens
+    from pipeline.generate import combinations, parse, refine, sentence, tokens
 
     digest = hashlib.sha256()
-    for module in (combinations, parse, refine, tokens):
+    for module in (combinations, parse, refine, sentence, tokens):
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()[:16]
 
@@ -292,6 +292,7 @@ def _llm_rows(
             backend, prompt, seed=c.seed, n_captions=params.captions_per_combination,
             different_prompt=params.different_prompt, shorten_prompt=params.shorten_prompt,
             max_shorten_rounds=params.max_shorten_rounds, max_retries=params.max_retries,
+            single_sentence=params.single_sentence,
         )
 
     from tqdm import tqdm

@@ -1,0 +1,138 @@
+"""Wall time of the default zero-shot pipeline's text side: generate -> encode_text -> train.
+
+    python benchmarks/pipeline.py                 # 1,000 texts, the embedded LLM, 60 epochs
+    python benchmarks/pipeline.py --n 100 --epochs 5 --keep /tmp/pipe   # a quick look, project kept
+    python benchmarks/pipeline.py --single-sentence                     # generate.single_sentence: true
+
+Builds a throwaway project (a copy of pipeline/, stages/, dvc.yaml and params.yaml, as
+tests/e2e_project.py does) whose dataset is a folder of four tiny images carrying Pascal VOC's 20
+labels and synonyms, so the label set and every stage's work on texts are the default's while the
+image stages, which this does not time, have almost nothing to do. Params are params.yaml's
+defaults except generate.n_combinations (--n) and encode.model: a randomly initialised CLIP RN50
+(`clip.model.CLIP(1024, 224, (3, 4, 6, 3), 64, None, 77, 49408, 512, 8, 12)`, the real RN50's
+shapes, so the cost is the same) saved as a state dict and loaded through clip.load(path), as a
+user's own checkpoint would be. Each stage runs as `python -m stages.<name>` with the project as
+working directory, as `dvc repro` runs it, and is timed from process start to exit (imports and
+model loads included). Goal: at most 10 minutes in total on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+STAGES = ("prepare", "generate", "encode_text", "train")
+GOAL_S = 600.0
+
+
+def save_random_rn50(path: Path, seed: int = 0) -> Path:
+    import torch
+    from clip.model import CLIP
+
+    torch.manual_seed(seed)
+    model = CLIP(1024, 224, (3, 4, 6, 3), 64, None, 77, 49408, 512, 8, 12)
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def build_project(folder: Path, n: int, epochs: int | None, single_sentence: bool = False) -> Path:
+    import numpy as np
+    import yaml
+    from PIL import Image
+
+    from pipeline.labels import VOC_LABELS
+
+    project = folder / "project"
+    project.mkdir(parents=True)
+    for name in ("pipeline", "stages"):
+        shutil.copytree(ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(ROOT / name, project / name)
+    data = project / "data"
+    (data / "images").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, (split, labels) in enumerate([("trainval", "cat|dog"), ("trainval", "person"), ("test", "car"),
+                                         ("test", "sofa|tv monitor")]):
+        name = f"{split}_{i}.jpg"
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3)).astype(np.uint8)).save(data / "images" / name)
+        rows.append(f"{name},{labels},{split}\n")
+    (data / "labels.csv").write_text("path,labels,split\n" + "".join(rows))
+    (data / "labels.txt").write_text("".join(
+        f"{name}: {', '.join(synonyms)}\n" for name, synonyms in zip(VOC_LABELS.names, VOC_LABELS.synonyms)
+    ))
+    (project / "models").mkdir()
+    model = save_random_rn50(project / "models" / "rn50-random.pt")
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["prepare"].update(dataset="folder", root="data/images", labels_file="data/labels.csv",
+                             label_names="data/labels.txt")
+    params["generate"]["n_combinations"] = n
+    if single_sentence:
+        params["generate"]["single_sentence"] = True
+    params["encode"]["model"] = str(model)
+    if epochs is not None:
+        params["train"]["epochs"] = epochs
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return project
+
+
+def run_stage(project: Path, name: str, log_dir: Path) -> float:
+    env = {**os.environ, "PYTHONPATH": str(project), "PYTHONWARNINGS": "ignore"}
+    started = time.perf_counter()
+    with open(log_dir / f"{name}.log", "w") as log:
+        result = subprocess.run([sys.executable, "-m", f"stages.{name}"], cwd=project, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+    seconds = time.perf_counter() - started
+    if result.returncode:
+        tail = (log_dir / f"{name}.log").read_text()[-3000:]
+        raise SystemExit(f"stages.{name} exited with {result.returncode}:\n{tail}")
+    return seconds
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=1000, help="generate.n_combinations (default 1000)")
+    ap.add_argument("--epochs", type=int, default=None, help="train.epochs (default: params.yaml's)")
+    ap.add_argument("--single-sentence", action="store_true", help="generate.single_sentence: true (default: false)")
+    ap.add_argument("--keep", type=Path, default=None, help="build the project here and keep it (default: a temp folder)")
+    args = ap.parse_args()
+
+    import polars as pl
+
+    folder = args.keep or Path(tempfile.mkdtemp(prefix="tai-pipeline-"))
+    try:
+        t = time.perf_counter()
+        project = build_project(folder, args.n, args.epochs, args.single_sentence)
+        print(f"project {project} built in {time.perf_counter() - t:.1f}s (random RN50 saved); "
+              f"{os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f}")
+        times = {}
+        for name in STAGES:
+            times[name] = run_stage(project, name, folder)
+            print(f"  {name:<12} {times[name]:7.1f}s", flush=True)
+        texts = pl.read_parquet(project / "artifacts" / "texts.parquet")
+        report = pl.read_parquet(project / "artifacts" / "generate" / "report.parquet")
+        summary = json.loads((project / "artifacts" / "train" / "summary.json").read_text())
+        epochs = pl.read_csv(project / "artifacts" / "train" / "log.csv").height
+        total = sum(times[n] for n in ("generate", "encode_text", "train"))
+        print(f"generate kept {texts.height} texts of {args.n} combinations, dropped {report.height} "
+              f"({dict(report['reason'].value_counts().iter_rows())}); train: {summary['n_texts']} texts, {epochs} epochs")
+        print(f"generate + encode_text + train: {total:.1f}s = {total / 60:.1f} min (goal <= {GOAL_S / 60:.0f} min); "
+              f"load average now {os.getloadavg()[0]:.1f}")
+    finally:
+        if args.keep is None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
