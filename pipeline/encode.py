@@ -22,6 +22,8 @@ from .embeddings import EmbeddingCache, content_key
 
 log = logging.getLogger(__name__)
 
+TEXT_SORT_BATCHES = 64  # texts are sorted by length within chunks of this many batches
+
 
 @dataclass
 class EncodeResult:
@@ -38,13 +40,18 @@ def _batches(items: list, size: int):
 
 
 def encode_texts(encoder: ClipEncoder, texts: list[str], cache: EmbeddingCache, batch_size: int = 256) -> EncodeResult:
+    """Missing texts are encoded in batches of similar token length (sorted, then put back in order
+    through the cache), so each batch runs only up to its longest text (`ClipEncoder.encode_tokens`)."""
     keys = [content_key(encoder.identity, "text", t) for t in texts]
     missing = sorted({k: i for i, k in enumerate(keys) if k not in cache}.values())
     log.info("texts: %d of %d found in the cache, %d to encode", len(texts) - len(missing), len(texts), len(missing))
     with tqdm(total=len(missing), desc="encode texts", unit="text") as bar:
-        for batch in _batches(missing, batch_size):
-            cache.put([keys[i] for i in batch], encoder.encode_texts([texts[i] for i in batch]))
-            bar.update(len(batch))
+        for chunk in _batches(missing, batch_size * TEXT_SORT_BATCHES):  # bounded memory: tokens of one chunk at a time
+            tokens = encoder.tokenize([texts[i] for i in chunk])
+            by_length = torch.argsort(tokens.argmax(dim=-1), stable=True).tolist()  # end-token position = length - 1
+            for rows in _batches(by_length, batch_size):
+                cache.put([keys[chunk[r]] for r in rows], encoder.encode_tokens(tokens[rows]))
+                bar.update(len(rows))
     vectors = np.stack([cache.get(k) for k in keys]) if keys else np.zeros((0, encoder.embed_dim), np.float32)
     return EncodeResult(vectors, list(range(len(texts))), n_cached=len(texts) - len(missing), n_encoded=len(missing))
 

@@ -1,0 +1,70 @@
+"""Text encoding up to each batch's longest caption, in batches of similar length, is exact."""
+
+import numpy as np
+import torch
+
+from pipeline.embeddings import EmbeddingCache
+
+CAPTIONS = [
+    "a dog.",
+    " ".join(["a cat sitting next to a red car under a tall tree"] * 6),   # ~70 tokens
+    "cat",
+    "there are a cat, a dog and a person in the photo.",
+    " ".join(["tree"] * 120),                                              # over 77: truncated alike
+    "",
+    "a picture showing cars and trees.",
+]
+
+
+def padded(encoder, texts):
+    import clip
+
+    with torch.no_grad():
+        return encoder.model.encode_text(clip.tokenize(texts, truncate=True)).float().numpy()
+
+
+def test_trimmed_bucketed_texts_equal_padding_to_77(tmp_path, tiny_clip, one_thread):
+    from pipeline.clip_model import ClipEncoder
+    from pipeline.encode import encode_texts
+
+    encoder = ClipEncoder(str(tiny_clip), "cpu")
+    seen = []
+    encoder.model.token_embedding.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[1]))
+    result = encode_texts(encoder, CAPTIONS, EmbeddingCache(tmp_path / "cache"), batch_size=2)
+    batches = list(seen)
+    expected = padded(encoder, CAPTIONS)
+    assert np.abs(result.vectors - expected).max() <= 1e-5
+    assert np.abs(expected).max() > 0.1  # the comparison is not between zeros
+    # grouped by length: batches sorted shortest first, each cut at its longest caption
+    lengths = sorted(len(encoder.tokenize([t])[0].nonzero()) for t in CAPTIONS)
+    assert batches == [lengths[1], lengths[3], lengths[5], lengths[6]] and batches[0] < 20 and batches[-1] == 77
+
+
+def test_the_causal_mask_is_sliced_to_the_trimmed_length(tiny_clip, one_thread):
+    from pipeline.clip_model import ClipEncoder, text_mask_is_causal
+
+    encoder = ClipEncoder(str(tiny_clip), "cpu")
+    assert text_mask_is_causal(encoder.model)
+    masks = []
+    for block in encoder.model.transformer.resblocks:
+        block.attn.register_forward_pre_hook(lambda m, args, kwargs: masks.append(kwargs["attn_mask"]), with_kwargs=True)
+    tokens = encoder.tokenize(["a cat and a dog.", "a tree"])
+    length = int(tokens.argmax(dim=-1).max()) + 1
+    trimmed = encoder.encode_tokens(tokens)
+    assert masks and all(m.shape == (length, length) for m in masks)
+    causal = torch.full((length, length), float("-inf")).triu(1)
+    assert all(torch.equal(m.float(), causal) for m in masks)
+    np.testing.assert_allclose(trimmed, padded(encoder, ["a cat and a dog.", "a tree"]), atol=1e-5, rtol=0)
+
+
+def test_a_text_model_without_a_causal_mask_keeps_77_tokens(tiny_clip, one_thread):
+    from pipeline.clip_model import ClipEncoder, text_mask_is_causal
+
+    encoder = ClipEncoder(str(tiny_clip), "cpu")
+    for block in encoder.model.transformer.resblocks:
+        block.attn_mask = None  # bidirectional: padding would change the features, so trimming is not exact
+    assert not text_mask_is_causal(encoder.model)
+    seen = []
+    encoder.model.token_embedding.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[1]))
+    encoder.encode_texts(["a cat", "a dog"])
+    assert seen == [77]
