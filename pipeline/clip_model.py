@@ -80,6 +80,7 @@ class ClipEncoder:
 
         self.name = model
         self.identity = model_identity(model)
+        self.requested_device = device  # "auto" lets the Ray engine use a cluster's GPUs that this process lacks
         self.device = resolve_device(device)
         try:
             self.model, _ = clip.load(model, device=self.device, jit=False)

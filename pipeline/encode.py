@@ -56,6 +56,15 @@ def encode_texts(encoder: ClipEncoder, texts: list[str], cache: EmbeddingCache, 
     return EncodeResult(vectors, list(range(len(texts))), n_cached=len(texts) - len(missing), n_encoded=len(missing))
 
 
+def decode_image(path: str, transform) -> tuple[torch.Tensor | None, str | None]:
+    """(pixels, None), or (None, why) for a file that cannot be read or decoded; both engines use it."""
+    try:
+        with Image.open(path) as image:
+            return transform(image), None
+    except Exception as e:  # PIL raises many kinds for truncated or foreign files
+        return None, f"{type(e).__name__}: {e}"
+
+
 class _ImageFiles(torch.utils.data.Dataset):
     """Decodes images in DataLoader workers; a bad file yields its error instead of a tensor."""
 
@@ -67,11 +76,7 @@ class _ImageFiles(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         position = self.positions[i]
-        try:
-            with Image.open(self.paths[position]) as image:
-                return position, self.transform(image), None
-        except Exception as e:  # PIL raises many kinds for truncated or foreign files
-            return position, None, f"{type(e).__name__}: {e}"
+        return (position, *decode_image(self.paths[position], self.transform))
 
 
 def _collate(items):
@@ -85,6 +90,17 @@ def _file_key(encoder: ClipEncoder, resolution: int, path: str) -> str:
     return content_key(encoder.identity, "image", str(resolution), Path(path).read_bytes())
 
 
+def _local_batches(encoder: ClipEncoder, paths: list[str], positions: list[int], resolution: int, batch_size: int, num_workers: int):
+    """(positions, vectors, [(position, why)]) per batch: decoded by DataLoader workers, encoded here."""
+    loader = torch.utils.data.DataLoader(
+        _ImageFiles(paths, positions, encoder.transform(resolution)),
+        batch_size=batch_size, num_workers=num_workers, collate_fn=_collate,
+    )
+    for good, pixels, bad in loader:
+        vectors = encoder.encode_images(pixels, resolution) if pixels is not None else np.zeros((0, encoder.embed_dim), np.float32)
+        yield good, vectors, bad
+
+
 def encode_images(
     encoder: ClipEncoder,
     paths: list[str],
@@ -92,7 +108,12 @@ def encode_images(
     cache: EmbeddingCache,
     batch_size: int = 64,
     num_workers: int = 0,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> EncodeResult:
+    """Embeddings of `paths` at `resolution`. engine "local" decodes in `num_workers` DataLoader workers and
+    encodes in this process; "ray" runs both on a Ray cluster (`pipeline.encode_ray`). Either way the
+    cache gets the same entries, written here batch by batch, and the result is the same."""
     keys: list[str | None] = []
     skipped: list[tuple[int, str]] = []
     for position, path in enumerate(tqdm(paths, desc=f"hash images @{resolution}", unit="img", leave=False)):
@@ -103,17 +124,20 @@ def encode_images(
             skipped.append((position, f"{type(e).__name__}: {e.strerror or e}"))
     missing = sorted({k: i for i, k in enumerate(keys) if k is not None and k not in cache}.values())  # each content once
     log.info("images @%dpx: %d cached, %d to encode, %d unreadable", resolution, len(paths) - len(missing) - len(skipped), len(missing), len(skipped))
-    loader = torch.utils.data.DataLoader(
-        _ImageFiles(paths, missing, encoder.transform(resolution)),
-        batch_size=batch_size, num_workers=num_workers, collate_fn=_collate,
-    )
+    if engine == "ray":
+        from .encode_ray import ray_batches
+
+        batches = ray_batches(encoder, paths, missing, resolution, batch_size, num_workers, ray_address)
+    elif engine == "local":
+        batches = _local_batches(encoder, paths, missing, resolution, batch_size, num_workers)
+    else:
+        raise ValueError(f"unknown encode engine {engine!r}: use 'local' or 'ray'")
     n_encoded, undecodable = 0, {}
     with tqdm(total=len(missing), desc=f"encode images @{resolution}", unit="img") as bar:
-        for positions, pixels, bad in loader:
+        for positions, vectors, bad in batches:
             undecodable.update({keys[p]: why for p, why in bad})
-            if pixels is not None:
-                cache.put([keys[p] for p in positions], encoder.encode_images(pixels, resolution))
-                n_encoded += len(positions)
+            cache.put([keys[p] for p in positions], vectors)
+            n_encoded += len(positions)
             bar.update(len(positions) + len(bad))
     skipped += [(i, undecodable[k]) for i, k in enumerate(keys) if k in undecodable]
     skipped.sort()

@@ -23,7 +23,7 @@ def main(params) -> None:
         manifest = read_manifest(params, split)
         ids, image_paths = manifest["image_id"].to_list(), manifest["path"].to_list()
         for resolution in p.resolutions:
-            result = encode_images(encoder, image_paths, resolution, cache, p.batch_size, p.num_workers)
+            result = encode_images(encoder, image_paths, resolution, cache, p.batch_size, p.num_workers, p.engine, p.ray_address)
             metadata = {"model": p.model, "model_identity": encoder.identity, "kind": "image",
                         "resolution": str(resolution), "split": split, "normalized": "false"}
             write_shards(paths.image_embeddings_dir(split, resolution), [ids[i] for i in result.kept],

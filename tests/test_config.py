@@ -32,6 +32,8 @@ def test_repository_params_are_valid_and_typed():
         ({"train.noise": "gaussian"}, "train.noise"),
         ({"train.epochs": "sixty"}, "train.epochs"),
         ({"encode.image_resolution": 300}, "encode.image_resolution"),
+        ({"encode.engine": "spark"}, "encode.engine"),
+        ({"encode.ray_address": ""}, "encode.ray_address"),
         ({"partial.known_proportion": 1.5}, "partial.known_proportion"),
         ({"fewshot.shots": 3}, "fewshot.shots"),
         ({"generate.prompt": "caption this"}, "generate.prompt"),
