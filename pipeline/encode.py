@@ -3,6 +3,9 @@
 Only inputs whose key is missing from the cache reach CLIP; each finished batch
 is written to the cache at once, so a killed run resumes without redoing work.
 An image that is missing or cannot be decoded is skipped and reported, never fatal.
+Texts are encoded in batches of similar token length, each only up to its longest text
+(exact: see `ClipEncoder.encode_tokens`). Images are encoded here (`encode.engine: local`)
+or on a Ray cluster (`ray`, `pipeline.encode_ray`); the cache writes are the same.
 """
 
 from __future__ import annotations
@@ -17,12 +20,12 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .clip_model import ClipEncoder
+from .clip_model import CONTEXT_LENGTH, ClipEncoder
 from .embeddings import EmbeddingCache, content_key
 
 log = logging.getLogger(__name__)
 
-TEXT_SORT_BATCHES = 64  # texts are sorted by length within chunks of this many batches
+TEXT_CHUNK = 16384  # texts are tokenized and sorted by length this many at a time
 
 
 @dataclass
@@ -39,17 +42,30 @@ def _batches(items: list, size: int):
         yield items[start : start + size]
 
 
+def _token_budget_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Row indices sorted by token length, cut into batches of at most `batch_size` x 77 tokens once each
+    is trimmed to its longest text: the padded batch's memory, but more short texts per model call."""
+    budget = batch_size * CONTEXT_LENGTH
+    batches, current = [], []
+    for row in sorted(range(len(lengths)), key=lengths.__getitem__):
+        if current and (len(current) + 1) * lengths[row] > budget:
+            batches.append(current)
+            current = []
+        current.append(row)
+    return batches + [current] if current else batches
+
+
 def encode_texts(encoder: ClipEncoder, texts: list[str], cache: EmbeddingCache, batch_size: int = 256) -> EncodeResult:
     """Missing texts are encoded in batches of similar token length (sorted, then put back in order
-    through the cache), so each batch runs only up to its longest text (`ClipEncoder.encode_tokens`)."""
+    through the cache), each run only up to its longest text (`ClipEncoder.encode_tokens`)."""
     keys = [content_key(encoder.identity, "text", t) for t in texts]
     missing = sorted({k: i for i, k in enumerate(keys) if k not in cache}.values())
     log.info("texts: %d of %d found in the cache, %d to encode", len(texts) - len(missing), len(texts), len(missing))
     with tqdm(total=len(missing), desc="encode texts", unit="text") as bar:
-        for chunk in _batches(missing, batch_size * TEXT_SORT_BATCHES):  # bounded memory: tokens of one chunk at a time
+        for chunk in _batches(missing, max(TEXT_CHUNK, batch_size * 16)):  # bounded memory: one chunk's tokens at a time
             tokens = encoder.tokenize([texts[i] for i in chunk])
-            by_length = torch.argsort(tokens.argmax(dim=-1), stable=True).tolist()  # end-token position = length - 1
-            for rows in _batches(by_length, batch_size):
+            lengths = (tokens.argmax(dim=-1) + 1).tolist()  # the end token has the largest id
+            for rows in _token_budget_batches(lengths, batch_size):
                 cache.put([keys[chunk[r]] for r in rows], encoder.encode_tokens(tokens[rows]))
                 bar.update(len(rows))
     vectors = np.stack([cache.get(k) for k in keys]) if keys else np.zeros((0, encoder.embed_dim), np.float32)

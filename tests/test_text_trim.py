@@ -28,16 +28,22 @@ def test_trimmed_bucketed_texts_equal_padding_to_77(tmp_path, tiny_clip, one_thr
     from pipeline.encode import encode_texts
 
     encoder = ClipEncoder(str(tiny_clip), "cpu")
-    seen = []
-    encoder.model.token_embedding.register_forward_hook(lambda m, args, out: seen.append(args[0].shape[1]))
+    seen, calls = [], []
+
+    def record(module, args, out):
+        seen.append(args[0].shape[1])
+        calls.append(args[0].shape[0])
+
+    encoder.model.token_embedding.register_forward_hook(record)
     result = encode_texts(encoder, CAPTIONS, EmbeddingCache(tmp_path / "cache"), batch_size=2)
-    batches = list(seen)
+    batches, sizes = list(seen), list(calls)
     expected = padded(encoder, CAPTIONS)
     assert np.abs(result.vectors - expected).max() <= 1e-5
     assert np.abs(expected).max() > 0.1  # the comparison is not between zeros
-    # grouped by length: batches sorted shortest first, each cut at its longest caption
+    # sorted by length, cut at 2 x 77 tokens per batch once trimmed: the five short captions in one call
     lengths = sorted(len(encoder.tokenize([t])[0].nonzero()) for t in CAPTIONS)
-    assert batches == [lengths[1], lengths[3], lengths[5], lengths[6]] and batches[0] < 20 and batches[-1] == 77
+    assert lengths[4] < 20 and lengths[5] > 70
+    assert batches == [lengths[4], lengths[6]] and sizes == [5, 2]
 
 
 def test_the_causal_mask_is_sliced_to_the_trimmed_length(tiny_clip, one_thread):
