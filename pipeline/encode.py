@@ -26,6 +26,7 @@ from .embeddings import EmbeddingCache, content_key
 log = logging.getLogger(__name__)
 
 TEXT_CHUNK = 16384  # texts are tokenized and sorted by length this many at a time
+CALL_COST = 2 * CONTEXT_LENGTH  # a model call's fixed cost, in padded tokens, when grouping texts by length
 
 
 @dataclass
@@ -42,22 +43,39 @@ def _batches(items: list, size: int):
         yield items[start : start + size]
 
 
-def _token_budget_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
-    """Row indices sorted by token length, cut into batches of at most `batch_size` x 77 tokens once each
-    is trimmed to its longest text: the padded batch's memory, but more short texts per model call."""
+def _length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Rows grouped into model calls, shortest first. A call takes texts of a range of token lengths,
+    padded to the longest, and at most `batch_size` x 77 tokens (the padded batch's memory). The
+    ranges minimise padded tokens + CALL_COST per call: exact dynamic programming over the <= 77
+    distinct lengths, so a long tail of rare lengths does not pad a crowd of short texts."""
     budget = batch_size * CONTEXT_LENGTH
-    batches, current = [], []
-    for row in sorted(range(len(lengths)), key=lengths.__getitem__):
-        if current and (len(current) + 1) * lengths[row] > budget:
-            batches.append(current)
-            current = []
-        current.append(row)
-    return batches + [current] if current else batches
+    rows_of: dict[int, list[int]] = {}
+    for row, length in enumerate(lengths):
+        rows_of.setdefault(length, []).append(row)
+    values = sorted(rows_of)
+    before = np.concatenate([[0], np.cumsum([len(rows_of[v]) for v in values])])  # rows shorter than values[i]
+
+    def cost(i: int, j: int) -> int:  # values[i..j] in calls padded to values[j]
+        n = int(before[j + 1] - before[i])
+        return n * values[j] + CALL_COST * -(-n // max(1, budget // values[j]))
+
+    best, cut = [0] + [None] * len(values), [0] * (len(values) + 1)
+    for j in range(len(values)):
+        best[j + 1], cut[j + 1] = min((best[i] + cost(i, j), i) for i in range(j + 1))
+    ranges, j = [], len(values)
+    while j:
+        ranges.append((cut[j], j))
+        j = cut[j]
+    batches = []
+    for i, j in reversed(ranges):
+        rows = [r for v in values[i:j] for r in rows_of[v]]
+        batches += _batches(rows, max(1, budget // values[j - 1]))
+    return batches
 
 
 def encode_texts(encoder: ClipEncoder, texts: list[str], cache: EmbeddingCache, batch_size: int = 256) -> EncodeResult:
-    """Missing texts are encoded in batches of similar token length (sorted, then put back in order
-    through the cache), each run only up to its longest text (`ClipEncoder.encode_tokens`)."""
+    """Missing texts are encoded in batches of similar token length (`_length_batches`; put back in
+    order through the cache), each run only up to its longest text (`ClipEncoder.encode_tokens`)."""
     keys = [content_key(encoder.identity, "text", t) for t in texts]
     missing = sorted({k: i for i, k in enumerate(keys) if k not in cache}.values())
     log.info("texts: %d of %d found in the cache, %d to encode", len(texts) - len(missing), len(texts), len(missing))
@@ -65,7 +83,7 @@ def encode_texts(encoder: ClipEncoder, texts: list[str], cache: EmbeddingCache, 
         for chunk in _batches(missing, max(TEXT_CHUNK, batch_size * 16)):  # bounded memory: one chunk's tokens at a time
             tokens = encoder.tokenize([texts[i] for i in chunk])
             lengths = (tokens.argmax(dim=-1) + 1).tolist()  # the end token has the largest id
-            for rows in _token_budget_batches(lengths, batch_size):
+            for rows in _length_batches(lengths, batch_size):
                 cache.put([keys[chunk[r]] for r in rows], encoder.encode_tokens(tokens[rows]))
                 bar.update(len(rows))
     vectors = np.stack([cache.get(k) for k in keys]) if keys else np.zeros((0, encoder.embed_dim), np.float32)

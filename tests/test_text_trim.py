@@ -40,10 +40,25 @@ def test_trimmed_bucketed_texts_equal_padding_to_77(tmp_path, tiny_clip, one_thr
     expected = padded(encoder, CAPTIONS)
     assert np.abs(result.vectors - expected).max() <= 1e-5
     assert np.abs(expected).max() > 0.1  # the comparison is not between zeros
-    # sorted by length, cut at 2 x 77 tokens per batch once trimmed: the five short captions in one call
+    # calls shortest first, each cut at its longest caption and at most 2 x 77 tokens (batch_size 2):
+    # the short captions are not padded to the long ones
     lengths = sorted(len(encoder.tokenize([t])[0].nonzero()) for t in CAPTIONS)
-    assert lengths[4] < 20 and lengths[5] > 70
-    assert batches == [lengths[4], lengths[6]] and sizes == [5, 2]
+    assert batches == sorted(batches) and sum(sizes) == len(CAPTIONS)
+    assert all(n * length <= 2 * 77 for n, length in zip(sizes, batches))
+    assert batches[0] < 20 and sum(n * length for n, length in zip(sizes, batches)) < sum(lengths) + 2 * 77
+
+
+def test_length_batches_trade_padding_against_calls():
+    from pipeline.encode import CALL_COST, _length_batches
+
+    assert CALL_COST > 1  # a lone text of a new length joins its neighbours rather than get its own call
+    lengths = [10] * 50 + [11] + [12] * 50 + [70] * 3
+    batches = _length_batches(lengths, batch_size=64)
+    assert sorted(r for b in batches for r in b) == list(range(len(lengths)))
+    longest = [max(lengths[r] for r in b) for b in batches]
+    assert longest == [12, 70] and [len(b) for b in batches] == [101, 3]
+    # a batch never holds more than batch_size x 77 tokens once trimmed
+    assert all(len(b) * 10 <= 4 * 77 for b in _length_batches([10] * 100, batch_size=4))
 
 
 def test_the_causal_mask_is_sliced_to_the_trimmed_length(tiny_clip, one_thread):
