@@ -111,6 +111,7 @@ def best_of(repeats: int, bare, ours):
             started = time.perf_counter()
             values[name] = fn(r)
             times[name].append(time.perf_counter() - started)
+    print("  runs (s): bare " + " ".join(f"{t:.2f}" for t in times["bare"]) + ", project " + " ".join(f"{t:.2f}" for t in times["ours"]))
     return values["bare"], min(times["bare"]), values["ours"], min(times["ours"])
 
 
