@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +85,16 @@ def image_transform(resolution: int, resize: str = "square"):
     return T.Compose([T.Resize((resolution, resolution), interpolation=resize_step.interpolation), *rest])
 
 
+def text_mask_is_causal(model) -> bool:
+    """Whether every text block masks future tokens, so text features can be taken from trimmed tokens."""
+    causal = torch.full((CONTEXT_LENGTH, CONTEXT_LENGTH), float("-inf")).triu(1)
+    blocks = list(model.transformer.resblocks)
+    return bool(blocks) and all(
+        getattr(block, "attn_mask", None) is not None and torch.equal(block.attn_mask.float().cpu(), causal)
+        for block in blocks
+    )
+
+
 class ClipEncoder:
     """One loaded CLIP model; text and image features as float32 numpy arrays (raw, not normalised)."""
 
@@ -94,6 +103,7 @@ class ClipEncoder:
 
         self.name = model
         self.identity = model_identity(model)
+        self.requested_device = device  # "auto" lets the Ray engine use a cluster's GPUs that this process lacks
         self.device = resolve_device(device)
         try:
             self.model, _ = clip.load(model, device=self.device, jit=False)
@@ -130,24 +140,30 @@ class ClipEncoder:
         """Preprocessing at `resolution` (`image_transform`)."""
         return image_transform(resolution, resize)
 
-    @cached_property
-    def tokenizer(self):
-        from clip.simple_tokenizer import SimpleTokenizer
-
-        return SimpleTokenizer()
-
-    def n_tokens(self, text: str) -> int:
-        """CLIP tokens including start and end; must be <= 77 to fit the context."""
-        return len(self.tokenizer.encode(text)) + 2
-
-    @torch.no_grad()
-    def encode_texts(self, texts: list[str]) -> np.ndarray:
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
+        """(n, 77) CLIP token ids, start and end tokens included, zero-padded; a text over 77 tokens is cut."""
         import clip
 
-        if not texts:
+        return clip.tokenize(texts, context_length=CONTEXT_LENGTH, truncate=True)
+
+    @torch.no_grad()
+    def encode_tokens(self, tokens: torch.Tensor) -> np.ndarray:
+        """Features of a batch of `tokenize` rows, run only up to the batch's longest text.
+
+        Exact: the text transformer is causal (a token attends to itself and earlier ones)
+        and the feature is read at the end token, so the padding after it changes nothing.
+        CLIP's `encode_text` takes the first n positional embeddings and each block slices
+        its causal mask to n x n (clip-anytorch; tests check it). A model whose text mask
+        is not causal keeps the 77 tokens.
+        """
+        if len(tokens) == 0:
             return np.zeros((0, self.embed_dim), np.float32)
-        tokens = clip.tokenize(texts, context_length=CONTEXT_LENGTH, truncate=True).to(self.device)
-        return self.model.encode_text(tokens).float().cpu().numpy()
+        if text_mask_is_causal(self.model):
+            tokens = tokens[:, : int(tokens.argmax(dim=-1).max()) + 1]  # the end token has the largest id
+        return self.model.encode_text(tokens.to(self.device)).float().cpu().numpy()
+
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        return self.encode_tokens(self.tokenize(texts))
 
     @torch.no_grad()
     def encode_images(self, pixels: torch.Tensor, resolution: int) -> np.ndarray:

@@ -7,6 +7,7 @@ Each stage reads its own section. A bad value raises ParamsError naming the key
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import re
 import types
@@ -263,8 +264,17 @@ class EncodeParams:
     device: str = "auto"
     resize: str = "square"   # square: N x N (the paper's protocol) | center_crop: short side to N, centre crop (CLIP's)
 
+    engine: str = "local"            # ours: local | ray (image encoding on a Ray cluster, pipeline/encode_ray.py)
+    ray_address: str | None = None   # a running Ray cluster to join; null: RAY_ADDRESS, else a local Ray
+
+
     def check(self, key: str) -> None:
         _one_of(f"{key}.resize", self.resize, ("square", "center_crop"))
+        _one_of(f"{key}.engine", self.engine, ("local", "ray"))
+        if self.engine == "ray" and importlib.util.find_spec("ray") is None:
+            raise ParamsError(f"{key}.engine = 'ray' but Ray is not installed: pip install 'ray[data]', or use engine local")
+        if self.ray_address is not None and not (isinstance(self.ray_address, str) and self.ray_address.strip()):
+            raise ParamsError(f"{key}.ray_address = {self.ray_address!r}: use a cluster address such as 'ray://head:10001', or null")
         _multiple_of_32(f"{key}.image_resolution", self.image_resolution)
         if self.partial_resolution is not None:
             _multiple_of_32(f"{key}.partial_resolution", self.partial_resolution)

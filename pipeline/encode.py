@@ -3,6 +3,9 @@
 Only inputs whose key (model, kind, content; for images also resolution and resize mode)
 is missing from the cache reach CLIP; each finished batch is written to the cache at once, so a killed run resumes without redoing work.
 An image that is missing or cannot be decoded is skipped and reported, never fatal.
+Texts are encoded in batches of similar token length, each only up to its longest text
+(exact: see `ClipEncoder.encode_tokens`). Images are encoded here (`encode.engine: local`)
+or on a Ray cluster (`ray`, `pipeline.encode_ray`); the cache writes are the same.
 """
 
 from __future__ import annotations
@@ -16,10 +19,13 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .clip_model import ClipEncoder, image_transform
+from .clip_model import CONTEXT_LENGTH, ClipEncoder, image_transform
 from .embeddings import EmbeddingCache, content_key
 
 log = logging.getLogger(__name__)
+
+TEXT_CHUNK = 16384  # texts are tokenized and sorted by length this many at a time
+CALL_COST = 2 * CONTEXT_LENGTH  # a model call's fixed cost, in padded tokens, when grouping texts by length
 
 
 @dataclass
@@ -36,14 +42,49 @@ def _batches(items: list, size: int):
         yield items[start : start + size]
 
 
+def _length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
+    """Rows grouped into model calls, shortest first. A call takes texts of a range of token lengths,
+    padded to the longest, and at most `batch_size` x 77 tokens (the padded batch's memory). The
+    ranges minimise padded tokens + CALL_COST per call: exact dynamic programming over the <= 77
+    distinct lengths, so a long tail of rare lengths does not pad a crowd of short texts."""
+    budget = batch_size * CONTEXT_LENGTH
+    rows_of: dict[int, list[int]] = {}
+    for row, length in enumerate(lengths):
+        rows_of.setdefault(length, []).append(row)
+    values = sorted(rows_of)
+    before = np.concatenate([[0], np.cumsum([len(rows_of[v]) for v in values])])  # rows shorter than values[i]
+
+    def cost(i: int, j: int) -> int:  # values[i..j] in calls padded to values[j]
+        n = int(before[j + 1] - before[i])
+        return n * values[j] + CALL_COST * -(-n // max(1, budget // values[j]))
+
+    best, cut = [0] + [None] * len(values), [0] * (len(values) + 1)
+    for j in range(len(values)):
+        best[j + 1], cut[j + 1] = min((best[i] + cost(i, j), i) for i in range(j + 1))
+    ranges, j = [], len(values)
+    while j:
+        ranges.append((cut[j], j))
+        j = cut[j]
+    batches = []
+    for i, j in reversed(ranges):
+        rows = [r for v in values[i:j] for r in rows_of[v]]
+        batches += _batches(rows, max(1, budget // values[j - 1]))
+    return batches
+
+
 def encode_texts(encoder: ClipEncoder, texts: list[str], cache: EmbeddingCache, batch_size: int = 256) -> EncodeResult:
+    """Missing texts are encoded in batches of similar token length (`_length_batches`; put back in
+    order through the cache), each run only up to its longest text (`ClipEncoder.encode_tokens`)."""
     keys = [content_key(encoder.identity, "text", t) for t in texts]
     missing = sorted({k: i for i, k in enumerate(keys) if k not in cache}.values())
     log.info("texts: %d of %d found in the cache, %d to encode", len(texts) - len(missing), len(texts), len(missing))
     with tqdm(total=len(missing), desc="encode texts", unit="text") as bar:
-        for batch in _batches(missing, batch_size):
-            cache.put([keys[i] for i in batch], encoder.encode_texts([texts[i] for i in batch]))
-            bar.update(len(batch))
+        for chunk in _batches(missing, max(TEXT_CHUNK, batch_size * 16)):  # bounded memory: one chunk's tokens at a time
+            tokens = encoder.tokenize([texts[i] for i in chunk])
+            lengths = (tokens.argmax(dim=-1) + 1).tolist()  # the end token has the largest id
+            for rows in _length_batches(lengths, batch_size):
+                cache.put([keys[chunk[r]] for r in rows], encoder.encode_tokens(tokens[rows]))
+                bar.update(len(rows))
     vectors = np.stack([cache.get(k) for k in keys]) if keys else np.zeros((0, encoder.embed_dim), np.float32)
     return EncodeResult(vectors, list(range(len(texts))), n_cached=len(texts) - len(missing), n_encoded=len(missing))
 
@@ -63,6 +104,15 @@ def as_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
+def decode_image(path: str, transform) -> tuple[torch.Tensor | None, str | None]:
+    """(pixels, None), or (None, why) for a file that cannot be read or decoded; both engines use it."""
+    try:
+        with Image.open(path) as image:
+            return transform(as_rgb(image)), None
+    except Exception as e:  # PIL raises many kinds for truncated or foreign files
+        return None, f"{type(e).__name__}: {e}"
+
+
 class _ImageFiles(torch.utils.data.Dataset):
     """Decodes images in DataLoader workers; a bad file yields its error instead of a tensor."""
 
@@ -74,11 +124,7 @@ class _ImageFiles(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int):
         position = self.positions[i]
-        try:
-            with Image.open(self.paths[position]) as image:
-                return position, self.transform(as_rgb(image)), None
-        except Exception as e:  # PIL raises many kinds for truncated or foreign files
-            return position, None, f"{type(e).__name__}: {e}"
+        return (position, *decode_image(self.paths[position], self.transform))
 
 
 def _collate(items):
@@ -92,6 +138,18 @@ def _file_key(encoder: ClipEncoder, resolution: int, path: str, resize: str = "s
     return content_key(encoder.identity, "image", str(resolution), resize, DECODING, Path(path).read_bytes())
 
 
+def _local_batches(encoder: ClipEncoder, paths: list[str], positions: list[int], resolution: int, transform,
+                   batch_size: int, num_workers: int):
+    """(positions, vectors, [(position, why)]) per batch: decoded by DataLoader workers, encoded here."""
+    loader = torch.utils.data.DataLoader(
+        _ImageFiles(paths, positions, transform),
+        batch_size=batch_size, num_workers=num_workers, collate_fn=_collate,
+    )
+    for good, pixels, bad in loader:
+        vectors = encoder.encode_images(pixels, resolution) if pixels is not None else np.zeros((0, encoder.embed_dim), np.float32)
+        yield good, vectors, bad
+
+
 def encode_images(
     encoder: ClipEncoder,
     paths: list[str],
@@ -100,8 +158,13 @@ def encode_images(
     batch_size: int = 64,
     num_workers: int = 0,
     resize: str = "square",
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> EncodeResult:
-    """Embeddings of the images at `paths`, preprocessed with `resize` (clip_model.image_transform)."""
+    """Embeddings of `paths` at `resolution`, preprocessed with `resize` (clip_model.image_transform).
+    engine "local" decodes in `num_workers` DataLoader workers and encodes in this process; "ray" runs
+    both on a Ray cluster (`pipeline.encode_ray`). Either way the cache gets the same entries, written
+    here batch by batch, and the result is the same."""
     keys: list[str | None] = []
     skipped: list[tuple[int, str]] = []
     for position, path in enumerate(tqdm(paths, desc=f"hash images @{resolution}", unit="img", leave=False)):
@@ -112,17 +175,21 @@ def encode_images(
             skipped.append((position, f"{type(e).__name__}: {e.strerror or e}"))
     missing = sorted({k: i for i, k in enumerate(keys) if k is not None and k not in cache}.values())  # each content once
     log.info("images @%dpx: %d cached, %d to encode, %d unreadable", resolution, len(paths) - len(missing) - len(skipped), len(missing), len(skipped))
-    loader = torch.utils.data.DataLoader(
-        _ImageFiles(paths, missing, image_transform(resolution, resize)),
-        batch_size=batch_size, num_workers=num_workers, collate_fn=_collate,
-    )
+    transform = image_transform(resolution, resize)
+    if engine == "ray":
+        from .encode_ray import ray_batches
+
+        batches = ray_batches(encoder, paths, missing, resolution, transform, batch_size, num_workers, ray_address)
+    elif engine == "local":
+        batches = _local_batches(encoder, paths, missing, resolution, transform, batch_size, num_workers)
+    else:
+        raise ValueError(f"unknown encode engine {engine!r}: use 'local' or 'ray'")
     n_encoded, undecodable = 0, {}
     with tqdm(total=len(missing), desc=f"encode images @{resolution}", unit="img") as bar:
-        for positions, pixels, bad in loader:
+        for positions, vectors, bad in batches:
             undecodable.update({keys[p]: why for p, why in bad})
-            if pixels is not None:
-                cache.put([keys[p] for p in positions], encoder.encode_images(pixels, resolution))
-                n_encoded += len(positions)
+            cache.put([keys[p] for p in positions], vectors)
+            n_encoded += len(positions)
             bar.update(len(positions) + len(bad))
     skipped += [(i, undecodable[k]) for i, k in enumerate(keys) if k in undecodable]
     skipped.sort()

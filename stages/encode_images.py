@@ -44,7 +44,8 @@ def main(params, purpose: str) -> None:
                 support = pl.read_parquet(SUPPORT_PATH, columns=["image_id"])
                 manifest = manifest.filter(pl.col("image_id").is_in(support["image_id"].implode()))
             ids, image_paths = manifest["image_id"].to_list(), manifest["path"].to_list()
-            result = encode_images(encoder, image_paths, image_set.resolution, cache, p.batch_size, p.num_workers, p.resize)
+            result = encode_images(encoder, image_paths, image_set.resolution, cache, p.batch_size, p.num_workers,
+                                   p.resize, p.engine, p.ray_address)
             metadata = {"model": p.model, "model_identity": encoder.identity, "kind": "image",
                         "resolution": str(image_set.resolution), "resize": p.resize, "split": image_set.split, "normalized": "false"}
             out = paths.image_embeddings_dir(tmp, image_set.split, image_set.resolution)

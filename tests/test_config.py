@@ -41,6 +41,8 @@ def test_the_paper_s_rules_are_the_defaults():
         ({"train.noise": "gaussian"}, "train.noise"),
         ({"train.epochs": "sixty"}, "train.epochs"),
         ({"encode.image_resolution": 300}, "encode.image_resolution"),
+        ({"encode.engine": "spark"}, "encode.engine"),
+        ({"encode.ray_address": ""}, "encode.ray_address"),
         ({"partial.known_proportion": 1.5}, "partial.known_proportion"),
         ({"fewshot.shots": 3}, "fewshot.shots"),
         ({"generate.prompt": "caption this"}, "generate.prompt"),

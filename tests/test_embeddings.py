@@ -50,9 +50,12 @@ class CountingEncoder:
         self.inner, self.texts, self.images = inner, 0, 0
         self.identity, self.embed_dim = inner.identity, inner.embed_dim
 
-    def encode_texts(self, texts):
-        self.texts += len(texts)
-        return self.inner.encode_texts(texts)
+    def tokenize(self, texts):
+        return self.inner.tokenize(texts)
+
+    def encode_tokens(self, tokens):
+        self.texts += len(tokens)
+        return self.inner.encode_tokens(tokens)
 
     def encode_images(self, pixels, resolution):
         self.images += len(pixels)
