@@ -24,9 +24,9 @@ def main(params) -> None:
         "n_images": 0 if data.images is None else len(data.images),
         "mean_text_norm": float(data.text.norm(dim=1).mean()),
         "text_radius": data.text_radius,
+        # every experiment gets the same columns in `dvc exp show`: 0 when no image is trained on
+        "mean_image_norm": float(data.images.norm(dim=1).mean()) if data.images is not None and len(data.images) else 0.0,
     }
-    if data.images is not None and len(data.images):
-        summary["mean_image_norm"] = float(data.images.norm(dim=1).mean())
     log.info("mean raw text-embedding norm %.3f (noise radius %.3g, normalize=%s)",
              summary["mean_text_norm"], data.text_radius, params.train.normalize)
     model, history = train_adapter(data, params.train, checkpoint=paths.TRAIN_CHECKPOINT)

@@ -55,6 +55,7 @@ def test_a_queued_sweep_over_radius_and_seeds_is_comparable(project, tmp_path):
     done = experiments(project)
     grid = sorted((r.params["train.radius"], r.params["train.seed"]) for r in done)
     assert grid == [(0, 0), (0, 1), (2, 0), (2, 1)]
+    assert len({tuple(sorted(r.metrics)) for r in done}) == 1       # a number in every column of `dvc exp show`
     for r in done:
         assert math.isfinite(r.metrics["eval.map"]) and math.isfinite(r.metrics["zeroshot.map"]), r
         assert r.metrics["train.n_texts"] == r.metrics["generate.n_texts"] > 0
