@@ -60,14 +60,20 @@ def test_interior_noise_also_trains():
     assert train_and_score(2.0, 0, noise="interior") > 0.5
 
 
-def high_dim_score(noise, seed, radius=3.0):
-    """d = 1024, as CLIP RN50: images sit across the gap with a per-image offset of norm 3."""
-    text, text_targets, images, image_targets = modality_gap_task(seed, dim=1024, spread=3.0, n_texts=1000)
+def score_at_d_1024(noise, radius, seed, epochs, hidden_dim, **world):
+    """mAP on the images of a d = 1024 world (as CLIP RN50) of an adapter trained on its texts only."""
+    text, text_targets, images, image_targets = modality_gap_task(seed, dim=1024, spread=3.0, **world)
     data = TrainingSet(torch.tensor(text, dtype=torch.float32), torch.tensor(text_targets), radius)
-    params = TrainParams(epochs=6, hidden_dim=64, max_lr=1e-3, radius=radius, noise=noise, device="cpu", seed=seed)
+    params = TrainParams(epochs=epochs, hidden_dim=hidden_dim, max_lr=1e-3, radius=radius, noise=noise, device="cpu",
+                         seed=seed)
     model, _ = train_adapter(data, params)
     with torch.no_grad():
         return mean_ap(model(torch.tensor(images, dtype=torch.float32)).double().numpy(), image_targets)
+
+
+def high_dim_score(noise, seed, radius=3.0):
+    """Images sit across the gap with a per-image offset of norm 3."""
+    return score_at_d_1024(noise, radius, seed, epochs=6, hidden_dim=64, n_texts=1000)
 
 
 def test_interior_noise_differs_from_ball_noise_at_d_1024(one_thread):
@@ -81,16 +87,11 @@ def test_interior_noise_differs_from_ball_noise_at_d_1024(one_thread):
 
 
 def covered_gap_score(noise, radius, seed):
-    """d = 1024, a gap the noise must cover: images carry half the label signal and sit 0.5 lower on every
+    """A gap the noise must cover: images carry half the label signal and sit 0.5 lower on every
     label's prototype (plus a random gap of norm 4 and a per-image offset of norm 3). Without noise the
     adapter, trained on texts only, scores 0.85 mAP on these images (seeds 0-3)."""
-    text, text_targets, images, image_targets = modality_gap_task(
-        seed, dim=1024, spread=3.0, signal=0.5, gap=4.0, label_shift=0.5, n_texts=2000)
-    data = TrainingSet(torch.tensor(text, dtype=torch.float32), torch.tensor(text_targets), radius)
-    params = TrainParams(epochs=10, hidden_dim=128, max_lr=1e-3, radius=radius, noise=noise, device="cpu", seed=seed)
-    model, _ = train_adapter(data, params)
-    with torch.no_grad():
-        return mean_ap(model(torch.tensor(images, dtype=torch.float32)).double().numpy(), image_targets)
+    return score_at_d_1024(noise, radius, seed, epochs=10, hidden_dim=128, signal=0.5, gap=4.0, label_shift=0.5,
+                           n_texts=2000)
 
 
 def test_surface_beats_interior_at_the_best_surface_radius_at_d_1024(one_thread):
