@@ -110,6 +110,8 @@ def main() -> None:
 
     import polars as pl
 
+    from pipeline import paths
+
     folder = args.keep or Path(tempfile.mkdtemp(prefix="tai-pipeline-"))
     try:
         t = time.perf_counter()
@@ -120,10 +122,10 @@ def main() -> None:
         for name in STAGES:
             times[name] = run_stage(project, name, folder)
             print(f"  {name:<12} {times[name]:7.1f}s", flush=True)
-        texts = pl.read_parquet(project / "artifacts" / "texts.parquet")
-        report = pl.read_parquet(project / "artifacts" / "generate" / "report.parquet")
-        summary = json.loads((project / "artifacts" / "train" / "summary.json").read_text())
-        epochs = pl.read_csv(project / "artifacts" / "train" / "log.csv").height
+        texts = pl.read_parquet(project / paths.TEXTS)
+        report = pl.read_parquet(project / paths.GENERATE_REPORT)
+        summary = json.loads((project / paths.TRAIN_METRICS).read_text())
+        epochs = pl.read_csv(project / paths.TRAIN_LOG).height
         total = sum(times[n] for n in ("generate", "encode_text", "train"))
         print(f"generate kept {texts.height} texts of {args.n} combinations, dropped {report.height} "
               f"({dict(report['reason'].value_counts().iter_rows())}); train: {summary['n_texts']} texts, {epochs} epochs")
