@@ -90,3 +90,20 @@ def test_radius_experiment_reruns_only_train_and_evaluate(project):
 def test_unchanged_pipeline_runs_nothing(project):
     result = run(project, "dvc", "repro")
     assert stages_run(result.stdout) == set(), result.stdout
+
+
+def test_switching_to_partial_labels_encodes_only_the_new_image_sets(project):
+    from pipeline.embeddings import EmbeddingCache
+    from pipeline.paths import embedding_cache_dir
+
+    before = len(EmbeddingCache(embedding_cache_dir()))
+    result = run(project, "dvc", "exp", "run", "-S", "partial.known_proportion=0.5")
+    assert stages_run(result.stdout) == {"encode_eval_images", "encode_partial_images", "mask", "centroids", "train",
+                                         "evaluate", "zeroshot"}, result.stdout
+    for stage in ("encode_text", "encode_support_images", "generate"):
+        assert f"Stage '{stage}' didn't change" in result.stdout, stage
+    a = project / "artifacts" / "embeddings"
+    assert sorted(p.name for p in (a / "eval").iterdir()) == ["skipped.parquet", "test-128", "test-64"]
+    assert sorted(p.name for p in (a / "partial").iterdir()) == ["skipped.parquet", "trainval-128"]
+    # at most the 16 trainval and 12 readable test images at 128 px reached CLIP: nothing at 64 px again
+    assert 0 < len(EmbeddingCache(embedding_cache_dir())) - before <= 16 + 12
