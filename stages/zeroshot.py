@@ -1,16 +1,13 @@
 """zeroshot: the CLIP baseline, cosine similarity of each image to "a photo of a {label}."."""
 
-import numpy as np
+import torch
 
 from pipeline import paths
+from pipeline.adapter import normalize
 from pipeline.artifacts import labelled_images, read_labels
 from pipeline.clip_model import ClipEncoder
 from pipeline.evaluation import write_empty_evaluation, write_evaluation
 from pipeline.stage import run, skip_without_images
-
-
-def unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def main(params) -> None:
@@ -21,7 +18,9 @@ def main(params) -> None:
     images = labelled_images(params, labels, params.zeroshot.split, params.encode.image_resolution, "eval")
     encoder = ClipEncoder(params.encode.model, params.encode.device)
     prompts = [params.zeroshot.prompt.format(label=name) for name in labels.names]
-    scores = unit(images.vectors) @ unit(encoder.encode_texts(prompts)).T
+    image_units = normalize(torch.from_numpy(images.vectors)).double()
+    prompt_units = normalize(torch.from_numpy(encoder.encode_texts(prompts))).double()
+    scores = (image_units @ prompt_units.T).numpy()   # cosine similarity
     write_evaluation(paths.ZEROSHOT, paths.ZEROSHOT_METRICS, images.ids, scores, images.targets, labels,
                      {"n_images_skipped": images.n_skipped})
 
