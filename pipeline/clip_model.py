@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import RESIZE_MODES
 from .device import resolve_device
 
 log = logging.getLogger(__name__)
@@ -60,9 +61,6 @@ def resize_positional_embedding(embedding: torch.Tensor, grid: int) -> torch.Ten
     spatial = F.interpolate(spatial, size=(grid, grid), mode="bicubic", align_corners=False)
     spatial = spatial.permute(0, 2, 3, 1).reshape(grid * grid, -1).to(embedding.dtype)
     return torch.cat([cls_token, spatial])
-
-
-RESIZE_MODES = ("square", "center_crop")
 
 
 def image_transform(resolution: int, resize: str = "square"):

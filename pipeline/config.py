@@ -47,7 +47,7 @@ FIXED_SPLITS: dict[str, tuple[str, ...]] = {
 @dataclass(frozen=True)
 class PrepareParams:
     dataset: str = "voc2007"
-    root: str = "data/downloads/voc2007/VOCdevkit/VOC2007"
+    root: str = "data/downloads/VOCdevkit/VOC2007"
     splits: tuple[str, ...] = ("trainval", "test")
     labels_file: str | None = None
     label_names: str | None = None
@@ -152,6 +152,8 @@ class OpenAIParams:
         _at_least(f"{key}.backoff_s", self.backoff_s, 0)
 
 
+# Image preprocessing of pipeline.clip_model.image_transform (encode.resize).
+RESIZE_MODES = ("square", "center_crop")
 # Noise kinds of pipeline.perturb (train.noise, fewshot.noise, partial.image_noise).
 NOISE_KINDS = ("surface", "interior", "ball")
 # How a text's training labels are set (generate.label_rule): exactly its combination (the paper's),
@@ -269,7 +271,7 @@ class EncodeParams:
 
 
     def check(self, key: str) -> None:
-        _one_of(f"{key}.resize", self.resize, ("square", "center_crop"))
+        _one_of(f"{key}.resize", self.resize, RESIZE_MODES)
         _one_of(f"{key}.engine", self.engine, ("local", "ray"))
         if self.engine == "ray" and importlib.util.find_spec("ray") is None:
             raise ParamsError(f"{key}.engine = 'ray' but Ray is not installed: pip install 'ray[data]', or use engine local")
