@@ -2,7 +2,8 @@
 
 (a) the stage (`generate_texts`, llama_cpp backend) against a bare llama-cpp loop
     (`Llama(...).create_chat_completion` over the same model, prompts, seeds and max_tokens, so both
-    get the same first answers; the stage may then ask again for a shorter or usable one);
+    get the same first answers, except that the stage ends a looping one early
+    (pipeline.generate.loops); the stage may then ask again for a shorter or usable one);
 (b) the stage's `openai` backend with two local llama-cpp-python servers against one.
 
     python benchmarks/generation.py --n 40            # both, (a) with generate.single_sentence off and on

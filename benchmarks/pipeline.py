@@ -2,7 +2,7 @@
 
     python benchmarks/pipeline.py                 # 1,000 texts, the embedded LLM, 60 epochs
     python benchmarks/pipeline.py --n 100 --epochs 5 --keep /tmp/pipe   # a quick look, project kept
-    python benchmarks/pipeline.py --single-sentence                     # generate.single_sentence: true
+    python benchmarks/pipeline.py --paper-turns                         # generate.single_sentence: false
 
 Builds a throwaway project (a copy of pipeline/, stages/, dvc.yaml and params.yaml, as
 tests/e2e_project.py does) whose dataset is a folder of four tiny images carrying Pascal VOC's 20
@@ -45,7 +45,7 @@ def save_random_rn50(path: Path, seed: int = 0) -> Path:
     return path
 
 
-def build_project(folder: Path, n: int, epochs: int | None, single_sentence: bool = False) -> Path:
+def build_project(folder: Path, n: int, epochs: int | None, paper_turns: bool = False) -> Path:
     import numpy as np
     import yaml
     from PIL import Image
@@ -78,8 +78,8 @@ def build_project(folder: Path, n: int, epochs: int | None, single_sentence: boo
     params["prepare"].update(dataset="folder", root="data/images", labels_file="data/labels.csv",
                              label_names="data/labels.txt")
     params["generate"]["n_combinations"] = n
-    if single_sentence:
-        params["generate"]["single_sentence"] = True
+    if paper_turns:
+        params["generate"]["single_sentence"] = False
     params["encode"]["model"] = str(model)
     if epochs is not None:
         params["train"]["epochs"] = epochs
@@ -104,7 +104,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1000, help="generate.n_combinations (default 1000)")
     ap.add_argument("--epochs", type=int, default=None, help="train.epochs (default: params.yaml's)")
-    ap.add_argument("--single-sentence", action="store_true", help="generate.single_sentence: true (default: false)")
+    ap.add_argument("--paper-turns", action="store_true",
+                    help="generate.single_sentence: false, the paper's conversation as is (default: params.yaml's true)")
     ap.add_argument("--keep", type=Path, default=None, help="build the project here and keep it (default: a temp folder)")
     args = ap.parse_args()
 
@@ -115,7 +116,7 @@ def main() -> None:
     folder = args.keep or Path(tempfile.mkdtemp(prefix="tai-pipeline-"))
     try:
         t = time.perf_counter()
-        project = build_project(folder, args.n, args.epochs, args.single_sentence)
+        project = build_project(folder, args.n, args.epochs, args.paper_turns)
         print(f"project {project} built in {time.perf_counter() - t:.1f}s (random RN50 saved); "
               f"{os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f}")
         times = {}

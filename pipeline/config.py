@@ -198,7 +198,7 @@ class GenerateParams:
     n_ctx: int = 1024
     temperature: float = 0.7
     max_tokens: int = 96
-    single_sentence: bool = False     # ours: the LLM stops at the end of its first sentence (pipeline.generate.sentence)
+    single_sentence: bool = True      # the LLM stops at the end of its first sentence (pipeline.generate.sentence); false: the paper's turns
     journal_every_s: float = 2.0      # finished captions reach the resume journal at least this often
     label_rule: str = "combination"   # combination (the paper's) | mentions (plus labels named in the text)
     openai: OpenAIParams = field(default_factory=OpenAIParams)

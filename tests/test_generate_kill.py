@@ -9,6 +9,7 @@ from pathlib import Path
 import polars as pl
 import yaml
 
+from pipeline.config import GenerateParams
 from pipeline.io import write_parquet
 from pipeline.labels import VOC_LABELS
 from e2e_project import kill_when, stage_command, stage_env
@@ -80,10 +81,15 @@ def test_llama_cpp_answers_do_not_depend_on_the_order_of_work():
     from pipeline.generate.backends import LlamaCppBackend, resolve_model
     from pipeline.generate.refine import caption_chat
 
-    backend = LlamaCppBackend(resolve_model("smollm2"), n_ctx=1024, n_threads=2, temperature=0.7, max_tokens=48)
+    prompt, alt_prompt = GenerateParams().prompt, GenerateParams().alt_prompt
+    backend = LlamaCppBackend(resolve_model("smollm2"), n_ctx=1024, n_threads=2, temperature=0.7, max_tokens=48,
+                              prompt=prompt)
     try:
-        chats = [(f"Please briefly caption an image that contains {words}.", seed)
+        # every chat starts from the shared tokens, the first prompt up to its labels included
+        assert backend.llm.detokenize(backend._prefix).decode().endswith(prompt.split("{labels}")[0].rstrip())
+        chats = [(prompt.replace("{labels}", words), seed)
                  for seed, words in [(11, "cat"), (12, "bus and person"), (13, "sofa, dog and tv monitor")]]
+        chats.append((alt_prompt.replace("{labels}", "cat and dog"), 14))   # leaves the shared tokens early
 
         def answers(order):
             return {i: caption_chat(backend, chats[i][0], seed=chats[i][1], n_captions=2,
@@ -91,11 +97,12 @@ def test_llama_cpp_answers_do_not_depend_on_the_order_of_work():
                                     max_shorten_rounds=1, max_retries=1)
                     for i in order}
 
-        forward, backward = answers([0, 1, 2]), answers([2, 1, 0])
+        forward, backward = answers([0, 3, 1, 2]), answers([2, 1, 3, 0])
         assert forward == backward
         assert len({o.raw for outcomes in forward.values() for o in outcomes}) > 1   # the answers do vary
         backend.close()
-        backend = LlamaCppBackend(resolve_model("smollm2"), n_ctx=1024, n_threads=1, temperature=0.7, max_tokens=48)
+        backend = LlamaCppBackend(resolve_model("smollm2"), n_ctx=1024, n_threads=1, temperature=0.7, max_tokens=48,
+                                  prompt=prompt)
         assert answers([1]) == {1: forward[1]}      # a fresh process (and another thread count) agrees
     finally:
         backend.close()

@@ -1,4 +1,4 @@
-"""generate.single_sentence: answers stop at their first full stop (stop sequences on both backends),
+"""generate.single_sentence (on by default): answers stop at their first full stop (stop sequences on both backends),
 the full stop is put back, what still does not fit gets the paper's shortening turn, and the journal
 fingerprint tells the two settings apart. One run on the embedded model checks the real thing."""
 
@@ -56,7 +56,7 @@ def test_close_puts_back_only_a_missing_full_stop():
 def test_the_first_sentence_is_kept_without_shortening_turns(tmp_path):
     assert clip_token_count(f"A photo of cat on a sunny day.{RAMBLE}") > CLIP_CONTEXT
     before = ScriptedBackend(rambler)
-    texts_before, report_before, _ = run(tmp_path, params(), before, name="before")
+    texts_before, report_before, _ = run(tmp_path, params(single_sentence=False), before, name="before")
     after = ScriptedBackend(rambler, stop=STOP)
     texts, report, _ = run(tmp_path, params(single_sentence=True), after, name="after")
 
@@ -88,11 +88,11 @@ def test_a_single_sentence_that_is_still_too_long_gets_the_shortening_turn(tmp_p
 
 
 def test_single_sentence_changes_the_journal_fingerprint(tmp_path):
-    off = journal_meta(params(), VOC_LABELS, {"backend": "x"})
+    off = journal_meta(params(single_sentence=False), VOC_LABELS, {"backend": "x"})
     on = journal_meta(params(single_sentence=True), VOC_LABELS, {"backend": "x"})
     assert fingerprint_of(off) != fingerprint_of(on)
 
-    run(tmp_path, params(), ScriptedBackend(rambler))
+    run(tmp_path, params(single_sentence=False), ScriptedBackend(rambler))
     backend = ScriptedBackend(rambler, stop=STOP)
     _, _, summary = run(tmp_path, params(single_sentence=True), backend)
     assert summary.resumed == 0 and len(backend.calls) == 6   # nothing taken from the other setting's journal
@@ -141,7 +141,7 @@ def test_a_runaway_without_a_full_stop_is_sampled_again_not_shortened(tmp_path):
     assert all(len(chat) == 1 for chat in backend.calls)   # fresh samples of the first turn, no shortening turn
 
     backend = ScriptedBackend(answer)
-    texts, report, _ = run(tmp_path, params(n_combinations=3), backend, name="paper")
+    texts, report, _ = run(tmp_path, params(n_combinations=3, single_sentence=False), backend, name="paper")
     assert any(chat[-1]["content"] == GenerateParams().shorten_prompt for chat in backend.calls)
 
 

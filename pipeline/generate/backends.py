@@ -2,8 +2,10 @@
 
 - `LlamaCppBackend`: a GGUF run in-process by llama-cpp-python; the model's own chat template
   (from the GGUF metadata) is applied by `create_chat_completion`. Before every call the context
-  is rewound to the chat template's shared prefix (evaluated once, on its own) and the sampler is
-  seeded, so an answer depends only on (messages, seed): work order and resumption cannot change it.
+  is rewound to the tokens every chat shares (the chat template's head and the first prompt up to
+  its labels, evaluated once, on their own) and the sampler is seeded, so an answer depends only on
+  (messages, seed): work order and resumption cannot change it. A looping answer is ended early
+  (pipeline.generate.loops).
 - `OpenAIBackend`: any OpenAI-compatible server (`POST {base_url}/chat/completions`), several
   servers for scale-out, requests spread to the least busy one, retries with exponential backoff.
 
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from pipeline.config import GenerateParams, OpenAIParams, ParamsError
+from pipeline.generate.loops import LOOPED, LoopGuard
 from pipeline.generate.sentence import STOP
 
 log = logging.getLogger(__name__)
@@ -38,7 +41,7 @@ class BackendError(RuntimeError):
 @dataclass(frozen=True)
 class Reply:
     text: str
-    finish_reason: str | None = None   # "length" when cut at max_tokens
+    finish_reason: str | None = None   # "length" when cut at max_tokens, LOOPED when cut where it looped
     model: str | None = None
     tokens: int | None = None          # completion tokens, where the backend reports them (benchmarks)
 
@@ -99,7 +102,7 @@ class LlamaCppBackend:
     concurrency = 1
 
     def __init__(self, model_path: str | Path, *, n_ctx: int, n_threads: int, temperature: float, max_tokens: int,
-                 stop: tuple[str, ...] = ()):
+                 stop: tuple[str, ...] = (), prompt: str = "{labels}"):
         from llama_cpp import Llama
 
         self.model_path = Path(model_path)
@@ -116,16 +119,19 @@ class LlamaCppBackend:
             verbose=False,
         )
 
-        self._prefix = self._shared_prefix()
+        self._prefix = self._shared_prefix(prompt)
         self._rewind(fresh=True)
 
-    def _shared_prefix(self) -> list[int]:
-        """The chat-template tokens every prompt starts with (system prompt, user header)."""
+    def _shared_prefix(self, prompt: str) -> list[int]:
+        """The tokens every chat starts with: the chat template's (system prompt, user header) and the
+        first-turn `prompt`'s up to its {labels} ("... an image that contains"), so that no call
+        evaluates them again."""
         prompts = []
-        for probe in ("a", "b"):
+        for probe in ("cat", "dog"):
             self.llm.reset()
             out = self.llm.create_chat_completion(
-                messages=[{"role": "user", "content": probe}], max_tokens=1, temperature=0.0, seed=0
+                messages=[{"role": "user", "content": prompt.replace("{labels}", probe)}], max_tokens=1,
+                temperature=0.0, seed=0,
             )
             prompts.append([int(t) for t in self.llm.input_ids[: out["usage"]["prompt_tokens"]]])
         shared = 0
@@ -154,14 +160,16 @@ class LlamaCppBackend:
 
     def chat(self, messages: list[dict[str, str]], *, seed: int) -> Reply:
         self._rewind()  # the same starting state for every chat: the answer depends on messages + seed only
+        guard = LoopGuard(self.llm.token_eos())   # a looping answer ends early, reported as cut (pipeline.generate.loops)
         try:
             out = self.llm.create_chat_completion(
                 messages=messages, temperature=self.temperature, max_tokens=self.max_tokens, seed=seed,
-                stop=self.stop or None,
+                stop=self.stop or None, logits_processor=[guard],
             )
             choice = out["choices"][0]
             tokens = out.get("usage", {}).get("completion_tokens")
-            return Reply(choice["message"].get("content") or "", choice.get("finish_reason"), self.model_name, tokens)
+            finish = LOOPED if guard.fired else choice.get("finish_reason")
+            return Reply(choice["message"].get("content") or "", finish, self.model_name, tokens)
         except Exception as e:  # context overflow, decode failure: drop this combination, keep going
             raise BackendError(f"llama_cpp: {type(e).__name__}: {e}") from e
 
@@ -342,6 +350,7 @@ def make_backend(params: GenerateParams) -> ChatBackend:
             temperature=params.temperature,
             max_tokens=params.max_tokens,
             stop=stop,
+            prompt=params.prompt,
         )
     if params.backend == "openai":
         return OpenAIBackend(params.openai, temperature=params.temperature, max_tokens=params.max_tokens, stop=stop)

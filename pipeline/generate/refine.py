@@ -8,7 +8,10 @@ failure drops the caption and every caption the chat had still to give (`backend
 With `single_sentence` the backend stops each answer at its first full stop
 (pipeline.generate.sentence), which is put back here, and an answer that reaches max_tokens without
 one (a runaway: a repeated emoji, a list) is sampled again like an unreadable answer rather than
-shortened, then dropped as `too_long`.
+shortened, then dropped as `too_long`. An answer the backend cut because it looped
+(pipeline.generate.loops: the same emoji, a phrase again and again) is never a caption, in both
+settings: the turn is sampled again, then dropped as `too_long` (a shortening turn only makes
+the model repeat its loop, and the sentences before a loop tend to be the loop's first lap).
 
 Every caption slot ends as exactly one Outcome: kept (`text`) or dropped (`reason`).
 """
@@ -20,6 +23,7 @@ from typing import Callable
 
 from pipeline.generate.backends import BackendError, ChatBackend
 from pipeline.generate.combinations import derive_seed
+from pipeline.generate.loops import LOOPED
 from pipeline.generate.parse import TRUNCATED, Parsed, parse_answer
 from pipeline.generate.sentence import close
 from pipeline.generate.tokens import CLIP_CONTEXT, clip_token_count
@@ -81,17 +85,21 @@ def caption_chat(
                 )
                 return outcomes
             raw = reply.text
-            parsed = parse_answer(raw, truncated=reply.finish_reason == "length")
-            if parsed.ok and single_sentence:
-                parsed = Parsed(close(parsed.text))   # the backend stopped at ". ", which it leaves out
-            runaway = parsed.reason == TRUNCATED and single_sentence   # no full stop within max_tokens
+            looped = reply.finish_reason == LOOPED
+            if looped:
+                parsed = Parsed(None, TRUNCATED, raw[:500])   # never a caption, whatever came before the loop
+            else:
+                parsed = parse_answer(raw, truncated=reply.finish_reason == "length")
+                if parsed.ok and single_sentence:
+                    parsed = Parsed(close(parsed.text))   # the backend stopped at ". ", which it leaves out
+            runaway = parsed.reason == TRUNCATED and (single_sentence or looped)   # no full stop, or a loop
             if not parsed.ok and (parsed.reason != TRUNCATED or runaway):
                 if retried < max_retries:
                     retried += 1
                     continue   # sample the same turn again; the bad answer stays out of the chat
                 messages.append({"role": "assistant", "content": raw})
-                reason, detail = (TOO_LONG, f"cut at max_tokens without a full stop in {calls} sample(s)") if runaway \
-                    else (parsed.reason, parsed.detail)
+                why = "looped (cut where it repeated itself)" if looped else "cut at max_tokens without a full stop"
+                reason, detail = (TOO_LONG, f"{why} in {calls} sample(s)") if runaway else (parsed.reason, parsed.detail)
                 outcomes.append(Outcome(k, None, None, reason, detail, raw, calls, reply.model))
                 break
             n_tokens = None if parsed.reason == TRUNCATED else count_tokens(parsed.text)

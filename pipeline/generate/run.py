@@ -152,10 +152,10 @@ def journal_meta(params: GenerateParams, labels: LabelSet, backend_identity: dic
 def _answer_code_hash() -> str:
     """The code that turns a combination into captions (sampling, parsing, the chat rules): a change to
     it must not resume from captions the old code made (DVC reruns the stage; this stops the resume)."""
-    from pipeline.generate import combinations, parse, refine, sentence, tokens
+    from pipeline.generate import combinations, loops, parse, refine, sentence, tokens
 
     digest = hashlib.sha256()
-    for module in (combinations, parse, refine, sentence, tokens):
+    for module in (combinations, loops, parse, refine, sentence, tokens):
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()[:16]
 

@@ -1,17 +1,22 @@
-"""`generate.single_sentence` (ours, off by default): the LLM stops at the end of its first sentence.
+"""`generate.single_sentence` (on by default): the LLM stops at the end of its first sentence.
 
 A caption is one short sentence, but a small chat model often keeps going ("... It stands as a
 symbol of ...") until `max_tokens` cuts it, and the stage then spends "It's too long" turns on it.
+The paper asks its LLM to "briefly caption" the image; the stop sequences hold the embedded 135M
+model to that. `single_sentence: false` keeps the paper's conversation as is
+(every answer whole, shortened while over 77 CLIP tokens); the README's "The paper vs the
+defaults" lists the difference.
 Both backends send `STOP` as the request's stop sequences (llama-cpp's `stop`, the OpenAI API's
 `stop` field), so generation ends at the first ". " or ".\n"; `close` puts back the full stop the
 server leaves out. Only the full stop ends a caption: "Sure! Here's a caption: A cat on a sofa.
 I hope ..." must reach its caption, and a preamble line ("Here is a caption:\n\n...") must not
 end the answer, so "!", "?" and bare newlines are not stop sequences.
 
-An answer that still reaches `max_tokens` has no full stop at all: with SmolLM2-135M a repeated
-emoji or a list of "The cat:" lines. Shortening turns re-read it and run away again (the 120-text
-benchmark dropped all 4 after 3 rounds each), so with single_sentence such an answer is sampled
-again, as an unreadable one is, and dropped as `too_long` after `max_retries`.
+An answer that still reaches `max_tokens` has no full stop at all: with SmolLM2-135M a list of
+"The cat:" lines, or a loop (a repeated emoji, which pipeline.generate.loops cuts early).
+Shortening turns re-read it and run away again (the 120-text benchmark dropped all 4 after 3
+rounds each), so with single_sentence such an answer is sampled again, as an unreadable one is,
+and dropped as `too_long` after `max_retries`.
 
 Why stop sequences and not a llama.cpp grammar (GBNF, one sentence of at most N characters):
 with SmolLM2-135M on 30 combinations (same prompts and seeds, CPU seconds of the first turns), stop
