@@ -56,9 +56,9 @@ def test_close_puts_back_only_a_missing_full_stop():
 def test_the_first_sentence_is_kept_without_shortening_turns(tmp_path):
     assert clip_token_count(f"A photo of cat on a sunny day.{RAMBLE}") > CLIP_CONTEXT
     before = ScriptedBackend(rambler)
-    texts_before, report_before, _ = run(tmp_path, params(single_sentence=False), before, name="before")
+    texts_before, report_before, summary_before = run(tmp_path, params(single_sentence=False), before, name="before")
     after = ScriptedBackend(rambler, stop=STOP)
-    texts, report, _ = run(tmp_path, params(single_sentence=True), after, name="after")
+    texts, report, summary = run(tmp_path, params(single_sentence=True), after, name="after")
 
     # without stops every answer runs over CLIP's 77 tokens and costs a shortening turn
     assert len(before.calls) == 12 and texts_before["text"].str.starts_with("A photo of").all()
@@ -67,6 +67,14 @@ def test_the_first_sentence_is_kept_without_shortening_turns(tmp_path):
     for text, n_tokens in zip(texts["text"], texts["n_tokens"]):
         assert text.startswith("A photo of") and text.endswith(" on a sunny day.") and ". " not in text
         assert n_tokens == clip_token_count(text) <= CLIP_CONTEXT
+
+    # reports/generate.json says what each setting cost and made, and a resumed run says the same
+    metrics_before, metrics = summary_before.metrics(), summary.metrics()
+    assert metrics_before["model_calls_per_llm_text"] == 2.0 and metrics["model_calls_per_llm_text"] == 1.0
+    assert metrics["mean_text_tokens"] == texts["n_tokens"].mean()
+    assert metrics_before["mean_text_tokens"] == texts_before["n_tokens"].mean() < metrics["mean_text_tokens"]
+    resumed = ScriptedBackend(lambda m, s: pytest.fail("no LLM call expected"))
+    assert run(tmp_path, params(single_sentence=True), resumed, name="after")[2].metrics() == metrics
 
 
 def test_a_single_sentence_that_is_still_too_long_gets_the_shortening_turn(tmp_path):

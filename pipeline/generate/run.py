@@ -105,6 +105,8 @@ class GenerateSummary:
     model: str | None = None
 
     llm_texts: int = 0            # rows of texts.parquet from the LLM (resumed ones included)
+    llm_calls: int = 0            # model calls behind every LLM caption slot, kept or dropped (resumed ones included)
+    mean_text_tokens: float = 0.0  # CLIP tokens of a kept text, start and end included
     mentions_would_change: int = 0   # texts whose labels the `mentions` rule would extend
     mentions_added: int = 0          # (text, label) pairs it would add
 
@@ -125,6 +127,8 @@ class GenerateSummary:
             "n_template_texts": self.texts - self.llm_texts,
             "n_dropped": n_dropped,
             "kept_share": self.texts / (self.texts + n_dropped) if self.texts + n_dropped else 0.0,
+            "model_calls_per_llm_text": self.llm_calls / self.llm_texts if self.llm_texts else 0.0,
+            "mean_text_tokens": self.mean_text_tokens,
             "n_texts_mentions_would_change": self.mentions_would_change,
             "share_texts_mentions_would_change": self.mentions_would_change / self.texts if self.texts else 0.0,
             "n_labels_mentions_would_add": self.mentions_added,
@@ -215,6 +219,8 @@ def generate_texts(
         write_parquet(mentions, mentions_path)
     summary.dropped = dict(Counter(report["reason"].to_list()))
     summary.llm_texts = int(texts.filter(pl.col("source") == LLM).height)
+    summary.llm_calls = sum(row["attempts"] or 0 for row in rows if row["source"] == LLM)
+    summary.mean_text_tokens = float(texts["n_tokens"].mean()) if texts.height else 0.0
     write_parquet(report, report_path)
     _log_drops(report, report_path)
     if texts.height == 0:
