@@ -13,7 +13,9 @@ deletes before a stage runs.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,8 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from .io import atomic_dir, atomic_path
+
+STALE_AFTER_S = 3600   # a cache temporary this old is a killed writer's: a batch takes seconds to write
 
 
 @dataclass
@@ -54,8 +58,8 @@ def _table(ids: list[str], vectors: np.ndarray, metadata: dict[str, str] | None 
     return table.replace_schema_metadata({k: str(v) for k, v in (metadata or {}).items()})
 
 
-def _write_ipc(table: pa.Table, path: Path) -> None:
-    with atomic_path(path) as tmp:
+def _write_ipc(table: pa.Table, path: Path, unique: bool = False) -> None:
+    with atomic_path(path, unique=unique) as tmp:
         with ipc.new_file(tmp, table.schema) as writer:
             writer.write_table(table)
 
@@ -133,7 +137,14 @@ class EmbeddingCache:
         return self._load()[key]
 
     def compact(self, max_chunks: int = 8) -> None:
-        """Merge the per-batch chunks into one file once there are more than `max_chunks` (a finished run calls it)."""
+        """Merge the per-batch chunks into one file once there are more than `max_chunks` (a finished run calls it),
+        and remove the temporaries of chunks whose writer was killed (`STALE_AFTER_S` old: another process may be
+        writing one now)."""
+        too_old = time.time() - STALE_AFTER_S
+        for stale in self.root.glob(".*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                if stale.stat().st_mtime < too_old:
+                    stale.unlink()
         chunks = sorted(self.root.glob("*.arrow"))
         if len(chunks) <= max_chunks:
             return
@@ -142,7 +153,8 @@ class EmbeddingCache:
             table = _read_ipc(chunk)
             merged.update(zip(table.column("id").to_pylist(), _vectors(table)))
         keys = list(merged)
-        _write_ipc(_table(keys, np.stack([merged[k] for k in keys])), self.root / f"chunk-{uuid.uuid4().hex}.arrow")
+        _write_ipc(_table(keys, np.stack([merged[k] for k in keys])), self.root / f"chunk-{uuid.uuid4().hex}.arrow",
+                   unique=True)
         for chunk in chunks:  # only after the merged file is in place: a kill here loses nothing
             chunk.unlink()
 
@@ -150,7 +162,7 @@ class EmbeddingCache:
         """Persist a batch at once (one atomic chunk file), so a kill loses at most the batch in flight."""
         if not keys:
             return
-        _write_ipc(_table(list(keys), vectors), self.root / f"chunk-{uuid.uuid4().hex}.arrow")
+        _write_ipc(_table(list(keys), vectors), self.root / f"chunk-{uuid.uuid4().hex}.arrow", unique=True)
         index = self._load()
         for key, vector in zip(keys, np.asarray(vectors, dtype=np.float32)):
             index[key] = vector

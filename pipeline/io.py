@@ -1,12 +1,18 @@
 """Atomic writes: a reader (or a killed run) never sees half a file.
 
 Everything is written to a temporary file in the destination's folder, then
-renamed over the destination, which POSIX makes atomic on one filesystem.
+renamed over the destination, which POSIX makes atomic on one filesystem. A run
+killed mid-write leaves its temporary (".name.XXXX.tmp") behind; the next write of
+the same destination removes it, so a killed encode leaves no gigabyte of half-written
+shards, and no stray file ends up inside a DVC output folder. A destination has one
+writer at a time (a stage in its own workspace); names that are new each time (the
+embedding cache's chunks) skip the look (`unique`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import tempfile
@@ -16,12 +22,30 @@ from typing import Any, Iterator
 import polars as pl
 
 
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def remove_stale_temps(path: Path) -> None:
+    """The temporaries a killed writer of `path` left beside it."""
+    import shutil
+
+    for stale in path.parent.glob(f"{glob.escape(_temp_prefix(path))}*.tmp"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` if the block succeeds."""
+def atomic_path(path: str | Path, unique: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` if the block succeeds.
+    `unique`: `path` is a new name, so no earlier writer's temporaries can be there to remove."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if not unique:
+        remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp")
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -56,7 +80,8 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    remove_stale_temps(path)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp"))
     try:
         yield tmp
         old = path.with_name(f".{path.name}.old")

@@ -112,3 +112,21 @@ def test_compaction_merges_chunks_and_keeps_every_vector(tmp_path):
     again = EmbeddingCache(tmp_path / "cache")
     assert len(again) == 12
     np.testing.assert_array_equal(again.get("k7"), [7, 7, 7])
+
+
+def test_compaction_removes_the_temporaries_of_killed_chunk_writes_only_once_stale(tmp_path):
+    import os
+    import time
+
+    from pipeline.embeddings import STALE_AFTER_S
+
+    cache = EmbeddingCache(tmp_path / "cache")
+    cache.put(["k"], np.ones((1, 3), np.float32))
+    killed, writing = tmp_path / "cache" / ".chunk-a.arrow.x.tmp", tmp_path / "cache" / ".chunk-b.arrow.y.tmp"
+    killed.write_bytes(b"half")
+    writing.write_bytes(b"half")                  # another process's batch, being written now
+    old = time.time() - STALE_AFTER_S - 60
+    os.utime(killed, (old, old))
+    cache.compact()
+    assert not killed.exists() and writing.exists()
+    np.testing.assert_array_equal(EmbeddingCache(tmp_path / "cache").get("k"), [1, 1, 1])

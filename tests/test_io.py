@@ -23,3 +23,16 @@ def test_atomic_dir_replaces_the_whole_folder(tmp_path):
         write_text("y", tmp / "new-split.parquet")
     assert [p.name for p in target.iterdir()] == ["new-split.parquet"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_a_killed_writers_temporaries_are_removed_by_the_next_write(tmp_path):
+    """SIGKILL skips every `finally`: what a killed run leaves beside a destination goes at its next write."""
+    (tmp_path / ".out.k1ll3d.tmp").mkdir()                      # a shard folder half written
+    (tmp_path / ".out.k1ll3d.tmp" / "part-00000.arrow").write_bytes(b"x" * 100)
+    (tmp_path / ".report.json.k1ll3d.tmp").write_text("{")      # a file half written
+    (tmp_path / ".outer.k1ll3d.tmp").write_text("another destination's")   # not ours to touch
+    with atomic_dir(tmp_path / "out") as tmp:
+        write_text("new", tmp / "a.txt")
+    write_text("{}", tmp_path / "report.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".outer.k1ll3d.tmp", "out", "report.json"]
+    assert (tmp_path / "out" / "a.txt").read_text() == "new"
