@@ -9,9 +9,10 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Callable
 
+from local_http import LocalHTTPServer
 from pipeline.generate.backends import BackendError, Reply
 
 
@@ -62,7 +63,7 @@ class ChatServerLog:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-class FakeChatServer:
+class FakeChatServer(LocalHTTPServer):
     """An OpenAI-style server on 127.0.0.1 whose replies come from `respond(body, n) -> (status, bytes, delay_s)`.
 
     `n` counts requests to this server from 1. Use as a context manager; `.base_url` ends in /v1.
@@ -99,23 +100,13 @@ class FakeChatServer:
             def log_message(self, *args):
                 pass
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        super().__init__(Handler)
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
 
     @property
     def requests(self) -> list[dict]:
         with self.log.lock:
             return list(self.log.requests)
-
-    def __enter__(self) -> "FakeChatServer":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
 
 def completion(content: str | None, model: str = "fake-model", finish_reason: str = "stop") -> bytes:

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from local_http import LocalHTTPServer
 from pipeline import download as dl
 from pipeline.cli import app
 
@@ -25,7 +25,7 @@ def make_zip(files: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
-class Server:
+class Server(LocalHTTPServer):
     """Serves `files` {path: bytes}; honours Range unless `ranges` is False; the first `cut` full
     responses of a path send only half the body (with the full Content-Length) and hang up."""
 
@@ -66,19 +66,10 @@ class Server:
                     return
                 self.wfile.write(part)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        super().__init__(Handler)
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
-
-    def __enter__(self) -> "Server":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        return f"http://127.0.0.1:{self.port}{path}"
 
 
 IMAGES = {f"val2014/COCO_val2014_{i:012d}.jpg": bytes([i]) * 5000 for i in range(1, 9)}
