@@ -15,6 +15,7 @@ import contextlib
 import glob
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -28,8 +29,6 @@ def _temp_prefix(path: Path) -> str:
 
 def remove_stale_temps(path: Path) -> None:
     """The temporaries a killed writer of `path` left beside it."""
-    import shutil
-
     for stale in path.parent.glob(f"{glob.escape(_temp_prefix(path))}*.tmp"):
         if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
@@ -76,8 +75,6 @@ def write_text(text: str, path: str | Path) -> Path:
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary folder beside `path`; swap it in for `path` if the block succeeds, else remove it."""
-    import shutil
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path)

@@ -11,17 +11,23 @@ import numpy as np
 import polars as pl
 import pytest
 
+from generate_fakes import ScriptedBackend
 from pipeline.config import GenerateParams
 from pipeline.generate import generate_texts
-from pipeline.generate.backends import Reply
-
 from pipeline.generate import loops as loops_module
+from pipeline.generate.backends import Reply
 from pipeline.generate.loops import LOOPED, MIN_SPAN, LoopGuard, loops
-
-from generate_fakes import ScriptedBackend  # noqa: E402
-from pipeline.labels import VOC_LABELS  # noqa: E402
+from pipeline.labels import VOC_LABELS
 
 CAPTION = list(range(100, 130))   # 30 distinct ids: a caption never repeats itself
+
+
+def run(tmp_path, p: GenerateParams, backend) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """texts and report of one generate run with `backend`."""
+    out = tmp_path / "out"
+    generate_texts(p, VOC_LABELS, texts_path=out / "texts.parquet", report_path=out / "report.parquet",
+                   journal_dir=out / "journal", backend=backend, progress=False)
+    return pl.read_parquet(out / "texts.parquet"), pl.read_parquet(out / "report.parquet")
 
 
 def test_a_repeated_token_loops_once_it_fills_the_span():
@@ -89,10 +95,7 @@ def test_a_looped_answer_is_sampled_again_not_shortened_nor_kept(tmp_path, singl
 
     backend = ScriptedBackend(answer)
     p = dataclasses.replace(GenerateParams(n_combinations=3, journal_every_s=0.01), single_sentence=single_sentence)
-    out = tmp_path / "out"
-    generate_texts(p, VOC_LABELS, texts_path=out / "texts.parquet", report_path=out / "report.parquet",
-                   journal_dir=out / "journal", backend=backend, progress=False)
-    texts, report = pl.read_parquet(out / "texts.parquet"), pl.read_parquet(out / "report.parquet")
+    texts, report = run(tmp_path, p, backend)
     assert report.height == 0 and texts.height == 3 and all(t.startswith("A photo of ") for t in texts["text"])
     assert len(backend.calls) == 6 and all(len(chat) == 1 for chat in backend.calls)   # no shortening turn
 
@@ -100,9 +103,6 @@ def test_a_looped_answer_is_sampled_again_not_shortened_nor_kept(tmp_path, singl
 def test_an_answer_that_always_loops_is_dropped_as_too_long(tmp_path):
     backend = ScriptedBackend(lambda m, s: Reply("\U0001F30D" * 6, LOOPED))
     p = GenerateParams(n_combinations=2, llm_fraction=0.5, max_retries=2, journal_every_s=0.01)
-    out = tmp_path / "out"
-    generate_texts(p, VOC_LABELS, texts_path=out / "texts.parquet", report_path=out / "report.parquet",
-                   journal_dir=out / "journal", backend=backend, progress=False)
-    report = pl.read_parquet(out / "report.parquet")
+    _, report = run(tmp_path, p, backend)
     assert report["reason"].to_list() == ["too_long"] and report["attempts"].to_list() == [3]
     assert "looped" in report["detail"][0] and len(backend.calls) == 3
