@@ -17,9 +17,10 @@ import torch
 from torch import nn
 
 from .io import atomic_path
+from .errors import UserError
 
 
-class AdapterError(ValueError):
+class AdapterError(UserError, ValueError):
     """A saved adapter that cannot be used: not an adapter file, or weights that are not finite."""
 
 

@@ -18,11 +18,25 @@ import json
 from pathlib import Path
 
 import typer
+from typer.core import TyperGroup
 
 from pipeline import paths
+from pipeline.errors import EXIT_USER_ERROR, UserError
+
+
+class _UserErrorsExit2(TyperGroup):
+    """Every command's user errors end the same way as a stage's: one line, exit status 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (UserError, FileNotFoundError) as e:
+            raise _fail(str(e)) from None
+
 
 app = typer.Typer(
     name="tai",
+    cls=_UserErrorsExit2,
     help="TaI-Adapter: multi-label image classifiers trained from text alone.",
     no_args_is_help=True,
     add_completion=False,
@@ -38,7 +52,7 @@ def _console(stderr: bool = False):
 
 def _fail(message: str) -> "typer.Exit":
     _console(stderr=True).print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
-    return typer.Exit(code=1)
+    return typer.Exit(code=EXIT_USER_ERROR)
 
 
 # --------------------------------------------------------------------------------------------- download
@@ -53,7 +67,7 @@ def download(
 ) -> None:
     """Download a dataset, check its MD5 sums and unpack it into DEST (default: data/); an interrupted
     download resumes where it stopped when run again."""
-    from pipeline.download import DOWNLOADS, MANUAL, DownloadError, ManualDownloadError, download_dataset
+    from pipeline.download import DOWNLOADS, MANUAL, ManualDownloadError, download_dataset
 
     if name not in DOWNLOADS and name not in MANUAL:
         raise _fail(f"unknown download {name!r}: choose one of {sorted({*DOWNLOADS, *MANUAL})}")
@@ -64,9 +78,7 @@ def download(
         )
     except ManualDownloadError as e:
         console.print(str(e), soft_wrap=True, markup=False)
-        raise typer.Exit(code=1)
-    except DownloadError as e:
-        raise _fail(str(e))
+        raise typer.Exit(code=EXIT_USER_ERROR)
     console.print(f"[green]done:[/] {folder}")
 
 
@@ -206,14 +218,10 @@ def predict(
     batch_size: int = typer.Option(32, "--batch-size", min=1),
 ) -> None:
     """Label every image in FOLDER with a trained adapter: the predicted labels and one probability per label."""
-    from pipeline.clip_model import ClipError
     from pipeline.io import write_parquet, write_text
     from pipeline.predict import predict_folder
 
-    try:
-        frame, skipped = predict_folder(adapter, folder, clip_model, threshold, device, batch_size)
-    except (FileNotFoundError, ClipError) as e:
-        raise _fail(str(e))
+    frame, skipped = predict_folder(adapter, folder, clip_model, threshold, device, batch_size)
     console = _console()
     for path, why in skipped:
         console.print(f"[yellow]skipped[/] {path}: {why}", soft_wrap=True)
@@ -248,18 +256,15 @@ def report(
     """Summarise the DVC experiments: mean ± std over seeds per setting (Markdown) and a metric curve (PNG)."""
     from pipeline.report import ReportError, exp_show_json, parse_exp_show, short_rev, write_report
 
-    try:
-        if json_file is not None:
-            try:
-                text = json_file.read_text()
-            except OSError as e:
-                raise ReportError(f"cannot read {json_file}: {e}") from e
-            data, source = parse_exp_show(text, source=str(json_file)), f"`{json_file}`"
-        else:
-            data, source = exp_show_json(".", all_commits=all_commits), "`dvc exp show --json`"
-        table, picture, summary = write_report(data, out_dir, metric or None, x, source)
-    except ReportError as e:
-        raise _fail(str(e))
+    if json_file is not None:
+        try:
+            text = json_file.read_text()
+        except OSError as e:
+            raise ReportError(f"cannot read {json_file}: {e}") from e
+        data, source = parse_exp_show(text, source=str(json_file)), f"`{json_file}`"
+    else:
+        data, source = exp_show_json(".", all_commits=all_commits), "`dvc exp show --json`"
+    table, picture, summary = write_report(data, out_dir, metric or None, x, source)
     console = _console()
     for s in summary.skipped:
         console.print(f"[yellow]not counted[/] {s.name} ({short_rev(s.rev)}): {s.state}", soft_wrap=True)

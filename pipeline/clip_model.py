@@ -20,13 +20,14 @@ import torch.nn.functional as F
 
 from .config import RESIZE_MODES
 from .device import resolve_device
+from .errors import UserError
 
 log = logging.getLogger(__name__)
 
 CONTEXT_LENGTH = 77
 
 
-class ClipError(ValueError):
+class ClipError(UserError, ValueError):
     """A CLIP model name or checkpoint that cannot be used."""
 
 

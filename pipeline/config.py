@@ -18,12 +18,14 @@ from typing import Any
 
 import yaml
 
+from .errors import UserError
+
 
 # A number as YAML 1.2 (and so DVC) reads it; PyYAML (YAML 1.1) reads 1e-4 and 1e12 as text.
 YAML12_NUMBER = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
 
 
-class ParamsError(ValueError):
+class ParamsError(UserError, ValueError):
     """A params.yaml value is missing, unknown or out of range."""
 
 

@@ -41,6 +41,7 @@ from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from pipeline import paths
+from pipeline.errors import UserError
 
 MARKER = ".tai-downloads.json"
 CHUNK = 1 << 20
@@ -48,7 +49,7 @@ RETRIES = 3   # reconnections within one run after a transfer was cut, while byt
 TRANSIENT = (OSError, http.client.HTTPException)   # URLError, timeouts, resets, IncompleteRead
 
 
-class DownloadError(RuntimeError):
+class DownloadError(UserError, RuntimeError):
     """A download failed, or its checksum did not match (the message says what to do)."""
 
 

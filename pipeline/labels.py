@@ -15,10 +15,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from .errors import UserError
+
 LABEL_SCHEMA = {"index": pl.Int32, "label": pl.Utf8, "synonyms": pl.List(pl.Utf8)}
 
 
-class LabelError(ValueError):
+class LabelError(UserError, ValueError):
     """A label name that is not in the label set, or a malformed label file."""
 
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import polars as pl
 
+from .errors import UserError
+
 MANIFEST_SCHEMA = {
     "image_id": pl.Utf8,
     "path": pl.Utf8,
@@ -17,7 +19,7 @@ MANIFEST_SCHEMA = {
 }
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A dataset source is missing, incomplete or malformed (the message says where and how to fix it)."""
 
 

@@ -22,13 +22,15 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import UserError
+
 SEED_PARAMS = ("train.seed", "generate.seed", "fewshot.seed", "partial.seed")
 DEFAULT_PARAMS_FILE = "params.yaml"
 TABLE_NAME = "experiments.md"
 PLOT_NAME = "experiments.png"
 
 
-class ReportError(Exception):
+class ReportError(UserError):
     """Something the user must fix (DVC failed, an unknown metric or param was asked for)."""
 
 

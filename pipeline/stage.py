@@ -8,21 +8,11 @@ import sys
 import warnings
 from typing import Callable
 
-from .config import Params, ParamsError, load_params
+from .config import Params, load_params
+from .errors import EXIT_USER_ERROR, UserError
 
-USER_ERRORS: tuple[type[BaseException], ...] = (ParamsError, FileNotFoundError)
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Errors that mean bad input, not a bug: the message says what and how to fix it."""
-    from .adapter import AdapterError
-    from .clip_model import ClipError
-    from .labels import LabelError
-    from .train import TrainingDiverged
-    from .download import DownloadError
-    from .manifest import DatasetError
-
-    return (*USER_ERRORS, LabelError, ClipError, DatasetError, DownloadError, TrainingDiverged, AdapterError)
+# Errors that mean bad input, not a bug: the message says what and how to fix it.
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FileNotFoundError)
 
 
 def run(stage: Callable[[Params], None], name: str) -> None:
@@ -31,9 +21,9 @@ def run(stage: Callable[[Params], None], name: str) -> None:
     warnings.filterwarnings("ignore", message=".*torch.jit.load.*")
     try:
         stage(load_params())
-    except user_errors() as e:
+    except USER_ERRORS as e:
         logging.getLogger(name).error("%s", e)
-        sys.exit(2)
+        sys.exit(EXIT_USER_ERROR)
 
 
 def skip_without_images(params: Params, name: str, writing: str) -> bool:

@@ -26,11 +26,12 @@ from .config import TrainParams
 from .device import resolve_device
 from .io import atomic_path
 from .perturb import perturb
+from .errors import UserError
 
 log = logging.getLogger(__name__)
 
 
-class TrainingDiverged(ValueError):
+class TrainingDiverged(UserError, ValueError):
     """The loss or the weights stopped being finite numbers: the params, not the code, need changing."""
 
 

@@ -13,11 +13,10 @@ from the journal and writes the same texts.parquet an uninterrupted run would.
 """
 
 import logging
-import sys
 
 from pipeline import paths
 from pipeline.artifacts import read_labels
-from pipeline.generate import GenerateError, generate_texts
+from pipeline.generate import generate_texts
 from pipeline.io import write_json
 from pipeline.stage import run
 
@@ -26,18 +25,14 @@ log = logging.getLogger("generate")
 
 def main(params) -> None:
     labels = read_labels(params)
-    try:
-        summary = generate_texts(
-            params.generate,
-            labels,
-            texts_path=paths.TEXTS,
-            report_path=paths.GENERATE_REPORT,
-            journal_dir=paths.GENERATE_JOURNAL,
-            mentions_path=paths.GENERATE_MENTIONS,
-        )
-    except GenerateError as e:
-        log.error("%s", e)
-        sys.exit(1)
+    summary = generate_texts(
+        params.generate,
+        labels,
+        texts_path=paths.TEXTS,
+        report_path=paths.GENERATE_REPORT,
+        journal_dir=paths.GENERATE_JOURNAL,
+        mentions_path=paths.GENERATE_MENTIONS,
+    )
     write_json(summary.metrics(), paths.GENERATE_METRICS)
 
 

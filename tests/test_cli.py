@@ -138,7 +138,7 @@ def test_cli_download(fake_voc) -> None:
     assert (dest / "trainval.tar").is_file()  # --keep-archives
 
     result = invoke("download", "voc2012", "--dest", str(dest))
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "unknown download 'voc2012'" in result.output and "voc2007" in result.output
 
 
@@ -193,15 +193,15 @@ def test_inspect_json(tmp_path: Path) -> None:
 
 def test_inspect_errors(tmp_path: Path) -> None:
     result = invoke("inspect", str(tmp_path / "nope.parquet"))
-    assert result.exit_code == 1 and "does not exist" in result.output
+    assert result.exit_code == 2 and "does not exist" in result.output
     (tmp_path / "notes.txt").write_text("hi")
     result = invoke("inspect", str(tmp_path / "notes.txt"))
-    assert result.exit_code == 1 and "unknown kind '.txt'" in result.output
+    assert result.exit_code == 2 and "unknown kind '.txt'" in result.output
     result = invoke("inspect", str(tmp_path))
-    assert result.exit_code == 1 and "without .arrow shards" in result.output
+    assert result.exit_code == 2 and "without .arrow shards" in result.output
     (tmp_path / "bad.parquet").write_text("not parquet")
     result = invoke("inspect", str(tmp_path / "bad.parquet"))
-    assert result.exit_code == 1 and "cannot read it as Parquet" in result.output
+    assert result.exit_code == 2 and "cannot read it as Parquet" in result.output
 
 
 def test_help_lists_commands_and_import_has_no_heavy_side_effects() -> None:

@@ -184,7 +184,7 @@ def test_nuswide_gets_instructions_until_its_files_are_in_place(tmp_path: Path) 
     with pytest.raises(dl.ManualDownloadError, match=r"no official image download[\s\S]*prepare\.dataset: nuswide"):
         dl.download_dataset("nuswide", tmp_path / "data", log=lambda m: None)
     result = CliRunner().invoke(app, ["download", "nuswide", "--dest", str(tmp_path / "data")], env={"COLUMNS": "200"})
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "Concepts81.txt" in result.output and "TrainTestLabels" in result.output
     root = tmp_path / "data" / "nuswide"
     for name in dl.MANUAL["nuswide"].required:

@@ -39,4 +39,4 @@ def test_predict_scores_a_folder_and_skips_bad_images(tmp_path, tiny_clip):
 
 def test_predict_names_a_missing_adapter(tmp_path):
     result = CliRunner().invoke(app, ["predict", str(tmp_path), "--adapter", str(tmp_path / "none.pt")])
-    assert result.exit_code == 1 and "none.pt" in result.output
+    assert result.exit_code == 2 and "none.pt" in result.output

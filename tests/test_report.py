@@ -140,7 +140,7 @@ def test_recorded_metric_and_x_options(recorded, tmp_path):
 )
 def test_bad_options_fail_naming_the_choices(tmp_path, args, message):
     result = invoke("report", "--json", str(FIXTURE), "--out-dir", str(tmp_path), *args)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert message in result.output
     assert not (tmp_path / "experiments.md").exists()
 
@@ -210,7 +210,7 @@ def test_bad_json_fails_cleanly(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     result = invoke("report", "--json", str(bad), "--out-dir", str(tmp_path))
-    assert result.exit_code == 1 and "not JSON" in result.output
+    assert result.exit_code == 2 and "not JSON" in result.output
 
 
 # --------------------------------------------------------------------------------------------- live DVC

@@ -50,6 +50,7 @@ from pipeline.generate.templates import template_texts
 from pipeline.generate.tokens import CLIP_CONTEXT, clip_token_count
 from pipeline.io import write_parquet
 from pipeline.labels import LabelSet
+from pipeline.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ DUPLICATE = "duplicate"
 ABORT_AFTER_BACKEND_ERRORS = 25   # combinations in a row failing with backend_error: the servers are down
 
 
-class GenerateError(RuntimeError):
+class GenerateError(UserError, RuntimeError):
     """The stage cannot produce a usable texts table."""
 
 

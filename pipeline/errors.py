@@ -1,0 +1,11 @@
+"""The one base class of user errors: bad input the user can fix, not a bug.
+
+Stages (`pipeline.stage.run`) and the `tai` command catch it once, print its message as one
+line and exit with status 2. Every message names the file, key or value and the fix."""
+
+
+class UserError(Exception):
+    """Bad input: the message says what is wrong and how to fix it. Exit status 2, no traceback."""
+
+
+EXIT_USER_ERROR = 2
