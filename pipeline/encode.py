@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from tqdm.auto import tqdm
 
 from .clip_model import CONTEXT_LENGTH, ClipEncoder, image_transform
+from .decode import DECODING, ImageFiles, collate_decoded
 from .embeddings import EmbeddingCache, content_key
 
 log = logging.getLogger(__name__)
@@ -89,51 +89,6 @@ def encode_texts(encoder: ClipEncoder, texts: list[str], cache: EmbeddingCache, 
     return EncodeResult(vectors, list(range(len(texts))), n_cached=len(texts) - len(missing), n_encoded=len(missing))
 
 
-# Part of every image cache key: a change to how files become pixels must not reuse old vectors.
-DECODING = "rgb8-before-resize"
-
-
-def as_rgb(image: Image.Image) -> Image.Image:
-    """8-bit RGB before CLIP's preprocessing sees the image. 16-bit (and 32-bit integer) images are
-    scaled: PIL's convert("RGB"), which CLIP calls, clips them, turning a 16-bit photo almost all
-    white. Alpha is dropped before resizing (CLIP drops it after, once the resize has mixed it in)."""
-    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
-        values = np.asarray(image).astype(np.float64)
-        top = 65535.0 if image.mode != "I" or values.max(initial=0) <= 65535 else values.max()
-        image = Image.fromarray(np.clip(np.rint(values * (255.0 / top)), 0, 255).astype(np.uint8), "L")
-    return image if image.mode == "RGB" else image.convert("RGB")
-
-
-def decode_image(path: str, transform) -> tuple[torch.Tensor | None, str | None]:
-    """(pixels, None), or (None, why) for a file that cannot be read or decoded; both engines use it."""
-    try:
-        with Image.open(path) as image:
-            return transform(as_rgb(image)), None
-    except Exception as e:  # PIL raises many kinds for truncated or foreign files
-        return None, f"{type(e).__name__}: {e}"
-
-
-class _ImageFiles(torch.utils.data.Dataset):
-    """Decodes images in DataLoader workers; a bad file yields its error instead of a tensor."""
-
-    def __init__(self, paths: list[str], positions: list[int], transform):
-        self.paths, self.positions, self.transform = paths, positions, transform
-
-    def __len__(self) -> int:
-        return len(self.positions)
-
-    def __getitem__(self, i: int):
-        position = self.positions[i]
-        return (position, *decode_image(self.paths[position], self.transform))
-
-
-def _collate(items):
-    good = [(p, x) for p, x, err in items if err is None]
-    bad = [(p, err) for p, _, err in items if err is not None]
-    pixels = torch.stack([x for _, x in good]) if good else None
-    return [p for p, _ in good], pixels, bad
-
-
 def _file_key(encoder: ClipEncoder, resolution: int, path: str, resize: str = "square") -> str:
     return content_key(encoder.identity, "image", str(resolution), resize, DECODING, Path(path).read_bytes())
 
@@ -142,8 +97,8 @@ def _local_batches(encoder: ClipEncoder, paths: list[str], positions: list[int],
                    batch_size: int, num_workers: int):
     """(positions, vectors, [(position, why)]) per batch: decoded by DataLoader workers, encoded here."""
     loader = torch.utils.data.DataLoader(
-        _ImageFiles(paths, positions, transform),
-        batch_size=batch_size, num_workers=num_workers, collate_fn=_collate,
+        ImageFiles(paths, positions, transform),
+        batch_size=batch_size, num_workers=num_workers, collate_fn=collate_decoded,
     )
     for good, pixels, bad in loader:
         vectors = encoder.encode_images(pixels, resolution) if pixels is not None else np.zeros((0, encoder.embed_dim), np.float32)

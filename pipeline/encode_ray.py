@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .clip_model import ClipEncoder
-from .encode import decode_image
+from .decode import decode_image
 
 log = logging.getLogger(__name__)
 
