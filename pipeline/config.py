@@ -329,7 +329,7 @@ class PartialParams:
     `radius`. With `image_weight` > 0 (ours; the paper trains on texts only) the partially
     labelled images also join training, with a loss mask."""
 
-    known_proportion: float | None = None   # 0.1..0.9 turns the setting on; null = off
+    known_proportion: float | None = None   # 0..0.9 turns the setting on (0: nothing known, no shift); null = off
     split: str = "trainval"                 # manifest split of the partially labelled images
     seed: int = 0                           # mask seed
     radius: float = 10.0                    # text noise radius after the shift
@@ -339,10 +339,11 @@ class PartialParams:
     image_weight: float = 0.0               # share of each batch drawn from those images; 0 = texts only (the paper)
 
     def check(self, key: str) -> None:
-        if self.known_proportion is not None and not 0.1 <= self.known_proportion <= 0.9:
+        if self.known_proportion is not None and not 0 <= self.known_proportion <= 0.9:
             raise ParamsError(
-                f"{key}.known_proportion = {self.known_proportion!r} is out of range: "
-                "use a value from 0.1 to 0.9, or null for the zero-shot setting"
+                f"{key}.known_proportion = {self.known_proportion!r} is out of range: use a value from 0 "
+                "(the setting on with no label known, so eq. 9 shifts no text: Fig. 6c's 0% point) to 0.9, "
+                "or null to turn partial labels off"
             )
         _at_least(f"{key}.radius", self.radius, 0)
         _at_least(f"{key}.image_radius", self.image_radius, 0)

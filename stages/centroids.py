@@ -45,6 +45,9 @@ def main(params) -> None:
         return
     if not MASK_PATH.is_file():
         raise FileNotFoundError(f"{MASK_PATH}: not found; run `dvc repro mask` first")
+    if p.known_proportion == 0:
+        log.info("partial.known_proportion is 0 (Fig. 6c's 0%% point): no label is known, so no label has a visual "
+                 "centroid and no combination an offset; texts keep their place (partial.shift global needs no label)")
     labels = read_labels(params)
     mask = pl.read_parquet(MASK_PATH)
     images = labelled_images(params, labels, p.split, params.encode.partial_resolution, "partial")
