@@ -40,7 +40,7 @@ def _runtime_nodes(tree: ast.AST):
         todo.extend(ast.iter_child_nodes(node))
 
 
-def _imports(root: Path, path: Path) -> set[Path]:
+def imports(root: Path, path: Path) -> set[Path]:
     """pipeline/ files `path` imports anywhere (top level or inside functions; not under `if TYPE_CHECKING:`)."""
     package = ".".join(path.relative_to(root).with_suffix("").parts)
     if path.name != "__init__.py":
@@ -81,7 +81,7 @@ def code_deps(root: Path, module: str) -> set[str]:
         seen.add(path)
         if path.relative_to(root).as_posix() in INFRASTRUCTURE:
             continue   # what infrastructure imports (stage.py's error classes) is not a dep of the stage
-        todo.extend(_imports(root, path) - seen)
+        todo.extend(imports(root, path) - seen)
         if path.name == "__init__.py" and path.parent.name != "pipeline":   # a package's modules come with it
             todo.extend(set(path.parent.glob("*.py")) - seen)
     deps = set()
