@@ -6,8 +6,10 @@ mode reruns only train:
 
 - combination (the paper's eq. 9): the offset of the text's label combination, below.
 - label (ours): the mean, over the text's labels, of each label's gap = its visual centroid
-  minus the text centroid of the texts that have the label. Exact when the gap is a sum of
-  per-label parts; needs fewer images per estimate than a combination.
+  minus the text centroid of the texts that have the label. Exact when the gap is the same for
+  every image (both centroids average the same combinations); when the gap is a sum of per-label
+  parts a label's estimate mixes in the gaps of the labels it co-occurs with
+  (`pipeline.synthetic`). Needs fewer images per estimate than a combination.
 - global (ours): one offset for every text = mean embedding of the partially labelled
   images minus mean text embedding. Exact when the gap is the same for every image.
 - none: no shift, perturbation only.

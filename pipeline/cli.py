@@ -9,19 +9,24 @@
 file or a folder of `.arrow` shards with columns `id` + `embedding`: rows, dimension, schema
 metadata, shards) and JSON files (pretty-printed).
 
-Importing this module has no side effects; heavy imports happen inside the commands.
+Importing this module silences dependencies' deprecation noise (`pipeline.dependency_warnings`: it is
+the `tai` entry point) and has no other side effect; heavy imports happen inside the commands.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from pipeline.dependency_warnings import silence
 
-import typer
-from typer.core import TyperGroup
+silence()   # before typer and the commands' imports
 
-from pipeline import paths
-from pipeline.errors import EXIT_USER_ERROR, UserError
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import typer  # noqa: E402
+from typer.core import TyperGroup  # noqa: E402
+
+from pipeline import paths  # noqa: E402
+from pipeline.errors import EXIT_USER_ERROR, UserError  # noqa: E402
 
 
 class _UserErrorsExit2(TyperGroup):

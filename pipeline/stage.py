@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import warnings
 from typing import Callable
 
 from .config import Params, load_params
@@ -17,8 +16,6 @@ USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FileNotFoundError)
 
 def run(stage: Callable[[Params], None], name: str) -> None:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name} %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
-    warnings.filterwarnings("ignore", message=".*torch.jit.load.*")
     try:
         stage(load_params())
     except USER_ERRORS as e:

@@ -20,14 +20,10 @@ os.environ["TAI_CACHE_DIR"] = tempfile.mkdtemp(prefix="tai-test-cache-")
 
 
 def save_tiny_clip(path: Path, seed: int = 0) -> Path:
-    import torch
-    from clip.model import CLIP
+    """embed 64, image 64 px (a 2 x 2 attention-pool grid), ResNet layers (1,1,1,1) of width 8, text width 64."""
+    from pipeline.random_clip import save_random_clip
 
-    torch.manual_seed(seed)
-    # embed 64, image 64 px (a 2 x 2 attention-pool grid), ResNet layers (1,1,1,1) of width 8, text width 64
-    model = CLIP(64, 64, (1, 1, 1, 1), 8, None, 77, 49408, 64, 1, 1)
-    torch.save(model.state_dict(), path)
-    return path
+    return save_random_clip(path, "tiny", seed)
 
 
 @pytest.fixture(scope="session")

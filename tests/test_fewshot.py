@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from synthetic import unit_rows
+from pipeline.synthetic import unit_rows
 
 from pipeline import paths
 from pipeline.config import EncodeParams, FewshotParams, Params, ParamsError, PrepareParams, TrainParams, load_params

@@ -13,9 +13,9 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from synthetic import WORLDS, World, partial_label_map
-from synthetic import score as _map
-from synthetic import train_params as _train_params
+from pipeline.synthetic import WORLDS, World, partial_label_map
+from pipeline.synthetic import score as _map
+from pipeline.synthetic import train_params as _train_params
 
 from pipeline import paths
 from pipeline.centroids import (
