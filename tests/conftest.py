@@ -1,5 +1,5 @@
-"""Shared fixtures: a tiny randomly initialised CLIP saved to disk and loaded through
-clip.load(path), the same path real weights take. It tests plumbing, never accuracy."""
+"""Shared fixtures: a tiny randomly initialised CLIP (`pipeline.random_clip`) saved to disk and loaded
+through clip.load(path), the same path real weights take. It tests plumbing, never accuracy."""
 
 from __future__ import annotations
 
@@ -19,16 +19,12 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ["TAI_CACHE_DIR"] = tempfile.mkdtemp(prefix="tai-test-cache-")
 
 
-def save_tiny_clip(path: Path, seed: int = 0) -> Path:
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> Path:
     """embed 64, image 64 px (a 2 x 2 attention-pool grid), ResNet layers (1,1,1,1) of width 8, text width 64."""
     from pipeline.random_clip import save_random_clip
 
-    return save_random_clip(path, "tiny", seed)
-
-
-@pytest.fixture(scope="session")
-def tiny_clip(tmp_path_factory) -> Path:
-    return save_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny-clip.pt")
+    return save_random_clip(tmp_path_factory.mktemp("clip") / "tiny-clip.pt", "tiny")
 
 
 @pytest.fixture
