@@ -39,9 +39,9 @@ def test_the_tuples_are_config_s_and_read_by_no_other_module():
     for path in sorted((ROOT / "pipeline").rglob("*.py")):
         if path.name == "config.py" and path.parent.name == "pipeline":
             continue
-        names = {n.id for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Name)}
-        names |= {n.attr for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Attribute)}
-        names |= {a.name for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ImportFrom) for a in n.names}
+        nodes = list(ast.walk(ast.parse(path.read_text())))
+        names = {n.id for n in nodes if isinstance(n, ast.Name)} | {n.attr for n in nodes if isinstance(n, ast.Attribute)}
+        names |= {a.name for n in nodes if isinstance(n, ast.ImportFrom) for a in n.names}
         if names & set(CHOICES):
             readers[path.relative_to(ROOT).as_posix()] = sorted(names & set(CHOICES))
     assert readers == {}
