@@ -20,7 +20,7 @@ import torch
 from . import paths
 from .centroids import COMBINATIONS_PATH, GAPS_PATH, text_shifts
 from .config import FewshotParams, PartialParams
-from .labelled_images import LabelledImages, labelled_images
+from .labelled_images import labelled_images
 from .labels import LabelSet
 from .partial import MASK_PATH, known_summary, mask_arrays
 from .texts import read_texts, text_embeddings
@@ -54,8 +54,7 @@ def build_training_set(
     text = torch.from_numpy(text_embeddings(texts))
     text_targets = torch.from_numpy(labels.multi_hot(texts["labels"].to_list()))
     if fewshot.enabled:
-        support = labelled_images(dataset, labels, fewshot.split, image_resolution, "support")
-        return _fewshot_set(fewshot, support, labels, text, text_targets, text_radius), image_resolution
+        return _fewshot_set(fewshot, dataset, image_resolution, labels, text, text_targets, text_radius), image_resolution
     if partial.enabled:
         return _partial_set(partial, dataset, partial_resolution, labels, texts, text, text_targets), partial_resolution
     return TrainingSet(text=text, text_targets=text_targets, text_radius=text_radius), image_resolution
@@ -67,13 +66,14 @@ def _read_table(path, stage: str) -> pl.DataFrame:
     return pl.read_parquet(path)
 
 
-def _fewshot_set(p: FewshotParams, images: LabelledImages, labels: LabelSet, text: torch.Tensor,
+def _fewshot_set(p: FewshotParams, dataset: str, resolution: int, labels: LabelSet, text: torch.Tensor,
                  text_targets: torch.Tensor, text_radius: float) -> TrainingSet:
     support = _read_table(paths.FEWSHOT_SUPPORT, "fewshot")
     if support.height == 0:
         raise FileNotFoundError(
             f"{paths.FEWSHOT_SUPPORT} is empty but fewshot.shots = {p.shots}: run `dvc repro fewshot` to sample the support set"
         )
+    images = labelled_images(dataset, labels, p.split, resolution, "support")
     have = set(images.ids)
     missing = [i for i in support["image_id"].to_list() if i not in have]
     if missing:
