@@ -2,7 +2,7 @@
 
     python benchmarks/ablations.py [--seeds 3] [--noise surface interior ball] [--p 0.5]
 
-Three worlds (tests/synthetic.py WORLDS): a gap common to every image; plus per-label gaps that
+Three worlds (pipeline/synthetic.py WORLDS): a gap common to every image; plus per-label gaps that
 add up; plus a gap per label combination. For each world, every `partial.shift` mode and each
 text-noise kind (`train.noise`) trains the adapter on shifted, perturbed texts only (the paper's
 partial-label method, `partial.image_weight` 0) from a mask at known proportion p, and scores the
@@ -14,19 +14,15 @@ mAP over seeds.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from pipeline.centroids import shift_offsets  # noqa: E402
-from pipeline.partial import mask_arrays, sample_mask  # noqa: E402
-from pipeline.train import TrainingSet, train_adapter  # noqa: E402
-from tests.synthetic import WORLDS, World, known_positives, score, train_params  # noqa: E402
+from pipeline.centroids import shift_offsets
+from pipeline.partial import mask_arrays, sample_mask
+from pipeline.train import TrainingSet, train_adapter
+from pipeline.synthetic import WORLDS, World, known_positives, partial_label_map, score, train_params
 
 SHIFTS = ("combination", "label", "global", "none")
 
@@ -57,8 +53,6 @@ def with_images_map(world: World, seed: int, p: float, noise: str) -> float:
 
 
 def main() -> None:
-    from tests.synthetic import partial_label_map
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--noise", nargs="+", default=["surface", "interior", "ball"])

@@ -26,10 +26,12 @@ class AdapterError(UserError, ValueError):
 
 @dataclass(frozen=True)
 class AdapterConfig:
+    """The adapter's shape; hidden_dim and dropout come from train.hidden_dim and train.dropout."""
+
     embed_dim: int
     n_labels: int
-    hidden_dim: int = 1024
-    dropout: float = 0.1
+    hidden_dim: int
+    dropout: float
 
 
 class Adapter(nn.Module):

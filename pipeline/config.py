@@ -154,8 +154,18 @@ class OpenAIParams:
         _at_least(f"{key}.backoff_s", self.backoff_s, 0)
 
 
+# Allowed values, checked here only (`Params.check`, before any work): the code that uses a value
+# trusts it, and tests/test_choices.py checks that each value has its own behaviour there.
 # Image preprocessing of pipeline.clip_model.image_transform (encode.resize).
 RESIZE_MODES = ("square", "center_crop")
+# Where images are encoded (encode.engine; pipeline.encode): this process, or a Ray cluster (ours).
+ENGINES = ("local", "ray")
+# encode.device, train.device (pipeline.device).
+DEVICES = ("auto", "cpu", "cuda")
+# Chat backends of pipeline.generate.backends (generate.backend).
+BACKENDS = ("llama_cpp", "openai")
+# Labelled images per class in the few-shot setting (fewshot.shots; 0 = off), the paper's.
+SHOT_COUNTS = (0, 1, 2, 4, 8, 16)
 # Noise kinds of pipeline.perturb (train.noise, fewshot.noise, partial.image_noise).
 NOISE_KINDS = ("surface", "interior", "ball")
 # How a text's training labels are set (generate.label_rule): exactly its combination (the paper's),
@@ -219,7 +229,7 @@ class GenerateParams:
             )
         _at_least(f"{key}.max_shorten_rounds", self.max_shorten_rounds, 0)
         _at_least(f"{key}.max_retries", self.max_retries, 0)
-        _one_of(f"{key}.backend", self.backend, ("llama_cpp", "openai"))
+        _one_of(f"{key}.backend", self.backend, BACKENDS)
         _at_least(f"{key}.n_threads", self.n_threads, 1)
         _at_least(f"{key}.n_ctx", self.n_ctx, 128)
         _at_least(f"{key}.max_tokens", self.max_tokens, 1)
@@ -274,7 +284,7 @@ class EncodeParams:
 
     def check(self, key: str) -> None:
         _one_of(f"{key}.resize", self.resize, RESIZE_MODES)
-        _one_of(f"{key}.engine", self.engine, ("local", "ray"))
+        _one_of(f"{key}.engine", self.engine, ENGINES)
         if self.engine == "ray" and importlib.util.find_spec("ray") is None:
             raise ParamsError(f"{key}.engine = 'ray' but Ray is not installed: pip install 'ray[data]', or use engine local")
         if self.ray_address is not None and not (isinstance(self.ray_address, str) and self.ray_address.strip()):
@@ -285,7 +295,7 @@ class EncodeParams:
         _at_least(f"{key}.batch_size", self.batch_size, 1)
         _at_least(f"{key}.shard_rows", self.shard_rows, 1)
         _at_least(f"{key}.num_workers", self.num_workers, 0)
-        _one_of(f"{key}.device", self.device, ("auto", "cpu", "cuda"))
+        _one_of(f"{key}.device", self.device, DEVICES)
 
 
 @dataclass(frozen=True)
@@ -311,7 +321,7 @@ class FewshotParams:
     image_weight: float = 0.5      # share of each training batch drawn from the support images; 0 = texts only
 
     def check(self, key: str) -> None:
-        _one_of(f"{key}.shots", self.shots, (0, 1, 2, 4, 8, 16))
+        _one_of(f"{key}.shots", self.shots, SHOT_COUNTS)
         _at_least(f"{key}.radius", self.radius, 0)
         _one_of(f"{key}.noise", self.noise, NOISE_KINDS)
         _fraction(f"{key}.image_weight", self.image_weight)
@@ -380,7 +390,7 @@ class TrainParams:
             raise ParamsError(f"{key}.dropout = {self.dropout!r} is out of range: use a value in [0, 1)")
         _at_least(f"{key}.radius", self.radius, 0)
         _one_of(f"{key}.noise", self.noise, NOISE_KINDS)
-        _one_of(f"{key}.device", self.device, ("auto", "cpu", "cuda"))
+        _one_of(f"{key}.device", self.device, DEVICES)
 
 
 @dataclass(frozen=True)

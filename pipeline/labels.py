@@ -1,8 +1,8 @@
 """The label set: names, synonyms, and finding labels mentioned in a text.
 
-Label table (Parquet, `labels.parquet`): `index` (Int32, the logit position),
-`label` (Utf8, the name used in prompts and as a column name), `synonyms`
-(List[Utf8], other words that mean the label, plurals included).
+Label table (Parquet, `labels.parquet`, written by `prepare`; `read_labels` reads it): `index`
+(Int32, the logit position), `label` (Utf8, the name used in prompts and as a column name),
+`synonyms` (List[Utf8], other words that mean the label, plurals included).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from . import paths
 from .errors import UserError
 
 LABEL_SCHEMA = {"index": pl.Int32, "label": pl.Utf8, "synonyms": pl.List(pl.Utf8)}
@@ -95,6 +96,14 @@ class LabelSet:
             for label in labels:
                 out[row, self.index[label]] = 1.0
         return out
+
+
+def read_labels(dataset: str) -> LabelSet:
+    """The label table `prepare` wrote for `dataset` (prepare.dataset)."""
+    path = paths.labels_path(dataset)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no label table; run `dvc repro prepare` first")
+    return LabelSet.read(path)
 
 
 def read_label_file(path: str | Path) -> LabelSet:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import warnings
 from typing import Callable
 
 from .config import Params, load_params
@@ -17,8 +16,6 @@ USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FileNotFoundError)
 
 def run(stage: Callable[[Params], None], name: str) -> None:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name} %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
-    warnings.filterwarnings("ignore", message=".*torch.jit.load.*")
     try:
         stage(load_params())
     except USER_ERRORS as e:
@@ -26,10 +23,10 @@ def run(stage: Callable[[Params], None], name: str) -> None:
         sys.exit(EXIT_USER_ERROR)
 
 
-def skip_without_images(params: Params, name: str, writing: str) -> bool:
-    """True, after one log line, when the project has no images (`prepare.dataset: labels`): the
-    image stage `name` then writes only its empty outputs (`writing` says which)."""
-    if params.prepare.has_images:
+def skip_without_images(has_images: bool, name: str, writing: str) -> bool:
+    """True, after one log line, when the project has no images (`prepare.dataset: labels`, so
+    `has_images` is False): the image stage `name` then writes only its empty outputs (`writing` says which)."""
+    if has_images:
         return False
     logging.getLogger(name).info("prepare.dataset is 'labels' (no images): skipping %s, writing %s", name, writing)
     return True

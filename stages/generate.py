@@ -15,16 +15,16 @@ from the journal and writes the same texts.parquet an uninterrupted run would.
 import logging
 
 from pipeline import paths
-from pipeline.artifacts import read_labels
 from pipeline.generate import generate_texts
 from pipeline.io import write_json
+from pipeline.labels import read_labels
 from pipeline.stage import run
 
 log = logging.getLogger("generate")
 
 
 def main(params) -> None:
-    labels = read_labels(params)
+    labels = read_labels(params.prepare.dataset)
     summary = generate_texts(
         params.generate,
         labels,

@@ -209,7 +209,7 @@ def test_stage_needs_the_mask(tmp_path: Path, monkeypatch) -> None:
 
 def test_centroids_figure_draws_one_panel_per_run(tmp_path: Path) -> None:
     from pipeline.plots import centroids_figure, combination_panel
-    from synthetic import World
+    from pipeline.synthetic import World
 
     panels = []
     for p in (0.1, 0.9):

@@ -13,9 +13,9 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from synthetic import WORLDS, World, partial_label_map
-from synthetic import score as _map
-from synthetic import train_params as _train_params
+from pipeline.synthetic import WORLDS, World, partial_label_map
+from pipeline.synthetic import score as _map
+from pipeline.synthetic import train_params as _train_params
 
 from pipeline import paths
 from pipeline.centroids import (
@@ -138,7 +138,7 @@ def test_mask_stage_on_writes_the_seeded_mask(tmp_path: Path, monkeypatch) -> No
 
 
 def test_build_training_set_partial(tmp_path: Path, monkeypatch) -> None:
-    from pipeline.training_data import build_training_set
+    from stages.train import training_set
 
     monkeypatch.chdir(tmp_path)
     rng = np.random.default_rng(0)
@@ -169,7 +169,7 @@ def test_build_training_set_partial(tmp_path: Path, monkeypatch) -> None:
     gaps = gap_table(text_vectors, text_labels, visual, image_vectors, LABELS)
     write_parquet(gaps, GAPS_PATH)
 
-    data, resolution = build_training_set(params, LABELS)
+    data, resolution = training_set(params, LABELS)
     assert resolution == 64
     assert data.text_radius == 2.5 and data.image_radius == 0.5 and data.image_weight == 0.25
     np.testing.assert_allclose(data.text_offsets.numpy(), text_offsets(text_labels, combos, LABELS, 8))
@@ -186,7 +186,7 @@ def test_build_training_set_partial(tmp_path: Path, monkeypatch) -> None:
     # the paper's method: texts only (image_weight 0), each shift mode through the gaps table
     for shift in ("combination", "label", "global", "none"):
         texts_only = dataclasses.replace(params, partial=dataclasses.replace(params.partial, image_weight=0.0, shift=shift))
-        data, _ = build_training_set(texts_only, LABELS)
+        data, _ = training_set(texts_only, LABELS)
         assert data.images is None and data.text_radius == 2.5
         np.testing.assert_allclose(data.text_offsets.numpy(), text_shifts(shift, text_labels, combos, gaps, LABELS, 8))
     np.testing.assert_allclose(data.text_offsets.numpy(), 0)                       # none
@@ -195,7 +195,7 @@ def test_build_training_set_partial(tmp_path: Path, monkeypatch) -> None:
 
     write_parquet(mask.clear(), MASK_PATH)                    # a stale, empty mask is an error, not a silent fallback
     with pytest.raises(FileNotFoundError, match="dvc repro"):
-        build_training_set(params, LABELS)
+        training_set(params, LABELS)
 
 
 # ------------------------------------------------------------------ known proportion 0: the shift removed

@@ -10,7 +10,7 @@ from pipeline.cli import app
 def test_predict_scores_a_folder_and_skips_bad_images(tmp_path, tiny_clip):
     torch.manual_seed(0)
     adapter = tmp_path / "adapter.pt"
-    model = Adapter(AdapterConfig(embed_dim=64, n_labels=3, hidden_dim=16))
+    model = Adapter(AdapterConfig(embed_dim=64, n_labels=3, hidden_dim=16, dropout=0.1))
     with torch.no_grad():
         model.net[-1].bias.copy_(torch.tensor([20.0, -20.0, 0.0]))  # "cat" always, "dog" never
         model.net[-1].weight.zero_()

@@ -34,56 +34,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from pipeline.labels import LabelSet
-from pipeline.manifest import MANIFEST_SCHEMA, DatasetError, read_manifest
+from pipeline.manifest import MANIFEST_SCHEMA, DatasetError, manifest_frame, read_manifest
 
 if TYPE_CHECKING:
     from pipeline.config import PrepareParams
-
-def manifest_frame(
-    image_ids: Sequence[str],
-    paths: Sequence[str],
-    labels: Sequence[Iterable[str]],
-    difficult: Sequence[Iterable[str]] | None,
-    label_set: LabelSet,
-    where: str,
-) -> pl.DataFrame:
-    """Build a manifest with MANIFEST_SCHEMA: label lists put in label-table order (deduplicated),
-    a label that is both positive and difficult kept only as positive. `where` names the source in errors."""
-    if difficult is None:
-        difficult = [()] * len(image_ids)
-    if not len(image_ids) == len(paths) == len(labels) == len(difficult):
-        raise ValueError("image_ids, paths, labels and difficult differ in length")
-    _check_unique(image_ids, where)
-    order = label_set.index
-    positives, hard = [], []
-    for pos, diff in zip(labels, difficult):
-        pos = set(pos)
-        label_set.check_known(pos | set(diff), where)
-        positives.append(sorted(pos, key=order.__getitem__))
-        hard.append(sorted(set(diff) - pos, key=order.__getitem__))
-    return pl.DataFrame(
-        {"image_id": list(image_ids), "path": list(paths), "labels": positives, "difficult": hard},
-        schema=MANIFEST_SCHEMA,
-    )
-
-
-def _check_unique(image_ids: Sequence[str], where: str) -> None:
-    seen: set[str] = set()
-    dupes: list[str] = []
-    for image_id in image_ids:
-        if image_id in seen and image_id not in dupes:
-            dupes.append(image_id)
-        seen.add(image_id)
-    if dupes:
-        raise DatasetError(
-            f"{where}: duplicate image_id(s) {dupes[:10]}{' ...' if len(dupes) > 10 else ''}; "
-            "every image must appear once: remove the repeated rows or give them distinct image_id values"
-        )
 
 
 @dataclass

@@ -32,7 +32,7 @@ from typing import Mapping, Sequence
 
 import polars as pl
 
-from pipeline.datasets import DatasetError, manifest_frame
+from pipeline.manifest import DatasetError, manifest_frame
 from pipeline.labels import LabelError, LabelSet, read_label_file
 
 log = logging.getLogger(__name__)

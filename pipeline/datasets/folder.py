@@ -20,7 +20,7 @@ from typing import Sequence
 
 import polars as pl
 
-from pipeline.datasets import DatasetError, manifest_frame
+from pipeline.manifest import DatasetError, manifest_frame
 from pipeline.labels import LabelError, LabelSet, read_label_file
 
 REQUIRED = ("path", "labels", "split")

@@ -22,7 +22,7 @@ from typing import Sequence
 
 import polars as pl
 
-from pipeline.datasets import DatasetError, manifest_frame
+from pipeline.manifest import DatasetError, manifest_frame
 from pipeline.labels import VOC_LABELS, LabelSet
 
 VOC_SPLITS = ("train", "val", "trainval", "test")

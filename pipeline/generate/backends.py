@@ -352,6 +352,4 @@ def make_backend(params: GenerateParams) -> ChatBackend:
             stop=stop,
             prompt=params.prompt,
         )
-    if params.backend == "openai":
-        return OpenAIBackend(params.openai, temperature=params.temperature, max_tokens=params.max_tokens, stop=stop)
-    raise ParamsError(f"generate.backend = {params.backend!r} is not allowed: use one of ['llama_cpp', 'openai']")
+    return OpenAIBackend(params.openai, temperature=params.temperature, max_tokens=params.max_tokens, stop=stop)  # "openai"

@@ -154,14 +154,16 @@ def journal_meta(params: GenerateParams, labels: LabelSet, backend_identity: dic
     }
 
 
-def _answer_code_hash() -> str:
-    """The code that turns a combination into captions (sampling, parsing, the chat rules): a change to
-    it must not resume from captions the old code made (DVC reruns the stage; this stops the resume)."""
-    from pipeline.generate import combinations, loops, parse, refine, sentence, tokens
+# The code that turns a combination into captions (sampling, parsing, the chat rules), beside this file.
+ANSWER_CODE = ("combinations.py", "loops.py", "parse.py", "refine.py", "sentence.py", "tokens.py")
 
+
+def _answer_code_hash() -> str:
+    """A hash of ANSWER_CODE: a change to it must not resume from captions the old code made (DVC reruns
+    the stage; this stops the resume)."""
     digest = hashlib.sha256()
-    for module in (combinations, loops, parse, refine, sentence, tokens):
-        digest.update(Path(module.__file__).read_bytes())
+    for name in ANSWER_CODE:
+        digest.update(Path(__file__).with_name(name).read_bytes())
     return digest.hexdigest()[:16]
 
 
