@@ -169,7 +169,9 @@ class LlamaCppBackend:
             choice = out["choices"][0]
             tokens = out.get("usage", {}).get("completion_tokens")
             finish = LOOPED if guard.fired else choice.get("finish_reason")
-            return Reply(choice["message"].get("content") or "", finish, self.model_name, tokens)
+            # model None: the `model` column takes model_name, the file's name now (a journaled answer of the
+            # same file under another name or path is the same answer)
+            return Reply(choice["message"].get("content") or "", finish, None, tokens)
         except Exception as e:  # context overflow, decode failure: drop this combination, keep going
             raise BackendError(f"llama_cpp: {type(e).__name__}: {e}") from e
 
