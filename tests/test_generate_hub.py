@@ -125,3 +125,19 @@ def test_the_journal_follows_the_file_content_not_its_name(tmp_path):
     log = generate(project, hf_home, reference)
     assert "0 of 3 LLM combinations resumed" in log
     assert len(list((project / "artifacts" / "generate" / "journal").iterdir())) == 1
+
+
+def test_a_gguf_without_chat_template_is_warned_about(tmp_path, caplog):
+    from pipeline.generate.backends import LlamaCppBackend
+
+    data = resolve_model("smollm2").read_bytes()
+    assert data.count(b"tokenizer.chat_template") == 1
+    bare = tmp_path / "no-template.gguf"
+    bare.write_bytes(data.replace(b"tokenizer.chat_template", b"tokenizer.chat_templatX"))   # the key, unknown
+    with caplog.at_level("WARNING", logger="pipeline.generate.backends"):
+        LlamaCppBackend(bare, n_ctx=256, n_threads=1, temperature=0.7, max_tokens=8).close()
+    assert "no-template.gguf carries no chat template" in caplog.text and "--chat_format" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="pipeline.generate.backends"):
+        LlamaCppBackend(resolve_model("smollm2"), n_ctx=256, n_threads=1, temperature=0.7, max_tokens=8).close()
+    assert "chat template" not in caplog.text

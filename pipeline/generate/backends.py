@@ -77,7 +77,13 @@ class LlamaCppBackend:
             seed=0,
             verbose=False,
         )
-
+        if "tokenizer.chat_template" not in self.llm.metadata:
+            log.warning(
+                "%s carries no chat template: llama-cpp-python falls back to the llama-2 format, which models of "
+                "other families (Vicuna, for one) were not trained on; serve it with its own format instead "
+                "(generate.backend openai, e.g. python -m llama_cpp.server --chat_format vicuna; docs/models.md)",
+                self.model_name,
+            )
         self._prefix = self._shared_prefix(prompt)
         self._rewind(fresh=True)
 
