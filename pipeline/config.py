@@ -209,7 +209,7 @@ class GenerateParams:
     single_sentence: bool = True      # the LLM stops at the end of its first sentence (pipeline.generate.sentence); false: the paper's turns
     journal_every_s: float = 2.0      # finished captions reach the resume journal at least this often
     label_rule: str = "combination"   # combination (the paper's) | mentions (plus labels named in the text)
-    require_labels: str = "none"      # ours: none | any | all of its combination's labels an LLM caption must name
+    require_labels: str = "any"       # ours: none (the paper's) | any | all of its combination's labels an LLM caption must name
     openai: OpenAIParams = field(default_factory=OpenAIParams)
 
     def check(self, key: str) -> None:

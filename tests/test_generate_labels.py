@@ -25,6 +25,7 @@ OFF_TOPIC = "Purely for illustration purposes only."
 
 
 def params(**changes) -> GenerateParams:
+    changes = {"require_labels": "none", **changes}   # the paper's; each test says which setting it runs
     p = dataclasses.replace(GenerateParams(n_combinations=12, journal_every_s=0.01), **changes)
     p.check("generate")
     return p
@@ -157,6 +158,11 @@ def test_switching_require_labels_reuses_every_journaled_answer(tmp_path):
                             name="none-again")
     assert summary.resumed == 30 and summary.generated == 0 and texts.equals(none_texts)
     assert len(list((tmp_path / "journal").iterdir())) == 1
+
+
+def test_the_default_is_any():
+    assert GenerateParams().require_labels == "any"
+    assert load_params(ROOT / "params.yaml").generate.require_labels == "any"
 
 
 def test_label_matching_allows_regular_plurals_whole_words_only():

@@ -239,9 +239,11 @@ def generate_texts(
     write_parquet(report, report_path)
     _log_drops(report, report_path)
     if texts.height == 0:
+        fix = ("Check the backend settings (generate.backend, generate.model, generate.openai)" if OFF_TOPIC not in
+               summary.dropped else "Use a model that names the labels it is given, or generate.require_labels none")
         raise GenerateError(
             f"no caption was kept out of {len(plan)} combinations (drops by reason: {summary.dropped}); "
-            f"see {report_path}. Check the backend settings (generate.backend, generate.model, generate.openai)."
+            f"see {report_path}. {fix}."
         )
     write_parquet(texts, texts_path)
     summary.seconds = time.perf_counter() - started
