@@ -303,8 +303,7 @@ def _llm_rows(
         "journal %s: %d of %d LLM combinations resumed from journaled answers, %d to caption with %s (%s)",
         journal.fingerprint, len(answered), len(plan), len(plan) - len(answered), backend.model_name, params.backend,
     )
-    rows: list[dict] = []
-    todo = plan   # every chat runs, replayed from the journal where it can: require_labels may ask for more
+    rows: list[dict] = []   # every chat runs, replayed from the journal where it can (require_labels may ask for more)
 
     def work(c: Combination) -> tuple[str, list[Outcome]]:
         prompt = fill(first_prompt(c, params), c.words)
@@ -318,7 +317,7 @@ def _llm_rows(
 
     from tqdm import tqdm
 
-    bar = tqdm(total=len(todo) * params.captions_per_combination, unit="text", desc="generate", disable=not progress,
+    bar = tqdm(total=len(plan) * params.captions_per_combination, unit="text", desc="generate", disable=not progress,
                dynamic_ncols=True, smoothing=0.1)
     counts: Counter = Counter()
     failing_in_a_row = 0
@@ -351,11 +350,11 @@ def _llm_rows(
 
     try:
         if backend.concurrency <= 1:
-            for c in todo:
+            for c in plan:
                 finished(c, *work(c))
         else:
             with ThreadPoolExecutor(backend.concurrency, thread_name_prefix="generate") as pool:
-                pending = {pool.submit(work, c): c for c in todo}
+                pending = {pool.submit(work, c): c for c in plan}
                 try:
                     while pending:
                         ready, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
