@@ -5,7 +5,7 @@ For each setting (none, any, all) the stage runs from an empty journal over the 
 kept LLM texts naming all / some / none of their labels, model calls per kept text, and wall time.
 
     python benchmarks/require_labels.py --n 120 --threads 1
-    python benchmarks/require_labels.py --n 120 --model hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf
+    python benchmarks/require_labels.py --n 120 --model hf:bartowski/Qwen2.5-0.5B-Instruct-GGUF/Qwen2.5-0.5B-Instruct-Q4_K_M.gguf
 
 Each setting runs once, in the order given; the load average is printed before and after each run
 (the machine may be shared: compare calls per text and shares, which load does not change; time does).

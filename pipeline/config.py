@@ -166,7 +166,7 @@ LABEL_RULES = ("combination", "mentions")
 REQUIRE_LABELS = ("none", "any", "all")
 # generate.model as a GGUF file on the Hugging Face Hub: hf:<owner>/<repo>[@<revision>]/<path in the repo>.gguf
 HUB_REFERENCE = re.compile(r"hf:(?P<repo>[\w.-]+/[\w.-]+)(?:@(?P<revision>[^/\s]+))?/(?P<filename>[^\s]+\.gguf)")
-HUB_REFERENCE_EXAMPLE = "hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf"
+HUB_REFERENCE_EXAMPLE = "hf:bartowski/Qwen2.5-0.5B-Instruct-GGUF/Qwen2.5-0.5B-Instruct-Q4_K_M.gguf"
 # How partial-label texts are shifted towards the images (partial.shift; pipeline.centroids).
 SHIFT_MODES = ("combination", "label", "global", "none")
 # How evaluate.integrate_with averages another method's scores with the adapter's (pipeline.metrics).
