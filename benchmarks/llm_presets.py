@@ -10,7 +10,7 @@ logits processor), and reads the process's peak resident memory. The embedded Sm
 the same way on its real file, which calibrates the step from "seconds per call" to "captions per
 second" against the stage's own measured rate (benchmarks/require_labels.py).
 
-    pip install gguf                                   # writes the stand-in files (benchmark only)
+    pip install -e ".[bench]"                          # gguf, to write the stand-in files
     python benchmarks/llm_presets.py build --out /tmp/llm-presets          # Q4_0, ~12 GB of disk
     python benchmarks/llm_presets.py measure --out /tmp/llm-presets --threads 2
 
