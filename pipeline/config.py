@@ -171,6 +171,12 @@ NOISE_KINDS = ("surface", "interior", "ball")
 # How a text's training labels are set (generate.label_rule): exactly its combination (the paper's),
 # or the combination plus every label named in the text (ours).
 LABEL_RULES = ("combination", "mentions")
+# Which of its combination's labels an LLM caption must name (generate.require_labels, ours): none (no
+# check, the paper's), any (at least one), all. A caption that falls short is sampled again, then dropped.
+REQUIRE_LABELS = ("none", "any", "all")
+# generate.model as a GGUF file on the Hugging Face Hub: hf:<owner>/<repo>[@<revision>]/<path in the repo>.gguf
+HUB_REFERENCE = re.compile(r"hf:(?P<repo>[\w.-]+/[\w.-]+)(?:@(?P<revision>[^/\s]+))?/(?P<filename>[^\s]+\.gguf)")
+HUB_REFERENCE_EXAMPLE = "hf:bartowski/Qwen2.5-0.5B-Instruct-GGUF/Qwen2.5-0.5B-Instruct-Q4_K_M.gguf"
 # How partial-label texts are shifted towards the images (partial.shift; pipeline.centroids).
 SHIFT_MODES = ("combination", "label", "global", "none")
 # How evaluate.integrate_with averages another method's scores with the adapter's (pipeline.metrics).
@@ -213,6 +219,7 @@ class GenerateParams:
     single_sentence: bool = True      # the LLM stops at the end of its first sentence (pipeline.generate.sentence); false: the paper's turns
     journal_every_s: float = 2.0      # finished captions reach the resume journal at least this often
     label_rule: str = "combination"   # combination (the paper's) | mentions (plus labels named in the text)
+    require_labels: str = "any"       # ours: none (the paper's) | any | all of its combination's labels an LLM caption must name
     openai: OpenAIParams = field(default_factory=OpenAIParams)
 
     def check(self, key: str) -> None:
@@ -241,8 +248,17 @@ class GenerateParams:
         _at_least(f"{key}.temperature", self.temperature, 0)
         _positive(f"{key}.journal_every_s", self.journal_every_s)
         _one_of(f"{key}.label_rule", self.label_rule, LABEL_RULES)
+        _one_of(f"{key}.require_labels", self.require_labels, REQUIRE_LABELS)
         if not self.model:
-            raise ParamsError(f"{key}.model is empty: use 'smollm2' (embedded) or the path of a GGUF file")
+            raise ParamsError(
+                f"{key}.model is empty: use 'smollm2' (embedded), a hub reference such as {HUB_REFERENCE_EXAMPLE}, "
+                "or the path of a GGUF file"
+            )
+        if self.model.startswith("hf:") and not HUB_REFERENCE.fullmatch(self.model):
+            raise ParamsError(
+                f"{key}.model = {self.model!r} is not a hub reference: write hf:<owner>/<repo>/<file>.gguf "
+                f"(optionally hf:<owner>/<repo>@<revision>/<file>.gguf), e.g. {HUB_REFERENCE_EXAMPLE}"
+            )
         if "{labels}" not in self.prompt:
             raise ParamsError(f"{key}.prompt has no '{{labels}}' placeholder: add it where the label list goes")
         _fraction(f"{key}.alt_prompt_fraction", self.alt_prompt_fraction)

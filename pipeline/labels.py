@@ -64,12 +64,18 @@ class LabelSet:
         for name, syns in zip(self.names, self.synonyms):
             for word in (name, *syns):
                 word_to_label.setdefault(word.lower(), name)
+        for word, name in list(word_to_label.items()):   # names and synonyms first: they win over a plural
+            for plural in regular_plurals(word):
+                word_to_label.setdefault(plural, name)
         words = sorted(word_to_label, key=len, reverse=True)  # longest first: "dining table" before "table"
         pattern = re.compile(r"(?<![\w-])(" + "|".join(re.escape(w) for w in words) + r")(?![\w-])", re.IGNORECASE)
         return pattern, word_to_label
 
     def find_in_text(self, text: str) -> list[str]:
-        """Labels whose name or a synonym occurs in `text` as a whole word (case-insensitive), in label order."""
+        """Labels whose name or a synonym occurs in `text` as a whole word (case-insensitive), in label order.
+
+        A regular English plural counts too ("cats", "buses", "ponies", "dining tables"); an irregular
+        one ("mice", "knives") only where it is listed as a synonym."""
         pattern, word_to_label = self._pattern
         found = {word_to_label[m.group(1).lower()] for m in pattern.finditer(text)}
         return [n for n in self.names if n in found]
@@ -104,6 +110,17 @@ def read_labels(dataset: str) -> LabelSet:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no label table; run `dvc repro prepare` first")
     return LabelSet.read(path)
+
+
+def regular_plurals(word: str) -> tuple[str, ...]:
+    """The regular plurals of a word or phrase (its last word): +s, +es, and consonant + y -> ies."""
+    if not word or not word[-1].isalpha():
+        return ()
+    if word.endswith("y") and len(word) > 1 and word[-2] not in "aeiou":
+        return (word[:-1] + "ies",)
+    if word.endswith(("s", "x", "z", "ch", "sh")):
+        return (word + "es",)
+    return (word + "s", word + "es") if word.endswith("o") else (word + "s",)
 
 
 def read_label_file(path: str | Path) -> LabelSet:
