@@ -67,10 +67,8 @@ def download(
 ) -> None:
     """Download a dataset, check its MD5 sums and unpack it into DEST (default: data/); an interrupted
     download resumes where it stopped when run again."""
-    from pipeline.download import DOWNLOADS, MANUAL, ManualDownloadError, download_dataset
+    from pipeline.download import ManualDownloadError, download_dataset
 
-    if name not in DOWNLOADS and name not in MANUAL:
-        raise _fail(f"unknown download {name!r}: choose one of {sorted({*DOWNLOADS, *MANUAL})}")
     console = _console()
     try:
         folder = download_dataset(

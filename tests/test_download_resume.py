@@ -15,6 +15,8 @@ from typer.testing import CliRunner
 from local_http import LocalHTTPServer
 from pipeline import download as dl
 from pipeline.cli import app
+from pipeline.datasets.specs import DATASETS
+from test_cli import register_download
 
 
 def make_zip(files: dict[str, bytes]) -> bytes:
@@ -86,7 +88,7 @@ def register(monkeypatch, server: Server, archives: dict[str, bytes], md5s: dict
               for n, d in archives.items()),
         extracts_to="coco2014", unpack_to="coco2014",
     )
-    monkeypatch.setitem(dl.DOWNLOADS, "fakecoco", spec)
+    register_download(monkeypatch, spec)
 
 
 def unpacked(root: Path) -> dict[str, bytes]:
@@ -94,7 +96,7 @@ def unpacked(root: Path) -> dict[str, bytes]:
 
 
 def test_coco2014_registry_is_the_official_archives_with_their_md5s() -> None:
-    coco = dl.DOWNLOADS["coco2014"]
+    coco = DATASETS["coco2014"].source
     assert {a.url: a.md5 for a in coco.archives} == {
         "http://images.cocodataset.org/zips/train2014.zip": "0da8c0bd3d6becc4dcb32757491aca88",
         "http://images.cocodataset.org/zips/val2014.zip": "a3d79f5ed8d289b7a7554ce06a5782b3",
@@ -187,7 +189,9 @@ def test_nuswide_gets_instructions_until_its_files_are_in_place(tmp_path: Path) 
     assert result.exit_code == 2
     assert "Concepts81.txt" in result.output and "TrainTestLabels" in result.output
     root = tmp_path / "data" / "nuswide"
-    for name in dl.MANUAL["nuswide"].required:
+    for name in ("Concepts81.txt", "ImageList/TrainImagelist.txt", "ImageList/TestImagelist.txt"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text("x") if "." in name else (root / name).mkdir(exist_ok=True)
+        (root / name).write_text("x")
+    for name in ("TrainTestLabels", "Flickr"):
+        (root / name).mkdir()
     assert dl.download_dataset("nuswide", tmp_path / "data", log=lambda m: None) == root

@@ -32,9 +32,9 @@ DEFAULT_ROOT = "data/downloads/VOCdevkit/VOC2007"
 
 
 def missing_voc_message(root: Path, what: str) -> str:
-    from pipeline.download import DOWNLOADS
+    from pipeline.datasets.specs import VOC2007_DOWNLOAD
 
-    urls = "\n".join(f"    {a.url}  (md5 {a.md5})" for a in DOWNLOADS["voc2007"].archives)
+    urls = "\n".join(f"    {a.url}  (md5 {a.md5})" for a in VOC2007_DOWNLOAD.archives)
     return (
         f"Pascal VOC 2007 not found: {what} is missing (prepare.root = {str(root)!r}).\n"
         f"Expected layout:\n"
