@@ -42,6 +42,7 @@ from typing import Callable
 
 from pipeline import paths
 from pipeline.errors import UserError
+from pipeline.io import DiskFullError, disk_full, is_disk_full, write_json
 
 MARKER = ".tai-downloads.json"
 CHUNK = 1 << 20
@@ -243,6 +244,9 @@ def fetch_verified(
         if part.is_file() and not kept:
             part.unlink()
         resume = f" {part} keeps the {part.stat().st_size} bytes received: run the command again to resume." if kept else ""
+        if is_disk_full(e):
+            raise DiskFullError(f"disk full: could not write {part} while downloading {archive.url}.{resume} Free some "
+                                "space first") from e
         raise DownloadError(
             f"could not download {archive.url}: {e}.{resume} Check your connection, or download it yourself, put it "
             f"at {target} and run the command again (it is checked against MD5 {archive.md5})"
@@ -271,6 +275,8 @@ def extract(archive_path: str | Path, dest: str | Path, progress: bool = True) -
             else:
                 _extract_tar(archive_path, tmp, progress)
         except (tarfile.TarError, zipfile.BadZipFile, OSError) as e:
+            if is_disk_full(e):
+                raise disk_full(dest) from e
             raise DownloadError(f"could not unpack {archive_path}: {e}; delete it and download it again") from e
         _merge_into(tmp, dest)
     finally:
@@ -327,8 +333,6 @@ def _read_marker(dest: Path) -> dict[str, str]:
 
 
 def _write_marker(dest: Path, done: dict[str, str]) -> None:
-    from pipeline.io import write_json
-
     write_json(done, dest / MARKER)
 
 

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from .adapter import Adapter, AdapterConfig, normalize
 from .config import TrainParams
 from .device import resolve_device
-from .io import atomic_path
+from .io import write_torch
 from .perturb import perturb
 from .errors import UserError
 
@@ -215,16 +215,15 @@ def train_adapter(
         history.append(row)
         bar.set_postfix(loss=f"{row['loss']:.4f}")
         if checkpoint is not None:
-            with atomic_path(checkpoint) as tmp:
-                torch.save(
-                    {
-                        "fingerprint": fingerprint, "epoch": epoch + 1, "history": history,
-                        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "schedule": schedule.state_dict(), "generator": generator.get_state(),
-                        "torch_rng": torch.get_rng_state(),
-                    },
-                    tmp,
-                )
+            write_torch(
+                {
+                    "fingerprint": fingerprint, "epoch": epoch + 1, "history": history,
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(), "generator": generator.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                },
+                checkpoint,
+            )
         if on_epoch:
             on_epoch(row)
     model.eval()
