@@ -20,7 +20,9 @@ import glob
 import io
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -83,6 +85,22 @@ def _temp_prefix(path: Path) -> str:
     return f".{path.name}."
 
 
+def this_host() -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
+
+
+def _owned_prefix(path: Path) -> str:
+    """A temporary's name says who writes it (host and process), so a shared folder's reader can tell a
+    killed writer's leftovers from a live writer's file: `.<name>.<host>~<pid>-<random>.tmp`."""
+    return f"{_temp_prefix(path)}{this_host()}~{os.getpid()}-"
+
+
+def temp_owner(temporary: Path) -> tuple[str, int] | None:
+    """(host, pid) of the writer of a temporary made by `atomic_path`, or None for other names."""
+    match = re.search(r"\.([A-Za-z0-9_]+)~(\d+)-[^.]*\.tmp$", temporary.name)
+    return (match.group(1), int(match.group(2))) if match else None
+
+
 def remove_stale_temps(path: Path) -> None:
     """The temporaries a killed writer of `path` left beside it."""
     for stale in path.parent.glob(f"{glob.escape(_temp_prefix(path))}*.tmp"):
@@ -100,7 +118,7 @@ def atomic_path(path: str | Path, unique: bool = False) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not unique:
         remove_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_owned_prefix(path), suffix=".tmp")
     os.close(fd)
     tmp = Path(tmp)
     try:
