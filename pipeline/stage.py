@@ -4,6 +4,7 @@ one clear line (exit code 2) instead of a traceback."""
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import warnings
 from typing import Callable
@@ -22,8 +23,13 @@ def run(stage: Callable[[Params], None], name: str) -> None:
     try:
         stage(load_params())
     except USER_ERRORS as e:
-        logging.getLogger(name).error("%s", e)
+        logging.getLogger(name).error("%s", one_line(e))
         sys.exit(EXIT_USER_ERROR)
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line (a library's message, such as a parser's, may span several)."""
+    return re.sub(r"\s*\n\s*", " ", str(error).strip())
 
 
 def skip_without_images(params: Params, name: str, writing: str) -> bool:
