@@ -86,6 +86,9 @@ def test_a_root_outside_the_project_works_for_repro_and_gets_one_line_in_temp_an
     lines = [line for line in (result.stdout + result.stderr).splitlines() if REFUSED in line]
     assert len(lines) == 1 and f"prepare.root = '{outside}'" in lines[0] and "`dvc import-url" in lines[0], lines
     assert "Traceback" not in result.stdout + result.stderr
+    # an experiment that does not rerun them never reads the folder: DVC restores their outputs
+    result = dvc(clone, "exp", "run", "--temp", "-S", "train.radius=5", "prepare")
+    assert "Stage 'prepare' didn't change" in result.stdout and REFUSED not in result.stdout + result.stderr
 
     dvc(clone, "exp", "run", "--queue", "-S", "prepare.splits=[test,trainval]", "prepare")
     dvc(clone, "queue", "start", "-j", "1")
