@@ -37,7 +37,7 @@ def _same_folder(a: str | Path, b: str | Path) -> bool:
 
 def _value(params, key: str) -> str:
     """The params.yaml value behind a key of `DatasetSpec.needs` ("prepare.annotations.train")."""
-    _, name, *split = key.split(".")
+    _, name, *split = key.split(".", 2)
     value = getattr(params, name)
     return str(value[split[0]] if split else value)
 

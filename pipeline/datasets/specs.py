@@ -11,7 +11,8 @@ holds: `missing(params)` lists what is absent, and only when something is absent
 queued or `--temp` experiment, which runs in a fresh copy of the repository, from reading a folder
 outside the project (DVC cannot give it to that copy) with one line saying what to do.
 
-Builders import their dataset's module when called, so reading a spec is cheap (config does it).
+Builders and layouts import their dataset's module when called, so config reads the table without
+loading every reader.
 """
 
 from __future__ import annotations
@@ -113,10 +114,6 @@ def _build_labels(p: "PrepareParams") -> "Prepared":
 
 # ----------------------------------------------------------------------------- what shows it is there
 
-COCO2014_FOLDERS = {"train": "train2014", "test": "val2014"}   # our split name -> COCO's
-NUSWIDE_LISTS = {"train": "TrainImagelist.txt", "test": "TestImagelist.txt"}
-
-
 def _label_names(p: "PrepareParams") -> Needs:
     return [("prepare.label_names", Path(p.label_names))] if p.label_names else []
 
@@ -128,10 +125,12 @@ def _needs_voc2007(p: "PrepareParams") -> Needs:
 
 
 def _needs_coco2014(p: "PrepareParams") -> Needs:
+    from pipeline.datasets.coco import COCO2014_SPLITS
+
     root = Path(p.root)
     found: Needs = []
     for split in p.splits:
-        coco = COCO2014_FOLDERS.get(split, split)
+        coco = COCO2014_SPLITS.get(split, split)
         found += [("prepare.root", root / "annotations" / f"instances_{coco}.json"), ("prepare.root", root / coco)]
     return found
 
@@ -142,10 +141,13 @@ def _needs_coco(p: "PrepareParams") -> Needs:
 
 
 def _needs_nuswide(p: "PrepareParams") -> Needs:
+    from pipeline.datasets.nuswide import NUSWIDE_SPLITS
+
     root = Path(p.root)
     images = ("prepare.image_root", Path(p.image_root)) if p.image_root else ("prepare.root", root / "Flickr")
+    lists = [root / "ImageList" / NUSWIDE_SPLITS[s][0] for s in p.splits if s in NUSWIDE_SPLITS]
     return [("prepare.root", root / "Concepts81.txt"), ("prepare.root", root / "TrainTestLabels"),
-            *[("prepare.root", root / "ImageList" / NUSWIDE_LISTS.get(s, s)) for s in p.splits], images]
+            *[("prepare.root", path) for path in lists], images]
 
 
 def _needs_folder(p: "PrepareParams") -> Needs:
