@@ -11,11 +11,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from e2e_project import kill_when

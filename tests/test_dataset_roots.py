@@ -8,8 +8,8 @@ through `dvc repro`, `dvc exp run --temp` and the queue on a fresh clone."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import os
 import shutil
 from pathlib import Path
 
@@ -22,7 +22,7 @@ import stages.prepare as prepare_stage
 from pipeline import download as dl
 from pipeline import paths
 from pipeline.config import load_params
-from pipeline.datasets.specs import DATASETS, DatasetSpec, check_reachable, experiment_copy, outside_project
+from pipeline.datasets.specs import DATASETS, check_reachable, experiment_copy, outside_project
 from pipeline.errors import UserError
 from test_cli import make_tar
 from test_datasets import make_voc
@@ -156,7 +156,7 @@ def test_the_download_folder_is_filled_when_prepare_root_points_there(tmp_path, 
         "VOCdevkit/VOC2007/JPEGImages/000003.jpg": b"jpeg",
     })
     source = dl.Download("voc2007", "tiny VOC", (dl.Archive(tar.as_uri(), md5),), "VOCdevkit/VOC2007")
-    monkeypatch.setitem(DATASETS, "voc2007", DatasetSpec(**{**DATASETS["voc2007"].__dict__, "source": source}))
+    monkeypatch.setitem(DATASETS, "voc2007", dataclasses.replace(DATASETS["voc2007"], source=source))
     project(tmp_path, monkeypatch, {"dataset": "voc2007", "splits": ["test"]})
     text = run_download(caplog)
     assert "VOC2007/Annotations is missing: downloading voc2007 into data/downloads/VOCdevkit/VOC2007" in text

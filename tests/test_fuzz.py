@@ -22,7 +22,6 @@ from collections import Counter
 from pathlib import Path
 
 import polars as pl
-import pytest
 import yaml
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -30,7 +29,6 @@ from hypothesis import given
 from PIL import Image
 
 import stages.prepare as prepare_stage
-from pipeline.config import load_params
 from pipeline.datasets import MANIFEST_SCHEMA
 from pipeline.labels import LABEL_SCHEMA
 from pipeline.stage import run
@@ -319,8 +317,7 @@ def voc_annotations(draw) -> bytes:
         text = text[: draw(st.integers(0, len(text) - 1))]
     elif form == "garbage":
         text = draw(st.text(max_size=30))
-    data = text.encode("latin-1" if form == "latin-1" and text.isascii() is False and all(ord(c) < 256 for c in text)
-                       else "utf-8")
+    data = text.encode("latin-1", errors="replace") if form == "latin-1" else text.encode("utf-8")
     return (b"\xef\xbb\xbf" + data) if form == "bom" else data
 
 
