@@ -72,6 +72,7 @@ def test_a_root_under_data_is_read_where_it_is_by_repro_and_by_a_temp_experiment
 def test_a_root_outside_the_project_works_for_repro_and_gets_one_line_in_temp_and_queued_runs(origin, tmp_path):
     clone = fresh_clone(origin[0], tmp_path / "clone")
     outside = origin[1]
+    dvc(clone, "repro", "prepare")
     params = (clone / "params.yaml").read_text().replace("root: data/VOC2007", f"root: {outside}")
     (clone / "params.yaml").write_text(params)
     result = dvc(clone, "repro", "prepare")
