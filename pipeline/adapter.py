@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .io import atomic_path
+from .io import write_torch
 from .errors import UserError
 
 
@@ -91,8 +91,7 @@ class AdapterBundle:
             "image_resolution": self.image_resolution,
             "resize": self.resize,
         }
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
+        write_torch(payload, path)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "AdapterBundle":

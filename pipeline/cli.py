@@ -26,7 +26,7 @@ import typer  # noqa: E402
 from typer.core import TyperGroup  # noqa: E402
 
 from pipeline import paths  # noqa: E402
-from pipeline.errors import EXIT_USER_ERROR, UserError  # noqa: E402
+from pipeline.errors import EXIT_USER_ERROR, UserError, one_line  # noqa: E402
 
 
 class _UserErrorsExit2(TyperGroup):
@@ -36,7 +36,7 @@ class _UserErrorsExit2(TyperGroup):
         try:
             return super().invoke(ctx)
         except (UserError, FileNotFoundError) as e:
-            raise _fail(str(e)) from None
+            raise _fail(one_line(e)) from None
 
 
 app = typer.Typer(
@@ -72,10 +72,9 @@ def download(
 ) -> None:
     """Download a dataset, check its MD5 sums and unpack it into DEST (default: data/); an interrupted
     download resumes where it stopped when run again."""
-    from pipeline.download import DOWNLOADS, MANUAL, ManualDownloadError, download_dataset
+    from pipeline.datasets.specs import download_dataset
+    from pipeline.download import ManualDownloadError
 
-    if name not in DOWNLOADS and name not in MANUAL:
-        raise _fail(f"unknown download {name!r}: choose one of {sorted({*DOWNLOADS, *MANUAL})}")
     console = _console()
     try:
         folder = download_dataset(

@@ -29,23 +29,6 @@ class ParamsError(UserError, ValueError):
     """A params.yaml value is missing, unknown or out of range."""
 
 
-# prepare.dataset -> the optional prepare keys it reads (any other optional key must stay unset)
-DATASET_KEYS: dict[str, tuple[str, ...]] = {
-    "voc2007": (),
-    "folder": ("labels_file", "label_names"),
-    "coco2014": ("keep_unannotated",),
-    "coco": ("annotations", "label_names", "keep_unannotated"),
-    "nuswide": ("image_root",),
-    "labels": ("label_names",),
-}
-# datasets whose split names are fixed
-FIXED_SPLITS: dict[str, tuple[str, ...]] = {
-    "voc2007": ("train", "val", "trainval", "test"),
-    "coco2014": ("train", "test"),
-    "nuswide": ("train", "test"),
-}
-
-
 @dataclass(frozen=True)
 class PrepareParams:
     dataset: str = "voc2007"
@@ -60,16 +43,22 @@ class PrepareParams:
     @property
     def has_images(self) -> bool:
         """False for a labels-only project (`dataset: labels`): no manifest, no image stage does work."""
-        return self.dataset != "labels"
+        from .datasets.specs import DATASETS
+
+        spec = DATASETS.get(self.dataset)
+        return spec is None or spec.has_images
 
     def check(self, key: str) -> None:
-        _one_of(f"{key}.dataset", self.dataset, tuple(DATASET_KEYS))
-        uses = DATASET_KEYS[self.dataset]
+        from .datasets.specs import DATASETS   # one spec per dataset: its keys, splits, builder, download
+
+        _one_of(f"{key}.dataset", self.dataset, tuple(DATASETS))
+        spec = DATASETS[self.dataset]
+        uses = spec.keys
         defaults = {"labels_file": None, "label_names": None, "annotations": None, "keep_unannotated": False,
                     "image_root": None}
         for name, default in defaults.items():
             if name not in uses and getattr(self, name) != default:
-                readers = [d for d, keys in DATASET_KEYS.items() if name in keys]
+                readers = [d for d, other in DATASETS.items() if name in other.keys]
                 raise ParamsError(
                     f"{key}.{name} is set but {key}.dataset is {self.dataset!r}, which ignores it: set it to "
                     f"{'false' if default is False else 'null'}, or set {key}.dataset to one of {readers}"
@@ -99,9 +88,9 @@ class PrepareParams:
                 raise ParamsError(
                     f"{key}.splits: {split!r} is not a usable split name: use letters, digits, '-', '_' (e.g. test)"
                 )
-        if self.dataset in FIXED_SPLITS:
+        if spec.splits is not None:
             for i, split in enumerate(self.splits):
-                _one_of(f"{key}.splits[{i}]", split, FIXED_SPLITS[self.dataset])
+                _one_of(f"{key}.splits[{i}]", split, spec.splits)
         if self.dataset == "coco":
             if not self.annotations:
                 raise ParamsError(

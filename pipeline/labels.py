@@ -21,6 +21,10 @@ from .errors import UserError
 LABEL_SCHEMA = {"index": pl.Int32, "label": pl.Utf8, "synonyms": pl.List(pl.Utf8)}
 
 
+# Column names the tables beside the labels already use (scores: image_id; tai predict: path, predicted).
+RESERVED_NAMES = ("image_id", "path", "predicted")
+
+
 class LabelError(UserError, ValueError):
     """A label name that is not in the label set, or a malformed label file."""
 
@@ -128,17 +132,26 @@ def read_label_file(path: str | Path) -> LabelSet:
     path = Path(path)
     if not path.is_file():
         raise LabelError(f"{path}: label file not found; write one label per line, synonyms after ':'")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise LabelError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from e
     names, synonyms = [], {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+    for lineno, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
         name, _, rest = line.partition(":")
         name = name.strip()
         if not name:
-            raise LabelError(f"{path}:{lineno}: empty label name before ':'")
+            raise LabelError(f"{path}:{lineno}: empty label name before ':'; write 'label: synonym, synonym'")
+        if ":" in rest:
+            raise LabelError(f"{path}:{lineno}: more than one ':' in {line!r}; write 'label: synonym, synonym'")
+        if name in RESERVED_NAMES or "|" in name:
+            raise LabelError(f"{path}:{lineno}: {name!r} cannot be a label name (a column of the scores tables, or "
+                             "the '|' that separates labels in a labels file): rename it")
         if name in synonyms:
-            raise LabelError(f"{path}:{lineno}: label {name!r} is listed twice")
+            raise LabelError(f"{path}:{lineno}: label {name!r} is listed twice; keep one line per label")
         names.append(name)
         synonyms[name] = [s.strip() for s in rest.split(",") if s.strip()]
     if not names:

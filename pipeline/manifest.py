@@ -6,6 +6,7 @@ VOC or COCO is parsed (an edit to a reader reruns `prepare`, not `train`)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
@@ -27,6 +28,16 @@ MANIFEST_SCHEMA = {
 
 class DatasetError(UserError, ValueError):
     """A dataset source is missing, incomplete or malformed (the message says where and how to fix it)."""
+
+
+@dataclass
+class Prepared:
+    """What `prepare` writes: the label table, one manifest per split, and extra tables beside them
+    ({path under artifacts/data/<dataset>/ (from pipeline.paths): frame}, e.g. NUS-WIDE's missing images)."""
+
+    labels: "LabelSet"
+    manifests: dict[str, pl.DataFrame]
+    extras: dict[Path, pl.DataFrame] = field(default_factory=dict)
 
 
 def read_manifest(path: str | Path) -> pl.DataFrame:

@@ -8,7 +8,7 @@ import sys
 from typing import Callable
 
 from .config import Params, load_params
-from .errors import EXIT_USER_ERROR, UserError
+from .errors import EXIT_USER_ERROR, UserError, one_line
 
 # Errors that mean bad input, not a bug: the message says what and how to fix it.
 USER_ERRORS: tuple[type[BaseException], ...] = (UserError, FileNotFoundError)
@@ -19,7 +19,7 @@ def run(stage: Callable[[Params], None], name: str) -> None:
     try:
         stage(load_params())
     except USER_ERRORS as e:
-        logging.getLogger(name).error("%s", e)
+        logging.getLogger(name).error("%s", one_line(e))
         sys.exit(EXIT_USER_ERROR)
 
 
