@@ -102,6 +102,16 @@ def read_shards(path: str | Path) -> Embeddings:
     return Embeddings(ids, vectors, metadata)
 
 
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The schema metadata of a shard folder (its first shard), without reading the vectors."""
+    files = sorted(Path(path).glob("*.arrow"))
+    if not files:
+        raise FileNotFoundError(f"{path}: no embedding shards (*.arrow) there; run the encode stage first")
+    with pa.memory_map(str(files[0])) as source:
+        metadata = ipc.open_file(source).schema.metadata or {}
+    return {k.decode(): v.decode() for k, v in metadata.items()}
+
+
 def content_key(*parts: str | bytes) -> str:
     digest = hashlib.sha256()
     for part in parts:

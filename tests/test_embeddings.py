@@ -61,8 +61,8 @@ class CountingEncoder:
         self.images += len(pixels)
         return self.inner.encode_images(pixels, resolution)
 
-    def transform(self, resolution):
-        return self.inner.transform(resolution)
+    def __getattr__(self, name):   # everything else (transform, token_lengths, set_resolution) as the inner one
+        return getattr(self.inner, name)
 
 
 def test_changing_ten_percent_of_texts_encodes_only_those(tmp_path, tiny_clip):
