@@ -22,7 +22,7 @@ from PIL import Image
 
 from .adapter import AdapterBundle
 from .clip_model import ClipEncoder
-from .decode import as_rgb
+from .decode import as_rgb, decode_image
 from .errors import UserError
 
 
@@ -105,16 +105,19 @@ class Classifier:
         thresholds = self.thresholds if threshold is None else threshold_vector(self.labels, threshold)
         transform, chosen = self.transform, []
         for start in range(0, len(images), batch_size):
-            pixels = torch.stack([transform(_open(image)) for image in images[start:start + batch_size]])
+            pixels = torch.stack([_pixels(image, transform) for image in images[start:start + batch_size]])
             chosen += select_labels(self.scores(pixels), self.labels, thresholds, top_k)
         return chosen
 
 
-def _open(image) -> Image.Image:
+def _pixels(image, transform) -> torch.Tensor:
+    """A PIL image or an image file, decoded as the encode stages decode (`pipeline.decode`)."""
     if isinstance(image, Image.Image):
-        return as_rgb(image)
-    with Image.open(image) as opened:
-        return as_rgb(opened)
+        return transform(as_rgb(image))
+    pixels, why = decode_image(str(image), transform)
+    if pixels is None:
+        raise ClassifierError(f"{image}: cannot read it as an image ({why})")
+    return pixels
 
 
 def load_bundle(path: str | Path) -> tuple[AdapterBundle, dict[str, float]]:

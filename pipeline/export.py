@@ -118,11 +118,17 @@ def write_onnx(path: Path, classifier) -> dict:
     encoder.set_resolution(resolution)
     graph = PixelsToProbabilities(encoder.model, classifier.bundle.model, classifier.bundle.normalize).eval().float()
     example = torch.randn(ONNX_CHECK_ROWS, 3, resolution, resolution, generator=torch.Generator().manual_seed(0))
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")   # the TorchScript exporter's deprecation and tracer notes
-        torch.onnx.export(graph, (example,), str(path), dynamo=False, opset_version=ONNX_OPSET,
-                          input_names=["pixels"], output_names=["probabilities"],
-                          dynamic_axes={"pixels": {0: "batch"}, "probabilities": {0: "batch"}})
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)   # its fused attention kernel has no ONNX form
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")   # the TorchScript exporter's deprecation and tracer notes
+            torch.onnx.export(graph, (example,), str(path), dynamo=False, opset_version=ONNX_OPSET,
+                              input_names=["pixels"], output_names=["probabilities"],
+                              dynamic_axes={"pixels": {0: "batch"}, "probabilities": {0: "batch"}})
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+    with torch.no_grad():
         expected = graph(example).numpy()
     entry = {"file": ONNX_FILE, "opset": ONNX_OPSET,
              "input": {"name": "pixels", "shape": ["batch", 3, resolution, resolution], "dtype": "float32",
