@@ -141,16 +141,32 @@ def test_a_vit_encodes_at_twice_its_resolution_and_back(vit):
         vit.set_resolution(72)
 
 
-def test_a_timm_tower_refuses_another_resolution_with_the_reason(tmp_path, monkeypatch):
+def register(tmp_path, name: str, vision: dict) -> str:
+    """A tiny architecture with the given image tower registered in this process; its random weights' name."""
     import open_clip
 
-    config = {"embed_dim": 32, "vision_cfg": {"timm_model_name": "vit_tiny_patch16_224", "timm_model_pretrained": False,
-                                              "timm_pool": "token", "timm_proj": "linear", "image_size": 224},
+    config = {"embed_dim": 32, "vision_cfg": vision,
               "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}}
-    (tmp_path / "tai-tiny-timm.json").write_text(json.dumps(config))
-    open_clip.add_model_config(tmp_path / "tai-tiny-timm.json")
-    torch.save(open_clip.create_model("tai-tiny-timm").state_dict(), tmp_path / "w.pt")
-    encoder = ClipEncoder(f"open_clip:tai-tiny-timm/{tmp_path / 'w.pt'}", "cpu")
+    (tmp_path / f"{name}.json").write_text(json.dumps(config))
+    open_clip.add_model_config(tmp_path / f"{name}.json")
+    torch.manual_seed(0)
+    torch.save(open_clip.create_model(name).state_dict(), tmp_path / "w.pt")
+    return f"open_clip:{name}/{tmp_path / 'w.pt'}"
+
+
+def test_a_resnet_tower_encodes_at_twice_its_resolution(tmp_path):
+    encoder = ClipEncoder(register(tmp_path, "tai-tiny-rn", {"layers": [1, 1, 1, 1], "width": 8, "image_size": 64}), "cpu")
+    pixels = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    assert encoder.encode_images(pixels, 128).shape == (2, 32)
+    assert encoder.model.visual.attnpool.positional_embedding.shape[0] == 4 * 4 + 1   # 2 x 2 grid at 64 px -> 4 x 4
+    with pytest.raises(ClipError, match="not a multiple of .* patch size 32"):
+        encoder.set_resolution(80)
+
+
+def test_a_timm_tower_refuses_another_resolution_with_the_reason(tmp_path):
+    name = register(tmp_path, "tai-tiny-timm", {"timm_model_name": "vit_tiny_patch16_224", "timm_model_pretrained": False,
+                                                "timm_pool": "token", "timm_proj": "linear", "image_size": 224})
+    encoder = ClipEncoder(name, "cpu")
     assert encoder.encode_images(torch.zeros(1, 3, 224, 224), 224).shape == (1, 32)
     with pytest.raises(ClipError, match=r"encodes at 224 px only .*set the resolution to 224, not 448"):
         encoder.encode_images(torch.zeros(1, 3, 448, 448), 448)
