@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from .adapter import AdapterBundle
-from .clip_model import ClipEncoder
+from .clip_model import ClipEncoder, ClipError
 from .decode import as_rgb, decode_image
 from .errors import UserError
 
@@ -133,7 +133,13 @@ def load_bundle(path: str | Path) -> tuple[AdapterBundle, dict[str, float]]:
 
 def load_encoder(bundle: AdapterBundle, device: str = "auto", clip_model: str | None = None) -> ClipEncoder:
     """The CLIP the adapter was trained on (`clip_model` overrides where to find it), identity checked."""
-    encoder = ClipEncoder(clip_model or bundle.clip_model, device)
+    try:
+        encoder = ClipEncoder(clip_model or bundle.clip_model, device)
+    except ClipError as e:
+        if clip_model:
+            raise
+        raise ClassifierError(f"{e}; or point --clip-model (load_classifier's clip_model) at this classifier's CLIP, "
+                              f"{bundle.clip_identity or bundle.clip_model}") from None
     if bundle.clip_identity is not None and encoder.identity != bundle.clip_identity:
         raise ClassifierError(
             f"the CLIP at {clip_model or bundle.clip_model!r} is {encoder.identity}, but the adapter was trained on "

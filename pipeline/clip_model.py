@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import RESIZE_MODES
+from .config import OPEN_CLIP_PREFIX, RESIZE_MODES
 from .device import resolve_device
 from .errors import UserError
 
@@ -37,7 +37,7 @@ class ClipError(UserError, ValueError):
 
 def is_open_clip(model: str) -> bool:
     """Whether `model` names an open_clip model (`open_clip:ARCH/TAG`, see pipeline.open_clip_model)."""
-    return model.startswith("open_clip:")
+    return model.startswith(OPEN_CLIP_PREFIX)
 
 
 def file_digest(path: Path) -> str:

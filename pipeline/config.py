@@ -156,6 +156,8 @@ class OpenAIParams:
 
 # Image preprocessing of pipeline.clip_model.image_transform (encode.resize).
 RESIZE_MODES = ("square", "center_crop")
+# encode.model names starting so are open_clip models (pipeline.open_clip_model).
+OPEN_CLIP_PREFIX = "open_clip:"
 # Noise kinds of pipeline.perturb (train.noise, fewshot.noise, partial.image_noise).
 NOISE_KINDS = ("surface", "interior", "ball")
 # How a text's training labels are set (generate.label_rule): exactly its combination (the paper's),
@@ -279,7 +281,7 @@ class EncodeParams:
             raise ParamsError(f"{key}.engine = 'ray' but Ray is not installed: pip install 'ray[data]', or use engine local")
         if self.ray_address is not None and not (isinstance(self.ray_address, str) and self.ray_address.strip()):
             raise ParamsError(f"{key}.ray_address = {self.ray_address!r}: use a cluster address such as 'ray://head:10001', or null")
-        open_clip = self.model.startswith("open_clip:")   # pipeline.open_clip_model
+        open_clip = self.model.startswith(OPEN_CLIP_PREFIX)
         if open_clip and importlib.util.find_spec("open_clip") is None:
             raise ParamsError(f"{key}.model = {self.model!r} but open_clip is not installed: "
                               "pip install -e '.[open_clip]', or use an OpenAI CLIP name such as RN50")

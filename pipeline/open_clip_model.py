@@ -39,11 +39,11 @@ import numpy as np
 import torch
 
 from .clip_model import ClipEncoder, ClipError, file_digest, resize_positional_embedding
+from .config import OPEN_CLIP_PREFIX as PREFIX
 from .device import resolve_device
 
 log = logging.getLogger(__name__)
 
-PREFIX = "open_clip:"
 CONFIGS_ENV = "TAI_OPEN_CLIP_CONFIGS"
 SCHEMAS = ("hf-hub:", "local-dir:")
 _registered: set[str] = set()

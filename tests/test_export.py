@@ -203,10 +203,17 @@ def test_a_damaged_export_is_one_clear_error(tmp_path, tiny_clip):
         read_export(folder)
 
 
-def test_a_changed_clip_checkpoint_is_refused(tmp_path, tiny_clip):
+def test_a_moved_clip_checkpoint_is_found_by_identity_and_a_changed_one_refused(tmp_path, tiny_clip):
+    import shutil
+
     from conftest import save_tiny_clip
 
-    folder, _ = export_of(tmp_path, str(tiny_clip))
+    moved = shutil.copy(tiny_clip, tmp_path / "clip-at-training.pt")
+    folder, _ = export_of(tmp_path, str(moved))
+    (tmp_path / "clip-at-training.pt").unlink()   # another machine: the training path is gone
+    with pytest.raises(ClassifierError, match="point --clip-model .* at this classifier's CLIP, file:"):
+        load_classifier(folder, device="cpu")
+    assert load_classifier(folder, device="cpu", clip_model=str(tiny_clip)).labels == LABELS   # same bytes elsewhere
     other = save_tiny_clip(tmp_path / "other.pt", seed=1)
     with pytest.raises(ClassifierError, match="but the adapter was trained on file:"):
         load_classifier(folder, device="cpu", clip_model=str(other))
