@@ -8,8 +8,9 @@ weights'), saved, and loaded by the path a checkpoint takes: `clip.load(path)` f
 `open_clip:ARCH/path` (`open_clip.create_model_and_transforms`) for open_clip ones. Measured per
 backbone: images per second through `ClipEncoder.encode_images` at each resolution (preprocessed
 pixels in, no decoding: the encoder alone), and texts per second through `ClipEncoder.encode_tokens`
-on template captions (trimmed where the text tower allows it). Best of `--repeats` alternating rounds
-(the machine may be shared: the best is the least disturbed).
+on template captions (trimmed where the text tower allows it) and through the bare model's
+`encode_text` on the padded rows. Best of `--repeats` alternating rounds (the machine may be shared:
+the best is the least disturbed).
 """
 
 from __future__ import annotations
@@ -76,19 +77,23 @@ def main() -> None:
                 for batch in tokens[backbone].split(args.batch_size * 2):
                     encoder.encode_tokens(batch)
                 times.append(time.perf_counter() - start)
+                start = time.perf_counter()
+                with torch.no_grad():   # the bare model on the padded rows, for the trimming's gain
+                    for batch in tokens[backbone].split(args.batch_size * 2):
+                        encoder.model.encode_text(batch)
+                times.append(time.perf_counter() - start)
             return times
 
         one_round()   # warm-up: first calls allocate
         seconds = iter(best_seconds(one_round, args.repeats))
-        print(f"| backbone | embed dim | text tokens | " + " | ".join(f"images/s @{r}" for r in resolutions)
-              + " | texts/s |")
-        print("|---|---|---|" + "---|" * (len(resolutions) + 1))
+        print(f"| backbone | embed dim | " + " | ".join(f"images/s @{r}" for r in resolutions)
+              + " | texts/s (`encode_tokens`) | texts/s (bare, padded) |")
+        print("|---|---|" + "---|" * (len(resolutions) + 2))
         for backbone, encoder in encoders.items():
             rates = [args.images / next(seconds) for _ in resolutions]
-            text_rate = len(captions) / next(seconds)
-            trims = getattr(encoder, "trims_text", True)
-            print(f"| {backbone} | {encoder.embed_dim} | {'trimmed' if trims else 'padded'} | "
-                  + " | ".join(f"{r:.1f}" for r in rates) + f" | {text_rate:.0f} |")
+            text_rate, padded_rate = len(captions) / next(seconds), len(captions) / next(seconds)
+            print(f"| {backbone} | {encoder.embed_dim} | " + " | ".join(f"{r:.3g}" for r in rates)
+                  + f" | {text_rate:.3g} | {padded_rate:.3g} |")
 
 
 if __name__ == "__main__":

@@ -236,6 +236,12 @@ def export_workspace(out_dir: str | Path, adapter: str | Path, params_file: str 
     if classifier.labels != labels.names:
         raise ExportError(f"{adapter} was trained on other labels than {params.prepare.dataset}'s label table: "
                           "run `dvc repro train` first")
+    bundle = classifier.bundle
+    stale = [f"{key} is {now!r} in {params_file} but {was!r} in the adapter" for key, now, was in (
+        ("encode.model", params.encode.model, bundle.clip_model), ("encode.resize", params.encode.resize, bundle.resize),
+        ("train.normalize", params.train.normalize, bundle.normalize)) if now != was]
+    if stale and clip_model is None:   # the card would describe other params than the weights'
+        raise ExportError(f"{'; '.join(stale)}: run `dvc repro` so the adapter matches the params, then export")
     thresholds = read_thresholds(thresholds_file, labels.names) if thresholds_file else {}
     synonyms = dict(zip(labels.names, (list(s) for s in labels.synonyms)))
     config = export_config(classifier.bundle, classifier.encoder, synonyms, thresholds)

@@ -2,6 +2,7 @@
 predicts what the workspace's adapter predicts; `tai predict --model/--top-k/--thresholds`."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -217,3 +218,34 @@ def test_a_moved_clip_checkpoint_is_found_by_identity_and_a_changed_one_refused(
     other = save_tiny_clip(tmp_path / "other.pt", seed=1)
     with pytest.raises(ClassifierError, match="but the adapter was trained on file:"):
         load_classifier(folder, device="cpu", clip_model=str(other))
+
+
+def test_export_from_a_workspace_writes_the_card_and_refuses_stale_params(tmp_path, tiny_clip, monkeypatch):
+    import yaml
+
+    from conftest import ROOT
+    from pipeline.export import export_workspace
+    from pipeline.labels import LabelSet
+
+    monkeypatch.chdir(tmp_path)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["prepare"].update(dataset="labels", root="data", splits=["test"], label_names="labels.txt")
+    params["encode"]["model"] = str(tiny_clip)
+    (tmp_path / "labels.txt").write_text("cat\ndog\ncar\n")
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    labels = LabelSet.from_names(LABELS, {"cat": ["kitten"]})
+    Path("artifacts/data/labels").mkdir(parents=True)
+    labels.to_frame().write_parquet("artifacts/data/labels/labels.parquet")
+    encoder = ClipEncoder(str(tiny_clip), "cpu")
+    bundle_for(encoder, str(tiny_clip)).save("adapter.pt")
+
+    folder = export_workspace("out", "adapter.pt", thresholds_file=None)
+    card = (folder / "README.md").read_text()
+    assert "No evaluation was recorded" in card and "not recorded (no `reports/generate.json`)" in card
+    assert "| 0 | cat | kitten | 0.5 |" in card and "zero-shot: texts only" in card
+
+    params["train"]["normalize"] = True
+    Path("params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(ExportError, match=r"train.normalize is True in params.yaml but False in the adapter: run `dvc repro`"):
+        export_workspace("out2", "adapter.pt")
+    assert not Path("out2").exists()
