@@ -258,7 +258,7 @@ def export(
     thresholds: Path = typer.Option(None, "--thresholds", help="per-label thresholds to ship (JSON or CSV, as "
                                     "for predict); others are 0.5"),
     onnx: bool = typer.Option(False, "--onnx", help="also write model.onnx: pixels to probabilities, CLIP image "
-                              "encoder and adapter in one graph (pip install -e '.[onnx]')"),
+                              "encoder and adapter in one graph (pip install -e '.\\[onnx]')"),
     clip_model: str = typer.Option(None, "--clip-model", help="where to find the adapter's CLIP, when not where "
                                    "it was at training (its identity is checked)"),
 ) -> None:

@@ -126,6 +126,9 @@ def write_onnx(path: Path, classifier) -> dict:
             torch.onnx.export(graph, (example,), str(path), dynamo=False, opset_version=ONNX_OPSET,
                               input_names=["pixels"], output_names=["probabilities"],
                               dynamic_axes={"pixels": {0: "batch"}, "probabilities": {0: "batch"}})
+    except Exception as e:  # an operator ONNX has no form for, in some backbone
+        raise ExportError(f"{encoder.name}'s image encoder could not be written as ONNX ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0][:200]}): export without --onnx") from None
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
     with torch.no_grad():
