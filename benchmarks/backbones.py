@@ -43,6 +43,21 @@ def random_checkpoint(backbone: str, folder: Path) -> str:
     return f"open_clip:{architecture}/{path}"
 
 
+def image_gflops(encoder, resolution: int) -> float:
+    """FLOPs of one image through the image encoder (matrix products, 2 per multiply-add), counted."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)   # the fused attention kernel is invisible to the counter
+    try:
+        with counter:
+            encoder.encode_images(torch.zeros(1, 3, resolution, resolution), resolution)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+    return counter.get_total_flops() / 1e9
+
+
 def best_seconds(run, repeats: int) -> list[float]:
     return [min(times) for times in zip(*[run() for _ in range(repeats)])]
 
@@ -86,14 +101,15 @@ def main() -> None:
 
         one_round()   # warm-up: first calls allocate
         seconds = iter(best_seconds(one_round, args.repeats))
-        print(f"| backbone | embed dim | " + " | ".join(f"images/s @{r}" for r in resolutions)
-              + " | texts/s (`encode_tokens`) | texts/s (bare, padded) |")
-        print("|---|---|" + "---|" * (len(resolutions) + 2))
+        print(f"| backbone | embed dim | " + " | ".join(f"GFLOPs/image @{r}" for r in resolutions) + " | "
+              + " | ".join(f"images/s @{r}" for r in resolutions) + " | texts/s (`encode_tokens`) | texts/s (bare, padded) |")
+        print("|---|---|" + "---|" * (2 * len(resolutions) + 2))
         for backbone, encoder in encoders.items():
+            flops = [image_gflops(encoder, r) for r in resolutions]
             rates = [args.images / next(seconds) for _ in resolutions]
             text_rate, padded_rate = len(captions) / next(seconds), len(captions) / next(seconds)
-            print(f"| {backbone} | {encoder.embed_dim} | " + " | ".join(f"{r:.3g}" for r in rates)
-                  + f" | {text_rate:.3g} | {padded_rate:.3g} |")
+            print(f"| {backbone} | {encoder.embed_dim} | " + " | ".join(f"{f:.1f}" for f in flops) + " | "
+                  + " | ".join(f"{r:.3g}" for r in rates) + f" | {text_rate:.3g} | {padded_rate:.3g} |")
 
 
 if __name__ == "__main__":
