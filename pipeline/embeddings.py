@@ -147,9 +147,9 @@ class EmbeddingCache:
         return self._load()[key]
 
     def compact(self, max_chunks: int = 8) -> None:
-        """Merge the per-batch chunks into one file once there are more than `max_chunks` (a finished run calls it),
-        and remove the temporaries of chunks whose writer was killed (`STALE_AFTER_S` old: another process may be
-        writing one now)."""
+        """Merge the per-batch chunks into one file per embedding width once there are more than `max_chunks` (a
+        finished run calls it; backbones of different widths share the cache folder, never a key), and remove the
+        temporaries of chunks whose writer was killed (`STALE_AFTER_S` old: another process may be writing one now)."""
         too_old = time.time() - STALE_AFTER_S
         for stale in self.root.glob(".*.tmp"):
             with contextlib.suppress(FileNotFoundError):
@@ -162,10 +162,13 @@ class EmbeddingCache:
         for chunk in chunks:  # exactly the files about to be removed, whoever wrote them
             table = _read_ipc(chunk)
             merged.update(zip(table.column("id").to_pylist(), _vectors(table)))
-        keys = list(merged)
-        _write_ipc(_table(keys, np.stack([merged[k] for k in keys])), self.root / f"chunk-{uuid.uuid4().hex}.arrow",
-                   unique=True)
-        for chunk in chunks:  # only after the merged file is in place: a kill here loses nothing
+        by_width: dict[int, list[str]] = {}
+        for key, vector in merged.items():
+            by_width.setdefault(len(vector), []).append(key)
+        for keys in by_width.values():
+            _write_ipc(_table(keys, np.stack([merged[k] for k in keys])), self.root / f"chunk-{uuid.uuid4().hex}.arrow",
+                       unique=True)
+        for chunk in chunks:  # only after the merged files are in place: a kill here loses nothing
             chunk.unlink()
 
     def put(self, keys: list[str], vectors: np.ndarray) -> None:

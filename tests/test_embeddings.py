@@ -114,6 +114,19 @@ def test_compaction_merges_chunks_and_keeps_every_vector(tmp_path):
     np.testing.assert_array_equal(again.get("k7"), [7, 7, 7])
 
 
+def test_compaction_keeps_backbones_of_different_widths_apart(tmp_path):
+    cache = EmbeddingCache(tmp_path / "cache")   # one per-user folder: RN50 (1024-d) and a ViT-B (512-d) both write here
+    for i in range(6):
+        cache.put([f"wide{i}"], np.full((1, 4), i, np.float32))
+        cache.put([f"narrow{i}"], np.full((1, 2), -i, np.float32))
+    cache.compact(max_chunks=8)
+    assert len(list((tmp_path / "cache").glob("*.arrow"))) == 2   # one merged chunk per width
+    again = EmbeddingCache(tmp_path / "cache")
+    assert len(again) == 12
+    np.testing.assert_array_equal(again.get("wide5"), [5] * 4)
+    np.testing.assert_array_equal(again.get("narrow5"), [-5] * 2)
+
+
 def test_compaction_removes_the_temporaries_of_killed_chunk_writes_only_once_stale(tmp_path):
     import os
     import time
