@@ -26,6 +26,9 @@ from .decode import as_rgb, decode_image
 from .errors import UserError
 
 
+DEFAULT_THRESHOLD = 0.5   # a label's threshold when nothing (a file, --threshold, the export) names one
+
+
 class ClassifierError(UserError, ValueError):
     """A classifier, CLIP or threshold file that does not fit together."""
 
@@ -149,7 +152,7 @@ def load_encoder(bundle: AdapterBundle, device: str = "auto", clip_model: str | 
 
 
 def load_classifier(path: str | Path, device: str = "auto", clip_model: str | None = None,
-                    threshold: float = 0.5) -> Classifier:
+                    threshold: float = DEFAULT_THRESHOLD) -> Classifier:
     """A ready classifier from an exported folder or an adapter bundle; labels without a threshold of
     their own (recorded by `tai export --thresholds`) use `threshold`."""
     bundle, per_label = load_bundle(path)

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from .adapter import Adapter, AdapterBundle, AdapterConfig, check_finite, normalize
+from .classifier import DEFAULT_THRESHOLD
 from .errors import UserError
 from .io import atomic_dir
 
@@ -51,8 +52,7 @@ def project_version() -> str:
         return "unknown"
 
 
-def export_config(bundle: AdapterBundle, encoder, synonyms: dict[str, list[str]], thresholds: dict[str, float],
-                  default_threshold: float = 0.5) -> dict:
+def export_config(bundle: AdapterBundle, encoder, synonyms: dict[str, list[str]], thresholds: dict[str, float]) -> dict:
     """What a program needs to use the weights: inputs (CLIP and its preprocessing), shape, labels, thresholds."""
     shape = bundle.model.config
     return {
@@ -62,7 +62,7 @@ def export_config(bundle: AdapterBundle, encoder, synonyms: dict[str, list[str]]
         "exported_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "labels": list(bundle.labels),
         "synonyms": {name: list(synonyms.get(name, ())) for name in bundle.labels},
-        "thresholds": {name: float(thresholds.get(name, default_threshold)) for name in bundle.labels},
+        "thresholds": {name: float(thresholds.get(name, DEFAULT_THRESHOLD)) for name in bundle.labels},
         "clip": {
             "model": bundle.clip_model,
             "identity": encoder.identity,

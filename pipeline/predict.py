@@ -13,7 +13,8 @@ from pathlib import Path
 import polars as pl
 import torch
 
-from .classifier import load_bundle, load_encoder, read_thresholds, select_labels, threshold_vector
+from .classifier import (DEFAULT_THRESHOLD, load_bundle, load_encoder, read_thresholds, select_labels,
+                         threshold_vector)
 from .embeddings import EmbeddingCache
 from .encode import encode_images
 from .paths import embedding_cache_dir
@@ -21,7 +22,6 @@ from .paths import embedding_cache_dir
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
-DEFAULT_THRESHOLD = 0.5
 
 
 def find_images(folder: Path) -> list[str]:
