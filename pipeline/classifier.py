@@ -141,8 +141,8 @@ def load_encoder(bundle: AdapterBundle, device: str = "auto", clip_model: str | 
     except ClipError as e:
         if clip_model:
             raise
-        raise ClassifierError(f"{e}; or point --clip-model (load_classifier's clip_model) at this classifier's CLIP, "
-                              f"{bundle.clip_identity or bundle.clip_model}") from None
+        raise ClassifierError(f"{e}; if this classifier's CLIP ({bundle.clip_identity or bundle.clip_model}) is "
+                              "elsewhere on this machine, point --clip-model (load_classifier's clip_model) at it") from None
     if bundle.clip_identity is not None and encoder.identity != bundle.clip_identity:
         raise ClassifierError(
             f"the CLIP at {clip_model or bundle.clip_model!r} is {encoder.identity}, but the adapter was trained on "

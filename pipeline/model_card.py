@@ -28,16 +28,22 @@ def _setting(params: Params) -> str:
 def _texts(params: Params, generate: dict) -> list[str]:
     g = params.generate
     llm = f"`{g.openai.model}` on an OpenAI-compatible server" if g.backend == "openai" else f"`{g.model}` ({g.backend})"
-    lines = [f"- Source: `generate.llm_fraction` {g.llm_fraction:g} of the label combinations captioned by the LLM "
-             f"{llm}, the rest by templates ({len(g.templates)} of them).",
-             f"- Prompt: \"{g.prompt}\"; up to {g.max_labels} labels per combination, seed {g.seed}."]
+    if g.llm_fraction == 0:
+        source = f"no LLM (`generate.llm_fraction` 0): every caption from the {len(g.templates)} templates."
+    else:
+        source = (f"`generate.llm_fraction` {g.llm_fraction:g} of the label combinations captioned by the LLM {llm}"
+                  + (f", the rest by {len(g.templates)} templates." if g.llm_fraction < 1 else "."))
+    lines = [f"- Source: {source}",
+             f"- Combinations: up to {g.max_labels} labels each, seed {g.seed}; "
+             + (f"LLM prompt \"{g.prompt}\"." if g.llm_fraction > 0 else
+                "templates " + ", ".join(f"\"{t}\"" for t in g.templates) + ".")]
     if generate:
         lines.append(f"- Count: {_number(generate.get('n_texts', '?'))} texts for "
                      f"{_number(generate.get('n_combinations', '?'))} combinations "
                      f"({_number(generate.get('n_llm_texts', 0))} from the LLM, "
                      f"{_number(generate.get('n_template_texts', 0))} from templates, "
                      f"{_number(generate.get('n_dropped', 0))} dropped; mean "
-                     f"{_number(generate.get('mean_text_tokens', 0.0))} CLIP tokens), from `reports/generate.json`.")
+                     f"{generate.get('mean_text_tokens', 0.0):.1f} CLIP tokens), from `reports/generate.json`.")
     else:
         lines.append("- Count: not recorded (no `reports/generate.json`).")
     return lines
