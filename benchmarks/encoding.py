@@ -31,21 +31,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline.clip_model import ClipEncoder
-from pipeline.config import GenerateParams
+from pipeline.encoders import load_clip
 from pipeline.embeddings import EmbeddingCache
 from pipeline.encode import encode_images, encode_texts
-from pipeline.generate.combinations import plan_combinations
-from pipeline.generate.templates import template_texts
 from pipeline.labels import VOC_LABELS
 from pipeline.random_clip import save_random_clip
-
-
-def template_captions(n: int) -> list[str]:
-    """What `generate` writes with llm_fraction 0: a random template and synonyms per VOC combination."""
-    params = GenerateParams()
-    plan = plan_combinations(VOC_LABELS, seed=0, n=n, max_labels=params.max_labels, llm_fraction=0.0)
-    return [t.text for c in plan for t in template_texts(c, VOC_LABELS, params.templates, use_synonyms=True)]
+from toy_project import template_captions
 
 
 def table_captions(path: str, n: int) -> list[str]:
@@ -119,7 +110,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        encoder = ClipEncoder(str(save_random_clip(tmp / "rn50-random.pt", "RN50")), args.device)
+        encoder = load_clip(str(save_random_clip(tmp / "rn50-random.pt", "RN50")), args.device)
         model, device = encoder.model, encoder.device
         texts = template_captions(args.texts) if args.captions == "templates" else table_captions(args.captions, args.texts)
         lengths = encoder.tokenize(texts).argmax(dim=-1) + 1

@@ -199,7 +199,6 @@ def measure(out: Path, threads: int, prompt: int, gen: int, repeats: int, rounds
             only: list[str] | None) -> None:
     """Every model once per round, in turn; each model's best round (fewest CPU-seconds per call: on a
     shared machine wall time mostly measures the other processes) is kept, also relative to SmolLM2's."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from pipeline.generate.models import resolve_model
 
     files = [resolve_model("smollm2")] + sorted(out.glob("*.gguf"), key=lambda p: p.stat().st_size)
@@ -210,9 +209,9 @@ def measure(out: Path, threads: int, prompt: int, gen: int, repeats: int, rounds
     best: dict[Path, dict] = {}
     for r in range(rounds):
         for path in files:
-            code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import llm_presets as b; "
+            code = (f"import json; import llm_presets as b; "   # run beside this script, so it imports as a module
                     f"print(json.dumps(b.measure_one(b.Path({str(path)!r}), {threads}, {prompt}, {gen}, {repeats})))")
-            result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+            result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent)
             if result.returncode:
                 print(f"{path.name} failed: {result.stderr.strip().splitlines()[-1:]}", flush=True)
                 continue

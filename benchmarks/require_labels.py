@@ -21,11 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipeline.config import REQUIRE_LABELS, GenerateParams  # noqa: E402
-from pipeline.generate import generate_texts, make_backend  # noqa: E402
-from pipeline.labels import VOC_LABELS  # noqa: E402
+from pipeline.config import REQUIRE_LABELS, GenerateParams
+from pipeline.generate import generate_texts, make_backend
+from pipeline.labels import VOC_LABELS
 
 
 def run(p: GenerateParams) -> dict:

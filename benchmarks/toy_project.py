@@ -1,6 +1,7 @@
 """A throwaway DVC project for the benchmarks that run stages: a copy of this checkout's pipeline/,
 stages/, dvc.yaml and params.yaml, a folder dataset of small random images carrying Pascal VOC's 20
-labels and synonyms, and params.yaml's defaults pointing at it (tests build their own, tests/e2e_project.py).
+labels and synonyms, and params.yaml's defaults pointing at it (tests build their own, tests/e2e_project.py);
+and the template captions `generate` would write for VOC, for the encoding benchmarks.
 
 Imported as a sibling module (`python benchmarks/<script>.py` puts benchmarks/ first on the path)."""
 
@@ -15,6 +16,9 @@ import numpy as np
 import yaml
 from PIL import Image
 
+from pipeline.config import GenerateParams
+from pipeline.generate.combinations import plan_combinations
+from pipeline.generate.templates import template_texts
 from pipeline.labels import VOC_LABELS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,3 +84,10 @@ def init_repo(project: Path) -> None:
 def commit(project: Path, message: str) -> None:
     run(project, "git", "add", "-A")
     subprocess.run(["git", "commit", "-qm", message], cwd=project, env={**os.environ, **ENV}, capture_output=True)
+
+
+def template_captions(n: int) -> list[str]:
+    """What `generate` writes with llm_fraction 0: a random template and synonyms per VOC combination."""
+    params = GenerateParams()
+    plan = plan_combinations(VOC_LABELS, seed=0, n=n, max_labels=params.max_labels, llm_fraction=0.0)
+    return [t.text for c in plan for t in template_texts(c, VOC_LABELS, params.templates, use_synonyms=True)]

@@ -63,6 +63,7 @@ class AdapterBundle:
     clip_model: str
     image_resolution: int
     resize: str = "square"   # encode.resize the adapter's images were preprocessed with; predict uses the same
+    clip_identity: str | None = None   # ClipEncoder.identity of clip_model at training (None: older bundles)
 
     def scores(self, embeddings: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
         """Sigmoid probabilities (float64, so confident scores do not collapse into ties at 1.0)."""
@@ -90,6 +91,7 @@ class AdapterBundle:
             "clip_model": self.clip_model,
             "image_resolution": self.image_resolution,
             "resize": self.resize,
+            "clip_identity": self.clip_identity,
         }
         write_torch(payload, path)
 
@@ -107,11 +109,16 @@ class AdapterBundle:
                 f"{path} is not an adapter saved by the train stage ({type(e).__name__}): "
                 "run `dvc repro train` to write it again"
             ) from e
-        bad = [name for name, w in payload["state_dict"].items() if not torch.isfinite(w).all()]
-        if bad:
-            raise AdapterError(
-                f"{path}: the adapter's weights hold NaN or infinity ({', '.join(bad)}), so every score would be "
-                "garbage: retrain it (`dvc repro train`) with a lower train.max_lr or a smaller train.radius"
-            )
+        check_finite(payload["state_dict"], path)
         return cls(model.to(device), tuple(payload["labels"]), payload["normalize"], payload["clip_model"], payload["image_resolution"],
-                   payload.get("resize", "center_crop"))  # older bundles: CLIP's crop
+                   payload.get("resize", "center_crop"), payload.get("clip_identity"))  # older bundles: CLIP's crop
+
+
+def check_finite(state_dict: dict[str, torch.Tensor], path: str | Path) -> None:
+    """A trained adapter with NaN or infinite weights would score garbage: refuse it, naming the file."""
+    bad = [name for name, w in state_dict.items() if not torch.isfinite(w).all()]
+    if bad:
+        raise AdapterError(
+            f"{path}: the adapter's weights hold NaN or infinity ({', '.join(bad)}), so every score would be "
+            "garbage: retrain it (`dvc repro train`) with a lower train.max_lr or a smaller train.radius"
+        )

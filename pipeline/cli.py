@@ -4,6 +4,8 @@
     tai download nuswide                                    where to get NUS-WIDE (no official download)
     tai inspect PATH                                        look inside an artifact
     tai report [--metric M | --all-metrics] [--x PARAM] [--json FILE]   experiments: mean ± std over seeds
+    tai predict FOLDER [--model DIR] [--top-k K] [--thresholds FILE]   label a folder of images
+    tai export DIR [--onnx] [--thresholds FILE]             the trained classifier as safetensors + config + card
 
 `inspect` understands Parquet files (rows, schema, first rows), Arrow IPC embeddings (an `.arrow`
 file or a folder of `.arrow` shards with columns `id` + `embedding`: rows, dimension, schema
@@ -214,18 +216,27 @@ def _inspect_json(path: Path) -> None:
 @app.command()
 def predict(
     folder: Path = typer.Argument(..., help="a folder of images (searched recursively)"),
-    adapter: Path = typer.Option(paths.MODEL, "--adapter", help="a trained adapter"),
+    model: Path = typer.Option(None, "--model", help="an exported classifier folder (`tai export`); "
+                               "default: the workspace's adapter (--adapter)"),
+    adapter: Path = typer.Option(paths.MODEL, "--adapter", help="a trained adapter bundle of the workspace"),
     out: Path = typer.Option(None, "--out", help="write the table here (.parquet or .csv); default: print it"),
-    threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0, help="probability to predict a label"),
-    clip_model: str = typer.Option(None, "--clip-model", help="CLIP name or checkpoint; default: the adapter's"),
+    threshold: float = typer.Option(None, "--threshold", min=0.0, max=1.0,
+                                    help="probability to predict a label, for every label [default: the "
+                                    "export's per-label thresholds, else 0.5]"),
+    thresholds: Path = typer.Option(None, "--thresholds", help="per-label thresholds: JSON {label: t} or CSV "
+                                    "with columns label,threshold; other labels use --threshold"),
+    top_k: int = typer.Option(None, "--top-k", min=1, help="predict at most K labels per image, the most likely "
+                              "(with --threshold 0: exactly the K most likely)"),
+    clip_model: str = typer.Option(None, "--clip-model", help="CLIP name or checkpoint; default: the classifier's"),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
 ) -> None:
-    """Label every image in FOLDER with a trained adapter: the predicted labels and one probability per label."""
+    """Label every image in FOLDER with a trained classifier: the predicted labels and one probability per label."""
     from pipeline.io import write_parquet, write_text
     from pipeline.predict import predict_folder
 
-    frame, skipped = predict_folder(adapter, folder, clip_model, threshold, device, batch_size)
+    frame, skipped = predict_folder(model or adapter, folder, clip_model, threshold, device, batch_size,
+                                    top_k=top_k, thresholds_file=thresholds)
     console = _console()
     for path, why in skipped:
         console.print(f"[yellow]skipped[/] {path}: {why}", soft_wrap=True)
@@ -237,6 +248,31 @@ def predict(
     else:
         write_parquet(frame, out)
     console.print(f"[green]{len(frame)} image(s) scored[/], {len(skipped)} skipped" + (f"; wrote {out}" if out else ""))
+
+
+# --------------------------------------------------------------------------------------------- export
+
+
+@app.command()
+def export(
+    out_dir: Path = typer.Argument(..., help="the folder to write (created; an earlier export there is replaced)"),
+    adapter: Path = typer.Option(paths.MODEL, "--adapter", help="the trained adapter bundle to export"),
+    params_file: Path = typer.Option(Path("params.yaml"), "--params", help="the params it was trained with"),
+    reports_dir: Path = typer.Option(paths.REPORTS, "--reports", help="where the metrics the card quotes are"),
+    thresholds: Path = typer.Option(None, "--thresholds", help="per-label thresholds to ship (JSON or CSV, as "
+                                    "for predict); others are 0.5"),
+    onnx: bool = typer.Option(False, "--onnx", help="also write model.onnx: pixels to probabilities, CLIP image "
+                              "encoder and adapter in one graph (pip install -e '.\\[onnx]')"),
+    clip_model: str = typer.Option(None, "--clip-model", help="where to find the adapter's CLIP, when not where "
+                                   "it was at training (its identity is checked)"),
+) -> None:
+    """Write the trained classifier as a folder other programs load without pickle: model.safetensors,
+    config.json, a model card (README.md) and, with --onnx, model.onnx."""
+    from pipeline.export import export_workspace
+
+    folder = export_workspace(out_dir, adapter, params_file, reports_dir, thresholds, onnx, clip_model)
+    files = ", ".join(sorted(p.name for p in folder.iterdir()))
+    _console().print(f"[green]exported[/] {folder}: {files}", soft_wrap=True)
 
 
 # --------------------------------------------------------------------------------------------- report

@@ -4,7 +4,9 @@
 internet) or a path to a checkpoint (a JIT archive or a plain state dict). The
 image encoder's positional embedding is resized (bicubic) so an RN50 trained at
 224 px can encode at 448 px (7 x 7 -> 14 x 14 attention-pool grid), or any
-multiple of 32.
+multiple of 32. Names starting with `open_clip:` are open_clip models
+(`pipeline.open_clip_model`, a subclass with the same methods); `pipeline.encoders.load_clip`
+loads either kind by name.
 """
 
 from __future__ import annotations
@@ -18,20 +20,38 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import OPEN_CLIP_PREFIX
 from .device import resolve_device
 from .errors import UserError
 
 log = logging.getLogger(__name__)
 
 CONTEXT_LENGTH = 77
+OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)   # CLIP's image normalisation (clip.clip._transform)
+OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 class ClipError(UserError, ValueError):
     """A CLIP model name or checkpoint that cannot be used."""
 
 
+def is_open_clip(model: str) -> bool:
+    """Whether `model` names an open_clip model (`open_clip:ARCH/TAG`, see pipeline.open_clip_model)."""
+    return model.startswith(OPEN_CLIP_PREFIX)
+
+
+def file_digest(path: Path) -> str:
+    """The first 16 hex digits of a file's SHA-256: a checkpoint's identity, whatever its name."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 def model_identity(model: str) -> str:
-    """A stable id for cache keys: the name of a released model, or a checksum of a checkpoint file."""
+    """A stable id for cache keys: the name of a released model, or a checksum of a checkpoint file.
+    Two backbones never share an id, so they never share cache entries."""
     import clip
 
     if model in clip.available_models():
@@ -39,14 +59,10 @@ def model_identity(model: str) -> str:
     path = Path(model)
     if not path.is_file():
         raise ClipError(
-            f"encode.model = {model!r} is neither a CLIP model name {clip.available_models()} nor an existing "
-            "checkpoint file: fix the name or the path"
+            f"encode.model = {model!r} is neither a CLIP model name {clip.available_models()}, an open_clip name "
+            "('open_clip:ViT-B-16/laion2b_s34b_b88k'), nor an existing checkpoint file: fix the name or the path"
         )
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return f"file:{digest.hexdigest()[:16]}"
+    return f"file:{file_digest(path)}"
 
 
 def resize_positional_embedding(embedding: torch.Tensor, grid: int) -> torch.Tensor:
@@ -63,22 +79,28 @@ def resize_positional_embedding(embedding: torch.Tensor, grid: int) -> torch.Ten
     return torch.cat([cls_token, spatial])
 
 
-def image_transform(resolution: int, resize: str = "square"):
+def _to_rgb(image):
+    return image.convert("RGB")
+
+
+def image_transform(resolution: int, resize: str = "square", mean: tuple[float, ...] = OPENAI_MEAN,
+                    std: tuple[float, ...] = OPENAI_STD, interpolation: str = "bicubic"):
     """PIL image -> normalised tensor at `resolution` x `resolution`.
 
     `square` (the paper's protocol, as its peers evaluate): the whole image resized to N x N,
-    bicubic, aspect ratio not kept, nothing cut off. `center_crop` (CLIP's own preprocessing):
+    aspect ratio not kept, nothing cut off. `center_crop` (CLIP's own preprocessing):
     the short side resized to N, then the centre N x N kept, which drops objects near the border.
-    Both convert to RGB and use CLIP's mean and std. (`pipeline.config` checks encode.resize.)
+    Both convert to RGB and normalise with the model's mean and std (CLIP's by default); the
+    interpolation is the model's too (bicubic for CLIP, as `clip.clip._transform`) (`pipeline.config` checks encode.resize.)
     """
-    from clip.clip import _transform
     from torchvision import transforms as T
 
-    clip_default = _transform(resolution)  # Resize(N), CenterCrop(N), RGB, ToTensor, Normalize
+    mode = T.InterpolationMode(interpolation)
     if resize == "center_crop":
-        return clip_default
-    resize_step, _crop, *rest = clip_default.transforms
-    return T.Compose([T.Resize((resolution, resolution), interpolation=resize_step.interpolation), *rest])
+        geometry = [T.Resize(resolution, interpolation=mode), T.CenterCrop(resolution)]
+    else:
+        geometry = [T.Resize((resolution, resolution), interpolation=mode)]
+    return T.Compose([*geometry, _to_rgb, T.ToTensor(), T.Normalize(mean, std)])
 
 
 def text_mask_is_causal(model) -> bool:
@@ -92,7 +114,12 @@ def text_mask_is_causal(model) -> bool:
 
 
 class ClipEncoder:
-    """One loaded CLIP model; text and image features as float32 numpy arrays (raw, not normalised)."""
+    """One loaded CLIP model; text and image features as float32 numpy arrays (raw, not normalised).
+
+    `pipeline.encoders.load_clip` makes one for any backbone: this class for OpenAI names and checkpoints,
+    `pipeline.open_clip_model.OpenClipEncoder` (a subclass with the same methods) for open_clip names."""
+
+    mean, std, interpolation = OPENAI_MEAN, OPENAI_STD, "bicubic"   # image normalisation (`transform`)
 
     def __init__(self, model: str = "RN50", device: str = "auto"):
         import clip
@@ -133,8 +160,15 @@ class ClipEncoder:
         self.model.visual.input_resolution = resolution
 
     def transform(self, resolution: int, resize: str = "square"):
-        """Preprocessing at `resolution` (`image_transform`)."""
-        return image_transform(resolution, resize)
+        """Preprocessing at `resolution` (`image_transform`) with this model's normalisation."""
+        return image_transform(resolution, resize, self.mean, self.std, self.interpolation)
+
+    def token_lengths(self, tokens: torch.Tensor) -> list[int]:
+        """Tokens each `tokenize` row costs `encode_tokens`: up to its end token when the text tower is
+        causal (the end token has the largest id), else the whole padded row."""
+        if text_mask_is_causal(self.model):
+            return (tokens.argmax(dim=-1) + 1).tolist()
+        return [tokens.shape[1]] * len(tokens)
 
     def tokenize(self, texts: list[str]) -> torch.Tensor:
         """(n, 77) CLIP token ids, start and end tokens included, zero-padded; a text over 77 tokens is cut."""

@@ -155,6 +155,8 @@ DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("llama_cpp", "openai")
 # Labelled images per class in the few-shot setting (fewshot.shots; 0 = off), the paper's.
 SHOT_COUNTS = (0, 1, 2, 4, 8, 16)
+# encode.model names starting so are open_clip models (pipeline.open_clip_model).
+OPEN_CLIP_PREFIX = "open_clip:"
 # Noise kinds of pipeline.perturb (train.noise, fewshot.noise, partial.image_noise).
 NOISE_KINDS = ("surface", "interior", "ball")
 # How a text's training labels are set (generate.label_rule): exactly its combination (the paper's),
@@ -294,9 +296,18 @@ class EncodeParams:
             raise ParamsError(f"{key}.engine = 'ray' but Ray is not installed: pip install 'ray[data]', or use engine local")
         if self.ray_address is not None and not (isinstance(self.ray_address, str) and self.ray_address.strip()):
             raise ParamsError(f"{key}.ray_address = {self.ray_address!r}: use a cluster address such as 'ray://head:10001', or null")
-        _multiple_of_32(f"{key}.image_resolution", self.image_resolution)
-        if self.partial_resolution is not None:
-            _multiple_of_32(f"{key}.partial_resolution", self.partial_resolution)
+        open_clip = self.model.startswith(OPEN_CLIP_PREFIX)
+        if open_clip and importlib.util.find_spec("open_clip") is None:
+            raise ParamsError(f"{key}.model = {self.model!r} but open_clip is not installed: "
+                              "pip install -e '.[open_clip]', or use an OpenAI CLIP name such as RN50")
+        for name in ("image_resolution", "partial_resolution"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if open_clip:   # a ViT's patch (14, 16, 32) is checked when the model is loaded
+                _at_least(f"{key}.{name}", value, 32)
+            else:
+                _multiple_of_32(f"{key}.{name}", value)
         _at_least(f"{key}.batch_size", self.batch_size, 1)
         _at_least(f"{key}.shard_rows", self.shard_rows, 1)
         _at_least(f"{key}.num_workers", self.num_workers, 0)

@@ -103,6 +103,16 @@ def read_shards(path: str | Path) -> Embeddings:
     return Embeddings(ids, vectors, metadata)
 
 
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """The schema metadata of a shard folder (its first shard), without reading the vectors."""
+    files = sorted(Path(path).glob("*.arrow"))
+    if not files:
+        raise FileNotFoundError(f"{path}: no embedding shards (*.arrow) there; run the encode stage first")
+    with pa.memory_map(str(files[0])) as source:
+        metadata = ipc.open_file(source).schema.metadata or {}
+    return {k.decode(): v.decode() for k, v in metadata.items()}
+
+
 def content_key(*parts: str | bytes) -> str:
     digest = hashlib.sha256()
     for part in parts:
@@ -166,18 +176,22 @@ class EmbeddingCache:
         return self._load()[key]
 
     def compact(self, max_chunks: int = 8) -> None:
-        """Merge the per-batch chunks into one file once there are more than `max_chunks` (every encode run
-        calls it at its end), and remove the temporaries of writers that are gone (`_stale`)."""
+        """Merge the per-batch chunks into one file per embedding width once there are more than `max_chunks`
+        (every encode run and `tai predict` call it at their end; backbones of different widths share the cache
+        folder, never a key), and remove the temporaries of writers that are gone (`_stale`)."""
         for temporary in self.root.glob(".*.tmp"):
             if _stale(temporary):
                 temporary.unlink(missing_ok=True)
         if len(list(self.root.glob("*.arrow"))) <= max_chunks:
             return
         merged, chunks = self._read_chunks()
-        keys = list(merged)
-        _write_ipc(_table(keys, np.stack([merged[k] for k in keys])), self.root / f"chunk-{uuid.uuid4().hex}.arrow",
-                   unique=True)
-        for chunk in chunks:  # only those read, and only once the merged file is in place: nothing is lost
+        by_width: dict[int, list[str]] = {}
+        for key, vector in merged.items():
+            by_width.setdefault(len(vector), []).append(key)
+        for keys in by_width.values():
+            _write_ipc(_table(keys, np.stack([merged[k] for k in keys])), self.root / f"chunk-{uuid.uuid4().hex}.arrow",
+                       unique=True)
+        for chunk in chunks:  # only those read, and only once the merged files are in place: nothing is lost
             chunk.unlink(missing_ok=True)
 
     def put(self, keys: list[str], vectors: np.ndarray) -> None:

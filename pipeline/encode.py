@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .clip_model import CONTEXT_LENGTH, ClipEncoder, image_transform
+from .clip_model import CONTEXT_LENGTH, ClipEncoder
 from .decode import DECODING, ImageFiles, collate_decoded
 from .embeddings import EmbeddingCache, content_key
 
@@ -81,7 +81,7 @@ def encode_texts(encoder: ClipEncoder, texts: list[str], cache: EmbeddingCache, 
     with tqdm(total=len(missing), desc="encode texts", unit="text") as bar:
         for chunk in _batches(missing, max(TEXT_CHUNK, batch_size * 16)):  # bounded memory: one chunk's tokens at a time
             tokens = encoder.tokenize([texts[i] for i in chunk])
-            lengths = (tokens.argmax(dim=-1) + 1).tolist()  # the end token has the largest id
+            lengths = encoder.token_lengths(tokens)
             for rows in _length_batches(lengths, batch_size):
                 cache.put([keys[chunk[r]] for r in rows], encoder.encode_tokens(tokens[rows]))
                 bar.update(len(rows))
@@ -116,10 +116,12 @@ def encode_images(
     engine: str = "local",
     ray_address: str | None = None,
 ) -> EncodeResult:
-    """Embeddings of `paths` at `resolution`, preprocessed with `resize` (clip_model.image_transform).
+    """Embeddings of `paths` at `resolution`, preprocessed with `resize` (`encoder.transform`: the model's
+    own normalisation).
     engine "local" decodes in `num_workers` DataLoader workers and encodes in this process; "ray" runs
     both on a Ray cluster (`pipeline.encode_ray`). Either way the cache gets the same entries, written
     here batch by batch, and the result is the same."""
+    encoder.set_resolution(resolution)  # a resolution the model cannot take fails here, before any work
     keys: list[str | None] = []
     skipped: list[tuple[int, str]] = []
     for position, path in enumerate(tqdm(paths, desc=f"hash images @{resolution}", unit="img", leave=False)):
@@ -130,7 +132,7 @@ def encode_images(
             skipped.append((position, f"{type(e).__name__}: {e.strerror or e}"))
     missing = sorted({k: i for i, k in enumerate(keys) if k is not None and k not in cache}.values())  # each content once
     log.info("images @%dpx: %d cached, %d to encode, %d unreadable", resolution, len(paths) - len(missing) - len(skipped), len(missing), len(skipped))
-    transform = image_transform(resolution, resize)
+    transform = encoder.transform(resolution, resize)
     if engine == "ray":
         from .encode_ray import ray_batches
 

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 
 from .clip_model import ClipEncoder
+
+from .encoders import load_clip
 from .decode import decode_image
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,7 @@ class ClipActor:
     """One CLIP model per actor; a batch of paths in, (position, embedding, error) rows out."""
 
     def __init__(self, model: str, device: str, resolution: int, transform):
-        self.encoder = ClipEncoder(model, device)
+        self.encoder = load_clip(model, device)
         self.resolution, self.transform = resolution, transform
         self.pool = ThreadPoolExecutor(DECODE_THREADS)
 

@@ -1,7 +1,8 @@
-"""Scoring a folder of images with a trained adapter, outside the pipeline.
+"""Scoring a folder of images with a trained classifier, outside the pipeline.
 
-Output table: `path` (Utf8), `predicted` (List[Utf8]: labels with probability >=
-threshold, most likely first), then one Float64 probability column per label.
+The classifier is an exported folder (`tai export`, no pickle) or the workspace's adapter bundle.
+Output table: `path` (Utf8), `predicted` (List[Utf8]: labels at or above their threshold, most likely
+first, at most `top_k`), then one Float64 probability column per label.
 """
 
 from __future__ import annotations
@@ -9,12 +10,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import torch
 
-from .adapter import AdapterBundle
-from .clip_model import ClipEncoder
+from .classifier import (DEFAULT_THRESHOLD, load_bundle, load_encoder, read_thresholds, select_labels,
+                         threshold_vector)
 from .embeddings import EmbeddingCache
 from .encode import encode_images
 from .paths import embedding_cache_dir
@@ -31,26 +31,32 @@ def find_images(folder: Path) -> list[str]:
 
 
 def predict_folder(
-    adapter: Path,
+    model: Path,
     folder: Path,
     clip_model: str | None = None,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     device: str = "auto",
     batch_size: int = 32,
     cache_dir: Path | None = None,
+    top_k: int | None = None,
+    thresholds_file: Path | None = None,
 ) -> tuple[pl.DataFrame, list[tuple[str, str]]]:
-    """(predictions, skipped (path, why)). The CLIP model defaults to the one the adapter was trained with."""
-    bundle = AdapterBundle.load(adapter)
+    """(predictions, skipped (path, why)). `model` is an exported folder or an adapter bundle; the CLIP
+    defaults to the one it was trained with. A label's threshold: its entry in `thresholds_file`, else
+    `threshold`, else the one the export recorded, else 0.5."""
+    bundle, recorded = load_bundle(model)
+    per_label = {**(recorded if threshold is None else {}),
+                 **(read_thresholds(thresholds_file, bundle.labels) if thresholds_file else {})}
+    limits = threshold_vector(bundle.labels, DEFAULT_THRESHOLD if threshold is None else threshold, per_label)
     paths = find_images(folder)
     if not paths:
         raise FileNotFoundError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
-    encoder = ClipEncoder(clip_model or bundle.clip_model, device)
+    encoder = load_encoder(bundle, device, clip_model)
     cache = EmbeddingCache(cache_dir or embedding_cache_dir())   # never inside the user's folder
     result = encode_images(encoder, paths, bundle.image_resolution, cache, batch_size, resize=bundle.resize)
     cache.compact()   # like every encode run: the shared cache stays a few files
     probabilities = bundle.scores(torch.from_numpy(result.vectors)).numpy()
-    names = np.array(bundle.labels)
-    predicted = [names[np.argsort(-row)][np.sort(row)[::-1] >= threshold].tolist() for row in probabilities]
+    predicted = select_labels(probabilities, bundle.labels, limits, top_k)
     frame = pl.DataFrame({"path": [paths[i] for i in result.kept], "predicted": predicted},
                          schema={"path": pl.Utf8, "predicted": pl.List(pl.Utf8)})
     frame = frame.with_columns(

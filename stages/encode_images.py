@@ -13,7 +13,7 @@ import sys
 import polars as pl
 
 from pipeline import paths
-from pipeline.clip_model import ClipEncoder
+from pipeline.encoders import load_clip
 from pipeline.embeddings import EmbeddingCache, write_shards
 from pipeline.encode import encode_images
 from pipeline.image_sets import ImageSet, eval_sets
@@ -47,7 +47,7 @@ def main(params, purpose: str) -> None:
     log.info("%s image sets: %s", purpose, ", ".join(f"{s.split}@{s.resolution}px" + (" (support)" if s.support_only else "")
                                                     for s in wanted) or "none (not needed by this setting)")
     if wanted:   # load CLIP first: a bad encode.model fails before anything is written
-        encoder = ClipEncoder(p.model, p.device)
+        encoder = load_clip(p.model, p.device)
         cache = EmbeddingCache(paths.embedding_cache_dir())
     skipped = []
     with atomic_dir(root) as tmp:   # the whole folder is swapped in at the end: no stale set survives a settings change

@@ -3,7 +3,7 @@
 import polars as pl
 
 from pipeline import paths
-from pipeline.clip_model import ClipEncoder
+from pipeline.encoders import load_clip
 from pipeline.embeddings import EmbeddingCache, write_shards
 from pipeline.encode import encode_texts
 from pipeline.stage import run
@@ -11,7 +11,7 @@ from pipeline.stage import run
 
 def main(params) -> None:
     texts = pl.read_parquet(paths.TEXTS, columns=["text_id", "text"])
-    encoder = ClipEncoder(params.encode.model, params.encode.device)
+    encoder = load_clip(params.encode.model, params.encode.device)
     cache = EmbeddingCache(paths.embedding_cache_dir())
     result = encode_texts(encoder, texts["text"].to_list(), cache, params.encode.batch_size)
     cache.compact()

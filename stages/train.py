@@ -7,6 +7,7 @@ import polars as pl
 
 from pipeline import paths
 from pipeline.adapter import AdapterBundle
+from pipeline.embeddings import read_metadata
 from pipeline.io import write_json, write_text
 from pipeline.labels import read_labels
 from pipeline.stage import run
@@ -37,8 +38,9 @@ def main(params) -> None:
     log.info("mean raw text-embedding norm %.3f (noise radius %.3g, normalize=%s)",
              summary["mean_text_norm"], data.text_radius, params.train.normalize)
     model, history = train_adapter(data, params.train, checkpoint=paths.TRAIN_CHECKPOINT)
+    clip_identity = read_metadata(paths.TEXT_EMBEDDINGS).get("model_identity")   # the CLIP encode_text ran
     AdapterBundle(model.cpu(), labels.names, params.train.normalize, params.encode.model, eval_resolution,
-                  params.encode.resize).save(paths.MODEL)
+                  params.encode.resize, clip_identity).save(paths.MODEL)
     write_text(pl.DataFrame(history).write_csv(), paths.TRAIN_LOG)
     write_json({**summary, "final_loss": history[-1]["loss"]}, paths.TRAIN_METRICS)
 

@@ -6,7 +6,7 @@ from pipeline import paths
 from pipeline.adapter import normalize
 from pipeline.labelled_images import labelled_images
 from pipeline.labels import read_labels
-from pipeline.clip_model import ClipEncoder
+from pipeline.encoders import load_clip
 from pipeline.evaluation import write_empty_evaluation, write_evaluation
 from pipeline.stage import run, skip_without_images
 
@@ -17,7 +17,7 @@ def main(params) -> None:
         write_empty_evaluation(paths.ZEROSHOT, paths.ZEROSHOT_METRICS, labels)
         return
     images = labelled_images(params.prepare.dataset, labels, params.zeroshot.split, params.encode.image_resolution, "eval")
-    encoder = ClipEncoder(params.encode.model, params.encode.device)
+    encoder = load_clip(params.encode.model, params.encode.device)
     prompts = [params.zeroshot.prompt.format(label=name) for name in labels.names]
     image_units = normalize(torch.from_numpy(images.vectors)).double()
     prompt_units = normalize(torch.from_numpy(encoder.encode_texts(prompts))).double()

@@ -44,12 +44,12 @@ class CountingCache(EmbeddingCache):
 def writer(job: dict, index: int) -> None:
     import torch
 
-    from pipeline.clip_model import ClipEncoder
+    from pipeline.encoders import load_clip
     from pipeline.encode import encode_images, encode_texts
 
     torch.set_num_threads(1)
     out = Path(job["out"])
-    encoder = ClipEncoder(job["clip"], "cpu")
+    encoder = load_clip(job["clip"], "cpu")
     texts, images = job["texts"][index], job["images"][index]
     compactions = 0
     for part in range(job["parts"]):   # a slice at a time, compacting after each, so compactions interleave

@@ -47,11 +47,13 @@ def reference(tiny_clip: Path, texts: list[str], images: list[str], cache_dir: P
     """The entries a single process writes for all the inputs."""
     import torch
 
-    from pipeline.clip_model import ClipEncoder
+    from pipeline.encoders import load_clip
+
+    from pipeline.encoders import load_clip
     from pipeline.encode import encode_images, encode_texts
 
     torch.set_num_threads(1)
-    encoder = ClipEncoder(str(tiny_clip), "cpu")
+    encoder = load_clip(str(tiny_clip), "cpu")
     cache = EmbeddingCache(cache_dir)
     encode_texts(encoder, texts, cache, batch_size=4)
     encode_images(encoder, images, RESOLUTION, cache, batch_size=2)
@@ -59,10 +61,10 @@ def reference(tiny_clip: Path, texts: list[str], images: list[str], cache_dir: P
 
 
 def keys_of(tiny_clip: Path, texts: list[str], images: list[str]) -> set[str]:
-    from pipeline.clip_model import ClipEncoder
+    from pipeline.encoders import load_clip
     from pipeline.encode import _file_key
 
-    encoder = ClipEncoder(str(tiny_clip), "cpu")
+    encoder = load_clip(str(tiny_clip), "cpu")
     return {content_key(encoder.identity, "text", t) for t in texts} | {
         _file_key(encoder, RESOLUTION, p, "square") for p in images}
 

@@ -63,15 +63,15 @@ class CountingEncoder:
         self.images += len(pixels)
         return self.inner.encode_images(pixels, resolution)
 
-    def transform(self, resolution):
-        return self.inner.transform(resolution)
+    def __getattr__(self, name):   # everything else (transform, token_lengths, set_resolution) as the inner one
+        return getattr(self.inner, name)
 
 
 def test_changing_ten_percent_of_texts_encodes_only_those(tmp_path, tiny_clip):
-    from pipeline.clip_model import ClipEncoder
+    from pipeline.encoders import load_clip
     from pipeline.encode import encode_texts
 
-    encoder = CountingEncoder(ClipEncoder(str(tiny_clip), "cpu"))
+    encoder = CountingEncoder(load_clip(str(tiny_clip), "cpu"))
     cache = EmbeddingCache(tmp_path / "cache")
     texts = [f"a photo of thing number {i}" for i in range(100)]
     first = encode_texts(encoder, texts, cache, batch_size=32)
@@ -84,15 +84,15 @@ def test_changing_ten_percent_of_texts_encodes_only_those(tmp_path, tiny_clip):
 
 
 def test_unreadable_images_are_skipped_and_reported(tmp_path, tiny_clip):
-    from pipeline.clip_model import ClipEncoder
     from pipeline.encode import encode_images
+    from pipeline.encoders import load_clip
 
     good = tmp_path / "good.jpg"
     Image.new("RGB", (50, 40), (200, 10, 10)).save(good)
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(b"not a jpeg at all")
     paths = [str(good), str(corrupt), str(tmp_path / "missing.jpg"), str(good)]
-    encoder = CountingEncoder(ClipEncoder(str(tiny_clip), "cpu"))
+    encoder = CountingEncoder(load_clip(str(tiny_clip), "cpu"))
     result = encode_images(encoder, paths, 64, EmbeddingCache(tmp_path / "cache"), batch_size=2)
     assert result.kept == [0, 3]
     assert [p for p, _ in result.skipped] == [1, 2]
@@ -114,6 +114,19 @@ def test_compaction_merges_chunks_and_keeps_every_vector(tmp_path):
     again = EmbeddingCache(tmp_path / "cache")
     assert len(again) == 12
     np.testing.assert_array_equal(again.get("k7"), [7, 7, 7])
+
+
+def test_compaction_keeps_backbones_of_different_widths_apart(tmp_path):
+    cache = EmbeddingCache(tmp_path / "cache")   # one per-user folder: RN50 (1024-d) and a ViT-B (512-d) both write here
+    for i in range(6):
+        cache.put([f"wide{i}"], np.full((1, 4), i, np.float32))
+        cache.put([f"narrow{i}"], np.full((1, 2), -i, np.float32))
+    cache.compact(max_chunks=8)
+    assert len(list((tmp_path / "cache").glob("*.arrow"))) == 2   # one merged chunk per width
+    again = EmbeddingCache(tmp_path / "cache")
+    assert len(again) == 12
+    np.testing.assert_array_equal(again.get("wide5"), [5] * 4)
+    np.testing.assert_array_equal(again.get("narrow5"), [-5] * 2)
 
 
 def test_compaction_removes_the_temporaries_of_killed_chunk_writes_only_once_stale(tmp_path):

@@ -40,11 +40,11 @@ def cache_contents(root):
 
 
 def test_ray_engine_equals_local_engine(tmp_path, tiny_clip, local_ray):
-    from pipeline.clip_model import ClipEncoder
+    from pipeline.encoders import load_clip
     from pipeline.encode import encode_images
 
     paths = make_images(tmp_path)
-    encoder = ClipEncoder(str(tiny_clip), "cpu")
+    encoder = load_clip(str(tiny_clip), "cpu")
     results = {}
     for engine in ("local", "ray"):
         results[engine] = encode_images(encoder, paths, 64, EmbeddingCache(tmp_path / engine), batch_size=3,
@@ -64,3 +64,17 @@ def test_ray_engine_equals_local_engine(tmp_path, tiny_clip, local_ray):
     np.testing.assert_allclose(b.vectors, a.vectors, rtol=1e-5, atol=1e-6)
     assert sorted(os.listdir(tmp_path / "shards-ray")) == sorted(os.listdir(tmp_path / "shards-local")) == [
         "part-00000.arrow", "part-00001.arrow"]
+
+
+def test_ray_engine_runs_an_open_clip_backbone(tmp_path, tiny_open_clip, local_ray):
+    """The actors load the backbone by name (the registered tiny architecture included) and preprocess
+    with its own normalisation, as the local engine does."""
+    from pipeline.encoders import load_clip
+    from pipeline.encode import encode_images
+
+    paths = make_images(tmp_path)
+    encoder = load_clip(tiny_open_clip, "cpu")
+    local, remote = (encode_images(encoder, paths, 128, EmbeddingCache(tmp_path / engine), batch_size=3,
+                                   num_workers=2, engine=engine) for engine in ("local", "ray"))
+    assert remote.kept == local.kept and remote.n_encoded == local.n_encoded == 7
+    np.testing.assert_allclose(remote.vectors, local.vectors, rtol=1e-5, atol=1e-6)

@@ -7,7 +7,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline.clip_model import ClipEncoder, image_transform
+from pipeline.clip_model import image_transform
+
+from pipeline.encoders import load_clip
 from pipeline.embeddings import EmbeddingCache
 from pipeline.encode import encode_images
 
@@ -48,7 +50,7 @@ def test_a_square_image_gives_the_same_pixels_either_way() -> None:
 def test_the_cache_key_includes_the_resize_mode(tmp_path, tiny_clip, one_thread) -> None:
     path = tmp_path / "wide.png"
     wide_image().save(path)
-    encoder = ClipEncoder(str(tiny_clip), "cpu")
+    encoder = load_clip(str(tiny_clip), "cpu")
     cache = EmbeddingCache(tmp_path / "cache")
     square = encode_images(encoder, [str(path)], 64, cache, resize="square")
     again = encode_images(encoder, [str(path)], 64, cache, resize="square")

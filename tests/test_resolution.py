@@ -10,6 +10,8 @@ import torch.nn.functional as F
 
 from pipeline.clip_model import ClipEncoder, ClipError, resize_positional_embedding
 
+from pipeline.encoders import load_clip
+
 RESOLUTIONS = (64, 96, 128, 224, 448)  # multiples of 32; the tiny CLIP is native at 64 px (2 x 2 grid)
 
 
@@ -90,7 +92,7 @@ def test_dtype_is_kept() -> None:
 
 @pytest.fixture(scope="module")
 def encoder(tiny_clip) -> ClipEncoder:
-    return ClipEncoder(str(tiny_clip), "cpu")
+    return load_clip(str(tiny_clip), "cpu")
 
 
 def test_tiny_clip_native_resolution(encoder: ClipEncoder) -> None:

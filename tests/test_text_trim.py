@@ -24,10 +24,10 @@ def padded(encoder, texts):
 
 
 def test_trimmed_bucketed_texts_equal_padding_to_77(tmp_path, tiny_clip, one_thread):
-    from pipeline.clip_model import ClipEncoder
+    from pipeline.encoders import load_clip
     from pipeline.encode import encode_texts
 
-    encoder = ClipEncoder(str(tiny_clip), "cpu")
+    encoder = load_clip(str(tiny_clip), "cpu")
     seen, calls = [], []
 
     def record(module, args, out):
@@ -62,9 +62,10 @@ def test_length_batches_trade_padding_against_calls():
 
 
 def test_the_causal_mask_is_sliced_to_the_trimmed_length(tiny_clip, one_thread):
-    from pipeline.clip_model import ClipEncoder, text_mask_is_causal
+    from pipeline.clip_model import text_mask_is_causal
+    from pipeline.encoders import load_clip
 
-    encoder = ClipEncoder(str(tiny_clip), "cpu")
+    encoder = load_clip(str(tiny_clip), "cpu")
     assert text_mask_is_causal(encoder.model)
     masks = []
     for block in encoder.model.transformer.resblocks:
@@ -79,9 +80,10 @@ def test_the_causal_mask_is_sliced_to_the_trimmed_length(tiny_clip, one_thread):
 
 
 def test_a_text_model_without_a_causal_mask_keeps_77_tokens(tiny_clip, one_thread):
-    from pipeline.clip_model import ClipEncoder, text_mask_is_causal
+    from pipeline.clip_model import text_mask_is_causal
+    from pipeline.encoders import load_clip
 
-    encoder = ClipEncoder(str(tiny_clip), "cpu")
+    encoder = load_clip(str(tiny_clip), "cpu")
     for block in encoder.model.transformer.resblocks:
         block.attn_mask = None  # bidirectional: padding would change the features, so trimming is not exact
     assert not text_mask_is_causal(encoder.model)

@@ -1,0 +1,16 @@
+"""Any CLIP backbone by its `encode.model` name: OpenAI names and checkpoints (`pipeline.clip_model`),
+open_clip names (`open_clip:ARCH/TAG`, `pipeline.open_clip_model`). Every caller loads through `load_clip`,
+so a stage, `tai predict` and the Ray actors read a name the same way."""
+
+from __future__ import annotations
+
+from .clip_model import ClipEncoder, is_open_clip
+
+
+def load_clip(model: str = "RN50", device: str = "auto") -> ClipEncoder:
+    """The encoder for `model` on `device` (auto | cpu | cuda); a ClipError names a model that cannot be used."""
+    if is_open_clip(model):
+        from .open_clip_model import OpenClipEncoder
+
+        return OpenClipEncoder(model, device)
+    return ClipEncoder(model, device)
