@@ -34,7 +34,6 @@ from PIL import Image
 from pipeline.encoders import load_clip
 from pipeline.embeddings import EmbeddingCache
 from pipeline.encode import encode_images, encode_texts
-from pipeline.labels import VOC_LABELS
 from pipeline.random_clip import save_random_clip
 from toy_project import template_captions
 
