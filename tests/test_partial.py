@@ -248,7 +248,7 @@ def test_known_proportion_zero_through_mask_centroids_and_training_shifts_no_tex
     """Fig. 6c's 0% point: the mask and centroids stages run with nothing known and training goes on with the
     partial-label radius and resolution, no text shifted, nothing NaN (the stages themselves, not the API)."""
     from pipeline.centroids import COMBINATION_SCHEMA, VISUAL_PATH
-    from pipeline.training_data import build_training_set
+    from stages.train import training_set
 
     monkeypatch.chdir(tmp_path)
     text_labels, text_vectors, image_vectors = _workspace_with_partial_images()
@@ -268,17 +268,17 @@ def test_known_proportion_zero_through_mask_centroids_and_training_shifts_no_tex
 
     for shift in ("combination", "label", "none"):               # no label known: no offset exists
         texts_only = dataclasses.replace(params, partial=dataclasses.replace(params.partial, shift=shift, image_weight=0.0))
-        data, resolution = build_training_set(texts_only, LABELS)
+        data, resolution = training_set(texts_only, LABELS)
         assert resolution == 64 and data.text_radius == 2.5       # still the partial-label setting, not zero-shot
         assert data.images is None
         np.testing.assert_array_equal(data.text_offsets.numpy(), 0)
     # ours: the global gap needs no label, so it shifts at 0 as at every proportion
     global_only = dataclasses.replace(params, partial=dataclasses.replace(params.partial, shift="global", image_weight=0.0))
-    data, _ = build_training_set(global_only, LABELS)
+    data, _ = training_set(global_only, LABELS)
     np.testing.assert_allclose(data.text_offsets[0].numpy(), image_vectors.mean(0) - text_vectors.mean(0), atol=1e-5)
 
     # ours: partially labelled images with a masked loss have nothing known to learn from: texts only
-    data, _ = build_training_set(params, LABELS)
+    data, _ = training_set(params, LABELS)
     assert data.images is not None and len(data.images) == 0
     np.testing.assert_array_equal(data.text_offsets.numpy(), 0)
     model, history = train_adapter(data, _train_params(epochs=2))
