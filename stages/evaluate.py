@@ -5,6 +5,7 @@ import torch
 from pipeline import paths
 from pipeline.adapter import AdapterBundle
 from pipeline.artifacts import labelled_images, read_labels
+from pipeline.config import INTEGRATE_PROMPT
 from pipeline.evaluation import write_empty_evaluation, write_evaluation
 from pipeline.stage import run, skip_without_images
 
@@ -20,8 +21,11 @@ def main(params) -> None:
     images = labelled_images(params, labels, params.evaluate.split, bundle.image_resolution, "eval")
     scores = bundle.scores(torch.from_numpy(images.vectors)).numpy()
     extra = {"image_resolution": bundle.image_resolution, "n_images_skipped": images.n_skipped}
+    integrate_with = params.evaluate.integrate_with
+    if integrate_with == INTEGRATE_PROMPT:   # the prompt stage's scores (prompt.method), a dvc.yaml dep
+        integrate_with = str(paths.PROMPT_SCORES)
     write_evaluation(paths.EVAL, paths.EVAL_METRICS, images.ids, scores, images.targets, labels, extra,
-                     params.evaluate.integrate_with, params.evaluate.integrate_scaling)
+                     integrate_with, params.evaluate.integrate_scaling)
 
 
 if __name__ == "__main__":
