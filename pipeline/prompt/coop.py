@@ -18,13 +18,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..adapter import normalize
 from .fit import fit, shuffled_batches
 from .losses import ranking_loss
 from .text import FrozenTextEncoder, LabelPrompts, check_text_encoder
-
-
-def unit(x: torch.Tensor) -> torch.Tensor:
-    return x / x.norm(dim=-1, keepdim=True)
 
 
 class CoOp(nn.Module):
@@ -37,12 +34,12 @@ class CoOp(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(batch, dim) raw image features -> (batch, labels) logits."""
-        return self.logit_scale * unit(images.float()) @ self.prompts().T
+        return self.logit_scale * normalize(images.float()) @ self.prompts().T
 
     @torch.no_grad()
     def scores(self, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
         text = self.prompts()
-        return torch.cat([self.logit_scale * unit(chunk.float()) @ text.T for chunk in images.split(batch_size)])
+        return torch.cat([self.logit_scale * normalize(chunk.float()) @ text.T for chunk in images.split(batch_size)])
 
 
 def train_coop(model: CoOp, images: torch.Tensor, targets: torch.Tensor, epochs: int, lr: float, batch_size: int,

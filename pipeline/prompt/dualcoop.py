@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..adapter import normalize
 from ..dense import with_positions
 from .fit import fit, shuffled_batches
 from .losses import dual_asymmetric_loss
@@ -43,8 +44,7 @@ class DualCoOp(nn.Module):
 
     def logits(self, dense: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
         """Stored dense features (batch, L, dim) -> (batch, 2, labels): [:, 0] negative, [:, 1] positive."""
-        f = with_positions(dense.float(), self.positional)
-        f = f / f.norm(dim=-1, keepdim=True)
+        f = normalize(with_positions(dense.float(), self.positional))
         s_pos = SIMILARITY_SCALE * f @ positive.T            # (batch, 1 + L, labels)
         s_neg = SIMILARITY_SCALE * f @ negative.T
         w = s_pos.softmax(dim=1)                             # over locations, from the positive prompt

@@ -27,6 +27,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..adapter import normalize
 from .fit import fit, shuffled_batches
 from .losses import ranking_loss
 from .text import FrozenTextEncoder, LabelPrompts, check_text_encoder, tokenize
@@ -35,10 +36,6 @@ LOGIT_SCALE = 4.0          # TaI-DPT: logit_scale = 4.0 unless TRAIN.IF_LEARN_SC
 TEXT_SPATIAL_SCALE = 50.0  # TRAIN.spatial_SCALE_text
 IMAGE_SPATIAL_SCALE = 40.0  # TRAIN.spatial_SCALE_image (VOC, COCO configs)
 GLOBAL_WEIGHT = 0.5        # TRAINER.Caption.GL_merge_rate
-
-
-def unit(x: torch.Tensor) -> torch.Tensor:
-    return x / x.norm(dim=-1, keepdim=True)
 
 
 def pooled(similarity: torch.Tensor, mask: torch.Tensor | None, spatial_scale: float) -> torch.Tensor:
@@ -107,8 +104,8 @@ class TaIDPT(nn.Module):
 
     def text_logits(self, global_features, tokens, mask) -> tuple[torch.Tensor, torch.Tensor]:
         """Training: (global, local) logits (batch, labels) of texts."""
-        g = LOGIT_SCALE * unit(global_features.float()) @ self.global_prompts().T
-        local = pooled(unit(tokens.float()) @ self.local_prompts().T, mask, TEXT_SPATIAL_SCALE)
+        g = LOGIT_SCALE * normalize(global_features.float()) @ self.global_prompts().T
+        local = pooled(normalize(tokens.float()) @ self.local_prompts().T, mask, TEXT_SPATIAL_SCALE)
         return g, local
 
     def loss(self, global_features, tokens, mask, targets) -> torch.Tensor:
@@ -119,8 +116,8 @@ class TaIDPT(nn.Module):
     def image_logits(self, images: torch.Tensor, dense: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Test: (global, local) logits of images from their global (batch, dim) and dense (batch, L, dim)
         features."""
-        g = LOGIT_SCALE * unit(images.float()) @ self.global_prompts().T
-        local = pooled(unit(dense.float()) @ self.local_prompts().T, None, self.image_spatial_scale)
+        g = LOGIT_SCALE * normalize(images.float()) @ self.global_prompts().T
+        local = pooled(normalize(dense.float()) @ self.local_prompts().T, None, self.image_spatial_scale)
         return g, local
 
     @torch.no_grad()

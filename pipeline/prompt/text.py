@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..adapter import normalize
 from ..clip_model import CONTEXT_LENGTH, ClipError
 
 TEXT_PARTS = ("token_embedding", "positional_embedding", "transformer", "ln_final", "text_projection")
@@ -109,5 +110,4 @@ class LabelPrompts(nn.Module):
         self.context = PromptContext(encoder, names, n_ctx, class_specific, generator)
 
     def forward(self) -> torch.Tensor:
-        features = self.encoder(self.context(), self.context.end)
-        return features / features.norm(dim=-1, keepdim=True)
+        return normalize(self.encoder(self.context(), self.context.end))
