@@ -499,12 +499,7 @@ class Params:
 def _check_prompt_setting(params: "Params") -> None:
     """A peer in a setting it cannot run in is refused, naming the fix."""
     method = params.prompt.method
-    if params.evaluate.integrate_with == INTEGRATE_PROMPT and method == "none":
-        raise ParamsError(
-            "evaluate.integrate_with = 'prompt' but prompt.method is 'none': set prompt.method to coop (few-shot), "
-            "dualcoop (partial labels) or taidpt, or set evaluate.integrate_with to null"
-        )
-    if method == "none":
+    if method == "none":   # evaluate.integrate_with: prompt then writes null integrated_map (a grid over none,coop runs)
         return
     if not params.prepare.has_images:
         raise ParamsError(

@@ -1,5 +1,7 @@
 """evaluate: the trained adapter on the evaluation split's CLIP image embeddings."""
 
+import logging
+
 import torch
 
 from pipeline import paths
@@ -8,6 +10,8 @@ from pipeline.artifacts import labelled_images, read_labels
 from pipeline.config import INTEGRATE_PROMPT
 from pipeline.evaluation import write_empty_evaluation, write_evaluation
 from pipeline.stage import run, skip_without_images
+
+log = logging.getLogger("evaluate")
 
 
 def main(params) -> None:
@@ -24,6 +28,9 @@ def main(params) -> None:
     integrate_with = params.evaluate.integrate_with
     if integrate_with == INTEGRATE_PROMPT:   # the prompt stage's scores (prompt.method), a dvc.yaml dep
         integrate_with = str(paths.PROMPT_SCORES)
+        if params.prompt.method == "none":   # nothing to integrate with: the columns stay, without a number
+            log.info("evaluate.integrate_with is 'prompt' but prompt.method is none: integrated_map is null")
+            integrate_with, extra = None, {**extra, "other_map": None, "integrated_map": None}
     write_evaluation(paths.EVAL, paths.EVAL_METRICS, images.ids, scores, images.targets, labels, extra,
                      integrate_with, params.evaluate.integrate_scaling)
 
