@@ -11,10 +11,9 @@ from pipeline import paths
 from pipeline.artifacts import read_manifest
 from pipeline.clip_model import ClipEncoder
 from pipeline.dense import check_dense_model, dense_dir, dense_sets, encode_dense
+from pipeline.embeddings import SKIPPED_SCHEMA
 from pipeline.io import atomic_dir, write_parquet
 from pipeline.stage import run
-
-SKIPPED_SCHEMA = {"split": pl.Utf8, "resolution": pl.Int32, "image_id": pl.Utf8, "path": pl.Utf8, "error": pl.Utf8}
 
 log = logging.getLogger("encode_dense_images")
 

@@ -15,14 +15,12 @@ import polars as pl
 from pipeline import paths
 from pipeline.artifacts import read_manifest
 from pipeline.clip_model import ClipEncoder
-from pipeline.embeddings import EmbeddingCache, write_shards
+from pipeline.embeddings import SKIPPED_SCHEMA, EmbeddingCache, write_shards
 from pipeline.encode import encode_images
 from pipeline.fewshot import SUPPORT_PATH
 from pipeline.image_sets import PURPOSES, embeddings_root, image_sets
 from pipeline.io import atomic_dir, write_parquet
 from pipeline.stage import run
-
-SKIPPED_SCHEMA = {"split": pl.Utf8, "resolution": pl.Int32, "image_id": pl.Utf8, "path": pl.Utf8, "error": pl.Utf8}
 
 log = logging.getLogger("encode_images")
 
