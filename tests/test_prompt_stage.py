@@ -95,3 +95,26 @@ def test_integration_is_the_papers_rule_to_1e_9(tmp_path):
     assert json.loads((tmp_path / "eval.json").read_text())["integrated_map"] == metrics["integrated_map"]
     # the integration changes the ranking: it is not either method alone
     assert metrics["integrated_map"] not in (metrics["map"], metrics["other_map"])
+
+
+def test_dense_features_are_encoded_only_for_the_methods_that_read_them():
+    from pipeline.dense import DenseSet, dense_sets
+
+    def sets(**overrides):
+        return dense_sets(load_params(ROOT / "params.yaml", overrides))
+
+    assert sets() == [] and sets(**{"prompt.method": "coop", "fewshot.shots": 4}) == []
+    assert sets(**{"prompt.method": "taidpt"}) == [DenseSet("test", 224)]
+    assert sets(**{"prompt.method": "dualcoop", "partial.known_proportion": 0.3}) == [DenseSet("trainval", 448),
+                                                                                       DenseSet("test", 448)]
+
+
+def test_a_clip_without_an_attention_pool_gets_one_line_naming_the_fix():
+    from clip.model import CLIP
+
+    from pipeline.clip_model import ClipError
+    from pipeline.dense import check_dense_model
+
+    vit = CLIP(64, 64, 1, 64, 8, 77, 49408, 64, 1, 1)   # a tiny ViT: no attention pool, no dense map
+    with pytest.raises(ClipError, match="use encode.model RN50"):
+        check_dense_model(vit, "dualcoop")
