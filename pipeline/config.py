@@ -395,8 +395,6 @@ PEER_DEFAULTS: dict[str, dict[str, Any]] = {
     "taidpt": {"epochs": 20, "lr": 1e-4, "batch_size": 512, "class_specific": False},
 }
 COOP_EPOCHS_BY_SHOTS = {1: 50, 2: 100, 4: 100, 8: 200, 16: 200}
-# Where each method learns from: the setting it needs (params validation refuses the others).
-PROMPT_SETTINGS = {"coop": "few-shot", "dualcoop": "partial labels", "taidpt": "any (texts only)"}
 
 
 @dataclass(frozen=True)
