@@ -24,6 +24,10 @@ class PromptDiverged(UserError, ValueError):
     """The prompt method's loss stopped being a finite number: the params, not the code, need changing."""
 
 
+class NothingToTrain(UserError, ValueError):
+    """A prompt method's training set is empty."""
+
+
 def epoch_lr(epoch: int, lr: float, epochs: int, warmup_epochs: int = 1) -> float:
     """Learning rate of `epoch` (0-based). With a single epoch there is nothing to warm up: it runs at lr."""
     if epochs > 1 and epoch < warmup_epochs:
@@ -58,7 +62,10 @@ def fit(module: nn.Module, batches: Callable[[int], Iterable], loss_of: Callable
             loss.backward()
             optimizer.step()
             total, n = total + loss.item(), n + 1
-        row = {"epoch": epoch + 1, "loss": total / max(n, 1), "lr": rate, "seconds": time.perf_counter() - started}
+        if n == 0:
+            raise NothingToTrain("the prompt method has nothing to train on (no batch in an epoch): check that its "
+                                 "training set (support images, partially labelled images or texts) is not empty")
+        row = {"epoch": epoch + 1, "loss": total / n, "lr": rate, "seconds": time.perf_counter() - started}
         history.append(row)
         if on_epoch:
             on_epoch(row)

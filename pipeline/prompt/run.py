@@ -15,6 +15,7 @@ from ..artifacts import labelled_images, read_manifest
 from ..config import Params
 from ..dense import DenseFeatures, check_dense_model, dense_dir, grid_of, positional_term
 from ..labels import LabelSet
+from .fit import PromptDiverged
 
 log = logging.getLogger(__name__)
 
@@ -51,62 +52,68 @@ def run_prompt_method(params: Params, labels: LabelSet) -> PromptResult:
     model = encoder.model.float()      # trained in float32 (clip.load gives float16 weights on CUDA)
     if p.method in ("dualcoop", "taidpt"):
         check_dense_model(model, p.method)
-    generator = torch.Generator().manual_seed(p.seed)
-    names = list(labels.names)
     log.info("%s: %s", p.method, ", ".join(f"{k} {v}" for k, v in hp.items()))
-    common = {"epochs": hp["epochs"], "lr": hp["lr"], "batch_size": hp["batch_size"], "seed": p.seed}
-    if p.method == "coop":
-        from .coop import CoOp, train_coop
-
-        support = labelled_images(params, labels, params.fewshot.split, params.encode.image_resolution, "support")
-        test = labelled_images(params, labels, params.evaluate.split, params.encode.image_resolution, "eval")
-        method = CoOp(model, names, p.n_ctx, hp["class_specific"], generator).to(encoder.device)
-        history = train_coop(method, torch.from_numpy(support.vectors), torch.from_numpy(support.targets), **common)
-        ids, targets, n_train = test.ids, test.targets, len(support.ids)
-        scores = method.scores(torch.from_numpy(test.vectors).to(encoder.device))
-        context = {"ctx": method.prompts.context.ctx}
-    elif p.method == "dualcoop":
-        from ..partial import MASK_PATH, mask_arrays
-        from .dualcoop import DualCoOp, train_dualcoop
-
-        resolution = params.encode.partial_resolution
-        train, test = _dense(params.partial.split, resolution), _dense(params.evaluate.split, resolution)
-        mask = pl.read_parquet(MASK_PATH)
-        known_targets, known = mask_arrays(mask, labels, train.ids)
-        visual = model.visual
-        positional = positional_term(visual.attnpool, visual.attnpool.positional_embedding, grid_of(train.locations))
-        method = DualCoOp(model, names, positional, p.n_ctx, hp["class_specific"], generator).to(encoder.device)
-        history = train_dualcoop(method, train.take, torch.from_numpy(known_targets), torch.from_numpy(known), **common)
-        ids, n_train = test.ids, len(train.ids)
-        targets = _targets(params, labels, params.evaluate.split, ids)
-        scores = method.scores(test.take, len(ids))
-        context = {"positive": method.positive.context.ctx, "negative": method.negative.context.ctx}
-    elif p.method == "taidpt":
-        from .taidpt import TaIDPT, TextTokens, train_taidpt
-
-        texts = pl.read_parquet(paths.TEXTS, columns=["text", "labels"])
-        labels.check_known({l for ls in texts["labels"].to_list() for l in ls}, str(paths.TEXTS))
-        method = TaIDPT(model, names, p.n_ctx, hp["class_specific"], generator).to(encoder.device)
-        tokens = TextTokens.encode(method.encoder, texts["text"].to_list())
-        text_targets = torch.from_numpy(labels.multi_hot(texts["labels"].to_list()))
-        history = train_taidpt(method, tokens, text_targets, **common)
-        test = labelled_images(params, labels, params.evaluate.split, params.encode.image_resolution, "eval")
-        dense = _dense(params.evaluate.split, params.encode.image_resolution)
-        row_of = {image_id: row for row, image_id in enumerate(dense.ids)}
-        lacking = [i for i in test.ids if i not in row_of]
-        if lacking:
-            raise FileNotFoundError(f"{len(lacking)} evaluation image(s) have no dense features, e.g. {lacking[:3]}: "
-                                    "run `dvc repro encode_dense_images`")
-        dense_rows = np.array([row_of[i] for i in test.ids])
-        scores = method.scores(torch.from_numpy(test.vectors), lambda rows: dense.take(dense_rows[rows.numpy()]))
-        ids, targets, n_train = test.ids, test.targets, len(tokens)
-        context = {"global": method.global_prompts.context.ctx, "local": method.local_prompts.context.ctx}
-    else:
-        raise ValueError(f"prompt.method {p.method!r} has no runner")
+    setup = {"names": list(labels.names), "n_ctx": p.n_ctx, "class_specific": hp["class_specific"],
+             "generator": torch.Generator().manual_seed(p.seed)}
+    fitting = {"epochs": hp["epochs"], "lr": hp["lr"], "batch_size": hp["batch_size"], "seed": p.seed}
+    runner = {"coop": _coop, "dualcoop": _dualcoop, "taidpt": _taidpt}[p.method]
+    ids, scores, targets, n_train, history, context = runner(params, labels, model, encoder.device, setup, fitting)
     scores = scores.detach().cpu().double().numpy()
     if not np.isfinite(scores).all():
-        raise ValueError(f"prompt.method {p.method!r} produced non-finite scores: lower prompt.lr and rerun")
+        raise PromptDiverged(f"prompt.method {p.method!r} produced non-finite scores: lower prompt.lr and rerun")
     summary = {"n_train": n_train, "epochs": hp["epochs"], "lr": hp["lr"], "batch_size": hp["batch_size"],
                "class_specific": int(hp["class_specific"]), "n_ctx": p.n_ctx,
                "final_loss": history[-1]["loss"], "seconds_per_epoch": float(np.mean([h["seconds"] for h in history]))}
     return PromptResult(ids, scores, targets, history, {k: v.detach().cpu() for k, v in context.items()}, summary)
+
+
+def _coop(params: Params, labels: LabelSet, model, device, setup: dict, fitting: dict):
+    """Few-shot support images -> CoOp; scored on the evaluation split's global embeddings."""
+    from .coop import CoOp, train_coop
+
+    support = labelled_images(params, labels, params.fewshot.split, params.encode.image_resolution, "support")
+    test = labelled_images(params, labels, params.evaluate.split, params.encode.image_resolution, "eval")
+    method = CoOp(model, **setup).to(device)
+    history = train_coop(method, torch.from_numpy(support.vectors), torch.from_numpy(support.targets), **fitting)
+    scores = method.scores(torch.from_numpy(test.vectors).to(device))
+    return test.ids, scores, test.targets, len(support.ids), history, {"ctx": method.prompts.context.ctx}
+
+
+def _dualcoop(params: Params, labels: LabelSet, model, device, setup: dict, fitting: dict):
+    """The partially labelled split's dense features and known entries -> DualCoOp; scored on the
+    evaluation split's dense features, both at encode.partial_resolution."""
+    from ..partial import MASK_PATH, mask_arrays
+    from .dualcoop import DualCoOp, train_dualcoop
+
+    resolution = params.encode.partial_resolution
+    train, test = _dense(params.partial.split, resolution), _dense(params.evaluate.split, resolution)
+    targets, known = mask_arrays(pl.read_parquet(MASK_PATH), labels, train.ids)
+    attnpool = model.visual.attnpool
+    positional = positional_term(attnpool, attnpool.positional_embedding, grid_of(train.locations))
+    method = DualCoOp(model, positional=positional, **setup).to(device)
+    history = train_dualcoop(method, train.take, torch.from_numpy(targets), torch.from_numpy(known), **fitting)
+    scores = method.scores(test.take, len(test.ids))
+    context = {"positive": method.positive.context.ctx, "negative": method.negative.context.ctx}
+    return test.ids, scores, _targets(params, labels, params.evaluate.split, test.ids), len(train.ids), history, context
+
+
+def _taidpt(params: Params, labels: LabelSet, model, device, setup: dict, fitting: dict):
+    """The generated texts -> TaI-DPT; scored on the evaluation split's global and dense features."""
+    from .taidpt import TaIDPT, TextTokens, train_taidpt
+
+    texts = pl.read_parquet(paths.TEXTS, columns=["text", "labels"])
+    labels.check_known({l for ls in texts["labels"].to_list() for l in ls}, str(paths.TEXTS))
+    method = TaIDPT(model, **setup).to(device)
+    tokens = TextTokens.encode(method.encoder, texts["text"].to_list())
+    history = train_taidpt(method, tokens, torch.from_numpy(labels.multi_hot(texts["labels"].to_list())), **fitting)
+    test = labelled_images(params, labels, params.evaluate.split, params.encode.image_resolution, "eval")
+    dense = _dense(params.evaluate.split, params.encode.image_resolution)
+    row_of = {image_id: row for row, image_id in enumerate(dense.ids)}
+    lacking = [i for i in test.ids if i not in row_of]
+    if lacking:
+        raise FileNotFoundError(f"{len(lacking)} evaluation image(s) have no dense features, e.g. {lacking[:3]}: "
+                                "run `dvc repro encode_dense_images`")
+    dense_rows = np.array([row_of[i] for i in test.ids])
+    scores = method.scores(torch.from_numpy(test.vectors), lambda rows: dense.take(dense_rows[rows.numpy()]))
+    context = {"global": method.global_prompts.context.ctx, "local": method.local_prompts.context.ctx}
+    return test.ids, scores, test.targets, len(tokens), history, context
