@@ -222,3 +222,12 @@ def test_taidpt_text_tokens_are_clips_token_features(clip_model, one_thread):
     assert tokens.lengths.tolist() == (clip.tokenize(texts).argmax(dim=-1) + 1).tolist()
     global_, padded, mask = tokens.batch(torch.tensor([1, 0]))
     assert padded.shape[1] == int(tokens.lengths.max()) and mask.sum(dim=1).tolist() == tokens.lengths[[1, 0]].tolist()
+
+
+def test_an_empty_training_set_stops_with_one_line(clip_model):
+    from pipeline.errors import UserError
+    from pipeline.prompt.coop import CoOp, train_coop
+
+    model = CoOp(clip_model, NAMES, 4, generator=seeded())
+    with pytest.raises(UserError, match="nothing to train on"):
+        train_coop(model, torch.zeros(0, 64), torch.zeros(0, len(NAMES)), epochs=1, lr=0.1, batch_size=8)
