@@ -77,4 +77,4 @@ def shuffled_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[tor
     """Row indices of each batch of `epoch`, a seeded permutation (the same seed, epoch: the same order)."""
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
     order = torch.randperm(n, generator=generator)
-    return list(order.split(batch_size))
+    return [rows for rows in order.split(batch_size) if len(rows)]   # torch splits an empty range into one empty batch
