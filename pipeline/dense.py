@@ -129,7 +129,6 @@ class DenseWriter:
         self.schema = _schema(locations * dim, {**metadata, "locations": locations, "dim": dim})
         path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = ipc.new_file(str(path), self.schema)
-        self.rows = 0
 
     def __enter__(self) -> "DenseWriter":
         return self
@@ -142,7 +141,6 @@ class DenseWriter:
         size = self.schema.field("features").type.list_size
         column = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float16()), size)
         self._writer.write_batch(pa.record_batch([pa.array(ids, pa.string()), column], schema=self.schema))
-        self.rows += len(ids)
 
 
 class DenseFeatures:
@@ -162,8 +160,7 @@ class DenseFeatures:
             for b in range(reader.num_record_batches):
                 batch = reader.get_batch(b)
                 self.ids += batch.column(0).to_pylist()
-                column = batch.column(1)
-                values = column.values.to_numpy(zero_copy_only=False)
+                values = batch.column(1).values.to_numpy(zero_copy_only=True)   # a view of the mapped file, no copy
                 self._chunks.append(values.reshape(len(batch), int(meta["locations"]), int(meta["dim"])))
                 starts.append(starts[-1] + len(batch))
         self.metadata = meta

@@ -13,7 +13,7 @@ import torch
 from .. import paths
 from ..artifacts import labelled_images, read_manifest
 from ..config import Params
-from ..dense import DenseFeatures, check_dense_model, dense_dir, grid_of, positional_term
+from ..dense import DENSE_METHODS, DenseFeatures, check_dense_model, dense_dir, grid_of, positional_term
 from ..labels import LabelSet
 from .fit import PromptDiverged
 
@@ -50,7 +50,7 @@ def run_prompt_method(params: Params, labels: LabelSet) -> PromptResult:
     hp = p.resolved(params.fewshot.shots)
     encoder = ClipEncoder(params.encode.model, p.device)
     model = encoder.model.float()      # trained in float32 (clip.load gives float16 weights on CUDA)
-    if p.method in ("dualcoop", "taidpt"):
+    if p.method in DENSE_METHODS:
         check_dense_model(model, p.method)
     log.info("%s: %s", p.method, ", ".join(f"{k} {v}" for k, v in hp.items()))
     setup = {"names": list(labels.names), "n_ctx": p.n_ctx, "class_specific": hp["class_specific"],
