@@ -1,5 +1,5 @@
 """The paper's cost claims (Table 4, Fig. 1) measured: a training step of the adapter against the real
-prompt methods of stage `prompt` (CoOp, TaI-DPT), from 20 to 7,186 labels.
+prompt methods of stage `prompt` (CoOp, DualCoOp, TaI-DPT), from 20 to 7,186 labels.
 
     python benchmarks/scaling.py                       # 20, 80, 1000, 7186 labels; a few minutes on 2 cores
     python benchmarks/scaling.py --labels 20 80 --prompt-max-labels 20 --device cpu
@@ -15,10 +15,13 @@ backward, optimiser):
   `clip.model.CLIP(1024, 224, (3,4,6,3), 64, None, 77, 49408, 512, 8, 12)`: the cost of real weights)
   on every step, the ranking loss backpropagated through the frozen encoder into the context; the
   image side is 64 precomputed image features (the encode stages cache them).
+- `dualcoop`: `pipeline.prompt.dualcoop.DualCoOp` the same way: a positive and a negative prompt per
+  label (class-specific contexts, its default), region aggregation over 64 images' stored dense
+  features at 448 px (14 x 14 locations), the asymmetric loss on half the entries known.
 - `taidpt`: `pipeline.prompt.taidpt.TaIDPT` the same way: a global and a local context, so twice
   the prompts through the text encoder per step, and the local branch's token-level matching on 64
   texts of 20 tokens (their features computed once before training, as `TextTokens` does).
-Each peer's own batch differs (CoOp 32 images, TaI-DPT 512 texts): 64 keeps the rows comparable,
+Each peer's own batch differs (CoOp and DualCoOp 32 images, TaI-DPT 512 texts): 64 keeps the rows comparable,
 and a prompt method's step is dominated by the prompts, whose cost does not depend on the batch.
 
 FLOPs per training batch (forward + backward + optimiser) come from torch.utils.flop_counter, which
@@ -98,7 +101,7 @@ def clip_text_model(source: str | None, device: str | torch.device) -> nn.Module
     return model.requires_grad_(False)
 
 
-PEERS = ("coop", "taidpt")
+PEERS = ("coop", "dualcoop", "taidpt")
 METHODS = ("adapter", *PEERS)
 CAPTION_TOKENS = 20   # TaI-DPT's texts: token-level features of this many tokens each (a short caption)
 
@@ -124,6 +127,16 @@ class PeerTraining:
             self.module = CoOp(text_model, names, N_CTX, generator=generator).to(device)
             images = torch.randn(BATCH, dim, generator=generator).to(device)
             self.loss_of = lambda rows: ranking_loss(self.module(images[rows]), self.targets[rows])
+        elif method == "dualcoop":
+            from pipeline.prompt.dualcoop import DualCoOp
+            from pipeline.prompt.losses import dual_asymmetric_loss
+
+            locations = (448 // 32) ** 2          # DualCoOp's 448 px: 14 x 14 locations (+ their mean)
+            self.module = DualCoOp(text_model, names, torch.zeros(1 + locations, dim), N_CTX,
+                                   generator=generator).to(device)
+            dense = torch.randn(BATCH, locations, dim, generator=generator).to(device)
+            known = (torch.rand(BATCH, n_labels, generator=generator) < 0.5).float().to(device)
+            self.loss_of = lambda rows: dual_asymmetric_loss(self.module(dense[rows]), self.targets[rows], known[rows])
         elif method == "taidpt":
             self.module = TaIDPT(text_model, names, N_CTX, generator=generator).to(device)
             tokens = torch.randn(BATCH, CAPTION_TOKENS, dim, generator=generator)
@@ -333,7 +346,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     for ax, key, ylabel in zip(axes, ("step_ms", "peak_memory_mib", "gflops_per_batch"),
                                ("training step, ms (solid wall, dotted CPU time)", "peak memory (MiB)", "GFLOPs per batch of 64")):
         for method, colour, name in (("adapter", "tab:blue", "TaI-Adapter (ours)"), ("coop", "tab:orange", "CoOp"),
-                                     ("taidpt", "tab:red", "TaI-DPT")):
+                                     ("dualcoop", "tab:green", "DualCoOp"), ("taidpt", "tab:red", "TaI-DPT")):
             mine = [r for r in rows if r["method"] == method]
             ax.plot([r["labels"] for r in mine], [r[key] for r in mine], "-", color=colour, label=name)
             if key == "step_ms":

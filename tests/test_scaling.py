@@ -20,13 +20,13 @@ def scaling():
     return module
 
 
-@pytest.mark.parametrize("method", ["coop", "taidpt"])
+@pytest.mark.parametrize("method", ["coop", "dualcoop", "taidpt"])
 def test_prompt_method_flops_grow_with_labels_and_meta_count_matches_a_real_step(scaling, tiny_clip, one_thread, method):
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
     small, large = (scaling.count_flops(method, n, str(tiny_clip)) for n in (3, 6))
-    # every label is one more prompt (TaI-DPT: two) through the text encoder: twice the labels, about twice the work
+    # every label is one more prompt (DualCoOp, TaI-DPT: two) through the text encoder: twice the labels, about twice the work
     assert 1.9 * small < large < 2.1 * small
     # the meta-device count equals a real step's (with attention as plain matrix products, which the
     # counter sees; the fused CPU attention kernel would hide them)
@@ -38,11 +38,12 @@ def test_prompt_method_flops_grow_with_labels_and_meta_count_matches_a_real_step
 
 
 def test_taidpt_costs_about_two_coops(scaling, tiny_clip, one_thread):
-    """Two contexts, each sent with every label: about twice CoOp's step, and twice its parameters."""
+    """Two contexts, each sent with every label: about twice CoOp's step, and twice its parameters
+    (DualCoOp's are per label, its default)."""
     coop, taidpt = (scaling.count_flops(m, 6, str(tiny_clip)) for m in ("coop", "taidpt"))
     assert 1.8 * coop < taidpt < 2.4 * coop
-    trainable = {m: scaling.PeerTraining(m, 6, str(tiny_clip), "cpu").trainable_params for m in ("coop", "taidpt")}
-    assert trainable == {"coop": 16 * 64, "taidpt": 2 * 16 * 64}
+    trainable = {m: scaling.PeerTraining(m, 6, str(tiny_clip), "cpu").trainable_params for m in scaling.PEERS}
+    assert trainable == {"coop": 16 * 64, "taidpt": 2 * 16 * 64, "dualcoop": 2 * 6 * 16 * 64}   # DualCoOp: per label
 
 
 def test_adapter_flops_and_parameters_grow_only_by_the_last_layer(scaling, tiny_clip, one_thread):
@@ -67,6 +68,7 @@ def test_csv_has_the_documented_columns_and_marks_extrapolated_rows(scaling, tin
     sources = {(r["method"], int(r["labels"])): r["source"] for r in table}
     assert sources == {("adapter", 3): "measured", ("adapter", 6): "measured",
                        ("coop", 3): "measured", ("coop", 6): "extrapolated",
+                       ("dualcoop", 3): "measured", ("dualcoop", 6): "extrapolated",
                        ("taidpt", 3): "measured", ("taidpt", 6): "extrapolated"}
     coop = {int(r["labels"]): r for r in table if r["method"] == "coop"}
     assert coop[6]["steps_timed"] == "0" and float(coop[6]["step_ms"]) == pytest.approx(2 * float(coop[3]["step_ms"]), rel=1e-3)

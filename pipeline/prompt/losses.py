@@ -31,12 +31,12 @@ def dual_asymmetric_loss(logits: torch.Tensor, targets: torch.Tensor, known: tor
     """logits (batch, 2, labels), index 0 the negative and 1 the positive prompt; targets and known
     (batch, labels) 0/1. Sum over known entries (DualCoOp's reduction)."""
     probs = logits.softmax(dim=1)
-    keep = known > 0.5
-    p_pos, p_neg, y = probs[:, 1][keep], probs[:, 0][keep], targets[keep].float()
+    known, y = (known > 0.5).float(), targets.float()
+    p_pos, p_neg = probs[:, 1], probs[:, 0]
     if clip > 0:
         p_neg = (p_neg + clip).clamp(max=1)
     loss = y * p_pos.clamp(min=eps).log() + (1 - y) * p_neg.clamp(min=eps).log()
     with torch.no_grad():
         p_true = p_pos * y + p_neg * (1 - y)
         weight = (1 - p_true).pow(gamma_pos * y + gamma_neg * (1 - y))
-    return -(loss * weight).sum()
+    return -(loss * weight * known).sum()   # unknown entries weigh 0 (DualCoOp drops them)
