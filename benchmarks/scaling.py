@@ -318,7 +318,8 @@ def run(labels: list[int], prompt_max_labels: int, adapter_steps: int, prompt_st
                     step_ms=extrapolate(sizes, [measured[s]["step_ms"] for s in sizes], n),
                     cpu_ms=extrapolate(sizes, [measured[s]["cpu_ms"] for s in sizes], n),
                     peak_memory_mib=extrapolate(sizes, [measured[s]["peak_memory_mib"] for s in sizes], n),
-                    trainable_params=measured[sizes[0]]["trainable_params"],
+                    # constant for shared contexts, linear for class-specific ones (DualCoOp)
+                    trainable_params=round(extrapolate(sizes, [measured[s]["trainable_params"] for s in sizes], n)),
                     source="extrapolated", steps_timed=0,
                 )
             rows.append({k: row[k] for k in COLUMNS})
