@@ -395,6 +395,13 @@ PEER_DEFAULTS: dict[str, dict[str, Any]] = {
     "taidpt": {"epochs": 20, "lr": 1e-4, "batch_size": 512, "class_specific": False},
 }
 COOP_EPOCHS_BY_SHOTS = {1: 50, 2: 100, 4: 100, 8: 200, 16: 200}
+# Where a peer's own config differs by dataset (prepare.dataset): DualCoOp's README, lr 0.002 for COCO;
+# TaI-DPT's configs/trainers/Caption_distill_double/rn50_nuswide.yaml, lr 0.001 and an image softmax
+# scale of 4 (spatial_SCALE_image; 40 for VOC and COCO).
+PEER_DATASET_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
+    ("dualcoop", "coco2014"): {"lr": 0.002},
+    ("taidpt", "nuswide"): {"lr": 0.001, "image_spatial_scale": 4.0},
+}
 
 
 @dataclass(frozen=True)
@@ -425,13 +432,18 @@ class PromptParams:
             _at_least(f"{key}.batch_size", self.batch_size, 1)
         _one_of(f"{key}.device", self.device, ("auto", "cpu", "cuda"))
 
-    def resolved(self, shots: int = 0) -> dict[str, Any]:
-        """epochs, lr, batch_size and class_specific with nulls replaced by the method's defaults."""
-        own = dict(PEER_DEFAULTS.get(self.method, {}))
+    def resolved(self, shots: int = 0, dataset: str = "voc2007") -> dict[str, Any]:
+        """epochs, lr, batch_size and class_specific with nulls replaced by the method's defaults (for
+        the dataset and, CoOp, the shots)."""
+        own = {**PEER_DEFAULTS.get(self.method, {}), **PEER_DATASET_DEFAULTS.get((self.method, dataset), {})}
         if self.method == "coop" and shots in COOP_EPOCHS_BY_SHOTS:
             own["epochs"] = COOP_EPOCHS_BY_SHOTS[shots]
         mine = {"epochs": self.epochs, "lr": self.lr, "batch_size": self.batch_size, "class_specific": self.class_specific}
         return {name: own.get(name) if value is None else value for name, value in mine.items()}
+
+    def image_spatial_scale(self, dataset: str) -> float | None:
+        """TaI-DPT's test-time softmax scale over image locations (no param: its configs' value)."""
+        return PEER_DATASET_DEFAULTS.get((self.method, dataset), {}).get("image_spatial_scale")
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,13 @@ def test_null_hyperparameters_take_the_peers_own():
                                               "prompt.lr": 0.002}).prompt
     assert dual.resolved() == {**PEER_DEFAULTS["dualcoop"], "lr": 0.002}
     assert load_params(ROOT / "params.yaml", {"prompt.method": "taidpt"}).prompt.resolved() == PEER_DEFAULTS["taidpt"]
+    # where a peer's config differs by dataset: TaI-DPT on NUS-WIDE, DualCoOp on COCO
+    taidpt = load_params(ROOT / "params.yaml", {"prompt.method": "taidpt"}).prompt
+    assert taidpt.resolved(0, "nuswide")["lr"] == 0.001 and taidpt.image_spatial_scale("nuswide") == 4.0
+    assert taidpt.image_spatial_scale("voc2007") is None            # the module's 40 (VOC and COCO configs)
+    assert dual.resolved(0, "coco2014")["lr"] == 0.002                # prompt.lr set: it wins
+    assert load_params(ROOT / "params.yaml", {"prompt.method": "dualcoop", "partial.known_proportion": 0.5}) \
+        .prompt.resolved(0, "coco2014")["lr"] == 0.002
 
 
 # ---- integration: the paper's rule ------------------------------------------------------------------

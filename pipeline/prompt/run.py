@@ -47,7 +47,7 @@ def run_prompt_method(params: Params, labels: LabelSet) -> PromptResult:
     from ..clip_model import ClipEncoder
 
     p = params.prompt
-    hp = p.resolved(params.fewshot.shots)
+    hp = p.resolved(params.fewshot.shots, params.prepare.dataset)
     encoder = ClipEncoder(params.encode.model, p.device)
     model = encoder.model.float()      # trained in float32 (clip.load gives float16 weights on CUDA)
     if p.method in DENSE_METHODS:
@@ -99,11 +99,12 @@ def _dualcoop(params: Params, labels: LabelSet, model, device, setup: dict, fitt
 
 def _taidpt(params: Params, labels: LabelSet, model, device, setup: dict, fitting: dict):
     """The generated texts -> TaI-DPT; scored on the evaluation split's global and dense features."""
-    from .taidpt import TaIDPT, TextTokens, train_taidpt
+    from .taidpt import IMAGE_SPATIAL_SCALE, TaIDPT, TextTokens, train_taidpt
 
     texts = pl.read_parquet(paths.TEXTS, columns=["text", "labels"])
     labels.check_known({l for ls in texts["labels"].to_list() for l in ls}, str(paths.TEXTS))
-    method = TaIDPT(model, **setup).to(device)
+    scale = params.prompt.image_spatial_scale(params.prepare.dataset) or IMAGE_SPATIAL_SCALE
+    method = TaIDPT(model, **setup, image_spatial_scale=scale).to(device)
     tokens = TextTokens.encode(method.encoder, texts["text"].to_list())
     history = train_taidpt(method, tokens, torch.from_numpy(labels.multi_hot(texts["labels"].to_list())), **fitting)
     test = labelled_images(params, labels, params.evaluate.split, params.encode.image_resolution, "eval")
