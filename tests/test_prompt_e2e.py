@@ -6,6 +6,7 @@ prompt.map and eval.integrated_map for each method (no number where the method i
 
 import json
 import math
+import os
 
 import pytest
 
@@ -16,7 +17,16 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def swept(tmp_path_factory, tiny_clip):
+def private_cache(tmp_path_factory):
+    """An embedding cache of its own: the tests that count what reaches CLIP must not find these images."""
+    before = os.environ["TAI_CACHE_DIR"]
+    os.environ["TAI_CACHE_DIR"] = str(tmp_path_factory.mktemp("peers-cache"))
+    yield
+    os.environ["TAI_CACHE_DIR"] = before
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory, tiny_clip, private_cache):
     project = make_project(tmp_path_factory.mktemp("peers"), tiny_clip, **{
         "prompt.epochs": 2, "prompt.n_ctx": 4, "fewshot.shots": 2, "evaluate.integrate_with": "prompt"})
     assert "prompt" in stages_run(run(project, "dvc", "repro").stdout)
