@@ -23,33 +23,22 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
+from PIL import Image
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from pipeline.clip_model import ClipEncoder  # noqa: E402
-from pipeline.config import GenerateParams  # noqa: E402
-from pipeline.embeddings import EmbeddingCache  # noqa: E402
-from pipeline.encode import encode_images, encode_texts  # noqa: E402
-from pipeline.generate.combinations import plan_combinations  # noqa: E402
-from pipeline.generate.templates import template_texts  # noqa: E402
-from pipeline.labels import VOC_LABELS  # noqa: E402
-
-
-def save_random_rn50(path: Path) -> Path:
-    from clip.model import CLIP
-
-    torch.manual_seed(0)
-    model = CLIP(1024, 224, (3, 4, 6, 3), 64, None, 77, 49408, 512, 8, 12)  # RN50's configuration
-    torch.save(model.state_dict(), path)
-    return path
+from pipeline.clip_model import ClipEncoder
+from pipeline.config import GenerateParams
+from pipeline.embeddings import EmbeddingCache
+from pipeline.encode import encode_images, encode_texts
+from pipeline.generate.combinations import plan_combinations
+from pipeline.generate.templates import template_texts
+from pipeline.labels import VOC_LABELS
+from pipeline.random_clip import save_random_clip
 
 
 def template_captions(n: int) -> list[str]:
@@ -130,7 +119,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        encoder = ClipEncoder(str(save_random_rn50(tmp / "rn50-random.pt")), args.device)
+        encoder = ClipEncoder(str(save_random_clip(tmp / "rn50-random.pt", "RN50")), args.device)
         model, device = encoder.model, encoder.device
         texts = template_captions(args.texts) if args.captions == "templates" else table_captions(args.captions, args.texts)
         lengths = encoder.tokenize(texts).argmax(dim=-1) + 1

@@ -8,27 +8,23 @@
     python benchmarks/experiments.py                 # 4,000 template texts over VOC's 20 labels, 60 epochs, hidden 1024
     python benchmarks/experiments.py --texts 500 --repeats 1
 
-The project is the tests' tiny one (tests/e2e_project.py: tiny random CLIP, 28 images) with VOC's label
-names and enough texts and the paper's 60 epochs so that training is a realistic share of the time. Each measurement
-is repeated and the fastest kept: other work on a shared machine only ever slows a run down.
+The project (`toy_project.py`) is a tiny random CLIP (`pipeline.random_clip`, "tiny") and 28 small
+images with VOC's label names, with enough template texts and the paper's 60 epochs so that training is
+a realistic share of the time. Each measurement is repeated and the fastest kept: other work on a
+shared machine only ever slows a run down.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from conftest import save_tiny_clip  # noqa: E402
-from e2e_project import commit, make_project, run  # noqa: E402
-from pipeline.labels import VOC_LABELS  # noqa: E402
+from pipeline.random_clip import save_random_clip
+from toy_project import build_project, commit, init_repo, random_images, run
 
 
 def timed(project: Path, *command: str) -> float:
@@ -53,14 +49,13 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        clip = save_tiny_clip(tmp / "tiny-clip.pt")
-        project = make_project(tmp, clip, llm_fraction=0.0, **{
-            "generate.n_combinations": args.texts, "generate.max_labels": 3,
-            "train.epochs": args.epochs, "train.hidden_dim": 1024})
-        # VOC's 20 label names plus "tree" (the images use cat, dog, car, tree), so templates can spell
-        # thousands of distinct texts
-        (project / "data" / "labels.txt").write_text("".join(f"{name}\n" for name in [*VOC_LABELS.names, "tree"]))
-        commit(project, "VOC's label names")
+        clip = save_random_clip(tmp / "tiny-clip.pt", "tiny")
+        project = build_project(tmp, random_images({"trainval": 16, "test": 12}), {
+            "generate.n_combinations": args.texts, "generate.max_labels": 3, "generate.llm_fraction": 0.0,
+            "encode.model": str(clip), "encode.image_resolution": 64, "encode.partial_resolution": 128,
+            "encode.batch_size": 8, "encode.num_workers": 0, "train.epochs": args.epochs, "train.hidden_dim": 1024,
+            "train.radius": 1.0})
+        init_repo(project)
         print(f"project: {args.texts} texts, {args.epochs} epochs; first dvc repro ...", flush=True)
         run(project, "dvc", "repro")
         commit(project, "baseline")

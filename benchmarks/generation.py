@@ -32,14 +32,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipeline.config import GenerateParams, OpenAIParams  # noqa: E402
-from pipeline.generate import generate_texts, make_backend, plan_combinations, resolve_model  # noqa: E402
-from pipeline.generate.combinations import derive_seed  # noqa: E402
-from pipeline.generate.refine import fill  # noqa: E402
-from pipeline.generate.sentence import STOP  # noqa: E402
-from pipeline.labels import VOC_LABELS  # noqa: E402
+from pipeline.config import GenerateParams, OpenAIParams
+from pipeline.generate import generate_texts, make_backend, plan_combinations, resolve_model
+from pipeline.generate.combinations import derive_seed
+from pipeline.generate.refine import fill
+from pipeline.generate.sentence import STOP
+from pipeline.labels import VOC_LABELS
 
 
 class CountingBackend:

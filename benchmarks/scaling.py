@@ -55,19 +55,19 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TQDM_DISABLE", "1")  # before tqdm is imported: no progress bars from train_adapter
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
-from pipeline.config import TrainParams  # noqa: E402
-from pipeline.device import resolve_device  # noqa: E402
-from pipeline.train import TrainingSet, train_adapter  # noqa: E402
+from pipeline.config import TrainParams
+from pipeline.device import resolve_device
+from pipeline.random_clip import ARCHITECTURES
+from pipeline.train import TrainingSet, train_adapter
 
 RESULTS = Path(__file__).resolve().parent / "results"
-RN50 = (1024, 224, (3, 4, 6, 3), 64, None, 77, 49408, 512, 8, 12)  # clip.model.CLIP's arguments for RN50
+RN50 = ARCHITECTURES["RN50"]   # clip.model.CLIP's arguments
 COLUMNS = ["method", "labels", "trainable_params", "gflops_per_batch", "step_ms", "cpu_ms", "peak_memory_mib", "source", "steps_timed"]
 BATCH = TrainParams().batch_size
 N_CTX = 16

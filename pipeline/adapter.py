@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .io import atomic_path
+from .io import write_torch
 from .errors import UserError
 
 
@@ -26,10 +26,12 @@ class AdapterError(UserError, ValueError):
 
 @dataclass(frozen=True)
 class AdapterConfig:
+    """The adapter's shape; hidden_dim and dropout come from train.hidden_dim and train.dropout."""
+
     embed_dim: int
     n_labels: int
-    hidden_dim: int = 1024
-    dropout: float = 0.1
+    hidden_dim: int
+    dropout: float
 
 
 class Adapter(nn.Module):
@@ -89,8 +91,7 @@ class AdapterBundle:
             "image_resolution": self.image_resolution,
             "resize": self.resize,
         }
-        with atomic_path(path) as tmp:
-            torch.save(payload, tmp)
+        write_torch(payload, path)
 
     @classmethod
     def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "AdapterBundle":

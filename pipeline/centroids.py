@@ -6,8 +6,10 @@ mode reruns only train:
 
 - combination (the paper's eq. 9): the offset of the text's label combination, below.
 - label (ours): the mean, over the text's labels, of each label's gap = its visual centroid
-  minus the text centroid of the texts that have the label. Exact when the gap is a sum of
-  per-label parts; needs fewer images per estimate than a combination.
+  minus the text centroid of the texts that have the label. Exact when the gap is the same for
+  every image (both centroids average the same combinations); when the gap is a sum of per-label
+  parts a label's estimate mixes in the gaps of the labels it co-occurs with
+  (`pipeline.synthetic`). Needs fewer images per estimate than a combination.
 - global (ours): one offset for every text = mean embedding of the partially labelled
   images minus mean text embedding. Exact when the gap is the same for every image.
 - none: no shift, perturbation only.
@@ -275,8 +277,6 @@ def text_shifts(
         return np.zeros((len(text_labels), dim), dtype=np.float32)
     if mode == "combination":
         return text_offsets(text_labels, combinations, labels, dim)
-    if mode not in ("label", "global"):
-        raise ValueError(f"shift mode {mode!r} is unknown: use combination, label, global or none")
     rows = gaps.filter(pl.col("kind") == mode)
     if mode == "global":
         offset = rows["offset"].to_list()[0] if rows.height else None
@@ -286,7 +286,7 @@ def text_shifts(
         if len(offset) != dim:
             raise ValueError(f"the global gap has {len(offset)} dims, the text embeddings {dim}: run `dvc repro centroids`")
         return np.broadcast_to(np.asarray(offset, dtype=np.float32), (len(text_labels), dim)).copy()
-    gap = np.zeros((len(labels), dim), dtype=np.float64)
+    gap = np.zeros((len(labels), dim), dtype=np.float64)   # mode "label"
     has = np.zeros(len(labels), dtype=bool)
     for name, offset in zip(rows["label"].to_list(), rows["offset"].to_list()):
         if offset is None or name not in labels.index:

@@ -3,25 +3,30 @@
     tai download voc2007|coco2014 [--dest data/downloads] [--keep-archives]   fetch, check, unpack (resumes)
     tai download nuswide                                    where to get NUS-WIDE (no official download)
     tai inspect PATH                                        look inside an artifact
-    tai report [--metric M] [--x PARAM] [--json FILE]       experiments: table and curve of mean ± std over seeds
+    tai report [--metric M | --all-metrics] [--x PARAM] [--json FILE]   experiments: mean ± std over seeds
 
 `inspect` understands Parquet files (rows, schema, first rows), Arrow IPC embeddings (an `.arrow`
 file or a folder of `.arrow` shards with columns `id` + `embedding`: rows, dimension, schema
 metadata, shards) and JSON files (pretty-printed).
 
-Importing this module has no side effects; heavy imports happen inside the commands.
+Importing this module silences dependencies' deprecation noise (`pipeline.dependency_warnings`: it is
+the `tai` entry point) and has no other side effect; heavy imports happen inside the commands.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+from pipeline.dependency_warnings import silence
 
-import typer
-from typer.core import TyperGroup
+silence()   # before typer and the commands' imports
 
-from pipeline import paths
-from pipeline.errors import EXIT_USER_ERROR, UserError
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import typer  # noqa: E402
+from typer.core import TyperGroup  # noqa: E402
+
+from pipeline import paths  # noqa: E402
+from pipeline.errors import EXIT_USER_ERROR, UserError, one_line  # noqa: E402
 
 
 class _UserErrorsExit2(TyperGroup):
@@ -31,7 +36,7 @@ class _UserErrorsExit2(TyperGroup):
         try:
             return super().invoke(ctx)
         except (UserError, FileNotFoundError) as e:
-            raise _fail(str(e)) from None
+            raise _fail(one_line(e)) from None
 
 
 app = typer.Typer(
@@ -67,10 +72,9 @@ def download(
 ) -> None:
     """Download a dataset, check its MD5 sums and unpack it into DEST (default: data/); an interrupted
     download resumes where it stopped when run again."""
-    from pipeline.download import DOWNLOADS, MANUAL, ManualDownloadError, download_dataset
+    from pipeline.datasets.specs import download_dataset
+    from pipeline.download import ManualDownloadError
 
-    if name not in DOWNLOADS and name not in MANUAL:
-        raise _fail(f"unknown download {name!r}: choose one of {sorted({*DOWNLOADS, *MANUAL})}")
     console = _console()
     try:
         folder = download_dataset(
@@ -243,9 +247,12 @@ def report(
     out_dir: Path = typer.Option(Path("reports"), "--out-dir", help="where experiments.md and experiments.png go"),
     metric: list[str] = typer.Option(
         None, "--metric", "-m",
-        help="a metric column (e.g. eval.map); repeat for several. Default: every numeric metric in the table, "
-        "the adapter's mAP in the plot (the first --metric when given)",
+        help="a metric column (e.g. eval.map); repeat for several. Default: the headline metrics in the table "
+        "(eval.map, eval.integrated_map, eval.other_map, prompt.map, zeroshot.map: those present), the adapter's "
+        "mAP in the plot (the first --metric when given)",
     ),
+    all_metrics: bool = typer.Option(False, "--all-metrics", help="every numeric metric in the table, not only "
+                                     "the headline ones"),
     x: str = typer.Option(None, "--x", help="the param on the plot's x axis; default: the varied numeric param "
                           "with the most distinct values"),
     json_file: Path = typer.Option(None, "--json", help="read this saved `dvc exp show --json` output "
@@ -264,7 +271,7 @@ def report(
         data, source = parse_exp_show(text, source=str(json_file)), f"`{json_file}`"
     else:
         data, source = exp_show_json(".", all_commits=all_commits), "`dvc exp show --json`"
-    table, picture, summary = write_report(data, out_dir, metric or None, x, source)
+    table, picture, summary = write_report(data, out_dir, metric or None, x, source, all_metrics)
     console = _console()
     for s in summary.skipped:
         console.print(f"[yellow]not counted[/] {s.name} ({short_rev(s.rev)}): {s.state}", soft_wrap=True)

@@ -18,7 +18,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import RESIZE_MODES
 from .device import resolve_device
 from .errors import UserError
 
@@ -70,13 +69,11 @@ def image_transform(resolution: int, resize: str = "square"):
     `square` (the paper's protocol, as its peers evaluate): the whole image resized to N x N,
     bicubic, aspect ratio not kept, nothing cut off. `center_crop` (CLIP's own preprocessing):
     the short side resized to N, then the centre N x N kept, which drops objects near the border.
-    Both convert to RGB and use CLIP's mean and std.
+    Both convert to RGB and use CLIP's mean and std. (`pipeline.config` checks encode.resize.)
     """
     from clip.clip import _transform
     from torchvision import transforms as T
 
-    if resize not in RESIZE_MODES:
-        raise ValueError(f"resize = {resize!r}: use one of {RESIZE_MODES}")
     clip_default = _transform(resolution)  # Resize(N), CenterCrop(N), RGB, ToTensor, Normalize
     if resize == "center_crop":
         return clip_default

@@ -29,23 +29,6 @@ class ParamsError(UserError, ValueError):
     """A params.yaml value is missing, unknown or out of range."""
 
 
-# prepare.dataset -> the optional prepare keys it reads (any other optional key must stay unset)
-DATASET_KEYS: dict[str, tuple[str, ...]] = {
-    "voc2007": (),
-    "folder": ("labels_file", "label_names"),
-    "coco2014": ("keep_unannotated",),
-    "coco": ("annotations", "label_names", "keep_unannotated"),
-    "nuswide": ("image_root",),
-    "labels": ("label_names",),
-}
-# datasets whose split names are fixed
-FIXED_SPLITS: dict[str, tuple[str, ...]] = {
-    "voc2007": ("train", "val", "trainval", "test"),
-    "coco2014": ("train", "test"),
-    "nuswide": ("train", "test"),
-}
-
-
 @dataclass(frozen=True)
 class PrepareParams:
     dataset: str = "voc2007"
@@ -60,16 +43,22 @@ class PrepareParams:
     @property
     def has_images(self) -> bool:
         """False for a labels-only project (`dataset: labels`): no manifest, no image stage does work."""
-        return self.dataset != "labels"
+        from .datasets.specs import DATASETS
+
+        spec = DATASETS.get(self.dataset)
+        return spec is None or spec.has_images
 
     def check(self, key: str) -> None:
-        _one_of(f"{key}.dataset", self.dataset, tuple(DATASET_KEYS))
-        uses = DATASET_KEYS[self.dataset]
+        from .datasets.specs import DATASETS   # one spec per dataset: its keys, splits, builder, download
+
+        _one_of(f"{key}.dataset", self.dataset, tuple(DATASETS))
+        spec = DATASETS[self.dataset]
+        uses = spec.keys
         defaults = {"labels_file": None, "label_names": None, "annotations": None, "keep_unannotated": False,
                     "image_root": None}
         for name, default in defaults.items():
             if name not in uses and getattr(self, name) != default:
-                readers = [d for d, keys in DATASET_KEYS.items() if name in keys]
+                readers = [d for d, other in DATASETS.items() if name in other.keys]
                 raise ParamsError(
                     f"{key}.{name} is set but {key}.dataset is {self.dataset!r}, which ignores it: set it to "
                     f"{'false' if default is False else 'null'}, or set {key}.dataset to one of {readers}"
@@ -99,9 +88,9 @@ class PrepareParams:
                 raise ParamsError(
                     f"{key}.splits: {split!r} is not a usable split name: use letters, digits, '-', '_' (e.g. test)"
                 )
-        if self.dataset in FIXED_SPLITS:
+        if spec.splits is not None:
             for i, split in enumerate(self.splits):
-                _one_of(f"{key}.splits[{i}]", split, FIXED_SPLITS[self.dataset])
+                _one_of(f"{key}.splits[{i}]", split, spec.splits)
         if self.dataset == "coco":
             if not self.annotations:
                 raise ParamsError(
@@ -154,13 +143,29 @@ class OpenAIParams:
         _at_least(f"{key}.backoff_s", self.backoff_s, 0)
 
 
+# Allowed values, checked here only (`Params.check`, before any work): the code that uses a value
+# trusts it, and tests/test_choices.py checks that each value has its own behaviour there.
 # Image preprocessing of pipeline.clip_model.image_transform (encode.resize).
 RESIZE_MODES = ("square", "center_crop")
+# Where images are encoded (encode.engine; pipeline.encode): this process, or a Ray cluster (ours).
+ENGINES = ("local", "ray")
+# encode.device, train.device (pipeline.device).
+DEVICES = ("auto", "cpu", "cuda")
+# Chat backends of pipeline.generate.backends (generate.backend).
+BACKENDS = ("llama_cpp", "openai")
+# Labelled images per class in the few-shot setting (fewshot.shots; 0 = off), the paper's.
+SHOT_COUNTS = (0, 1, 2, 4, 8, 16)
 # Noise kinds of pipeline.perturb (train.noise, fewshot.noise, partial.image_noise).
 NOISE_KINDS = ("surface", "interior", "ball")
 # How a text's training labels are set (generate.label_rule): exactly its combination (the paper's),
 # or the combination plus every label named in the text (ours).
 LABEL_RULES = ("combination", "mentions")
+# Which of its combination's labels an LLM caption must name (generate.require_labels, ours): none (no
+# check, the paper's), any (at least one), all. A caption that falls short is sampled again, then dropped.
+REQUIRE_LABELS = ("none", "any", "all")
+# generate.model as a GGUF file on the Hugging Face Hub: hf:<owner>/<repo>[@<revision>]/<path in the repo>.gguf
+HUB_REFERENCE = re.compile(r"hf:(?P<repo>[\w.-]+/[\w.-]+)(?:@(?P<revision>[^/\s]+))?/(?P<filename>[^\s]+\.gguf)")
+HUB_REFERENCE_EXAMPLE = "hf:bartowski/Qwen2.5-0.5B-Instruct-GGUF/Qwen2.5-0.5B-Instruct-Q4_K_M.gguf"
 # How partial-label texts are shifted towards the images (partial.shift; pipeline.centroids).
 SHIFT_MODES = ("combination", "label", "global", "none")
 # How evaluate.integrate_with averages another method's scores with the adapter's (pipeline.metrics).
@@ -205,6 +210,7 @@ class GenerateParams:
     single_sentence: bool = True      # the LLM stops at the end of its first sentence (pipeline.generate.sentence); false: the paper's turns
     journal_every_s: float = 2.0      # finished captions reach the resume journal at least this often
     label_rule: str = "combination"   # combination (the paper's) | mentions (plus labels named in the text)
+    require_labels: str = "any"       # ours: none (the paper's) | any | all of its combination's labels an LLM caption must name
     openai: OpenAIParams = field(default_factory=OpenAIParams)
 
     def check(self, key: str) -> None:
@@ -221,7 +227,7 @@ class GenerateParams:
             )
         _at_least(f"{key}.max_shorten_rounds", self.max_shorten_rounds, 0)
         _at_least(f"{key}.max_retries", self.max_retries, 0)
-        _one_of(f"{key}.backend", self.backend, ("llama_cpp", "openai"))
+        _one_of(f"{key}.backend", self.backend, BACKENDS)
         _at_least(f"{key}.n_threads", self.n_threads, 1)
         _at_least(f"{key}.n_ctx", self.n_ctx, 128)
         _at_least(f"{key}.max_tokens", self.max_tokens, 1)
@@ -233,8 +239,17 @@ class GenerateParams:
         _at_least(f"{key}.temperature", self.temperature, 0)
         _positive(f"{key}.journal_every_s", self.journal_every_s)
         _one_of(f"{key}.label_rule", self.label_rule, LABEL_RULES)
+        _one_of(f"{key}.require_labels", self.require_labels, REQUIRE_LABELS)
         if not self.model:
-            raise ParamsError(f"{key}.model is empty: use 'smollm2' (embedded) or the path of a GGUF file")
+            raise ParamsError(
+                f"{key}.model is empty: use 'smollm2' (embedded), a hub reference such as {HUB_REFERENCE_EXAMPLE}, "
+                "or the path of a GGUF file"
+            )
+        if self.model.startswith("hf:") and not HUB_REFERENCE.fullmatch(self.model):
+            raise ParamsError(
+                f"{key}.model = {self.model!r} is not a hub reference: write hf:<owner>/<repo>/<file>.gguf "
+                f"(optionally hf:<owner>/<repo>@<revision>/<file>.gguf), e.g. {HUB_REFERENCE_EXAMPLE}"
+            )
         if "{labels}" not in self.prompt:
             raise ParamsError(f"{key}.prompt has no '{{labels}}' placeholder: add it where the label list goes")
         _fraction(f"{key}.alt_prompt_fraction", self.alt_prompt_fraction)
@@ -276,7 +291,7 @@ class EncodeParams:
 
     def check(self, key: str) -> None:
         _one_of(f"{key}.resize", self.resize, RESIZE_MODES)
-        _one_of(f"{key}.engine", self.engine, ("local", "ray"))
+        _one_of(f"{key}.engine", self.engine, ENGINES)
         if self.engine == "ray" and importlib.util.find_spec("ray") is None:
             raise ParamsError(f"{key}.engine = 'ray' but Ray is not installed: pip install 'ray[data]', or use engine local")
         if self.ray_address is not None and not (isinstance(self.ray_address, str) and self.ray_address.strip()):
@@ -287,7 +302,7 @@ class EncodeParams:
         _at_least(f"{key}.batch_size", self.batch_size, 1)
         _at_least(f"{key}.shard_rows", self.shard_rows, 1)
         _at_least(f"{key}.num_workers", self.num_workers, 0)
-        _one_of(f"{key}.device", self.device, ("auto", "cpu", "cuda"))
+        _one_of(f"{key}.device", self.device, DEVICES)
 
 
 @dataclass(frozen=True)
@@ -313,7 +328,7 @@ class FewshotParams:
     image_weight: float = 0.5      # share of each training batch drawn from the support images; 0 = texts only
 
     def check(self, key: str) -> None:
-        _one_of(f"{key}.shots", self.shots, (0, 1, 2, 4, 8, 16))
+        _one_of(f"{key}.shots", self.shots, SHOT_COUNTS)
         _at_least(f"{key}.radius", self.radius, 0)
         _one_of(f"{key}.noise", self.noise, NOISE_KINDS)
         _fraction(f"{key}.image_weight", self.image_weight)
@@ -331,7 +346,7 @@ class PartialParams:
     `radius`. With `image_weight` > 0 (ours; the paper trains on texts only) the partially
     labelled images also join training, with a loss mask."""
 
-    known_proportion: float | None = None   # 0.1..0.9 turns the setting on; null = off
+    known_proportion: float | None = None   # 0..0.9 turns the setting on (0: nothing known, no shift); null = off
     split: str = "trainval"                 # manifest split of the partially labelled images
     seed: int = 0                           # mask seed
     radius: float = 10.0                    # text noise radius after the shift
@@ -341,10 +356,11 @@ class PartialParams:
     image_weight: float = 0.0               # share of each batch drawn from those images; 0 = texts only (the paper)
 
     def check(self, key: str) -> None:
-        if self.known_proportion is not None and not 0.1 <= self.known_proportion <= 0.9:
+        if self.known_proportion is not None and not 0 <= self.known_proportion <= 0.9:
             raise ParamsError(
-                f"{key}.known_proportion = {self.known_proportion!r} is out of range: "
-                "use a value from 0.1 to 0.9, or null for the zero-shot setting"
+                f"{key}.known_proportion = {self.known_proportion!r} is out of range: use a value from 0 "
+                "(the setting on with no label known, so eq. 9 shifts no text: Fig. 6c's 0% point) to 0.9, "
+                "or null to turn partial labels off"
             )
         _at_least(f"{key}.radius", self.radius, 0)
         _at_least(f"{key}.image_radius", self.image_radius, 0)
@@ -381,7 +397,7 @@ class TrainParams:
             raise ParamsError(f"{key}.dropout = {self.dropout!r} is out of range: use a value in [0, 1)")
         _at_least(f"{key}.radius", self.radius, 0)
         _one_of(f"{key}.noise", self.noise, NOISE_KINDS)
-        _one_of(f"{key}.device", self.device, ("auto", "cpu", "cuda"))
+        _one_of(f"{key}.device", self.device, DEVICES)
 
 
 # prompt.method: the paper's comparisons, trained on the same data and CLIP (pipeline/prompt/).

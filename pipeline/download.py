@@ -1,7 +1,7 @@
 """Fetch, verify and unpack public datasets into `data/` (`tai download NAME`).
 
-Each downloadable dataset is a list of archives with a URL and an MD5 checksum (`DOWNLOADS`).
-For every archive, `download()`:
+A downloadable dataset is a `Download`: a list of archives with a URL and an MD5 checksum, held by
+the dataset's spec (`pipeline.datasets.specs`). For every archive, `download()`:
 
 1. skips it if `data/.tai-downloads.json` records it as unpacked with the same checksum and the
    dataset folder is there;
@@ -19,7 +19,7 @@ Archives this command downloaded are removed after unpacking unless `keep_archiv
 (they would otherwise sit inside `data/`, which the prepare stage hashes); archives you placed
 there yourself are left alone.
 
-Datasets with no official download (NUS-WIDE) are in `MANUAL`: `download_dataset` returns their
+Datasets with no official download (NUS-WIDE) have a `ManualDataset`: `specs.download_dataset` returns their
 folder when it is in place and otherwise raises ManualDownloadError with the instructions.
 """
 
@@ -42,6 +42,7 @@ from typing import Callable
 
 from pipeline import paths
 from pipeline.errors import UserError
+from pipeline.io import DiskFullError, disk_full, is_disk_full, write_json
 
 MARKER = ".tai-downloads.json"
 CHUNK = 1 << 20
@@ -80,95 +81,7 @@ class Download:
 class ManualDataset:
     name: str
     extracts_to: str              # where the instructions put it (relative to dest)
-    required: tuple[str, ...]     # paths (relative to that folder) that show it is in place
     instructions: str             # {root} is replaced by the folder
-
-
-VOC2007_URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2007"
-COCO_URL = "http://images.cocodataset.org"
-DOWNLOADS: dict[str, Download] = {
-    "voc2007": Download(
-        name="voc2007",
-        description="Pascal VOC 2007 trainval + test (about 900 MB)",
-        # URLs and MD5s as in torchvision.datasets.VOCDetection
-        archives=(
-            Archive(f"{VOC2007_URL}/VOCtrainval_06-Nov-2007.tar", "c52e279531787c972589f7e41ab4ae64"),
-            Archive(f"{VOC2007_URL}/VOCtest_06-Nov-2007.tar", "b6e924de25625d8de591ea690078ad9f"),
-        ),
-        extracts_to="VOCdevkit/VOC2007",
-    ),
-    "coco2014": Download(
-        name="coco2014",
-        description="MS-COCO 2014 train + val images and annotations (about 19 GB)",
-        # the MD5s published with these official archives (and used by LAVIS, PaddleNLP, pystiche, ...);
-        # the annotations' MD5 is also its S3 ETag. Annotations first: the small file fails fast.
-        archives=(
-            Archive(f"{COCO_URL}/annotations/annotations_trainval2014.zip", "0a379cfc70b0e71301e0f377548639bd"),
-            Archive(f"{COCO_URL}/zips/val2014.zip", "a3d79f5ed8d289b7a7554ce06a5782b3"),
-            Archive(f"{COCO_URL}/zips/train2014.zip", "0da8c0bd3d6becc4dcb32757491aca88"),
-        ),
-        extracts_to="coco2014",   # annotations/, train2014/, val2014/: prepare.root for coco2014
-        unpack_to="coco2014",
-    ),
-}
-
-NUSWIDE_PAGE = "https://lms.comp.nus.edu.sg/wp-content/uploads/2019/research/nuswide/NUS-WIDE.html"
-MANUAL: dict[str, ManualDataset] = {
-    "nuswide": ManualDataset(
-        name="nuswide",
-        extracts_to="nuswide",
-        required=("Concepts81.txt", "ImageList/TrainImagelist.txt", "ImageList/TestImagelist.txt", "TrainTestLabels"),
-        instructions=(
-            "NUS-WIDE has no official image download, so `tai download` cannot fetch it. To use it:\n"
-            f"  1. from the NUS-WIDE page ({NUSWIDE_PAGE}) download Concepts81.txt, the image lists "
-            "(ImageList/TrainImagelist.txt, TestImagelist.txt) and the ground truth (TrainTestLabels/"
-            "Labels_<concept>_<Train|Test>.txt), and put them in {root}/;\n"
-            "  2. put the images, in the lists' layout (<folder>/<id>_<flickr id>.jpg), in {root}/Flickr/ "
-            "(or anywhere, and set prepare.image_root to that folder); public copies lack some images: "
-            "prepare lists those in artifacts/data/nuswide/missing_<split>.parquet and goes on;\n"
-            "  3. in params.yaml set prepare.dataset: nuswide, prepare.root: {root}, prepare.splits: [train, test]."
-        ),
-    ),
-}
-
-
-def downloadable(name: str) -> bool:
-    """True when `tai download NAME` fetches the dataset itself (False for NUS-WIDE and unknown names)."""
-    return name in DOWNLOADS
-
-
-def dataset_root(name: str, dest: str | Path = paths.DOWNLOADS) -> Path:
-    """The folder `download_dataset(name, dest)` returns: what prepare.root should point at."""
-    spec = DOWNLOADS.get(name) or MANUAL.get(name)
-    if spec is None:
-        raise DownloadError(f"unknown dataset {name!r}: choose one of {sorted({*DOWNLOADS, *MANUAL})}")
-    return Path(dest) / spec.extracts_to
-
-
-def download_dataset(
-    name: str,
-    dest: str | Path = paths.DOWNLOADS,
-    *,
-    keep_archives: bool = False,
-    progress: bool = True,
-    log: Callable[[str], None] = print,
-) -> Path:
-    """Make dataset `name` available under `dest` and return its root folder (prepare.root).
-
-    Downloadable datasets are fetched, verified and unpacked (`download`); a MANUAL one is returned
-    when its files are in place, else ManualDownloadError says how to get it.
-    """
-    if name in DOWNLOADS:
-        return download(name, dest, keep_archives=keep_archives, progress=progress, log=log)
-    root = dataset_root(name, dest)
-    manual = MANUAL[name]
-    absent = [r for r in manual.required if not (root / r).exists()]
-    if absent:
-        raise ManualDownloadError(
-            f"{name}: {root / absent[0]} is missing.\n" + manual.instructions.replace("{root}", root.as_posix())
-        )
-    log(f"{name}: in place in {root}")
-    return root
 
 
 def md5sum(path: str | Path) -> str:
@@ -280,6 +193,9 @@ def fetch_verified(
         if part.is_file() and not kept:
             part.unlink()
         resume = f" {part} keeps the {part.stat().st_size} bytes received: run the command again to resume." if kept else ""
+        if is_disk_full(e):
+            raise DiskFullError(f"disk full: could not write {part} while downloading {archive.url}.{resume} Free some "
+                                "space first") from e
         raise DownloadError(
             f"could not download {archive.url}: {e}.{resume} Check your connection, or download it yourself, put it "
             f"at {target} and run the command again (it is checked against MD5 {archive.md5})"
@@ -308,6 +224,8 @@ def extract(archive_path: str | Path, dest: str | Path, progress: bool = True) -
             else:
                 _extract_tar(archive_path, tmp, progress)
         except (tarfile.TarError, zipfile.BadZipFile, OSError) as e:
+            if is_disk_full(e):
+                raise disk_full(dest) from e
             raise DownloadError(f"could not unpack {archive_path}: {e}; delete it and download it again") from e
         _merge_into(tmp, dest)
     finally:
@@ -364,23 +282,18 @@ def _read_marker(dest: Path) -> dict[str, str]:
 
 
 def _write_marker(dest: Path, done: dict[str, str]) -> None:
-    from pipeline.io import write_json
-
     write_json(done, dest / MARKER)
 
 
 def download(
-    name: str,
+    spec: Download,
     dest: str | Path = paths.DOWNLOADS,
     *,
     keep_archives: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> Path:
-    """Fetch, verify and unpack the archives of `DOWNLOADS[name]` into `dest`; return the dataset folder."""
-    if name not in DOWNLOADS:
-        raise DownloadError(f"unknown download {name!r}: choose one of {sorted(DOWNLOADS)}")
-    spec = DOWNLOADS[name]
+    """Fetch, verify and unpack the archives of `spec` into `dest`; return the dataset folder."""
     dest = Path(dest)
     folder = dest / spec.extracts_to
     unpack_to = dest / spec.unpack_to
@@ -398,6 +311,6 @@ def download(
         if downloaded_now and not keep_archives:
             path.unlink()
     if not folder.is_dir():
-        raise DownloadError(f"the archives of {name} were unpacked into {unpack_to} but {folder} is not there")
+        raise DownloadError(f"the archives of {spec.name} were unpacked into {unpack_to} but {folder} is not there")
     log(f"{spec.description}: ready in {folder}")
     return folder

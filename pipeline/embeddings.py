@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -26,9 +27,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from .io import atomic_dir, atomic_path
+from .io import atomic_dir, atomic_path, temp_owner, this_host
 
-STALE_AFTER_S = 3600   # a cache temporary this old is a killed writer's: a batch takes seconds to write
+STALE_AFTER_S = 3600   # a cache temporary this old, of a writer on another host, is a killed writer's
 
 # <embeddings root>/skipped.parquet of every image encode stage: the images that could not be read.
 SKIPPED_SCHEMA = {"split": pl.Utf8, "resolution": pl.Int32, "image_id": pl.Utf8, "path": pl.Utf8, "error": pl.Utf8}
@@ -116,19 +117,47 @@ def content_key(*parts: str | bytes) -> str:
 
 
 class EmbeddingCache:
-    """Content-addressed vectors in append-only Arrow chunks under `root`."""
+    """Content-addressed vectors in append-only Arrow chunks under `root`, shared by every process.
+
+    Queued experiments (`-j N`), other clones and `tai predict` read and write one cache at once, with
+    no lock. What makes that safe:
+
+    - an entry reaches the cache only inside a whole chunk file, written beside it and renamed into place
+      (`put`): a reader never sees half a chunk, and a writer killed mid-write leaves only a temporary;
+    - compaction writes the merged file before it removes the chunks it merged, and removes only chunks it
+      has read: an entry is in some chunk file at every moment;
+    - a reader that finds a chunk gone (compacted by another process after it listed the folder) lists the
+      folder again: the merged file that holds the chunk's entries is there by then;
+    - a temporary is removed only once its writer is gone (`_stale`): dead on this host, or an hour old.
+    """
 
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self._index: dict[str, np.ndarray] | None = None
 
+    def _read_chunks(self) -> tuple[dict[str, np.ndarray], list[Path]]:
+        """Every entry on disk now, and the chunk files read; chunks that vanish mid-way are found again
+        in the file that merged them."""
+        entries: dict[str, np.ndarray] = {}
+        read: dict[str, Path] = {}
+        while True:
+            vanished = False
+            for chunk in sorted(self.root.glob("*.arrow")):
+                if chunk.name in read:
+                    continue
+                try:
+                    table = _read_ipc(chunk)
+                except FileNotFoundError:
+                    vanished = True
+                    continue
+                read[chunk.name] = chunk
+                entries.update(zip(table.column("id").to_pylist(), _vectors(table)))
+            if not vanished:
+                return entries, list(read.values())
+
     def _load(self) -> dict[str, np.ndarray]:
         if self._index is None:
-            self._index = {}
-            for chunk in sorted(self.root.glob("*.arrow")):
-                table = _read_ipc(chunk)
-                for key, vector in zip(table.column("id").to_pylist(), _vectors(table)):
-                    self._index[key] = vector
+            self._index, _ = self._read_chunks()
         return self._index
 
     def __contains__(self, key: str) -> bool:
@@ -141,26 +170,19 @@ class EmbeddingCache:
         return self._load()[key]
 
     def compact(self, max_chunks: int = 8) -> None:
-        """Merge the per-batch chunks into one file once there are more than `max_chunks` (a finished run calls it),
-        and remove the temporaries of chunks whose writer was killed (`STALE_AFTER_S` old: another process may be
-        writing one now)."""
-        too_old = time.time() - STALE_AFTER_S
-        for stale in self.root.glob(".*.tmp"):
-            with contextlib.suppress(FileNotFoundError):
-                if stale.stat().st_mtime < too_old:
-                    stale.unlink()
-        chunks = sorted(self.root.glob("*.arrow"))
-        if len(chunks) <= max_chunks:
+        """Merge the per-batch chunks into one file once there are more than `max_chunks` (every encode run
+        calls it at its end), and remove the temporaries of writers that are gone (`_stale`)."""
+        for temporary in self.root.glob(".*.tmp"):
+            if _stale(temporary):
+                temporary.unlink(missing_ok=True)
+        if len(list(self.root.glob("*.arrow"))) <= max_chunks:
             return
-        merged: dict[str, np.ndarray] = {}
-        for chunk in chunks:  # exactly the files about to be removed, whoever wrote them
-            table = _read_ipc(chunk)
-            merged.update(zip(table.column("id").to_pylist(), _vectors(table)))
+        merged, chunks = self._read_chunks()
         keys = list(merged)
         _write_ipc(_table(keys, np.stack([merged[k] for k in keys])), self.root / f"chunk-{uuid.uuid4().hex}.arrow",
                    unique=True)
-        for chunk in chunks:  # only after the merged file is in place: a kill here loses nothing
-            chunk.unlink()
+        for chunk in chunks:  # only those read, and only once the merged file is in place: nothing is lost
+            chunk.unlink(missing_ok=True)
 
     def put(self, keys: list[str], vectors: np.ndarray) -> None:
         """Persist a batch at once (one atomic chunk file), so a kill loses at most the batch in flight."""
@@ -170,3 +192,24 @@ class EmbeddingCache:
         index = self._load()
         for key, vector in zip(keys, np.asarray(vectors, dtype=np.float32)):
             index[key] = vector
+
+
+def _stale(temporary: Path) -> bool:
+    """A cache temporary whose writer is gone: its process (named in the file name, `pipeline.io`) no longer
+    runs on this host, or it is `STALE_AFTER_S` old (a writer on another host sharing the folder)."""
+    owner = temp_owner(temporary)
+    if owner is not None and owner[0] == this_host():
+        return not _alive(owner[1])
+    with contextlib.suppress(FileNotFoundError):
+        return temporary.stat().st_mtime < time.time() - STALE_AFTER_S
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # another user's process: alive
+        return True
+    return True

@@ -135,10 +135,8 @@ def encode_images(
         from .encode_ray import ray_batches
 
         batches = ray_batches(encoder, paths, missing, resolution, transform, batch_size, num_workers, ray_address)
-    elif engine == "local":
+    else:   # "local"
         batches = _local_batches(encoder, paths, missing, resolution, transform, batch_size, num_workers)
-    else:
-        raise ValueError(f"unknown encode engine {engine!r}: use 'local' or 'ray'")
     n_encoded, undecodable = 0, {}
     with tqdm(total=len(missing), desc=f"encode images @{resolution}", unit="img") as bar:
         for positions, vectors, bad in batches:

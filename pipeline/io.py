@@ -7,24 +7,98 @@ the same destination removes it, so a killed encode leaves no gigabyte of half-w
 shards, and no stray file ends up inside a DVC output folder. A destination has one
 writer at a time (a stage in its own workspace); names that are new each time (the
 embedding cache's chunks) skip the look (`unique`).
+
+A write that fails because the disk is full (ENOSPC, or a quota) removes its temporary and raises
+DiskFullError, a user error: the stage says "disk full" in one line with the path and exits 2.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
+import io
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
 import polars as pl
 
+from .errors import UserError
+
+# How writers report a full disk: OSError's errno, or the OS's words inside another library's message
+# (polars: "No space left on device (os error 28)").
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+DISK_FULL_WORDS = ("No space left on device", "os error 28", "Disk quota exceeded", "os error 122")
+
+
+class DiskFullError(UserError, OSError):
+    """A write failed for want of space; its temporary was removed, so nothing half-written is left."""
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """True when `error`, or an error it came from, says the disk (or a quota) is full."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
+            return True
+        if any(words in str(error) for words in DISK_FULL_WORDS):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def disk_full(path: str | Path) -> DiskFullError:
+    """The one line a stage prints when `path` could not be written for want of space."""
+    path = Path(path)
+    folder = next((p for p in (path.parent, *path.parents) if p.exists()), Path("."))
+    free = shutil.disk_usage(folder).free / 2**20
+    return DiskFullError(
+        f"disk full: could not write {path} ({free:.0f} MiB left on its disk); nothing half-written was kept. "
+        "Free some space (`dvc gc` drops cached outputs no commit or experiment uses) and run again"
+    )
+
+
+@contextlib.contextmanager
+def _disk_full_named(path: Path, outer: bool = False) -> Iterator[None]:
+    """Turn a full disk met inside the block into DiskFullError naming `path`; `outer`: also one raised for a
+    file inside it (a shard in a folder's temporary twin), so the user reads the folder's real name."""
+    try:
+        yield
+    except DiskFullError as e:
+        if outer:
+            raise disk_full(path) from e
+        raise
+    except Exception as e:
+        if is_disk_full(e):
+            raise disk_full(path) from e
+        raise
+
 
 def _temp_prefix(path: Path) -> str:
     return f".{path.name}."
+
+
+def this_host() -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname()) or "host"
+
+
+def _owned_prefix(path: Path) -> str:
+    """A temporary's name says who writes it (host and process), so a shared folder's reader can tell a
+    killed writer's leftovers from a live writer's file: `.<name>.<host>~<pid>-<random>.tmp`."""
+    return f"{_temp_prefix(path)}{this_host()}~{os.getpid()}-"
+
+
+def temp_owner(temporary: Path) -> tuple[str, int] | None:
+    """(host, pid) of the writer of a temporary made by `atomic_path`, or None for other names."""
+    match = re.search(r"\.([A-Za-z0-9_]+)~(\d+)-[^.]*\.tmp$", temporary.name)
+    return (match.group(1), int(match.group(2))) if match else None
 
 
 def remove_stale_temps(path: Path) -> None:
@@ -44,12 +118,13 @@ def atomic_path(path: str | Path, unique: bool = False) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     if not unique:
         remove_stale_temps(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_owned_prefix(path), suffix=".tmp")
     os.close(fd)
     tmp = Path(tmp)
     try:
-        yield tmp
-        os.replace(tmp, path)
+        with _disk_full_named(path):
+            yield tmp
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -72,6 +147,18 @@ def write_text(text: str, path: str | Path) -> Path:
     return Path(path)
 
 
+def write_torch(obj: Any, path: str | Path) -> Path:
+    """torch.save, atomically. Serialised in memory first: torch reports a full disk as a bare
+    RuntimeError ("unexpected pos"), a plain file write as the OSError it is."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buffer.getbuffer())
+    return Path(path)
+
+
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary folder beside `path`; swap it in for `path` if the block succeeds, else remove it."""
@@ -80,7 +167,8 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     remove_stale_temps(path)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp"))
     try:
-        yield tmp
+        with _disk_full_named(path, outer=True):
+            yield tmp
         old = path.with_name(f".{path.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         if path.exists():

@@ -1,8 +1,8 @@
 """The label set: names, synonyms, and finding labels mentioned in a text.
 
-Label table (Parquet, `labels.parquet`): `index` (Int32, the logit position),
-`label` (Utf8, the name used in prompts and as a column name), `synonyms`
-(List[Utf8], other words that mean the label, plurals included).
+Label table (Parquet, `labels.parquet`, written by `prepare`; `read_labels` reads it): `index`
+(Int32, the logit position), `label` (Utf8, the name used in prompts and as a column name),
+`synonyms` (List[Utf8], other words that mean the label, plurals included).
 """
 
 from __future__ import annotations
@@ -15,9 +15,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from . import paths
 from .errors import UserError
 
 LABEL_SCHEMA = {"index": pl.Int32, "label": pl.Utf8, "synonyms": pl.List(pl.Utf8)}
+
+
+# Column names the tables beside the labels already use (scores: image_id; tai predict: path, predicted).
+RESERVED_NAMES = ("image_id", "path", "predicted")
 
 
 class LabelError(UserError, ValueError):
@@ -63,12 +68,18 @@ class LabelSet:
         for name, syns in zip(self.names, self.synonyms):
             for word in (name, *syns):
                 word_to_label.setdefault(word.lower(), name)
+        for word, name in list(word_to_label.items()):   # names and synonyms first: they win over a plural
+            for plural in regular_plurals(word):
+                word_to_label.setdefault(plural, name)
         words = sorted(word_to_label, key=len, reverse=True)  # longest first: "dining table" before "table"
         pattern = re.compile(r"(?<![\w-])(" + "|".join(re.escape(w) for w in words) + r")(?![\w-])", re.IGNORECASE)
         return pattern, word_to_label
 
     def find_in_text(self, text: str) -> list[str]:
-        """Labels whose name or a synonym occurs in `text` as a whole word (case-insensitive), in label order."""
+        """Labels whose name or a synonym occurs in `text` as a whole word (case-insensitive), in label order.
+
+        A regular English plural counts too ("cats", "buses", "ponies", "dining tables"); an irregular
+        one ("mice", "knives") only where it is listed as a synonym."""
         pattern, word_to_label = self._pattern
         found = {word_to_label[m.group(1).lower()] for m in pattern.finditer(text)}
         return [n for n in self.names if n in found]
@@ -97,22 +108,50 @@ class LabelSet:
         return out
 
 
+def read_labels(dataset: str) -> LabelSet:
+    """The label table `prepare` wrote for `dataset` (prepare.dataset)."""
+    path = paths.labels_path(dataset)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no label table; run `dvc repro prepare` first")
+    return LabelSet.read(path)
+
+
+def regular_plurals(word: str) -> tuple[str, ...]:
+    """The regular plurals of a word or phrase (its last word): +s, +es, and consonant + y -> ies."""
+    if not word or not word[-1].isalpha():
+        return ()
+    if word.endswith("y") and len(word) > 1 and word[-2] not in "aeiou":
+        return (word[:-1] + "ies",)
+    if word.endswith(("s", "x", "z", "ch", "sh")):
+        return (word + "es",)
+    return (word + "s", word + "es") if word.endswith("o") else (word + "s",)
+
+
 def read_label_file(path: str | Path) -> LabelSet:
     """A text file, one label per line, synonyms after ':' ("tv monitor: tv, television"); '#' starts a comment."""
     path = Path(path)
     if not path.is_file():
         raise LabelError(f"{path}: label file not found; write one label per line, synonyms after ':'")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise LabelError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8") from e
     names, synonyms = [], {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+    for lineno, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
         name, _, rest = line.partition(":")
         name = name.strip()
         if not name:
-            raise LabelError(f"{path}:{lineno}: empty label name before ':'")
+            raise LabelError(f"{path}:{lineno}: empty label name before ':'; write 'label: synonym, synonym'")
+        if ":" in rest:
+            raise LabelError(f"{path}:{lineno}: more than one ':' in {line!r}; write 'label: synonym, synonym'")
+        if name in RESERVED_NAMES or "|" in name:
+            raise LabelError(f"{path}:{lineno}: {name!r} cannot be a label name (a column of the scores tables, or "
+                             "the '|' that separates labels in a labels file): rename it")
         if name in synonyms:
-            raise LabelError(f"{path}:{lineno}: label {name!r} is listed twice")
+            raise LabelError(f"{path}:{lineno}: label {name!r} is listed twice; keep one line per label")
         names.append(name)
         synonyms[name] = [s.strip() for s in rest.split(",") if s.strip()]
     if not names:

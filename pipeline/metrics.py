@@ -51,8 +51,6 @@ def integrate(scores: np.ndarray, other: np.ndarray, scaling: str = "other") -> 
     other (the paper's): only the other method's scores are min-max scaled to [0, 1] per class; the
     adapter's sigmoid probabilities already lie there. both (ours): the adapter's are scaled too.
     """
-    if scaling == "other":
-        return (scores + min_max_scale(other)) / 2
     if scaling == "both":
-        return (min_max_scale(scores) + min_max_scale(other)) / 2
-    raise ValueError(f"integration scaling {scaling!r} is unknown: use 'other' or 'both'")
+        scores = min_max_scale(scores)
+    return (scores + min_max_scale(other)) / 2

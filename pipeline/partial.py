@@ -59,8 +59,6 @@ def reveal_draws(image_ids: list[str], n_labels: int, seed: int) -> np.ndarray:
 
 def sample_mask(manifest: pl.DataFrame, labels: LabelSet, known_proportion: float, seed: int) -> pl.DataFrame:
     """The known positives and negatives of every image of `manifest` (columns image_id, labels[, difficult])."""
-    if not 0 <= known_proportion <= 1:
-        raise ValueError(f"known_proportion = {known_proportion} must be in [0, 1]")
     ids = manifest["image_id"].to_list()
     positives = labels.multi_hot(manifest["labels"].to_list()) > 0
     difficult = (

@@ -61,6 +61,11 @@ def manifest_path(dataset: str, split: str) -> Path:
     return PREPARED / dataset / f"{split}.parquet"
 
 
+# Image embeddings by purpose: what is scored (eval) and what the adapter learns from in the few-shot
+# (support) and partial-label (partial) settings; one encode stage each (`encode_<purpose>_images`).
+IMAGE_EMBEDDINGS = {"eval": EVAL_EMBEDDINGS, "support": SUPPORT_EMBEDDINGS, "partial": PARTIAL_EMBEDDINGS}
+
+
 def image_embeddings_dir(root: Path, split: str, resolution: int) -> Path:
     """`root` is EVAL_EMBEDDINGS (what is scored), SUPPORT_EMBEDDINGS or PARTIAL_EMBEDDINGS (what the
     adapter learns from in the few-shot and partial-label settings)."""

@@ -1,6 +1,6 @@
 """Noise on a hypersphere: the random perturbation that lets text stand in for images.
 
-Three kinds (`train.noise`, `fewshot.noise`, `partial.image_noise`):
+Three kinds (`train.noise`, `fewshot.noise`, `partial.image_noise`; `pipeline.config` checks the name):
 
 - surface: norm exactly `radius`, in a uniformly random direction (the paper's text noise).
 - interior: norm uniform in [0, radius], in a uniformly random direction (the paper's
@@ -17,12 +17,9 @@ from __future__ import annotations
 
 import torch
 
-from .config import NOISE_KINDS
-
 
 def sphere_noise(shape: tuple[int, ...], radius: float, kind: str = "surface", generator=None, device=None) -> torch.Tensor:
-    if kind not in NOISE_KINDS:
-        raise ValueError(f"noise kind {kind!r} is unknown: use one of {list(NOISE_KINDS)}")
+    """Noise of `kind` surface, interior or ball (see above) in the last dimension of `shape`."""
     # drawn on the CPU generator, then moved: the same seed gives the same noise on any device
     direction = torch.randn(shape, generator=generator).to(device)
     direction = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-12)
@@ -31,7 +28,7 @@ def sphere_noise(shape: tuple[int, ...], radius: float, kind: str = "surface", g
     u = torch.rand((*shape[:-1], 1), generator=generator).to(device)
     if kind == "interior":
         return radius * u * direction
-    return radius * u.pow(1.0 / shape[-1]) * direction
+    return radius * u.pow(1.0 / shape[-1]) * direction   # ball
 
 
 def perturb(x: torch.Tensor, radius: float, kind: str = "surface", generator=None, offset: torch.Tensor | None = None) -> torch.Tensor:

@@ -6,7 +6,9 @@ labels (eq. 9's target: the mean of the combination's labels' visual centroids f
 positives) and the same centroid computed from the full labels, embedded together by t-SNE
 (scikit-learn); one panel per run (e.g. per known proportion). `combination_panel` builds
 one panel's data from a run's arrays. `placeholder_figure` writes a small image saying why
-there is no picture (DVC needs a declared plot to exist).
+there is no picture (DVC needs a declared plot to exist). Each PNG says what it shows in a text chunk,
+counted from the drawn points (`figure_content`), so a test or a reader checks the picture's content,
+not only that it is a PNG.
 """
 
 from __future__ import annotations
@@ -28,19 +30,23 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: str | Path) -> Path:
+def _save(fig, path: str | Path, content: dict | None = None) -> Path:
+    """`content` (what the figure shows, as JSON) goes into the PNG's text chunk CONTENT_KEY."""
+    import json
+
+    metadata = {CONTENT_KEY: json.dumps(content)} if content is not None else None
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=fig.dpi)
+        fig.savefig(tmp, format="png", dpi=fig.dpi, metadata=metadata)
     return Path(path)
 
 
 def placeholder_figure(path: str | Path, message: str) -> Path:
-    """A small PNG with `message` centred on it."""
+    """A small PNG with `message` centred on it (its content: {"placeholder": message})."""
     plt = _pyplot()
     fig = plt.figure(figsize=(4, 1.5), dpi=80)
     fig.text(0.5, 0.5, message, ha="center", va="center", wrap=True, fontsize=9)
     try:
-        return _save(fig, path)
+        return _save(fig, path, {"placeholder": message})
     finally:
         plt.close(fig)
 
@@ -111,52 +117,93 @@ def _tsne(points: np.ndarray, seed: int) -> np.ndarray:
         return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(points)
 
 
+CONTENT_KEY = "tai:content"   # the PNG text chunk that says what a figure shows (`figure_content`)
+
+
 def centroids_figure(path: str | Path, panels: list[CentroidPanel], seed: int = 0,
                      title: str = "Label combinations: images, estimated and full-label centroids (t-SNE)") -> Path:
     """One t-SNE panel per run: dots are images (one colour per combination), a triangle the centroid
-    estimated from the known labels, a star the centroid from the full labels."""
+    estimated from the known labels, a star the centroid from the full labels. The PNG carries what it
+    shows, counted from the drawn points (`figure_content`)."""
     plt = _pyplot()
     drawable = [p for p in panels if sum(len(i) for i in p.images) + len(p.combinations) >= 3]
     if not drawable:
         return placeholder_figure(path, "too few images of any label combination to draw")
-    cols = min(3, len(drawable))
-    rows = -(-len(drawable) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 5.5 * rows), dpi=100, squeeze=False)
-    cmap = plt.get_cmap("tab10")
+    fig = draw_centroids(drawable, seed, title)
     try:
-        for ax in axes.ravel()[len(drawable):]:
-            ax.axis("off")
-        for ax, panel in zip(axes.ravel(), drawable):
-            k = len(panel.combinations)
-            estimated_ok = ~np.isnan(panel.estimated).any(axis=1)
-            full_ok = np.zeros(k, bool) if panel.full is None else ~np.isnan(panel.full).any(axis=1)
-            parts = [*panel.images, panel.estimated[estimated_ok]]
-            if panel.full is not None:
-                parts.append(panel.full[full_ok])
-            xy = _tsne(np.concatenate([np.asarray(p, np.float32).reshape(len(p), -1) for p in parts if len(p)]), seed)
-            bounds = np.cumsum([0, *[len(p) for p in parts]])
-            for c in range(k):
-                colour = cmap(c % cmap.N)
-                pts = xy[bounds[c] : bounds[c + 1]]
-                ax.scatter(pts[:, 0], pts[:, 1], s=6, color=colour, alpha=0.45, label=" + ".join(panel.combinations[c]))
-            estimated_xy = xy[bounds[k] : bounds[k + 1]]
-            full_xy = xy[bounds[k + 1] : bounds[k + 2]] if panel.full is not None else np.zeros((0, 2))
-            for (x, y), c in zip(estimated_xy, np.flatnonzero(estimated_ok)):
-                ax.scatter([x], [y], s=140, marker="^", color=cmap(c % cmap.N), edgecolors="black", linewidths=0.9)
-            for (x, y), c in zip(full_xy, np.flatnonzero(full_ok)):
-                ax.scatter([x], [y], s=200, marker="*", color=cmap(c % cmap.N), edgecolors="black", linewidths=0.9)
-            ax.scatter([], [], s=100, marker="^", c="white", edgecolors="black", label="estimated centroid")
-            if panel.full is not None:
-                ax.scatter([], [], s=140, marker="*", c="white", edgecolors="black", label="centroid from full labels")
-            ax.legend(loc="best", fontsize=7)
-            ax.set_title(panel.title, fontsize=10)
-            ax.set_xticks([])
-            ax.set_yticks([])
-        fig.suptitle(title, fontsize=11)
-        fig.tight_layout()
-        return _save(fig, path)
+        return _save(fig, path, {"panels": drawn_content(fig)})
     finally:
         plt.close(fig)
+
+
+def draw_centroids(panels: list[CentroidPanel], seed: int = 0, title: str = ""):
+    """The figure of `centroids_figure` (matplotlib; the caller closes it). Every point set is a scatter
+    whose gid says what it is: `images <c>` (combination c's images), `estimated`, `full`."""
+    plt = _pyplot()
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6 * cols, 5.5 * rows), dpi=100, squeeze=False)
+    cmap = plt.get_cmap("tab10")
+    for ax in axes.ravel()[len(panels):]:
+        ax.axis("off")
+    for ax, panel in zip(axes.ravel(), panels):
+        k = len(panel.combinations)
+        estimated_ok = ~np.isnan(panel.estimated).any(axis=1)
+        full_ok = np.zeros(k, bool) if panel.full is None else ~np.isnan(panel.full).any(axis=1)
+        parts = [*panel.images, panel.estimated[estimated_ok]]
+        if panel.full is not None:
+            parts.append(panel.full[full_ok])
+        xy = _tsne(np.concatenate([np.asarray(p, np.float32).reshape(len(p), -1) for p in parts if len(p)]), seed)
+        bounds = np.cumsum([0, *[len(p) for p in parts]])
+        for c in range(k):
+            pts = xy[bounds[c] : bounds[c + 1]]
+            ax.scatter(pts[:, 0], pts[:, 1], s=6, color=cmap(c % cmap.N), alpha=0.45,
+                       label=" + ".join(panel.combinations[c]), gid=f"images {c}")
+        estimated_xy = xy[bounds[k] : bounds[k + 1]]
+        full_xy = xy[bounds[k + 1] : bounds[k + 2]] if panel.full is not None else np.zeros((0, 2))
+        colours = [cmap(c % cmap.N) for c in range(k)]
+        ax.scatter(estimated_xy[:, 0], estimated_xy[:, 1], s=140, marker="^", gid="estimated", linewidths=0.9,
+                   color=[colours[c] for c in np.flatnonzero(estimated_ok)], edgecolors="black")
+        ax.scatter(full_xy[:, 0], full_xy[:, 1], s=200, marker="*", gid="full", linewidths=0.9,
+                   color=[colours[c] for c in np.flatnonzero(full_ok)], edgecolors="black")
+        ax.scatter([], [], s=100, marker="^", c="white", edgecolors="black", label="estimated centroid")
+        if panel.full is not None:
+            ax.scatter([], [], s=140, marker="*", c="white", edgecolors="black", label="centroid from full labels")
+        ax.legend(loc="best", fontsize=7)
+        ax.set_title(panel.title, fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def drawn_content(fig) -> list[dict]:
+    """Per panel of a `draw_centroids` figure, read from its drawn points: title, the combinations in the
+    legend, points per combination, estimated and full-label centroids drawn."""
+    content = []
+    for ax in fig.axes:
+        drawn = {c.get_gid(): len(c.get_offsets()) for c in ax.collections if c.get_gid()}
+        if not drawn:
+            continue
+        k = sum(gid.startswith("images ") for gid in drawn)
+        legend = [t.get_text() for t in ax.get_legend().get_texts()][:k]
+        content.append({"title": ax.get_title(), "combinations": legend,
+                        "images": [drawn[f"images {c}"] for c in range(k)],
+                        "estimated": drawn.get("estimated", 0), "full": drawn.get("full", 0)})
+    return content
+
+
+def figure_content(path: str | Path) -> dict:
+    """What a figure written here shows, from its PNG text chunk: {"panels": [...]} for the centroids
+    figure (`drawn_content`), {"placeholder": message} for a placeholder."""
+    import json
+
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return json.loads(image.text[CONTENT_KEY])
 
 
 def sweep_figure(

@@ -47,6 +47,7 @@ def predict_folder(
     encoder = ClipEncoder(clip_model or bundle.clip_model, device)
     cache = EmbeddingCache(cache_dir or embedding_cache_dir())   # never inside the user's folder
     result = encode_images(encoder, paths, bundle.image_resolution, cache, batch_size, resize=bundle.resize)
+    cache.compact()   # like every encode run: the shared cache stays a few files
     probabilities = bundle.scores(torch.from_numpy(result.vectors)).numpy()
     names = np.array(bundle.labels)
     predicted = [names[np.argsort(-row)][np.sort(row)[::-1] >= threshold].tolist() for row in probabilities]

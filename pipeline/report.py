@@ -11,6 +11,9 @@ could not read are listed apart, never averaged.
 
 Runs with identical params and metrics count once: after a direct `dvc exp run`, the workspace holds
 exactly the results of the experiment it just ran.
+
+The table shows the headline metrics (`HEADLINE_METRICS`, those present) unless asked for others:
+a real pipeline writes about 28 numbers per run, most of them counts.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from pathlib import Path
 from .errors import UserError
 
 SEED_PARAMS = ("train.seed", "generate.seed", "fewshot.seed", "partial.seed")
+# The numbers the paper's tables report, in this order: the adapter's mAP, integrated with another
+# method's scores and that method alone (evaluate.integrate_with), a prompt method's, the CLIP baseline.
+HEADLINE_METRICS = ("eval.map", "eval.integrated_map", "eval.other_map", "prompt.map", "zeroshot.map")
 DEFAULT_PARAMS_FILE = "params.yaml"
 TABLE_NAME = "experiments.md"
 PLOT_NAME = "experiments.png"
@@ -57,7 +63,7 @@ class Skipped:
 
 @dataclass
 class Summary:
-    """One row per group: the varied params, the run count, and mean/std of every metric."""
+    """One row per group: the varied params, the run count, and mean/std of every chosen metric."""
 
     frame: object  # polars.DataFrame: varied params..., "seeds", "<metric> mean", "<metric> std", "<metric> n"
     varied: list[str]
@@ -65,6 +71,7 @@ class Summary:
     metrics: list[str]
     skipped: list[Skipped] = field(default_factory=list)
     unreadable: dict[str, int] = field(default_factory=dict)  # metrics file -> runs DVC could not read it in
+    available: list[str] = field(default_factory=list)  # every metric of the runs, chosen or not
 
 
 # --------------------------------------------------------------------------------------------- reading
@@ -221,7 +228,7 @@ def summarize(runs: list[Run], metrics: list[str] | None = None, skipped: list[S
     """Group `runs` by the non-seed params that differ between them; mean and std over each group."""
     import polars as pl
 
-    available = _ordered_union(r.metrics for r in runs)
+    available = available_metrics(runs)
     if metrics:
         unknown = [m for m in metrics if m not in available]
         if unknown:
@@ -264,7 +271,17 @@ def summarize(runs: list[Run], metrics: list[str] | None = None, skipped: list[S
     for run in runs:
         for path in run.unreadable:
             unreadable[path] = unreadable.get(path, 0) + 1
-    return Summary(table, varied, seeds, chosen, list(skipped or []), unreadable)
+    return Summary(table, varied, seeds, chosen, list(skipped or []), unreadable, available)
+
+
+def available_metrics(runs: list[Run]) -> list[str]:
+    """Every metric of any run, in the order they first appear."""
+    return _ordered_union(r.metrics for r in runs)
+
+
+def headline_metrics(available: list[str]) -> list[str]:
+    """The HEADLINE_METRICS among `available`, in that order; every metric when none of them is there."""
+    return [m for m in HEADLINE_METRICS if m in available] or list(available)
 
 
 def _ordered_union(dicts) -> list[str]:
@@ -339,6 +356,9 @@ def markdown(summary: Summary, source: str = "`dvc exp show --json`") -> str:
         "Metric cells are the mean ± sample standard deviation over the runs of a group "
         "(no ± with one run; `(k of n)` when only k runs have the metric; empty when none has it)."
     )
+    hidden = len(summary.available) - len(summary.metrics)
+    if hidden > 0:
+        lines += ["", f"Headline metrics only: {hidden} more in the runs (`tai report --all-metrics` shows every one)."]
     lines.append("")
     lines.append(
         f"Varied params: {', '.join(f'`{p}`' for p in summary.varied) or '(none)'}; "
@@ -425,11 +445,18 @@ def write_report(
     metrics: list[str] | None = None,
     x: str | None = None,
     source: str = "`dvc exp show --json`",
+    all_metrics: bool = False,
 ) -> tuple[Path, Path, Summary]:
-    """Write `experiments.md` and `experiments.png` into `out_dir`; returns both paths and the summary."""
+    """Write `experiments.md` and `experiments.png` into `out_dir`; returns both paths and the summary.
+
+    The table's metrics: `metrics` when given, else every metric with `all_metrics`, else the headline ones."""
     from .io import write_text
 
+    if metrics and all_metrics:
+        raise ReportError("--metric and --all-metrics both given: name the metrics, or ask for all of them")
     runs, skipped = collect_runs(exp_show)
+    if not metrics and not all_metrics:
+        metrics = headline_metrics(available_metrics(runs))
     summary = summarize(runs, metrics, skipped)
     if x is not None and x not in summary.varied:
         raise ReportError(

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from .adapter import Adapter, AdapterConfig, normalize
 from .config import TrainParams
 from .device import resolve_device
-from .io import atomic_path
+from .io import write_torch
 from .perturb import perturb
 from .errors import UserError
 
@@ -32,7 +32,18 @@ log = logging.getLogger(__name__)
 
 
 class TrainingDiverged(UserError, ValueError):
-    """The loss or the weights stopped being finite numbers: the params, not the code, need changing."""
+    """The loss or the weights ran away (not finite, or finite but far out of bounds): the params, not the
+    code, need changing."""
+
+
+# Divergence that stays finite (lr 1e9 took a two-step run's loss from 0.70 to 1.8e28): an epoch's mean
+# BCE more than LOSS_GROWTH times the first epoch's, or above LOSS_LIMIT (a thousand times the loss of
+# answering 0.5 for every label: logits of several hundred on the wrong side), or a weight whose magnitude
+# passes WEIGHT_LIMIT (weights start below 1 and AdamW moves each by about lr per step: 1e-4 x 10k steps
+# is 1), stops training like a NaN does.
+LOSS_GROWTH = 1e3
+LOSS_LIMIT = 1e3 * math.log(2)
+WEIGHT_LIMIT = 1e6
 
 
 @dataclass
@@ -79,16 +90,36 @@ def _check_finite_inputs(data: TrainingSet) -> None:
             )
 
 
-def _diverged(what: str, epoch: int, step: int, steps: int, lr: float, data: TrainingSet, params: TrainParams) -> TrainingDiverged:
+def _diverged(what: str, epoch: int, step: int | None, steps: int, lr: float, data: TrainingSet,
+              params: TrainParams) -> TrainingDiverged:
+    """`step` None: found at the end of the epoch."""
     radius = f"text noise radius {data.text_radius:g}"
     if data.images is not None and len(data.images):
         radius += f", image noise radius {data.image_radius:g}"
+    where = f"at epoch {epoch} of {params.epochs}, step {step} of {steps}" if step else \
+        f"at the end of epoch {epoch} of {params.epochs}"
     return TrainingDiverged(
-        f"training diverged: {what} at epoch {epoch} of {params.epochs}, step {step} of {steps} "
+        f"training diverged: {what} {where} "
         f"(lr {lr:.3g} of train.max_lr {params.max_lr:g}, {radius}, noise {params.noise}); no model was written. "
         f"Try a lower train.max_lr (e.g. {params.max_lr / 10:g}), a smaller radius (train.radius, or "
         f"fewshot.radius / partial.radius in those settings), or train.normalize: true"
     )
+
+
+def _runaway(model: nn.Module, loss: float, first_loss: float | None) -> str | None:
+    """Why the epoch that just ended has diverged (weights not finite or out of bounds, or a loss far above
+    the first epoch's or LOSS_LIMIT), or None. Checked before its checkpoint is written."""
+    if not all(torch.isfinite(w).all() for w in model.parameters()):
+        return "the weights are no longer finite"
+    largest = max(float(w.detach().abs().max()) for w in model.parameters())
+    if largest > WEIGHT_LIMIT:
+        return f"a weight reached {largest:.3g} (the bound is {WEIGHT_LIMIT:g}; weights start below 1)"
+    if first_loss is not None and loss > LOSS_GROWTH * first_loss:
+        return f"the epoch's mean loss is {loss:.3g}, more than {LOSS_GROWTH:g} times the first epoch's {first_loss:.3g}"
+    if loss > LOSS_LIMIT:
+        return (f"the epoch's mean loss is {loss:.3g}, above {LOSS_LIMIT:.3g} (a thousand times the loss of "
+                "answering 0.5 for every label)")
+    return None
 
 
 def _load_checkpoint(path: Path) -> dict | None:
@@ -177,23 +208,22 @@ def train_adapter(
             schedule.step()
             total += loss.item() * len(idx)
             count += len(idx)
-        if not all(torch.isfinite(w).all() for w in model.parameters()):
-            raise _diverged("the weights are no longer finite", epoch + 1, steps_per_epoch, steps_per_epoch,
-                            schedule.get_last_lr()[0], data, params)
         row = {"epoch": epoch + 1, "loss": total / count, "lr": schedule.get_last_lr()[0], "seconds": time.perf_counter() - started}
+        runaway = _runaway(model, row["loss"], history[0]["loss"] if history else None)
+        if runaway:
+            raise _diverged(runaway, epoch + 1, None, steps_per_epoch, schedule.get_last_lr()[0], data, params)
         history.append(row)
         bar.set_postfix(loss=f"{row['loss']:.4f}")
         if checkpoint is not None:
-            with atomic_path(checkpoint) as tmp:
-                torch.save(
-                    {
-                        "fingerprint": fingerprint, "epoch": epoch + 1, "history": history,
-                        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "schedule": schedule.state_dict(), "generator": generator.get_state(),
-                        "torch_rng": torch.get_rng_state(),
-                    },
-                    tmp,
-                )
+            write_torch(
+                {
+                    "fingerprint": fingerprint, "epoch": epoch + 1, "history": history,
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(), "generator": generator.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                },
+                checkpoint,
+            )
         if on_epoch:
             on_epoch(row)
     model.eval()

@@ -18,28 +18,28 @@ import polars as pl
 import torch
 
 from . import paths
-from .config import Params
-from .embeddings import read_shards
+from .centroids import COMBINATIONS_PATH, GAPS_PATH, text_shifts
+from .config import FewshotParams, PartialParams
+from .labelled_images import labelled_images
 from .labels import LabelSet
+from .partial import MASK_PATH, known_summary, mask_arrays
+from .texts import read_texts, text_embeddings
 from .train import TrainingSet
 
 log = logging.getLogger(__name__)
 
 
-def read_texts(labels: LabelSet) -> pl.DataFrame:
-    texts = pl.read_parquet(paths.TEXTS)
-    labels.check_known({l for ls in texts["labels"].to_list() for l in ls}, str(paths.TEXTS))
-    return texts
-
-
-def text_embeddings(texts: pl.DataFrame) -> torch.Tensor:
-    """Text embeddings in the row order of `texts`."""
-    embeddings = read_shards(paths.TEXT_EMBEDDINGS)
-    return torch.from_numpy(embeddings.select(texts["text_id"].to_list()))
-
-
-def build_training_set(params: Params, labels: LabelSet) -> tuple[TrainingSet, int]:
-    """The training set and the image resolution the adapter must be evaluated at.
+def build_training_set(
+    labels: LabelSet,
+    dataset: str,
+    text_radius: float,
+    image_resolution: int,
+    partial_resolution: int | None,
+    fewshot: FewshotParams,
+    partial: PartialParams,
+) -> tuple[TrainingSet, int]:
+    """The training set and the image resolution the adapter must be evaluated at (`dataset` is
+    prepare.dataset, `text_radius` train.radius, the resolutions encode's).
 
     zero-shot: texts only, radius train.radius, evaluated at encode.image_resolution.
     few-shot: plus the support images (`artifacts/fewshot/support.parquet`) of fewshot.split at
@@ -51,13 +51,13 @@ def build_training_set(params: Params, labels: LabelSet) -> tuple[TrainingSet, i
     each batch; evaluated at encode.partial_resolution.
     """
     texts = read_texts(labels)
-    text = text_embeddings(texts)
+    text = torch.from_numpy(text_embeddings(texts))
     text_targets = torch.from_numpy(labels.multi_hot(texts["labels"].to_list()))
-    if params.fewshot.enabled:
-        return _fewshot_set(params, labels, text, text_targets), params.encode.image_resolution
-    if params.partial.enabled:
-        return _partial_set(params, labels, texts, text, text_targets), params.encode.partial_resolution
-    return TrainingSet(text=text, text_targets=text_targets, text_radius=params.train.radius), params.encode.image_resolution
+    if fewshot.enabled:
+        return _fewshot_set(fewshot, dataset, image_resolution, labels, text, text_targets, text_radius), image_resolution
+    if partial.enabled:
+        return _partial_set(partial, dataset, partial_resolution, labels, texts, text, text_targets), partial_resolution
+    return TrainingSet(text=text, text_targets=text_targets, text_radius=text_radius), image_resolution
 
 
 def _read_table(path, stage: str) -> pl.DataFrame:
@@ -66,17 +66,14 @@ def _read_table(path, stage: str) -> pl.DataFrame:
     return pl.read_parquet(path)
 
 
-def _fewshot_set(params: Params, labels: LabelSet, text: torch.Tensor, text_targets: torch.Tensor) -> TrainingSet:
-    from .artifacts import labelled_images
-    from .fewshot import SUPPORT_PATH
-
-    p = params.fewshot
-    support = _read_table(SUPPORT_PATH, "fewshot")
+def _fewshot_set(p: FewshotParams, dataset: str, resolution: int, labels: LabelSet, text: torch.Tensor,
+                 text_targets: torch.Tensor, text_radius: float) -> TrainingSet:
+    support = _read_table(paths.FEWSHOT_SUPPORT, "fewshot")
     if support.height == 0:
         raise FileNotFoundError(
-            f"{SUPPORT_PATH} is empty but fewshot.shots = {p.shots}: run `dvc repro fewshot` to sample the support set"
+            f"{paths.FEWSHOT_SUPPORT} is empty but fewshot.shots = {p.shots}: run `dvc repro fewshot` to sample the support set"
         )
-    images = labelled_images(params, labels, p.split, params.encode.image_resolution, "support")
+    images = labelled_images(dataset, labels, p.split, resolution, "support")
     have = set(images.ids)
     missing = [i for i in support["image_id"].to_list() if i not in have]
     if missing:
@@ -86,11 +83,11 @@ def _fewshot_set(params: Params, labels: LabelSet, text: torch.Tensor, text_targ
     position = {i: n for n, i in enumerate(images.ids)}
     rows = [position[i] for i in support["image_id"].to_list()]
     log.info("few-shot: %d texts (radius %g) + %d support images of %s (radius %g, %.0f%% of each batch)",
-             len(text), params.train.radius, len(rows), p.split, p.radius, 100 * p.image_weight)
+             len(text), text_radius, len(rows), p.split, p.radius, 100 * p.image_weight)
     return TrainingSet(
         text=text,
         text_targets=text_targets,
-        text_radius=params.train.radius,
+        text_radius=text_radius,
         images=torch.from_numpy(images.vectors[rows]),
         image_targets=torch.from_numpy(labels.multi_hot(support["labels"].to_list())),
         image_radius=p.radius,
@@ -99,14 +96,8 @@ def _fewshot_set(params: Params, labels: LabelSet, text: torch.Tensor, text_targ
     )
 
 
-def _partial_set(
-    params: Params, labels: LabelSet, texts: pl.DataFrame, text: torch.Tensor, text_targets: torch.Tensor
-) -> TrainingSet:
-    from .artifacts import labelled_images
-    from .centroids import COMBINATIONS_PATH, GAPS_PATH, text_shifts
-    from .partial import MASK_PATH, known_summary, mask_arrays
-
-    p = params.partial
+def _partial_set(p: PartialParams, dataset: str, resolution: int, labels: LabelSet, texts: pl.DataFrame,
+                 text: torch.Tensor, text_targets: torch.Tensor) -> TrainingSet:
     mask = _read_table(MASK_PATH, "mask")
     combinations = _read_table(COMBINATIONS_PATH, "centroids")
     gaps = _read_table(GAPS_PATH, "centroids")
@@ -122,7 +113,7 @@ def _partial_set(
                  "texts only (partial.image_weight 0, the paper's method)", len(text), p.shift, norm, p.radius)
         return TrainingSet(text=text, text_targets=text_targets, text_radius=p.radius,
                            text_offsets=torch.from_numpy(offsets))
-    images = labelled_images(params, labels, p.split, params.encode.partial_resolution, "partial")
+    images = labelled_images(dataset, labels, p.split, resolution, "partial")
     targets, known = mask_arrays(mask, labels, images.ids)
     informative = known.any(axis=1)            # an image with no known entry adds nothing to the masked loss
     if not informative.all():

@@ -19,16 +19,17 @@ import logging
 import numpy as np
 import polars as pl
 
-from pipeline.artifacts import labelled_images, read_labels
 from pipeline.centroids import (
     COMBINATIONS_PATH, GAPS_PATH, TSNE_PATH, VISUAL_PATH, combination_offsets, empty_combinations, empty_gaps,
     empty_visual, gap_table, visual_centroids,
 )
 from pipeline.io import write_parquet
+from pipeline.labelled_images import labelled_images
+from pipeline.labels import read_labels
 from pipeline.partial import MASK_PATH, mask_arrays
 from pipeline.plots import centroids_figure, combination_panel, placeholder_figure
 from pipeline.stage import run
-from pipeline.training_data import read_texts, text_embeddings
+from pipeline.texts import read_texts, text_embeddings
 
 log = logging.getLogger("centroids")
 
@@ -45,14 +46,17 @@ def main(params) -> None:
         return
     if not MASK_PATH.is_file():
         raise FileNotFoundError(f"{MASK_PATH}: not found; run `dvc repro mask` first")
-    labels = read_labels(params)
+    if p.known_proportion == 0:
+        log.info("partial.known_proportion is 0 (Fig. 6c's 0%% point): no label is known, so no label has a visual "
+                 "centroid and no combination an offset; texts keep their place (partial.shift global needs no label)")
+    labels = read_labels(params.prepare.dataset)
     mask = pl.read_parquet(MASK_PATH)
-    images = labelled_images(params, labels, p.split, params.encode.partial_resolution, "partial")
+    images = labelled_images(params.prepare.dataset, labels, p.split, params.encode.partial_resolution, "partial")
     known_positive, _ = mask_arrays(mask, labels, images.ids)
     visual = visual_centroids(images.vectors, known_positive, labels)
 
     texts = read_texts(labels)
-    text = text_embeddings(texts).numpy()
+    text = text_embeddings(texts)
     if text.shape[1] != images.vectors.shape[1]:
         raise ValueError(f"text embeddings have {text.shape[1]} dims but image embeddings {images.vectors.shape[1]}: "
                          "encode both with the same encode.model (`dvc repro encode_text encode_images`)")

@@ -13,22 +13,36 @@ import sys
 import polars as pl
 
 from pipeline import paths
-from pipeline.artifacts import read_manifest
 from pipeline.clip_model import ClipEncoder
 from pipeline.embeddings import SKIPPED_SCHEMA, EmbeddingCache, write_shards
 from pipeline.encode import encode_images
-from pipeline.fewshot import SUPPORT_PATH
-from pipeline.image_sets import PURPOSES, embeddings_root, image_sets
+from pipeline.image_sets import ImageSet, eval_sets
 from pipeline.io import atomic_dir, write_parquet
+from pipeline.manifest import read_split
 from pipeline.stage import run
+
+PURPOSES = tuple(paths.IMAGE_EMBEDDINGS)   # eval, support, partial
 
 log = logging.getLogger("encode_images")
 
 
+def wanted_sets(params, purpose: str) -> list[ImageSet]:
+    """The image sets of `purpose` this setting needs (none in a labels-only project)."""
+    e = params.encode
+    if not params.prepare.has_images:
+        return []
+    if purpose == "eval":
+        return eval_sets(params.zeroshot.split, params.evaluate.split, e.image_resolution,
+                         e.partial_resolution if params.partial.enabled else None)
+    if purpose == "support":
+        return [ImageSet(params.fewshot.split, e.image_resolution, support_only=True)] if params.fewshot.enabled else []
+    return [ImageSet(params.partial.split, e.partial_resolution)] if params.partial.enabled else []
+
+
 def main(params, purpose: str) -> None:
     p = params.encode
-    wanted = image_sets(params, purpose)
-    root = embeddings_root(purpose)
+    wanted = wanted_sets(params, purpose)
+    root = paths.IMAGE_EMBEDDINGS[purpose]
     log.info("%s image sets: %s", purpose, ", ".join(f"{s.split}@{s.resolution}px" + (" (support)" if s.support_only else "")
                                                     for s in wanted) or "none (not needed by this setting)")
     if wanted:   # load CLIP first: a bad encode.model fails before anything is written
@@ -37,9 +51,9 @@ def main(params, purpose: str) -> None:
     skipped = []
     with atomic_dir(root) as tmp:   # the whole folder is swapped in at the end: no stale set survives a settings change
         for image_set in wanted:
-            manifest = read_manifest(params, image_set.split)
+            manifest = read_split(params.prepare.dataset, image_set.split)
             if image_set.support_only:
-                support = pl.read_parquet(SUPPORT_PATH, columns=["image_id"])
+                support = pl.read_parquet(paths.FEWSHOT_SUPPORT, columns=["image_id"])
                 manifest = manifest.filter(pl.col("image_id").is_in(support["image_id"].implode()))
             ids, image_paths = manifest["image_id"].to_list(), manifest["path"].to_list()
             result = encode_images(encoder, image_paths, image_set.resolution, cache, p.batch_size, p.num_workers,

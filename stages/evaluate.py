@@ -6,8 +6,9 @@ import torch
 
 from pipeline import paths
 from pipeline.adapter import AdapterBundle
-from pipeline.artifacts import labelled_images, read_labels
 from pipeline.config import INTEGRATE_PROMPT
+from pipeline.labelled_images import labelled_images
+from pipeline.labels import read_labels
 from pipeline.evaluation import write_empty_evaluation, write_evaluation
 from pipeline.stage import run, skip_without_images
 
@@ -15,14 +16,14 @@ log = logging.getLogger("evaluate")
 
 
 def main(params) -> None:
-    labels = read_labels(params)
-    if skip_without_images(params, "evaluate", f"empty tables and metrics under {paths.EVAL}"):
+    labels = read_labels(params.prepare.dataset)
+    if skip_without_images(params.prepare.has_images, "evaluate", f"empty tables and metrics under {paths.EVAL}"):
         write_empty_evaluation(paths.EVAL, paths.EVAL_METRICS, labels)
         return
     bundle = AdapterBundle.load(paths.MODEL)
     if bundle.labels != labels.names:
         raise ValueError("the adapter was trained on another label set: run `dvc repro train` again")
-    images = labelled_images(params, labels, params.evaluate.split, bundle.image_resolution, "eval")
+    images = labelled_images(params.prepare.dataset, labels, params.evaluate.split, bundle.image_resolution, "eval")
     scores = bundle.scores(torch.from_numpy(images.vectors)).numpy()
     extra = {"image_resolution": bundle.image_resolution, "n_images_skipped": images.n_skipped}
     integrate_with = params.evaluate.integrate_with

@@ -6,9 +6,10 @@ see `pipeline.fewshot`), an empty table with those columns when fewshot.shots is
 
 import logging
 
-from pipeline.artifacts import read_labels, read_manifest
 from pipeline.fewshot import SUPPORT_PATH, empty_support, positives_per_class, sample_support
 from pipeline.io import write_parquet
+from pipeline.labels import read_labels
+from pipeline.manifest import read_split
 from pipeline.stage import run
 
 log = logging.getLogger("fewshot")
@@ -20,8 +21,8 @@ def main(params) -> None:
         log.info("fewshot.shots is 0 (zero-shot setting): skipping support sampling, writing an empty %s", SUPPORT_PATH)
         write_parquet(empty_support(), SUPPORT_PATH)
         return
-    labels = read_labels(params)
-    manifest = read_manifest(params, p.split)
+    labels = read_labels(params.prepare.dataset)
+    manifest = read_split(params.prepare.dataset, p.split)
     support = sample_support(manifest, labels, p.shots, p.seed)
     counts = positives_per_class(support, labels)
     log.info("%d-shot support from %s (%d images): %d images picked; positives per class min %d, max %d",

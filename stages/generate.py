@@ -6,7 +6,8 @@ Reads params.yaml's `generate` section and the prepare stage's label table, and 
     artifacts/generate/report.parquet   one row per dropped caption and why (pipeline.generate.REPORT_SCHEMA)
     artifacts/generate/journal/         finished captions, for resuming after a kill (persisted by DVC)
     artifacts/generate/mentions.parquet labels generate.label_rule mentions would add, most often first
-    reports/generate.json               counts: texts, drops, texts the mentions rule would change
+    reports/generate.json               counts: texts, drops, texts the mentions rule would change, shares of
+                                        LLM texts naming all, some or none of their labels
 
 Run from the project root: `python -m stages.generate`. Killed at any moment, a rerun resumes
 from the journal and writes the same texts.parquet an uninterrupted run would.
@@ -15,16 +16,16 @@ from the journal and writes the same texts.parquet an uninterrupted run would.
 import logging
 
 from pipeline import paths
-from pipeline.artifacts import read_labels
 from pipeline.generate import generate_texts
 from pipeline.io import write_json
+from pipeline.labels import read_labels
 from pipeline.stage import run
 
 log = logging.getLogger("generate")
 
 
 def main(params) -> None:
-    labels = read_labels(params)
+    labels = read_labels(params.prepare.dataset)
     summary = generate_texts(
         params.generate,
         labels,

@@ -7,8 +7,9 @@ partial.known_proportion is null.
 
 import logging
 
-from pipeline.artifacts import read_labels, read_manifest
 from pipeline.io import write_parquet
+from pipeline.labels import read_labels
+from pipeline.manifest import read_split
 from pipeline.partial import MASK_PATH, empty_mask, known_summary, sample_mask
 from pipeline.stage import run
 
@@ -22,8 +23,8 @@ def main(params) -> None:
                  MASK_PATH)
         write_parquet(empty_mask(), MASK_PATH)
         return
-    labels = read_labels(params)
-    manifest = read_manifest(params, p.split)
+    labels = read_labels(params.prepare.dataset)
+    manifest = read_split(params.prepare.dataset, p.split)
     mask = sample_mask(manifest, labels, p.known_proportion, p.seed)
     s = known_summary(mask, len(labels))
     n_difficult = int(manifest["difficult"].list.len().sum() or 0) if "difficult" in manifest.columns else 0

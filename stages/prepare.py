@@ -17,12 +17,14 @@ params.yaml key to fix (`pipeline.stage.run`).
 import logging
 
 from pipeline.datasets import prepare_dataset, write_dataset
+from pipeline.datasets.specs import check_reachable
 from pipeline.stage import run
 
 log = logging.getLogger("prepare")
 
 
 def main(params) -> None:
+    check_reachable(params.prepare)   # a folder outside the project: one line in a queued or --temp copy
     prepared = prepare_dataset(params.prepare)
     written = write_dataset(params.prepare.dataset, prepared.labels, prepared.manifests, extras=prepared.extras)
     sizes = ", ".join(f"{split}: {frame.height} images" for split, frame in prepared.manifests.items())

@@ -7,8 +7,8 @@ import polars as pl
 
 from pipeline import paths
 from pipeline.adapter import AdapterBundle
-from pipeline.artifacts import read_labels
 from pipeline.io import write_json, write_text
+from pipeline.labels import read_labels
 from pipeline.stage import run
 from pipeline.train import train_adapter
 from pipeline.training_data import build_training_set
@@ -16,9 +16,16 @@ from pipeline.training_data import build_training_set
 log = logging.getLogger("train")
 
 
+def training_set(params, labels):
+    """`build_training_set` for this setting: (training set, the resolution to evaluate at)."""
+    e = params.encode
+    return build_training_set(labels, params.prepare.dataset, params.train.radius, e.image_resolution,
+                              e.partial_resolution, params.fewshot, params.partial)
+
+
 def main(params) -> None:
-    labels = read_labels(params)
-    data, eval_resolution = build_training_set(params, labels)
+    labels = read_labels(params.prepare.dataset)
+    data, eval_resolution = training_set(params, labels)
     summary = {
         "n_texts": len(data.text),
         "n_images": 0 if data.images is None else len(data.images),

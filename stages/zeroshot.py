@@ -4,18 +4,19 @@ import torch
 
 from pipeline import paths
 from pipeline.adapter import normalize
-from pipeline.artifacts import labelled_images, read_labels
+from pipeline.labelled_images import labelled_images
+from pipeline.labels import read_labels
 from pipeline.clip_model import ClipEncoder
 from pipeline.evaluation import write_empty_evaluation, write_evaluation
 from pipeline.stage import run, skip_without_images
 
 
 def main(params) -> None:
-    labels = read_labels(params)
-    if skip_without_images(params, "zeroshot", f"empty tables and metrics under {paths.ZEROSHOT}"):
+    labels = read_labels(params.prepare.dataset)
+    if skip_without_images(params.prepare.has_images, "zeroshot", f"empty tables and metrics under {paths.ZEROSHOT}"):
         write_empty_evaluation(paths.ZEROSHOT, paths.ZEROSHOT_METRICS, labels)
         return
-    images = labelled_images(params, labels, params.zeroshot.split, params.encode.image_resolution, "eval")
+    images = labelled_images(params.prepare.dataset, labels, params.zeroshot.split, params.encode.image_resolution, "eval")
     encoder = ClipEncoder(params.encode.model, params.encode.device)
     prompts = [params.zeroshot.prompt.format(label=name) for name in labels.names]
     image_units = normalize(torch.from_numpy(images.vectors)).double()

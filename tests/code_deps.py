@@ -28,13 +28,25 @@ def _module_file(root: Path, dotted: str) -> Path | None:
     return None
 
 
-def _imports(root: Path, path: Path) -> set[Path]:
-    """pipeline/ files `path` imports anywhere (top level or inside functions)."""
+def _runtime_nodes(tree: ast.AST):
+    """Every node of `tree` except the bodies of `if TYPE_CHECKING:` (imports for annotations only)."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+            todo.extend(node.orelse)
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+
+
+def imports(root: Path, path: Path) -> set[Path]:
+    """pipeline/ files `path` imports anywhere (top level or inside functions; not under `if TYPE_CHECKING:`)."""
     package = ".".join(path.relative_to(root).with_suffix("").parts)
     if path.name != "__init__.py":
         package = package.rsplit(".", 1)[0]
     found: set[Path] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in _runtime_nodes(ast.parse(path.read_text(), str(path))):
         names: list[str] = []
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
@@ -69,7 +81,7 @@ def code_deps(root: Path, module: str) -> set[str]:
         seen.add(path)
         if path.relative_to(root).as_posix() in INFRASTRUCTURE:
             continue   # what infrastructure imports (stage.py's error classes) is not a dep of the stage
-        todo.extend(_imports(root, path) - seen)
+        todo.extend(imports(root, path) - seen)
         if path.name == "__init__.py" and path.parent.name != "pipeline":   # a package's modules come with it
             todo.extend(set(path.parent.glob("*.py")) - seen)
     deps = set()

@@ -1,5 +1,5 @@
-"""Shared fixtures: a tiny randomly initialised CLIP saved to disk and loaded through
-clip.load(path), the same path real weights take. It tests plumbing, never accuracy."""
+"""Shared fixtures: a tiny randomly initialised CLIP (`pipeline.random_clip`) saved to disk and loaded
+through clip.load(path), the same path real weights take. It tests plumbing, never accuracy."""
 
 from __future__ import annotations
 
@@ -19,20 +19,12 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 os.environ["TAI_CACHE_DIR"] = tempfile.mkdtemp(prefix="tai-test-cache-")
 
 
-def save_tiny_clip(path: Path, seed: int = 0) -> Path:
-    import torch
-    from clip.model import CLIP
-
-    torch.manual_seed(seed)
-    # embed 64, image 64 px (a 2 x 2 attention-pool grid), ResNet layers (1,1,1,1) of width 8, text width 64
-    model = CLIP(64, 64, (1, 1, 1, 1), 8, None, 77, 49408, 64, 1, 1)
-    torch.save(model.state_dict(), path)
-    return path
-
-
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory) -> Path:
-    return save_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny-clip.pt")
+    """embed 64, image 64 px (a 2 x 2 attention-pool grid), ResNet layers (1,1,1,1) of width 8, text width 64."""
+    from pipeline.random_clip import save_random_clip
+
+    return save_random_clip(tmp_path_factory.mktemp("clip") / "tiny-clip.pt", "tiny")
 
 
 @pytest.fixture

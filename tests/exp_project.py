@@ -2,7 +2,9 @@
 means and standard deviations over seeds are known exactly. Used by tests/test_report.py; run as a script it records
 tests/data/exp_show.json, the real `dvc exp show --json` fixture of the fast tests:
 
-    python tests/exp_project.py      # from the repository root; about a minute
+    python tests/exp_project.py            # from the repository root; about a minute
+    python tests/exp_project.py pipeline   # tests/data/exp_show_pipeline.json: the real pipeline's metrics
+                                           # (tests/e2e_project.py), train.radius 1, 2, 3 x train.seed 0, 1; minutes
 
     reports/eval.json      map = radius / 10 + seed / 100 (+ 0.05 for interior noise), n_images = 10
     reports/zeroshot.json  map = 0.3 + seed / 1000, and skipped = radius only for surface noise
@@ -19,9 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from e2e_project import run
+from e2e_project import LABELS, commit, make_project, run
 
 FIXTURE = Path(__file__).with_name("data") / "exp_show.json"
+PIPELINE_FIXTURE = FIXTURE.with_name("exp_show_pipeline.json")
+PIPELINE_RADII = (1, 2, 3)
+PIPELINE_SEEDS = (0, 1)
 
 RADII = (1, 2)
 NOISES = ("surface", "interior")
@@ -121,5 +126,34 @@ def record() -> None:
     print(f"wrote {FIXTURE} (DVC {version})")
 
 
+def record_pipeline() -> None:
+    """The end-to-end tests' tiny project, its evaluation integrated with another method's (random) scores,
+    over a radius x seed grid: every metric a real run writes, as `dvc exp show --json` prints it."""
+    import numpy as np
+    import polars as pl
+
+    from pipeline.random_clip import save_random_clip
+
+    dvc = (sys.executable, "-m", "dvc")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        clip = save_random_clip(tmp / "tiny-clip.pt", "tiny")
+        root = make_project(tmp, clip, **{"evaluate.integrate_with": "data/other_scores.parquet"})
+        ids = [row.split(",")[0].rsplit(".", 1)[0] for row in (root / "data" / "labels.csv").read_text().splitlines()[1:]
+               if row.endswith(",test")]
+        rng = np.random.default_rng(0)
+        pl.DataFrame({"image_id": ids, **{label: rng.random(len(ids)) for label in LABELS}}).write_parquet(
+            root / "data" / "other_scores.parquet")
+        commit(root, "another method's scores")
+        run(root, *dvc, "repro", "-q")
+        commit(root, "baseline")
+        for radius, seed in itertools.product(PIPELINE_RADII, PIPELINE_SEEDS):
+            run(root, *dvc, "exp", "run", "-q", "-S", f"train.radius={radius}", "-S", f"train.seed={seed}")
+        data = exp_show(root)
+        version = run(root, *dvc, "--version").stdout.strip()
+    PIPELINE_FIXTURE.write_text(json.dumps(data, indent=1) + "\n")
+    print(f"wrote {PIPELINE_FIXTURE} (DVC {version})")
+
+
 if __name__ == "__main__":
-    record()
+    record_pipeline() if sys.argv[1:] == ["pipeline"] else record()

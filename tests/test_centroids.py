@@ -19,6 +19,7 @@ from pipeline.embeddings import write_shards
 from pipeline.io import write_parquet
 from pipeline.labels import LabelSet
 from pipeline.partial import MASK_PATH, sample_mask
+from pipeline.plots import figure_content
 
 LABELS = LabelSet.from_names(["a", "b", "c"])
 
@@ -163,6 +164,7 @@ def test_stage_writes_empty_tables_and_a_placeholder_when_off(tmp_path: Path, mo
     assert combinations.height == 0 and combinations.schema == pl.Schema(COMBINATION_SCHEMA)
     assert pl.read_parquet(GAPS_PATH).height == 0
     assert _is_png(TSNE_PATH)
+    assert figure_content(TSNE_PATH) == {"placeholder": "partial-label setting off:\nno centroids"}
 
 
 def test_stage_computes_centroids_from_known_positives(tmp_path: Path, monkeypatch) -> None:
@@ -197,7 +199,18 @@ def test_stage_computes_centroids_from_known_positives(tmp_path: Path, monkeypat
     global_row = gaps.filter(pl.col("kind") == "global").row(0, named=True)
     assert global_row["n_images"] == manifest.height and global_row["n_texts"] == texts.height
     np.testing.assert_allclose(global_row["offset"], image_mean - text_mean, rtol=1e-5, atol=1e-5)
-    assert _is_png(TSNE_PATH) and TSNE_PATH.stat().st_size > 10_000
+    # the picture (Fig. 7): one panel, the six most frequent combinations of trainval with all their images,
+    # a centroid from the full labels for each, one from the known labels where one of its labels is known
+    content = figure_content(TSNE_PATH)
+    assert len(content["panels"]) == 1
+    panel = content["panels"][0]
+    counts = manifest.group_by(pl.col("labels").list.join(" + ").alias("key")).len()
+    counts = dict(zip(counts["key"], counts["len"]))
+    assert panel["title"] == "trainval images @64px, known proportion 0.5"
+    assert sorted(panel["combinations"]) == sorted(counts) and len(counts) <= 6   # 3 labels: at most 6 combinations
+    assert panel["images"] == [counts[c] for c in panel["combinations"]]
+    assert sum(panel["images"]) == manifest.height == 40
+    assert panel["full"] == len(counts) and 1 <= panel["estimated"] <= len(counts)
 
 
 def test_stage_needs_the_mask(tmp_path: Path, monkeypatch) -> None:
@@ -209,7 +222,7 @@ def test_stage_needs_the_mask(tmp_path: Path, monkeypatch) -> None:
 
 def test_centroids_figure_draws_one_panel_per_run(tmp_path: Path) -> None:
     from pipeline.plots import centroids_figure, combination_panel
-    from synthetic import World
+    from pipeline.synthetic import World
 
     panels = []
     for p in (0.1, 0.9):
@@ -227,3 +240,26 @@ def test_centroids_figure_draws_one_panel_per_run(tmp_path: Path) -> None:
     assert errors[1] < errors[0]
     path = centroids_figure(tmp_path / "fig.png", panels)
     assert _is_png(path) and path.stat().st_size > 20_000
+    drawn = figure_content(path)["panels"]     # counted from the points the figure drew
+    assert [d["title"] for d in drawn] == ["known proportion 0.1", "known proportion 0.9"]
+    for d, panel in zip(drawn, panels):
+        assert d["combinations"] == [" + ".join(c) for c in panel.combinations]
+        assert d["images"] == [len(i) for i in panel.images]
+        assert d["estimated"] == int((~np.isnan(panel.estimated).any(axis=1)).sum()) and d["full"] == 4
+
+
+def test_the_figure_content_is_read_from_the_drawn_points() -> None:
+    """drawn_content counts matplotlib's own offsets: drop a panel's points and the count follows."""
+    from pipeline.plots import CentroidPanel, _pyplot, draw_centroids, drawn_content
+
+    rng = np.random.default_rng(0)
+    panel = CentroidPanel("p", [("a",), ("a", "b")], [rng.normal(size=(7, 4)), rng.normal(size=(3, 4))],
+                          np.array([[0.0, 0, 0, 1], [np.nan] * 4]), rng.normal(size=(2, 4)))
+    fig = draw_centroids([panel])
+    try:
+        assert drawn_content(fig) == [{"title": "p", "combinations": ["a", "a + b"], "images": [7, 3],
+                                       "estimated": 1, "full": 2}]
+        next(c for c in fig.axes[0].collections if c.get_gid() == "images 0").set_offsets(np.zeros((2, 2)))
+        assert drawn_content(fig)[0]["images"] == [2, 3]
+    finally:
+        _pyplot().close(fig)

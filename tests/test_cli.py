@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from pipeline import download as dl
 from pipeline.cli import app
+from pipeline.datasets.specs import DATASETS, DatasetSpec
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {"COLUMNS": "200", "NO_COLOR": "1"}
@@ -27,6 +28,11 @@ ENV = {"COLUMNS": "200", "NO_COLOR": "1"}
 
 def invoke(*args: str):
     return CliRunner().invoke(app, list(args), env=ENV)
+
+
+def register_download(monkeypatch, source: dl.Download) -> None:
+    """A dataset spec named like `source` whose download is `source` (for `tai download NAME`)."""
+    monkeypatch.setitem(DATASETS, source.name, DatasetSpec(source.name, (), None, None, lambda p: [], source))
 
 
 def make_tar(path: Path, files: dict[str, bytes]) -> tuple[Path, str]:
@@ -54,7 +60,7 @@ def fake_voc(tmp_path: Path, monkeypatch) -> tuple[dl.Download, Path]:
     spec = dl.Download(
         "fake", "fake VOC", (dl.Archive(a.as_uri(), md5_a), dl.Archive(b.as_uri(), md5_b)), "VOCdevkit/VOC2007"
     )
-    monkeypatch.setitem(dl.DOWNLOADS, "fake", spec)
+    register_download(monkeypatch, spec)
     return spec, tmp_path / "data"
 
 
@@ -66,7 +72,7 @@ def _no_fetch(*args, **kwargs):
 
 
 def test_registry_has_voc2007_with_torchvision_checksums() -> None:
-    voc = dl.DOWNLOADS["voc2007"]
+    voc = DATASETS["voc2007"].source
     assert {a.url: a.md5 for a in voc.archives} == {
         "http://host.robots.ox.ac.uk/pascal/VOC/voc2007/VOCtrainval_06-Nov-2007.tar": "c52e279531787c972589f7e41ab4ae64",
         "http://host.robots.ox.ac.uk/pascal/VOC/voc2007/VOCtest_06-Nov-2007.tar": "b6e924de25625d8de591ea690078ad9f",
@@ -76,7 +82,7 @@ def test_registry_has_voc2007_with_torchvision_checksums() -> None:
 
 def test_download_verifies_extracts_merges_and_then_skips(fake_voc, monkeypatch) -> None:
     spec, dest = fake_voc
-    folder = dl.download("fake", dest, progress=False, log=lambda m: None)
+    folder = dl.download(spec, dest, progress=False, log=lambda m: None)
     assert folder == dest / "VOCdevkit" / "VOC2007"
     assert (folder / "ImageSets/Main/trainval.txt").read_text() == "000001\n"
     assert (folder / "ImageSets/Main/test.txt").read_text() == "000002\n"  # both archives merged
@@ -87,7 +93,7 @@ def test_download_verifies_extracts_merges_and_then_skips(fake_voc, monkeypatch)
 
     monkeypatch.setattr(dl, "fetch", _no_fetch)
     messages: list[str] = []
-    dl.download("fake", dest, progress=False, log=messages.append)
+    dl.download(spec, dest, progress=False, log=messages.append)
     assert sum("skipping" in m for m in messages) == 2
 
 
@@ -97,7 +103,7 @@ def test_download_uses_an_archive_already_present_and_keeps_it(fake_voc, monkeyp
     for archive in spec.archives:
         (dest / archive.filename).write_bytes(Path(archive.url.removeprefix("file://")).read_bytes())
     monkeypatch.setattr(dl, "fetch", _no_fetch)
-    dl.download("fake", dest, progress=False, log=lambda m: None)
+    dl.download(spec, dest, progress=False, log=lambda m: None)
     assert (dest / "VOCdevkit/VOC2007/ImageSets/Main/test.txt").is_file()
     assert (dest / "trainval.tar").is_file() and (dest / "test.tar").is_file()  # the user's files stay
 
@@ -105,9 +111,8 @@ def test_download_uses_an_archive_already_present_and_keeps_it(fake_voc, monkeyp
 def test_checksum_mismatch_deletes_the_file_and_names_url_and_sums(fake_voc, monkeypatch) -> None:
     spec, dest = fake_voc
     bad = dl.Archive(spec.archives[0].url, "0" * 32)
-    monkeypatch.setitem(dl.DOWNLOADS, "fake", dl.Download("fake", "x", (bad,), "VOCdevkit/VOC2007"))
     with pytest.raises(dl.DownloadError) as info:
-        dl.download("fake", dest, progress=False, log=lambda m: None)
+        dl.download(dl.Download("fake", "x", (bad,), "VOCdevkit/VOC2007"), dest, progress=False, log=lambda m: None)
     message = str(info.value)
     assert bad.url in message and "0" * 32 in message and spec.archives[0].md5 in message
     assert list(dest.iterdir()) == []  # neither the .part file nor the archive is left
@@ -115,17 +120,15 @@ def test_checksum_mismatch_deletes_the_file_and_names_url_and_sums(fake_voc, mon
 
 def test_unreachable_url_says_where_to_put_the_file(tmp_path: Path, monkeypatch) -> None:
     url = (tmp_path / "missing.tar").as_uri()
-    monkeypatch.setitem(dl.DOWNLOADS, "fake", dl.Download("fake", "x", (dl.Archive(url, "0" * 32),), "x"))
     with pytest.raises(dl.DownloadError, match=r"could not download .*missing\.tar.*put it at"):
-        dl.download("fake", tmp_path / "data", progress=False, log=lambda m: None)
+        dl.download(dl.Download("fake", "x", (dl.Archive(url, "0" * 32),), "x"), tmp_path / "data", progress=False, log=lambda m: None)
     assert list((tmp_path / "data").iterdir()) == []
 
 
 def test_archive_escaping_the_folder_is_refused(tmp_path: Path, monkeypatch) -> None:
     evil, md5 = make_tar(tmp_path / "evil.tar", {"../escaped.txt": b"x"})
-    monkeypatch.setitem(dl.DOWNLOADS, "fake", dl.Download("fake", "x", (dl.Archive(evil.as_uri(), md5),), "x"))
     with pytest.raises(dl.DownloadError, match="evil.tar"):
-        dl.download("fake", tmp_path / "data", progress=False, log=lambda m: None)
+        dl.download(dl.Download("fake", "x", (dl.Archive(evil.as_uri(), md5),), "x"), tmp_path / "data", progress=False, log=lambda m: None)
     assert not (tmp_path / "escaped.txt").exists()
 
 

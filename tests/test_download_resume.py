@@ -14,7 +14,10 @@ from typer.testing import CliRunner
 
 from local_http import LocalHTTPServer
 from pipeline import download as dl
+from pipeline.datasets import specs
 from pipeline.cli import app
+from pipeline.datasets.specs import DATASETS
+from test_cli import register_download
 
 
 def make_zip(files: dict[str, bytes]) -> bytes:
@@ -86,7 +89,7 @@ def register(monkeypatch, server: Server, archives: dict[str, bytes], md5s: dict
               for n, d in archives.items()),
         extracts_to="coco2014", unpack_to="coco2014",
     )
-    monkeypatch.setitem(dl.DOWNLOADS, "fakecoco", spec)
+    register_download(monkeypatch, spec)
 
 
 def unpacked(root: Path) -> dict[str, bytes]:
@@ -94,15 +97,15 @@ def unpacked(root: Path) -> dict[str, bytes]:
 
 
 def test_coco2014_registry_is_the_official_archives_with_their_md5s() -> None:
-    coco = dl.DOWNLOADS["coco2014"]
+    coco = DATASETS["coco2014"].source
     assert {a.url: a.md5 for a in coco.archives} == {
         "http://images.cocodataset.org/zips/train2014.zip": "0da8c0bd3d6becc4dcb32757491aca88",
         "http://images.cocodataset.org/zips/val2014.zip": "a3d79f5ed8d289b7a7554ce06a5782b3",
         "http://images.cocodataset.org/annotations/annotations_trainval2014.zip": "0a379cfc70b0e71301e0f377548639bd",
     }
-    assert dl.dataset_root("coco2014", "data") == Path("data/coco2014")
-    assert dl.downloadable("coco2014") and dl.downloadable("voc2007")
-    assert not dl.downloadable("nuswide") and not dl.downloadable("folder")
+    assert specs.dataset_root("coco2014", "data") == Path("data/coco2014")
+    assert specs.downloadable("coco2014") and specs.downloadable("voc2007")
+    assert not specs.downloadable("nuswide") and not specs.downloadable("folder")
 
 
 def test_a_cut_transfer_resumes_with_range_and_unpacks_zips(tmp_path: Path, monkeypatch) -> None:
@@ -110,7 +113,7 @@ def test_a_cut_transfer_resumes_with_range_and_unpacks_zips(tmp_path: Path, monk
     with Server({}, cut=1) as server:
         register(monkeypatch, server, {"val2014.zip": val, "annotations_trainval2014.zip": ann})
         messages: list[str] = []
-        root = dl.download_dataset("fakecoco", tmp_path / "data", progress=False, log=messages.append)
+        root = specs.download_dataset("fakecoco", tmp_path / "data", progress=False, log=messages.append)
     assert root == tmp_path / "data" / "coco2014"
     assert unpacked(root) == {**IMAGES, **ANNOTATIONS}
     # the first response was cut at half: the second request asked for the rest only
@@ -127,7 +130,7 @@ def test_a_part_file_left_by_an_earlier_run_is_continued(tmp_path: Path, monkeyp
     (dest / "val2014.zip.part").write_bytes(val[:1000])
     with Server({}) as server:
         register(monkeypatch, server, {"val2014.zip": val})
-        dl.download_dataset("fakecoco", dest, progress=False, log=lambda m: None)
+        specs.download_dataset("fakecoco", dest, progress=False, log=lambda m: None)
     assert server.requests == [("/zips/val2014.zip", "bytes=1000-")]
     assert unpacked(dest / "coco2014") == IMAGES
 
@@ -140,7 +143,7 @@ def test_a_server_without_ranges_sends_the_whole_file_again(tmp_path: Path, monk
     with Server({}, ranges=False) as server:
         register(monkeypatch, server, {"val2014.zip": val})
         messages: list[str] = []
-        dl.download_dataset("fakecoco", dest, progress=False, log=messages.append)
+        specs.download_dataset("fakecoco", dest, progress=False, log=messages.append)
     assert any("does not resume" in m for m in messages)
     assert unpacked(dest / "coco2014") == IMAGES
 
@@ -151,10 +154,10 @@ def test_an_unfinished_transfer_keeps_its_part_for_the_next_run(tmp_path: Path, 
         server.ranges = False
         register(monkeypatch, server, {"val2014.zip": val})
         with pytest.raises(dl.DownloadError, match=r"val2014\.zip\.part keeps the \d+ bytes received: run the command again"):
-            dl.download_dataset("fakecoco", tmp_path / "data", progress=False, log=lambda m: None)
+            specs.download_dataset("fakecoco", tmp_path / "data", progress=False, log=lambda m: None)
         assert (tmp_path / "data" / "val2014.zip.part").stat().st_size == len(val) // 2
         server.ranges, server.cut = True, 0
-        dl.download_dataset("fakecoco", tmp_path / "data", progress=False, log=lambda m: None)
+        specs.download_dataset("fakecoco", tmp_path / "data", progress=False, log=lambda m: None)
         assert server.requests[-1] == ("/zips/val2014.zip", f"bytes={len(val) // 2}-")
     assert unpacked(tmp_path / "data" / "coco2014") == IMAGES
 
@@ -164,7 +167,7 @@ def test_a_checksum_mismatch_is_refused_naming_the_file_and_both_sums(tmp_path: 
     with Server({}) as server:
         register(monkeypatch, server, {"val2014.zip": val}, md5s={"val2014.zip": "0" * 32})
         with pytest.raises(dl.DownloadError) as info:
-            dl.download_dataset("fakecoco", tmp_path / "data", progress=False, log=lambda m: None)
+            specs.download_dataset("fakecoco", tmp_path / "data", progress=False, log=lambda m: None)
     message = str(info.value)
     assert "val2014.zip" in message and "0" * 32 in message and hashlib.md5(val).hexdigest() in message
     assert list((tmp_path / "data").iterdir()) == []   # neither the .part nor the archive is kept
@@ -176,18 +179,20 @@ def test_a_zip_escaping_its_folder_is_refused(tmp_path: Path, monkeypatch) -> No
     with Server({}) as server:
         register(monkeypatch, server, {"evil.zip": evil})
         with pytest.raises(dl.DownloadError, match=r"escaped\.txt.*points outside"):
-            dl.download_dataset("fakecoco", tmp_path / "data", progress=False, log=lambda m: None)
+            specs.download_dataset("fakecoco", tmp_path / "data", progress=False, log=lambda m: None)
     assert not list(tmp_path.rglob("escaped.txt"))
 
 
 def test_nuswide_gets_instructions_until_its_files_are_in_place(tmp_path: Path) -> None:
     with pytest.raises(dl.ManualDownloadError, match=r"no official image download[\s\S]*prepare\.dataset: nuswide"):
-        dl.download_dataset("nuswide", tmp_path / "data", log=lambda m: None)
+        specs.download_dataset("nuswide", tmp_path / "data", log=lambda m: None)
     result = CliRunner().invoke(app, ["download", "nuswide", "--dest", str(tmp_path / "data")], env={"COLUMNS": "200"})
     assert result.exit_code == 2
     assert "Concepts81.txt" in result.output and "TrainTestLabels" in result.output
     root = tmp_path / "data" / "nuswide"
-    for name in dl.MANUAL["nuswide"].required:
+    for name in ("Concepts81.txt", "ImageList/TrainImagelist.txt", "ImageList/TestImagelist.txt"):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text("x") if "." in name else (root / name).mkdir(exist_ok=True)
-    assert dl.download_dataset("nuswide", tmp_path / "data", log=lambda m: None) == root
+        (root / name).write_text("x")
+    for name in ("TrainTestLabels", "Flickr"):
+        (root / name).mkdir()
+    assert specs.download_dataset("nuswide", tmp_path / "data", log=lambda m: None) == root

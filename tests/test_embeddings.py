@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -130,3 +132,50 @@ def test_compaction_removes_the_temporaries_of_killed_chunk_writes_only_once_sta
     cache.compact()
     assert not killed.exists() and writing.exists()
     np.testing.assert_array_equal(EmbeddingCache(tmp_path / "cache").get("k"), [1, 1, 1])
+
+
+def test_a_dead_writers_temporary_goes_at_once_a_live_ones_stays(tmp_path):
+    """Temporaries name their writer (host~pid): one whose process is gone on this host is removed by the next
+    compaction, without waiting an hour; a live writer's, or one from another host, stays until stale."""
+    import subprocess
+    import sys
+
+    from pipeline.io import temp_owner, this_host
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    cache = EmbeddingCache(tmp_path / "cache")
+    cache.put(["k"], np.ones((1, 3), np.float32))
+    folder = tmp_path / "cache"
+    names = {"dead": f".chunk-a.arrow.{this_host()}~{dead.pid}-x1.tmp",
+             "live": f".chunk-b.arrow.{this_host()}~{os.getpid()}-x2.tmp",
+             "elsewhere": f".chunk-c.arrow.otherhost~{dead.pid}-x3.tmp"}
+    for name in names.values():
+        (folder / name).write_bytes(b"half")
+    assert temp_owner(folder / names["dead"]) == (this_host(), dead.pid)
+    cache.compact()
+    assert sorted(p.name for p in folder.glob(".*.tmp")) == sorted([names["live"], names["elsewhere"]])
+
+
+def test_an_encode_run_compacts_the_cache(tmp_path, tiny_clip, monkeypatch):
+    """The encode_text stage, in-process: twelve earlier chunks and this run's are merged at its end."""
+    import polars as pl
+    import yaml
+
+    from pipeline.config import load_params
+    from pipeline.io import write_parquet
+    from stages.encode_text import main
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("TAI_CACHE_DIR", str(cache))
+    for i in range(12):
+        EmbeddingCache(cache).put([f"earlier-{i}"], np.full((1, 64), i, np.float32))
+    write_parquet(pl.DataFrame({"text_id": ["t0", "t1"], "text": ["a cat.", "a dog on a sofa."]}),
+                  tmp_path / "artifacts" / "texts.parquet")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"encode": {"model": str(tiny_clip), "device": "cpu"}}))
+    monkeypatch.chdir(tmp_path)
+    main(load_params())
+    assert len(list(cache.glob("*.arrow"))) == 1
+    merged = EmbeddingCache(cache)
+    assert len(merged) == 14 and merged.get("earlier-7")[0] == 7
+    assert read_shards(tmp_path / "artifacts" / "embeddings" / "text").ids == ["t0", "t1"]

@@ -73,9 +73,19 @@ def test_a_queued_sweep_over_radius_and_seeds_is_comparable(project, tmp_path):
 
 
 def test_a_temp_experiment_runs_in_a_fresh_copy(project):
-    run(project, "dvc", "exp", "run", "--temp", "-S", "train.radius=3")
-    radii = [r.params["train.radius"] for r in experiments(project)]
-    assert 3 in radii
+    """The workspace holds what a fresh copy cannot: a git-ignored, uncached checkpoint (garbage). A run in the
+    workspace would read it ("ignoring checkpoint") and overwrite it, and rewrite reports/; --temp does neither."""
+    checkpoint = project / "artifacts" / "train" / "checkpoint.pt"
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.write_bytes(b"only in this workspace")
+    reports = {p.name: p.read_bytes() for p in (project / "reports").iterdir()}
+    result = run(project, "dvc", "exp", "run", "--temp", "-S", "train.radius=3")
+    assert "Running stage 'train'" in result.stdout and "ignoring checkpoint" not in result.stdout + result.stderr
+    assert checkpoint.read_bytes() == b"only in this workspace"
+    assert {p.name: p.read_bytes() for p in (project / "reports").iterdir()} == reports
+    done = [r for r in experiments(project) if r.params["train.radius"] == 3]
+    assert len(done) == 1 and math.isfinite(done[0].metrics["eval.map"])
+    checkpoint.unlink()
 
 
 def test_a_second_queued_sweep_encodes_nothing_again(project):

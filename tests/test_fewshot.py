@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from synthetic import unit_rows
+from pipeline.synthetic import unit_rows
 
 from pipeline import paths
 from pipeline.config import EncodeParams, FewshotParams, Params, ParamsError, PrepareParams, TrainParams, load_params
@@ -125,7 +125,7 @@ def test_stage_off_writes_an_empty_table(tmp_path: Path, monkeypatch, caplog) ->
 
 
 def test_stage_and_training_set(tmp_path: Path, monkeypatch) -> None:
-    from pipeline.training_data import build_training_set
+    from stages.train import training_set
 
     monkeypatch.chdir(tmp_path)
     rng = np.random.default_rng(0)
@@ -144,7 +144,7 @@ def test_stage_and_training_set(tmp_path: Path, monkeypatch) -> None:
     support = pl.read_parquet(SUPPORT_PATH)
     assert support.equals(sample_support(manifest, LABELS, 2, seed=2))
 
-    data, resolution = build_training_set(params, LABELS)
+    data, resolution = training_set(params, LABELS)
     assert resolution == 32
     assert data.text_radius == 5.0 and data.image_radius == 0.7 and data.image_weight == 0.25
     assert data.text_offsets is None and data.image_known is None
@@ -156,7 +156,7 @@ def test_stage_and_training_set(tmp_path: Path, monkeypatch) -> None:
 
     write_parquet(support.clear(), SUPPORT_PATH)
     with pytest.raises(FileNotFoundError, match="dvc repro fewshot"):
-        build_training_set(params, LABELS)
+        training_set(params, LABELS)
 
 
 # --------------------------------------------------------------------------------------------- the method

@@ -31,6 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def params(**changes) -> GenerateParams:
+    """Small runs; require_labels none, as these scripted models need not name the labels
+    (test_generate_labels.py tests require_labels)."""
+    changes = {"require_labels": "none", **changes}
     p = dataclasses.replace(GenerateParams(n_combinations=12, journal_every_s=0.01), **changes)
     p.check("generate")
     return p

@@ -137,6 +137,21 @@ def test_metrics_count_the_test_images_that_could_not_be_scored(project):
     assert "4 of 14 test images have no embedding (encode_eval_images could not read them" in (project / "zeroshot.log").read_text()
 
 
+def test_evaluate_counts_and_warns_about_the_test_images_it_could_not_score(project):
+    import torch
+
+    from pipeline.adapter import Adapter, AdapterBundle, AdapterConfig
+
+    torch.manual_seed(0)
+    AdapterBundle(Adapter(AdapterConfig(64, 2, 8, 0.0)), ("cat", "dog"), False, "tiny", 64).save(
+        project / "artifacts" / "model" / "adapter.pt")
+    result = stage(project, "evaluate")
+    assert result.returncode == 0, result.stderr
+    assert "WARNING 4 of 14 test images have no embedding (encode_eval_images could not read them" in result.stderr
+    metrics = json.loads((project / "reports" / "eval.json").read_text())
+    assert metrics["n_images"] == 10 and metrics["n_images_skipped"] == 4
+
+
 def test_a_clip_path_that_is_not_a_checkpoint_gets_one_line_naming_the_param(tmp_path, tiny_clip):
     project = make_project(tmp_path, tiny_clip, model="data/labels.csv")
     assert stage(project, "prepare").returncode == 0

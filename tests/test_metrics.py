@@ -44,5 +44,3 @@ def test_integration_both_scaled_scales_each_method_to_unit_range_then_averages(
     scaled = min_max_scale(a)
     assert scaled.min() == 0 and scaled.max() == 1
     np.testing.assert_allclose(integrate(a, b, "both")[:, 0], [(0 + 1 / 3) / 2, (1 + 0) / 2, (0.5 + 1) / 2])
-    with pytest.raises(ValueError, match="other"):
-        integrate(a, b, "rank")

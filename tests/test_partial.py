@@ -13,9 +13,9 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from synthetic import WORLDS, World, partial_label_map
-from synthetic import score as _map
-from synthetic import train_params as _train_params
+from pipeline.synthetic import WORLDS, World, partial_label_map
+from pipeline.synthetic import score as _map
+from pipeline.synthetic import train_params as _train_params
 
 from pipeline import paths
 from pipeline.centroids import (
@@ -138,7 +138,7 @@ def test_mask_stage_on_writes_the_seeded_mask(tmp_path: Path, monkeypatch) -> No
 
 
 def test_build_training_set_partial(tmp_path: Path, monkeypatch) -> None:
-    from pipeline.training_data import build_training_set
+    from stages.train import training_set
 
     monkeypatch.chdir(tmp_path)
     rng = np.random.default_rng(0)
@@ -169,7 +169,7 @@ def test_build_training_set_partial(tmp_path: Path, monkeypatch) -> None:
     gaps = gap_table(text_vectors, text_labels, visual, image_vectors, LABELS)
     write_parquet(gaps, GAPS_PATH)
 
-    data, resolution = build_training_set(params, LABELS)
+    data, resolution = training_set(params, LABELS)
     assert resolution == 64
     assert data.text_radius == 2.5 and data.image_radius == 0.5 and data.image_weight == 0.25
     np.testing.assert_allclose(data.text_offsets.numpy(), text_offsets(text_labels, combos, LABELS, 8))
@@ -186,7 +186,7 @@ def test_build_training_set_partial(tmp_path: Path, monkeypatch) -> None:
     # the paper's method: texts only (image_weight 0), each shift mode through the gaps table
     for shift in ("combination", "label", "global", "none"):
         texts_only = dataclasses.replace(params, partial=dataclasses.replace(params.partial, image_weight=0.0, shift=shift))
-        data, _ = build_training_set(texts_only, LABELS)
+        data, _ = training_set(texts_only, LABELS)
         assert data.images is None and data.text_radius == 2.5
         np.testing.assert_allclose(data.text_offsets.numpy(), text_shifts(shift, text_labels, combos, gaps, LABELS, 8))
     np.testing.assert_allclose(data.text_offsets.numpy(), 0)                       # none
@@ -195,7 +195,95 @@ def test_build_training_set_partial(tmp_path: Path, monkeypatch) -> None:
 
     write_parquet(mask.clear(), MASK_PATH)                    # a stale, empty mask is an error, not a silent fallback
     with pytest.raises(FileNotFoundError, match="dvc repro"):
-        build_training_set(params, LABELS)
+        training_set(params, LABELS)
+
+
+# ------------------------------------------------------------------ known proportion 0: the shift removed
+
+
+def test_known_proportion_zero_turns_the_setting_on_and_null_turns_it_off(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text((ROOT / "params.yaml").read_text())
+    assert not load_params(params).partial.enabled                      # null (the default): off
+    for zero in (0, 0.0):
+        on = load_params(params, {"partial.known_proportion": zero}).partial
+        assert on.enabled and on.known_proportion == 0
+    assert load_params(params, {"partial.known_proportion": 0.05}).partial.known_proportion == 0.05
+    for bad in (-0.1, 0.95, 1.0):
+        with pytest.raises(ParamsError, match=r"partial\.known_proportion .*from 0 .* to 0\.9, or null"):
+            load_params(params, {"partial.known_proportion": bad})
+
+
+def test_a_mask_at_zero_has_every_image_and_knows_nothing() -> None:
+    manifest = _random_manifest(LABELS, 40)
+    mask = sample_mask(manifest, LABELS, 0.0, seed=3)
+    assert mask.schema == pl.Schema(MASK_SCHEMA) and mask["image_id"].to_list() == manifest["image_id"].to_list()
+    assert mask["known_positive"].list.len().sum() == 0 and mask["known_negative"].list.len().sum() == 0
+    assert known_summary(mask, len(LABELS))["known_share"] == 0
+    targets, known = mask_arrays(mask, LABELS, manifest["image_id"].to_list())
+    assert not targets.any() and not known.any()
+
+
+def _workspace_with_partial_images(n_images: int = 24, dim: int = 8) -> tuple[list, np.ndarray, np.ndarray]:
+    """labels, a trainval manifest, texts and their embeddings, trainval image embeddings at 64 px (3 away from
+    the texts in every dimension, so any shift would show)."""
+    rng = np.random.default_rng(1)
+    manifest = _random_manifest(LABELS, n_images, seed=1)
+    write_parquet(LABELS.to_frame(), paths.labels_path("toy"))
+    write_parquet(manifest, paths.manifest_path("toy", "trainval"))
+    text_labels = [["l0"], ["l1", "l0"], ["l2"], ["l3", "l4"], ["l5"], ["l0", "l1"]]
+    ids = [f"t{i}" for i in range(len(text_labels))]
+    write_parquet(pl.DataFrame({"text_id": ids, "text": ["x"] * len(ids), "labels": text_labels,
+                                "combination": text_labels}), paths.TEXTS)
+    text_vectors = rng.normal(size=(len(ids), dim)).astype(np.float32)
+    write_shards(paths.TEXT_EMBEDDINGS, ids, text_vectors, {})
+    image_vectors = rng.normal(size=(n_images, dim)).astype(np.float32) + 3
+    write_shards(paths.image_embeddings_dir(paths.PARTIAL_EMBEDDINGS, "trainval", 64),
+                 manifest["image_id"].to_list(), image_vectors, {})
+    return text_labels, text_vectors, image_vectors
+
+
+def test_known_proportion_zero_through_mask_centroids_and_training_shifts_no_text(
+        tmp_path: Path, monkeypatch, one_thread) -> None:
+    """Fig. 6c's 0% point: the mask and centroids stages run with nothing known and training goes on with the
+    partial-label radius and resolution, no text shifted, nothing NaN (the stages themselves, not the API)."""
+    from pipeline.centroids import COMBINATION_SCHEMA, VISUAL_PATH
+    from pipeline.training_data import build_training_set
+
+    monkeypatch.chdir(tmp_path)
+    text_labels, text_vectors, image_vectors = _workspace_with_partial_images()
+    params = _params(0.0)                                       # partial.radius 2.5, image_weight 0.25
+    _run("mask", params)
+    _run("centroids", params)
+
+    mask = pl.read_parquet(MASK_PATH)
+    assert mask.height == 24 and mask["known_positive"].list.len().sum() == 0
+    visual = pl.read_parquet(VISUAL_PATH)
+    assert visual["n_images"].to_list() == [0] * len(LABELS) and visual["centroid"].null_count() == len(LABELS)
+    combinations = pl.read_parquet(COMBINATIONS_PATH)
+    assert combinations.schema == pl.Schema(COMBINATION_SCHEMA) and combinations["n_texts"].sum() == len(text_labels)
+    assert combinations["n_labels_used"].to_list() == [0] * combinations.height
+    assert combinations["offset_norm"].to_list() == [0.0] * combinations.height
+    assert (tmp_path / paths.CENTROIDS_PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    for shift in ("combination", "label", "none"):               # no label known: no offset exists
+        texts_only = dataclasses.replace(params, partial=dataclasses.replace(params.partial, shift=shift, image_weight=0.0))
+        data, resolution = build_training_set(texts_only, LABELS)
+        assert resolution == 64 and data.text_radius == 2.5       # still the partial-label setting, not zero-shot
+        assert data.images is None
+        np.testing.assert_array_equal(data.text_offsets.numpy(), 0)
+    # ours: the global gap needs no label, so it shifts at 0 as at every proportion
+    global_only = dataclasses.replace(params, partial=dataclasses.replace(params.partial, shift="global", image_weight=0.0))
+    data, _ = build_training_set(global_only, LABELS)
+    np.testing.assert_allclose(data.text_offsets[0].numpy(), image_vectors.mean(0) - text_vectors.mean(0), atol=1e-5)
+
+    # ours: partially labelled images with a masked loss have nothing known to learn from: texts only
+    data, _ = build_training_set(params, LABELS)
+    assert data.images is not None and len(data.images) == 0
+    np.testing.assert_array_equal(data.text_offsets.numpy(), 0)
+    model, history = train_adapter(data, _train_params(epochs=2))
+    assert all(np.isfinite(row["loss"]) for row in history)
+    assert all(torch.isfinite(w).all() for w in model.parameters())
 
 
 # --------------------------------------------------------------------------------------------- the method

@@ -43,7 +43,3 @@ def test_perturb_adds_offset_then_noise_and_is_seeded():
     torch.testing.assert_close((a - offset).norm(dim=1), torch.full((10,), 0.5))
     torch.testing.assert_close(perturb(x, 0.0, offset=offset), offset)
 
-
-def test_unknown_kind_is_rejected():
-    with pytest.raises(ValueError, match="surface"):
-        sphere_noise((2, 2), 1.0, "gaussian")

@@ -108,3 +108,36 @@ def test_switching_to_partial_labels_encodes_only_the_new_image_sets(project):
     assert sorted(p.name for p in (a / "partial").iterdir()) == ["skipped.parquet", "trainval-128"]
     # at most the 16 trainval and 12 readable test images at 128 px reached CLIP: nothing at 64 px again
     assert 0 < len(EmbeddingCache(embedding_cache_dir())) - before <= 16 + 12
+
+
+def test_normalize_and_integration_run_end_to_end(project):
+    """train.normalize: true and evaluate.integrate_with (here the CLIP baseline's scores as "another method"),
+    through `dvc exp run`: the adapter is saved normalising, and eval.json's integration is the paper's
+    average of the adapter's probabilities and the other method's min-max scaled scores."""
+    import numpy as np
+    import torch
+
+    from pipeline.adapter import AdapterBundle
+    from pipeline.embeddings import read_shards
+    from pipeline.metrics import integrate, mean_ap
+
+    other = "artifacts/zeroshot/scores.parquet"
+    result = run(project, "dvc", "exp", "run", "-S", "train.normalize=true", "-S", f"evaluate.integrate_with={other}")
+    assert stages_run(result.stdout) == {"train", "evaluate"}, result.stdout
+    bundle = AdapterBundle.load(project / "artifacts" / "model" / "adapter.pt")
+    assert bundle.normalize
+    vectors = torch.from_numpy(read_shards(next((project / "artifacts" / "embeddings" / "eval").glob("test-*"))).vectors)
+    torch.testing.assert_close(bundle.scores(vectors), bundle.scores(3 * vectors))   # only directions count
+
+    metrics = json.loads((project / "reports" / "eval.json").read_text())
+    ours = pl.read_parquet(project / "artifacts" / "eval" / "scores.parquet")
+    theirs = pl.DataFrame({"image_id": ours["image_id"]}).join(pl.read_parquet(project / other), on="image_id",
+                                                              how="left", maintain_order="left")
+    labels = ours.columns[1:]
+    manifest = pl.read_parquet(project / "artifacts" / "data" / "folder" / "test.parquet")
+    truth = dict(zip(manifest["image_id"], manifest["labels"]))
+    targets = np.array([[label in truth[i] for label in labels] for i in ours["image_id"]], dtype=np.float64)
+    a, b = ours.select(labels).to_numpy().astype(np.float64), theirs.select(labels).to_numpy().astype(np.float64)
+    assert metrics["other_map"] == pytest.approx(mean_ap(b, targets), abs=1e-9)
+    assert metrics["integrated_map"] == pytest.approx(mean_ap(integrate(a, b, "other"), targets), abs=1e-9)
+    assert metrics["other_map"] == pytest.approx(json.loads((project / "reports" / "zeroshot.json").read_text())["map"])

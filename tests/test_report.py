@@ -19,7 +19,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from exp_project import FIXTURE, NOISES, RADII, SEEDS, eval_map, exp_show, make_exp_project, run_grid, zeroshot_map
+from exp_project import (
+    FIXTURE, NOISES, PIPELINE_FIXTURE, PIPELINE_RADII, PIPELINE_SEEDS, RADII, SEEDS, eval_map, exp_show, make_exp_project,
+    run_grid, zeroshot_map,
+)
 from pipeline import report as rp
 from pipeline.cli import app
 
@@ -105,7 +108,7 @@ def test_recorded_failed_experiment_is_listed_not_averaged(recorded, tmp_path):
 
 
 def test_recorded_markdown_cells(recorded, tmp_path):
-    result = invoke("report", "--json", str(FIXTURE), "--out-dir", str(tmp_path))
+    result = invoke("report", "--json", str(FIXTURE), "--out-dir", str(tmp_path), "--all-metrics")
     assert result.exit_code == 0, result.output
     assert "not counted" in result.output and "failed" in result.output
     rows = {(r["train.noise"], r["train.radius"]): r for r in table_rows((tmp_path / "experiments.md").read_text())}
@@ -130,9 +133,44 @@ def test_recorded_metric_and_x_options(recorded, tmp_path):
     assert check_png(tmp_path / "experiments.png") == (700, 450)
 
 
+# ------------------------------------------------------------------------ the real pipeline's metrics
+
+
+def test_default_table_is_the_varied_params_and_the_headline_metrics(tmp_path):
+    """A radius x seed grid of the real pipeline writes 28 metrics per run; the table shows the mAPs."""
+    result = invoke("report", "--json", str(PIPELINE_FIXTURE), "--out-dir", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "experiments.md").read_text()
+    rows = table_rows(text)
+    assert list(rows[0]) == ["train.radius", "seeds", "eval.map", "eval.integrated_map", "eval.other_map", "zeroshot.map"]
+    assert [(r["train.radius"], r["seeds"]) for r in rows] == [(str(r), str(len(PIPELINE_SEEDS))) for r in PIPELINE_RADII]
+    runs, _ = rp.collect_runs(json.loads(PIPELINE_FIXTURE.read_text()))
+    hidden = len(rp.available_metrics(runs)) - 4
+    assert f"{hidden} more in the runs (`tai report --all-metrics`" in text
+
+
+def test_all_metrics_shows_every_column_with_the_same_cells(tmp_path):
+    runs, _ = rp.collect_runs(json.loads(PIPELINE_FIXTURE.read_text()))
+    available = rp.available_metrics(runs)
+    assert len(available) >= 25 and {"train.final_loss", "generate.n_texts", "eval.n_images"} <= set(available)
+    assert invoke("report", "--json", str(PIPELINE_FIXTURE), "--out-dir", str(tmp_path / "a")).exit_code == 0
+    result = invoke("report", "--json", str(PIPELINE_FIXTURE), "--out-dir", str(tmp_path / "b"), "--all-metrics")
+    assert result.exit_code == 0, result.output
+    headline, every = (table_rows((tmp_path / d / "experiments.md").read_text()) for d in ("a", "b"))
+    assert list(every[0]) == ["train.radius", "seeds", *available]
+    assert [{k: r[k] for k in headline[0]} for r in every] == headline
+    assert "--all-metrics" not in (tmp_path / "b" / "experiments.md").read_text()
+
+
+def test_headline_metrics_fall_back_to_every_metric_when_none_is_there():
+    assert rp.headline_metrics(["train.final_loss", "zeroshot.map", "eval.map"]) == ["eval.map", "zeroshot.map"]
+    assert rp.headline_metrics(["a.loss", "b.count"]) == ["a.loss", "b.count"]
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
+        (["--metric", "eval.map", "--all-metrics"], "--all-metrics both given"),
         (["--metric", "eval.nope"], "unknown metric"),
         (["--x", "train.seed"], "not a param that varies"),
         (["--x", "train.epochs"], "not a param that varies"),

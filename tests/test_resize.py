@@ -61,7 +61,7 @@ def test_the_cache_key_includes_the_resize_mode(tmp_path, tiny_clip, one_thread)
 def test_the_adapter_bundle_carries_the_resize_mode(tmp_path) -> None:
     from pipeline.adapter import Adapter, AdapterBundle, AdapterConfig
 
-    model = Adapter(AdapterConfig(embed_dim=8, n_labels=2, hidden_dim=4))
+    model = Adapter(AdapterConfig(embed_dim=8, n_labels=2, hidden_dim=4, dropout=0.1))
     AdapterBundle(model, ("a", "b"), False, "RN50", 224, "center_crop").save(tmp_path / "a.pt")
     assert AdapterBundle.load(tmp_path / "a.pt").resize == "center_crop"
     AdapterBundle(model, ("a", "b"), False, "RN50", 224).save(tmp_path / "b.pt")

@@ -96,6 +96,22 @@ def test_known_proportion_experiment_reruns_only_mask_centroids_train_evaluate(p
     commit(project, "partial labels at 0.5")
 
 
+def test_known_proportion_zero_keeps_the_setting_on_and_shifts_no_text(project):
+    """Fig. 6c's 0% point: partial labels on (text radius partial.radius, evaluation at the partial resolution),
+    no label known, so no visual centroid, no offset and no shifted text; unlike null, which is zero-shot."""
+    result = run(project, "dvc", "exp", "run", "-S", "partial.known_proportion=0")
+    assert {"mask", "centroids", "train", "evaluate"} <= stages_run(result.stdout), result.stdout
+    mask = _read(project, "partial", "mask.parquet")
+    assert mask.height == 16 and not _entries(mask)
+    assert _read(project, "centroids", "visual.parquet")["n_images"].sum() == 0
+    combinations = _read(project, "centroids", "combinations.parquet")
+    assert combinations.height > 0 and (combinations["offset_norm"] == 0).all()
+    assert _summary(project)["text_radius"] == 10.0 and _summary(project)["n_images"] == 0
+    metrics = _metrics(project)
+    assert metrics["image_resolution"] == 128 and 0 <= metrics["map"] <= 1
+    commit(project, "partial labels at 0")
+
+
 def test_switching_to_few_shot_empties_the_partial_tables(project):
     result = run(project, "dvc", "exp", "run", "-S", "partial.known_proportion=null", "-S", "fewshot.shots=2")
     # the evaluation images lose their partial-resolution set, so zeroshot (same scores) reruns too

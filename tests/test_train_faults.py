@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import pickle
+import re
 import subprocess
 from pathlib import Path
 
@@ -48,6 +51,55 @@ def test_a_huge_learning_rate_stops_at_the_first_non_finite_loss(tmp_path, one_t
     with pytest.raises(TrainingDiverged, match=r"training diverged: the loss is (nan|inf|-inf) at epoch 1 of 3, step \d of 3"):
         train_adapter(small_set(), params(max_lr=1e9), checkpoint)
     assert not checkpoint.exists()   # nothing of the diverged epoch is kept
+
+
+def test_a_loss_that_explodes_while_staying_finite_stops_training(tmp_path, one_thread, monkeypatch):
+    """lr 1e9, radius 1, one step per epoch: the second epoch's loss is 1.8e28 (the issue's 2e28), finite."""
+    from pipeline import train
+
+    data, runaway = small_set(radius=1.0), params(max_lr=1e9, epochs=2, batch_size=96, hidden_dim=16)
+    for name in ("LOSS_GROWTH", "LOSS_LIMIT", "WEIGHT_LIMIT"):   # without the bounds: a model is written
+        monkeypatch.setattr(train, name, math.inf)
+    _, history = train_adapter(data, runaway)
+    assert history[0]["loss"] < 1 and 1e27 < history[1]["loss"] < math.inf
+    monkeypatch.undo()
+
+    checkpoint = tmp_path / "checkpoint.pt"
+    with pytest.raises(TrainingDiverged) as error:   # the weight bound sees it first, after the first step
+        train_adapter(data, runaway, checkpoint)
+    message = str(error.value)
+    assert re.search(r"a weight reached [0-9.e+]+ \(the bound is 1e\+06; weights start below 1\) at the end of "
+                     r"epoch 1 of 2", message), message
+    assert "no model was written" in message and "lower train.max_lr" in message and not checkpoint.exists()
+
+    monkeypatch.setattr(train, "WEIGHT_LIMIT", math.inf)   # and the loss bound at the end of the next epoch
+    with pytest.raises(TrainingDiverged, match=r"the epoch's mean loss is [0-9.]+e\+28, more than 1000 times the "
+                                               r"first epoch's 0.697 at the end of epoch 2 of 2"):
+        train_adapter(data, runaway)
+
+
+def test_a_loss_far_above_chance_in_the_first_epoch_stops_training(one_thread):
+    with pytest.raises(TrainingDiverged, match=r"mean loss is [0-9.e+]+, above 693 \(a thousand times the loss of "
+                                               r"answering 0.5 for every label\) at the end of epoch 1 of 3"):
+        train_adapter(small_set(), params(max_lr=1e3))
+
+
+def test_a_divergence_after_a_checkpoint_keeps_the_last_good_epoch(tmp_path, one_thread, caplog):
+    """lr 10, one step per epoch: epochs 1 and 2 are sane and checkpointed, epoch 3's loss runs away."""
+    checkpoint = tmp_path / "checkpoint.pt"
+    sane_then_runaway = params(max_lr=10.0, epochs=6, batch_size=96, hidden_dim=16)
+    seen: list[dict] = []
+    with pytest.raises(TrainingDiverged, match=r"more than 1000 times the first epoch's 0.697 at the end of epoch 3 of 6"):
+        train_adapter(small_set(), sane_then_runaway, checkpoint, on_epoch=seen.append)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    assert [row["epoch"] for row in seen] == [1, 2] and state["epoch"] == 2 and state["history"] == seen
+    assert all(torch.isfinite(w).all() for w in state["model"].values())
+    # a rerun resumes from the last good epoch and stops at the same place: the bad epoch is never saved
+    caplog.set_level(logging.INFO)
+    with pytest.raises(TrainingDiverged, match="at the end of epoch 3 of 6"):
+        train_adapter(small_set(), sane_then_runaway, checkpoint)
+    assert "resuming training from" in caplog.text and "after epoch 2 of 6" in caplog.text
+    assert torch.load(checkpoint, map_location="cpu", weights_only=True)["epoch"] == 2
 
 
 def test_embeddings_holding_nan_are_named_before_training(one_thread):

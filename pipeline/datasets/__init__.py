@@ -23,7 +23,7 @@ Outputs, under `artifacts/data/<dataset>/` (see `pipeline.paths`):
   Row order follows the source (VOC: ImageSets/Main/<split>.txt; folder: the labels file;
   COCO: the file's images; NUS-WIDE: the image list).
 
-Sources (`prepare.dataset`): `voc2007` (`pipeline.datasets.voc`), `folder`
+Sources (`prepare.dataset`, one spec each in `pipeline.datasets.specs`): `voc2007` (`pipeline.datasets.voc`), `folder`
 (`pipeline.datasets.folder`), `coco2014` and `coco` (`pipeline.datasets.coco`), `nuswide`
 (`pipeline.datasets.nuswide`, which also writes `missing_<split>.parquet`: listed images not on
 disk) and `labels` (a label list only: the label table and no manifest). Every check runs before
@@ -32,110 +32,27 @@ anything is written.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from pipeline.labels import LabelSet
-from pipeline.manifest import MANIFEST_SCHEMA, DatasetError, read_manifest
+from pipeline.manifest import MANIFEST_SCHEMA, DatasetError, Prepared, manifest_frame, read_manifest
 
 if TYPE_CHECKING:
     from pipeline.config import PrepareParams
 
-def manifest_frame(
-    image_ids: Sequence[str],
-    paths: Sequence[str],
-    labels: Sequence[Iterable[str]],
-    difficult: Sequence[Iterable[str]] | None,
-    label_set: LabelSet,
-    where: str,
-) -> pl.DataFrame:
-    """Build a manifest with MANIFEST_SCHEMA: label lists put in label-table order (deduplicated),
-    a label that is both positive and difficult kept only as positive. `where` names the source in errors."""
-    if difficult is None:
-        difficult = [()] * len(image_ids)
-    if not len(image_ids) == len(paths) == len(labels) == len(difficult):
-        raise ValueError("image_ids, paths, labels and difficult differ in length")
-    _check_unique(image_ids, where)
-    order = label_set.index
-    positives, hard = [], []
-    for pos, diff in zip(labels, difficult):
-        pos = set(pos)
-        label_set.check_known(pos | set(diff), where)
-        positives.append(sorted(pos, key=order.__getitem__))
-        hard.append(sorted(set(diff) - pos, key=order.__getitem__))
-    return pl.DataFrame(
-        {"image_id": list(image_ids), "path": list(paths), "labels": positives, "difficult": hard},
-        schema=MANIFEST_SCHEMA,
-    )
-
-
-def _check_unique(image_ids: Sequence[str], where: str) -> None:
-    seen: set[str] = set()
-    dupes: list[str] = []
-    for image_id in image_ids:
-        if image_id in seen and image_id not in dupes:
-            dupes.append(image_id)
-        seen.add(image_id)
-    if dupes:
-        raise DatasetError(
-            f"{where}: duplicate image_id(s) {dupes[:10]}{' ...' if len(dupes) > 10 else ''}; "
-            "every image must appear once: remove the repeated rows or give them distinct image_id values"
-        )
-
-
-@dataclass
-class Prepared:
-    """What `prepare` writes: the label table, one manifest per split, and extra tables beside them
-    ({path under artifacts/data/<dataset>/ (from pipeline.paths): frame}, e.g. NUS-WIDE's missing images)."""
-
-    labels: LabelSet
-    manifests: dict[str, pl.DataFrame]
-    extras: dict[Path, pl.DataFrame] = field(default_factory=dict)
 
 
 def prepare_dataset(params: "PrepareParams") -> Prepared:
-    """Read the source named by `params.dataset`.
+    """Read the source named by `params.dataset`, with the builder of its spec (`pipeline.datasets.specs`).
 
     Raises DatasetError (missing/malformed source) or LabelError (unknown label) before anything is written.
     """
-    from pipeline.labels import read_label_file
+    from pipeline.datasets.specs import dataset_spec
 
-    if params.dataset == "voc2007":
-        from pipeline.datasets.voc import build_voc2007
-
-        return Prepared(*build_voc2007(params.root, params.splits))
-    if params.dataset == "folder":
-        from pipeline.datasets.folder import build_folder
-
-        if not params.labels_file:
-            raise DatasetError("prepare.labels_file is null: set it to a CSV or Parquet with columns path, labels, split")
-        return Prepared(*build_folder(params.root, params.labels_file, params.splits, params.label_names))
-    if params.dataset == "coco2014":
-        from pipeline.datasets.coco import build_coco2014
-
-        return Prepared(*build_coco2014(params.root, params.splits, params.keep_unannotated))
-    if params.dataset == "coco":
-        from pipeline.datasets.coco import build_coco
-
-        return Prepared(*build_coco(params.root, params.annotations or {}, params.splits, params.keep_unannotated,
-                                    params.label_names))
-    if params.dataset == "nuswide":
-        from pipeline import paths
-        from pipeline.datasets.nuswide import build_nuswide
-
-        labels, manifests, missing = build_nuswide(params.root, params.splits, params.image_root)
-        extras = {paths.missing_images_path("nuswide", split): frame for split, frame in missing.items()}
-        return Prepared(labels, manifests, extras)
-    if params.dataset == "labels":
-        if not params.label_names:
-            raise DatasetError("prepare.label_names is null: point it at a text file, one label per line")
-        return Prepared(read_label_file(params.label_names), {})
-    raise DatasetError(
-        f"prepare.dataset = {params.dataset!r} is not known: use voc2007, coco2014, nuswide, coco, folder or labels"
-    )
+    return dataset_spec(params.dataset).build(params)
 
 
 def build_dataset(params: "PrepareParams") -> tuple[LabelSet, dict[str, pl.DataFrame]]:

@@ -32,7 +32,7 @@ from typing import Mapping, Sequence
 
 import polars as pl
 
-from pipeline.datasets import DatasetError, manifest_frame
+from pipeline.manifest import DatasetError, manifest_frame
 from pipeline.labels import LabelError, LabelSet, read_label_file
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def read_instances(path: str | Path) -> Instances:
             if cid in categories:
                 raise DatasetError(f"{path}: category id {cid} is listed twice")
             categories[cid] = name
-        images = [(int(im["id"]), str(im["file_name"])) for im in data["images"]]
+        images = [(int(im["id"]), _file_name(path, im)) for im in data["images"]]
         image_ids = {i for i, _ in images}
         if len(image_ids) != len(images):
             raise DatasetError(f"{path}: some image ids are listed more than once")
@@ -96,6 +96,15 @@ def read_instances(path: str | Path) -> Instances:
     if dupes:
         raise DatasetError(f"{path}: category name(s) {dupes} used by more than one id; give each category its own name")
     return Instances(path, categories, images, positives)
+
+
+def _file_name(path: Path, image: dict) -> str:
+    """An image's file_name: a file's path relative to prepare.root, or DatasetError naming the image."""
+    name = image["file_name"]
+    if not isinstance(name, str) or PurePosixPath(name.replace("\\", "/")).name in ("", ".", ".."):
+        raise DatasetError(f"{path}: image {image.get('id')!r} has file_name {name!r}, which is not the path of an "
+                           "image file; export the file again")
+    return name
 
 
 def is_background(name: str) -> bool:

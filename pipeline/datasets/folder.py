@@ -20,7 +20,7 @@ from typing import Sequence
 
 import polars as pl
 
-from pipeline.datasets import DatasetError, manifest_frame
+from pipeline.manifest import DatasetError, manifest_frame
 from pipeline.labels import LabelError, LabelSet, read_label_file
 
 REQUIRED = ("path", "labels", "split")
@@ -46,7 +46,12 @@ def read_labels_file(labels_file: str | Path) -> pl.DataFrame:
             frame = pl.read_parquet(path)
     except Exception as e:  # polars raises several kinds for malformed files
         raise DatasetError(f"{path}: cannot read it as {suffix[1:].upper()} ({e})") from e
-    frame = frame.rename({c: c.strip() for c in frame.columns})
+    stripped = [c.strip() for c in frame.columns]
+    repeated = sorted({c for c in stripped if stripped.count(c) > 1})
+    if repeated:
+        raise DatasetError(f"{path}: column(s) {repeated} appear more than once (spaces around names do not count); "
+                           "keep one of each")
+    frame = frame.rename(dict(zip(frame.columns, stripped)))
     missing = [c for c in REQUIRED if c not in frame.columns]
     if missing:
         raise DatasetError(

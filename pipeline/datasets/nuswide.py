@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 import polars as pl
 
-from pipeline.datasets import DatasetError, manifest_frame
+from pipeline.manifest import DatasetError, manifest_frame
 from pipeline.labels import LabelSet, read_label_file
 
 log = logging.getLogger(__name__)

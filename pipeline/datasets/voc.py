@@ -22,7 +22,8 @@ from typing import Sequence
 
 import polars as pl
 
-from pipeline.datasets import DatasetError, manifest_frame
+from pipeline.download import Archive, Download
+from pipeline.manifest import DatasetError, manifest_frame
 from pipeline.labels import VOC_LABELS, LabelSet
 
 VOC_SPLITS = ("train", "val", "trainval", "test")
@@ -30,11 +31,21 @@ VOC_SPLITS = ("train", "val", "trainval", "test")
 VOC_NAME_TO_LABEL = {name.replace(" ", ""): name for name in VOC_LABELS.names}
 DEFAULT_ROOT = "data/downloads/VOCdevkit/VOC2007"
 
+VOC2007_URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2007"
+VOC2007_DOWNLOAD = Download(
+    name="voc2007",
+    description="Pascal VOC 2007 trainval + test (about 900 MB)",
+    # URLs and MD5s as in torchvision.datasets.VOCDetection
+    archives=(
+        Archive(f"{VOC2007_URL}/VOCtrainval_06-Nov-2007.tar", "c52e279531787c972589f7e41ab4ae64"),
+        Archive(f"{VOC2007_URL}/VOCtest_06-Nov-2007.tar", "b6e924de25625d8de591ea690078ad9f"),
+    ),
+    extracts_to="VOCdevkit/VOC2007",
+)
+
 
 def missing_voc_message(root: Path, what: str) -> str:
-    from pipeline.download import DOWNLOADS
-
-    urls = "\n".join(f"    {a.url}  (md5 {a.md5})" for a in DOWNLOADS["voc2007"].archives)
+    urls = "\n".join(f"    {a.url}  (md5 {a.md5})" for a in VOC2007_DOWNLOAD.archives)
     return (
         f"Pascal VOC 2007 not found: {what} is missing (prepare.root = {str(root)!r}).\n"
         f"Expected layout:\n"

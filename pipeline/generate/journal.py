@@ -5,11 +5,18 @@ Layout: `<journal>/<fingerprint>/meta.json` (what the fingerprint covers) and
 + rename), holding every row (kept or dropped caption) of the combinations it covers, so a
 combination is either wholly in the journal or not at all, whenever the process dies.
 
+Each row also keeps every model call of its caption (`calls`: the call key, the answer), so the
+chats can be run again under other rules without asking the model twice: on start the chunks
+under the current fingerprint are loaded and each combination's chat is replayed from its
+answers (pipeline.generate.refine), asking the model only for turns it has never answered. A
+combination found in several chunks (re-judged under another generate.require_labels, or two runs
+at once) has all its answers pooled.
+
 The fingerprint covers everything that changes an answer: the generate params (not the transport:
-servers, concurrency, timeouts, threads), the label set, the model's identity, and a hash of the
-code that samples, parses and runs the chats. On start the
-chunks under the current fingerprint are loaded and their combinations skipped; once a run
-finishes, folders of other fingerprints are deleted.
+servers, concurrency, timeouts, threads; not generate.require_labels, which only decides which
+answers are asked for), the label set, the model's identity (its file's content hash), and a hash
+of the code that samples, parses and runs the chats. Once a run finishes, folders of other
+fingerprints are deleted.
 """
 
 from __future__ import annotations
@@ -28,7 +35,15 @@ from pipeline.io import write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
-JOURNAL_VERSION = 1   # bump when the row format changes (the answer code is hashed into the fingerprint)
+JOURNAL_VERSION = 2   # bump when the row format changes (the answer code is hashed into the fingerprint)
+
+CALL_SCHEMA = pl.Struct({
+    "key": pl.Utf8,            # pipeline.generate.refine.call_key: the chat so far and the seed
+    "text": pl.Utf8,           # the raw answer
+    "finish_reason": pl.Utf8,
+    "model": pl.Utf8,
+    "tokens": pl.Int32,
+})
 
 ROW_SCHEMA = {
     "combination_id": pl.Int64,
@@ -44,6 +59,7 @@ ROW_SCHEMA = {
     "attempts": pl.Int32,
     "model": pl.Utf8,
     "seed": pl.Int64,
+    "calls": pl.List(CALL_SCHEMA),   # every model call of this caption slot, in order
 }
 
 
@@ -79,23 +95,16 @@ class Journal:
         return sorted(p for p in self.dir.glob("*.parquet") if not p.name.startswith("."))
 
     def load(self) -> pl.DataFrame:
-        """Rows of the journaled combinations; a combination found in two chunks is taken from the first."""
+        """Rows of every readable chunk, oldest first (a combination may appear in several)."""
         frames = []
-        for order, path in enumerate(self.chunk_paths()):
+        for path in self.chunk_paths():
             try:
                 frame = pl.read_parquet(path)
-                frame = frame.select([pl.col(c).cast(t) for c, t in ROW_SCHEMA.items()])
+                frames.append(frame.select([pl.col(c).cast(t) for c, t in ROW_SCHEMA.items()]))
             except Exception as e:  # unreadable chunk: redo its combinations
                 log.warning("journal chunk %s is unreadable (%s): removing it, its combinations will be redone", path, e)
                 path.unlink(missing_ok=True)
-                continue
-            frames.append(frame.with_columns(pl.lit(order, pl.Int32).alias("_chunk")))
-        if not frames:
-            return pl.DataFrame(schema=ROW_SCHEMA)
-        rows = pl.concat(frames)
-        first = rows.group_by("combination_id").agg(pl.col("_chunk").min().alias("_first"))
-        rows = rows.join(first, on="combination_id").filter(pl.col("_chunk") == pl.col("_first"))
-        return rows.drop("_chunk", "_first")
+        return pl.concat(frames) if frames else pl.DataFrame(schema=ROW_SCHEMA)
 
     def add(self, rows: list[dict]) -> None:
         """All rows of one finished combination."""

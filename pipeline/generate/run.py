@@ -18,8 +18,13 @@ texts.parquet, one row per kept caption, sorted by (combination_id, caption inde
     combination_id  Int64         0 .. n_combinations-1
 
 generate/report.parquet, one row per caption slot that did not make it (REPORT_SCHEMA); reasons:
-too_long, empty, refusal, unparseable, backend_error, duplicate (same text_id as an earlier row).
+too_long, empty, refusal, unparseable, off_topic (named too few of its labels: generate.require_labels),
+backend_error, duplicate (same text_id as an earlier row).
 Kept rows + report rows = n_combinations x captions_per_combination.
+
+Whatever generate.require_labels, the stage counts which of its combination's labels each kept LLM
+caption names (name or synonym, whole word, plural allowed: LabelSet.find_in_text): all, some
+or none, for reports/generate.json.
 
 generate/mentions.parquet (MENTIONS_SCHEMA, optional): whatever the rule, the labels that `mentions`
 adds to some text (named in the text, not in its combination), most often first, so that users can
@@ -43,9 +48,9 @@ from pipeline import paths
 from pipeline.config import GenerateParams
 from pipeline.generate.backends import ChatBackend, make_backend
 from pipeline.generate.capacity import check_capacity
-from pipeline.generate.combinations import LLM, TEMPLATE, Combination, derive_seed, plan_combinations
+from pipeline.generate.combinations import LLM, TEMPLATE, Combination, derive_seed, join_labels, plan_combinations
 from pipeline.generate.journal import ROW_SCHEMA, Journal
-from pipeline.generate.refine import BACKEND_ERROR, TOO_LONG, Outcome, caption_chat, fill
+from pipeline.generate.refine import BACKEND_ERROR, OFF_TOPIC, TOO_LONG, Outcome, caption_chat, fill, reply_of
 from pipeline.generate.templates import template_texts
 from pipeline.generate.tokens import CLIP_CONTEXT, clip_token_count
 from pipeline.io import write_parquet
@@ -71,7 +76,7 @@ REPORT_SCHEMA = {
     "caption_index": pl.Int32,
     "combination": pl.List(pl.Utf8),
     "source": pl.Utf8,
-    "reason": pl.Utf8,      # too_long | empty | refusal | unparseable | backend_error | duplicate
+    "reason": pl.Utf8,      # too_long | empty | refusal | unparseable | off_topic | backend_error | duplicate
     "detail": pl.Utf8,
     "raw": pl.Utf8,         # the last raw answer (null for templates and unanswered requests)
     "attempts": pl.Int32,   # model calls spent on this caption
@@ -84,6 +89,7 @@ MENTIONS_SCHEMA = {
     "example": pl.Utf8,      # the first such text
 }
 DUPLICATE = "duplicate"
+NAMING = ("all", "some", "none")   # which of its combination's labels a caption names
 ABORT_AFTER_BACKEND_ERRORS = 25   # combinations in a row failing with backend_error: the servers are down
 
 
@@ -96,8 +102,8 @@ class GenerateSummary:
     combinations: int = 0
     llm_combinations: int = 0
     template_combinations: int = 0
-    resumed: int = 0              # LLM combinations taken from the journal
-    generated: int = 0            # LLM combinations captioned by this run
+    resumed: int = 0              # LLM combinations whose chats the journal answered whole (no model call)
+    generated: int = 0            # LLM combinations that asked the model (or its server) this run
     texts: int = 0                # rows of texts.parquet
     dropped: dict[str, int] = field(default_factory=dict)   # reason -> count (report.parquet rows)
     llm_seconds: float = 0.0      # wall time of the LLM chats of this run
@@ -110,6 +116,7 @@ class GenerateSummary:
     mean_text_tokens: float = 0.0  # CLIP tokens of a kept text, start and end included
     mentions_would_change: int = 0   # texts whose labels the `mentions` rule would extend
     mentions_added: int = 0          # (text, label) pairs it would add
+    llm_texts_naming: dict[str, int] = field(default_factory=dict)   # all | some | none -> kept LLM texts
 
     @property
     def llm_texts_per_s(self) -> float:
@@ -133,6 +140,10 @@ class GenerateSummary:
             "n_texts_mentions_would_change": self.mentions_would_change,
             "share_texts_mentions_would_change": self.mentions_would_change / self.texts if self.texts else 0.0,
             "n_labels_mentions_would_add": self.mentions_added,
+            # of the kept LLM texts: which of their combination's labels they name (generate.require_labels)
+            **{f"share_llm_texts_naming_{k}_labels": (self.llm_texts_naming.get(k, 0) / self.llm_texts
+                                                      if self.llm_texts else 0.0) for k in NAMING},
+            "n_dropped_off_topic": self.dropped.get(OFF_TOPIC, 0),
         }
 
 
@@ -144,8 +155,10 @@ def journal_meta(params: GenerateParams, labels: LabelSet, backend_identity: dic
     """What the journal fingerprint covers: every answer-changing input, no transport detail."""
     answer_params = dataclasses.asdict(params)
     for key in ("n_combinations", "llm_fraction", "templates", "use_synonyms", "n_threads", "model", "openai",
-                "journal_every_s", "label_rule"):
-        answer_params.pop(key, None)   # combination i's captions do not depend on them; the model is in backend_identity
+                "journal_every_s", "label_rule", "require_labels"):
+        # combination i's answers do not depend on them (require_labels decides which are asked for: the
+        # journal keeps every answer, and a chat is replayed from them); the model is in backend_identity
+        answer_params.pop(key, None)
     return {
         "code": _answer_code_hash(),
         "generate": answer_params,
@@ -154,14 +167,16 @@ def journal_meta(params: GenerateParams, labels: LabelSet, backend_identity: dic
     }
 
 
-def _answer_code_hash() -> str:
-    """The code that turns a combination into captions (sampling, parsing, the chat rules): a change to
-    it must not resume from captions the old code made (DVC reruns the stage; this stops the resume)."""
-    from pipeline.generate import combinations, loops, parse, refine, sentence, tokens
+# The code that turns a combination into captions (sampling, parsing, the chat rules), beside this file.
+ANSWER_CODE = ("combinations.py", "loops.py", "parse.py", "refine.py", "sentence.py", "tokens.py")
 
+
+def _answer_code_hash() -> str:
+    """A hash of ANSWER_CODE: a change to it must not resume from captions the old code made (DVC reruns
+    the stage; this stops the resume)."""
     digest = hashlib.sha256()
-    for module in (combinations, loops, parse, refine, sentence, tokens):
-        digest.update(Path(module.__file__).read_bytes())
+    for name in ANSWER_CODE:
+        digest.update(Path(__file__).with_name(name).read_bytes())
     return digest.hexdigest()[:16]
 
 
@@ -205,7 +220,7 @@ def generate_texts(
         summary.fingerprint = journal.fingerprint
         if llm_plan:
             summary.model = backend.model_name
-            rows += _llm_rows(llm_plan, params, backend, journal, summary, progress)
+            rows += _llm_rows(llm_plan, params, labels, backend, journal, summary, progress)
         journal.prune()
     finally:
         if own_backend:
@@ -213,6 +228,7 @@ def generate_texts(
 
     texts, report, mentions, n_changed = _assemble(rows, labels, params.label_rule)
     summary.texts = texts.height
+    summary.llm_texts_naming = _naming_counts(texts.filter(pl.col("source") == LLM), labels)
     summary.mentions_would_change = n_changed
     summary.mentions_added = int(mentions["n_texts"].sum())
     _log_mentions(mentions, n_changed, texts.height, params.label_rule)
@@ -225,9 +241,11 @@ def generate_texts(
     write_parquet(report, report_path)
     _log_drops(report, report_path)
     if texts.height == 0:
+        fix = ("Check the backend settings (generate.backend, generate.model, generate.openai)" if OFF_TOPIC not in
+               summary.dropped else "Use a model that names the labels it is given, or generate.require_labels none")
         raise GenerateError(
             f"no caption was kept out of {len(plan)} combinations (drops by reason: {summary.dropped}); "
-            f"see {report_path}. Check the backend settings (generate.backend, generate.model, generate.openai)."
+            f"see {report_path}. {fix}."
         )
     write_parquet(texts, texts_path)
     summary.seconds = time.perf_counter() - started
@@ -253,7 +271,7 @@ def _template_rows(combos: list[Combination], labels: LabelSet, params: Generate
                 text=t.text if kept else None, n_tokens=n_tokens if kept else None,
                 reason=None if kept else TOO_LONG,
                 detail="" if kept else f"{n_tokens} CLIP tokens > {CLIP_CONTEXT}",
-                raw=None, attempts=0,
+                raw=None, attempts=0, calls=[],
             ))
     return rows
 
@@ -268,7 +286,7 @@ def _row(c: Combination, caption_index: int, prompt: str, model: str | None, **v
 def _outcome_rows(c: Combination, prompt: str, outcomes: list[Outcome], default_model: str) -> list[dict]:
     return [
         _row(c, o.caption_index, prompt, o.model or default_model, text=o.text, n_tokens=o.n_tokens, reason=o.reason,
-             detail=o.detail, raw=o.raw, attempts=o.attempts)
+             detail=o.detail, raw=o.raw, attempts=o.attempts, calls=list(o.calls))
         for o in outcomes
     ]
 
@@ -276,22 +294,18 @@ def _outcome_rows(c: Combination, prompt: str, outcomes: list[Outcome], default_
 def _llm_rows(
     plan: list[Combination],
     params: GenerateParams,
+    labels: LabelSet,
     backend: ChatBackend,
     journal: Journal,
     summary: GenerateSummary,
     progress: bool,
 ) -> list[dict]:
-    by_id = {c.id: c for c in plan}
-    done = _matching(journal.load(), by_id)
-    summary.resumed = len(done)
-    todo = [c for c in plan if c.id not in done]
+    answered = _journaled_answers(journal.load(), {c.id: c for c in plan})
     log.info(
-        "journal %s: %d of %d LLM combinations resumed, %d to caption with %s (%s)",
-        journal.fingerprint, len(done), len(plan), len(todo), backend.model_name, params.backend,
+        "journal %s: %d of %d LLM combinations resumed from journaled answers, %d to caption with %s (%s)",
+        journal.fingerprint, len(answered), len(plan), len(plan) - len(answered), backend.model_name, params.backend,
     )
-    rows = [row for combo_rows in done.values() for row in combo_rows]
-    if not todo:
-        return rows
+    rows: list[dict] = []   # every chat runs, replayed from the journal where it can (require_labels may ask for more)
 
     def work(c: Combination) -> tuple[str, list[Outcome]]:
         prompt = fill(first_prompt(c, params), c.words)
@@ -299,12 +313,13 @@ def _llm_rows(
             backend, prompt, seed=c.seed, n_captions=params.captions_per_combination,
             different_prompt=params.different_prompt, shorten_prompt=params.shorten_prompt,
             max_shorten_rounds=params.max_shorten_rounds, max_retries=params.max_retries,
-            single_sentence=params.single_sentence,
+            single_sentence=params.single_sentence, check=label_check(params.require_labels, labels, c.labels),
+            answered=answered.get(c.id),
         )
 
     from tqdm import tqdm
 
-    bar = tqdm(total=len(todo) * params.captions_per_combination, unit="text", desc="generate", disable=not progress,
+    bar = tqdm(total=len(plan) * params.captions_per_combination, unit="text", desc="generate", disable=not progress,
                dynamic_ncols=True, smoothing=0.1)
     counts: Counter = Counter()
     failing_in_a_row = 0
@@ -314,8 +329,12 @@ def _llm_rows(
         nonlocal failing_in_a_row
         new = _outcome_rows(c, prompt, outcomes, backend.model_name)
         rows.extend(new)
-        summary.generated += 1
         failed = any(o.reason == BACKEND_ERROR for o in outcomes)
+        if not failed and not any(o.fresh_calls for o in outcomes):
+            summary.resumed += 1   # every answer came from the journal
+            bar.update(len(outcomes))
+            return
+        summary.generated += 1
         if not failed:
             journal.add(new)   # a backend failure is not an answer: that combination is retried next run
         counts.update("kept" if o.kept else o.reason for o in outcomes)
@@ -333,11 +352,11 @@ def _llm_rows(
 
     try:
         if backend.concurrency <= 1:
-            for c in todo:
+            for c in plan:
                 finished(c, *work(c))
         else:
             with ThreadPoolExecutor(backend.concurrency, thread_name_prefix="generate") as pool:
-                pending = {pool.submit(work, c): c for c in todo}
+                pending = {pool.submit(work, c): c for c in plan}
                 try:
                     while pending:
                         ready, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
@@ -352,8 +371,36 @@ def _llm_rows(
         journal.flush()
         bar.close()
         summary.llm_seconds = time.perf_counter() - started
-    log.info("LLM: %d combinations in %.1fs (%s)", len(todo), summary.llm_seconds, dict(counts))
+    log.info("LLM: %d combinations asked the model in %.1fs (%s); %d answered whole by the journal",
+             summary.generated, summary.llm_seconds, dict(counts), summary.resumed)
     return rows
+
+
+def label_check(require: str, labels: LabelSet, combination: tuple[str, ...]):
+    """generate.require_labels as refine's `check`: why a caption names too few of `combination`, or None."""
+    if require == "none":
+        return None
+
+    def check(text: str) -> str | None:
+        named = [label for label in labels.find_in_text(text) if label in combination]
+        if require == "any" and not named:
+            return f"names none of {join_labels(combination)}"
+        if require == "all" and len(named) < len(combination):
+            missing = [label for label in combination if label not in named]
+            said = join_labels(named) if named else "none"
+            return f"names {said} of {join_labels(combination)}, not {join_labels(missing)}"
+        return None
+
+    return check
+
+
+def _naming_counts(llm_texts: pl.DataFrame, labels: LabelSet) -> dict[str, int]:
+    """How many texts name all, some or none of their combination's labels."""
+    counts = Counter({k: 0 for k in NAMING})
+    for text, combination in zip(llm_texts["text"].to_list(), llm_texts["combination"].to_list()):
+        named = len(set(labels.find_in_text(text)) & set(combination))
+        counts["all" if named == len(combination) else "some" if named else "none"] += 1
+    return dict(counts)
 
 
 def first_prompt(c: Combination, params: GenerateParams) -> str:
@@ -362,14 +409,17 @@ def first_prompt(c: Combination, params: GenerateParams) -> str:
     return params.alt_prompt if draw < params.alt_prompt_fraction else params.prompt
 
 
-def _matching(journaled: pl.DataFrame, by_id: dict[int, Combination]) -> dict[int, list[dict]]:
-    """Journal rows of combinations that are in this plan with the same labels (other ids are ignored)."""
-    done: dict[int, list[dict]] = {}
-    for row in journaled.iter_rows(named=True):
+def _journaled_answers(journaled: pl.DataFrame, by_id: dict[int, Combination]) -> dict[int, dict]:
+    """combination id -> {call key: Reply}, every answer the journal holds for a combination of this plan
+    with the same labels (other ids are ignored)."""
+    answered: dict[int, dict] = {}
+    for row in journaled.select("combination_id", "combination", "source", "calls").iter_rows(named=True):
         c = by_id.get(row["combination_id"])
         if c is not None and tuple(row["combination"]) == c.labels and row["source"] == LLM:
-            done.setdefault(c.id, []).append(row)
-    return done
+            known = answered.setdefault(c.id, {})
+            for record in row["calls"] or ():
+                known.setdefault(record["key"], reply_of(record))
+    return answered
 
 
 # -------------------------------------------------------------------------------------- assemble

@@ -4,7 +4,7 @@ A caption is one short sentence, but a small chat model often keeps going ("... 
 symbol of ...") until `max_tokens` cuts it, and the stage then spends "It's too long" turns on it.
 The paper asks its LLM to "briefly caption" the image; the stop sequences hold the embedded 135M
 model to that. `single_sentence: false` keeps the paper's conversation as is
-(every answer whole, shortened while over 77 CLIP tokens); the README's "The paper vs the
+(every answer whole, shortened while over 77 CLIP tokens); docs/method.md's "The paper vs the
 defaults" lists the difference.
 Both backends send `STOP` as the request's stop sequences (llama-cpp's `stop`, the OpenAI API's
 `stop` field), so generation ends at the first ". " or ".\n"; `close` puts back the full stop the
