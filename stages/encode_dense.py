@@ -8,11 +8,11 @@ import logging
 import polars as pl
 
 from pipeline import paths
-from pipeline.artifacts import read_manifest
 from pipeline.clip_model import ClipEncoder
 from pipeline.dense import check_dense_model, dense_dir, dense_sets, encode_dense
 from pipeline.embeddings import SKIPPED_SCHEMA
 from pipeline.io import atomic_dir, write_parquet
+from pipeline.manifest import read_split
 from pipeline.stage import run
 
 log = logging.getLogger("encode_dense_images")
@@ -29,7 +29,7 @@ def main(params) -> None:
     skipped = []
     with atomic_dir(paths.DENSE_EMBEDDINGS) as tmp:
         for dense_set in wanted:
-            manifest = read_manifest(params, dense_set.split)
+            manifest = read_split(params.prepare.dataset, dense_set.split)
             ids, image_paths = manifest["image_id"].to_list(), manifest["path"].to_list()
             metadata = {"model": p.model, "model_identity": encoder.identity, "kind": "dense", "resize": p.resize,
                         "resolution": dense_set.resolution, "split": dense_set.split, "positional": "none"}

@@ -10,9 +10,9 @@ import polars as pl
 import torch
 
 from pipeline import paths
-from pipeline.artifacts import read_labels
 from pipeline.evaluation import write_empty_evaluation, write_evaluation
 from pipeline.io import atomic_path, write_json, write_text
+from pipeline.labels import read_labels
 from pipeline.stage import run
 
 log = logging.getLogger("prompt")
@@ -21,7 +21,7 @@ EMPTY_SUMMARY = {"map": None, "n_train": 0, "epochs": 0, "final_loss": None, "se
 
 
 def main(params) -> None:
-    labels = read_labels(params)
+    labels = read_labels(params.prepare.dataset)
     if params.prompt.method == "none":
         log.info("prompt.method is none: writing empty tables under %s and a metrics file without a mAP", paths.PROMPT)
         write_empty_evaluation(paths.PROMPT, paths.PROMPT_METRICS, labels)

@@ -10,11 +10,11 @@ import numpy as np
 import polars as pl
 import torch
 
-from .. import paths
-from ..artifacts import labelled_images, read_manifest
 from ..config import Params
 from ..dense import DENSE_METHODS, DenseFeatures, check_dense_model, dense_dir, grid_of, positional_term
+from ..labelled_images import labelled_images
 from ..labels import LabelSet
+from ..manifest import read_split
 from .fit import PromptDiverged
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ class PromptResult:
 
 
 def _targets(params: Params, labels: LabelSet, split: str, ids: list[str]) -> np.ndarray:
-    manifest = read_manifest(params, split).select("image_id", "labels")
+    manifest = read_split(params.prepare.dataset, split).select("image_id", "labels")
     aligned = pl.DataFrame({"image_id": ids}).join(manifest, on="image_id", how="left", maintain_order="left")
     return labels.multi_hot(aligned["labels"].to_list())
 
@@ -71,8 +71,8 @@ def _coop(params: Params, labels: LabelSet, model, device, setup: dict, fitting:
     """Few-shot support images -> CoOp; scored on the evaluation split's global embeddings."""
     from .coop import CoOp, train_coop
 
-    support = labelled_images(params, labels, params.fewshot.split, params.encode.image_resolution, "support")
-    test = labelled_images(params, labels, params.evaluate.split, params.encode.image_resolution, "eval")
+    support = labelled_images(params.prepare.dataset, labels, params.fewshot.split, params.encode.image_resolution, "support")
+    test = labelled_images(params.prepare.dataset, labels, params.evaluate.split, params.encode.image_resolution, "eval")
     method = CoOp(model, **setup).to(device)
     history = train_coop(method, torch.from_numpy(support.vectors), torch.from_numpy(support.targets), **fitting)
     scores = method.scores(torch.from_numpy(test.vectors).to(device))
@@ -99,15 +99,15 @@ def _dualcoop(params: Params, labels: LabelSet, model, device, setup: dict, fitt
 
 def _taidpt(params: Params, labels: LabelSet, model, device, setup: dict, fitting: dict):
     """The generated texts -> TaI-DPT; scored on the evaluation split's global and dense features."""
+    from ..texts import read_texts
     from .taidpt import IMAGE_SPATIAL_SCALE, TaIDPT, TextTokens, train_taidpt
 
-    texts = pl.read_parquet(paths.TEXTS, columns=["text", "labels"])
-    labels.check_known({l for ls in texts["labels"].to_list() for l in ls}, str(paths.TEXTS))
+    texts = read_texts(labels)
     scale = params.prompt.image_spatial_scale(params.prepare.dataset) or IMAGE_SPATIAL_SCALE
     method = TaIDPT(model, **setup, image_spatial_scale=scale).to(device)
     tokens = TextTokens.encode(method.encoder, texts["text"].to_list())
     history = train_taidpt(method, tokens, torch.from_numpy(labels.multi_hot(texts["labels"].to_list())), **fitting)
-    test = labelled_images(params, labels, params.evaluate.split, params.encode.image_resolution, "eval")
+    test = labelled_images(params.prepare.dataset, labels, params.evaluate.split, params.encode.image_resolution, "eval")
     dense = _dense(params.evaluate.split, params.encode.image_resolution)
     row_of = {image_id: row for row, image_id in enumerate(dense.ids)}
     lacking = [i for i in test.ids if i not in row_of]
