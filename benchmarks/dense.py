@@ -18,19 +18,17 @@ test pass 1).
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+from pipeline.dense import DenseFeatures, DenseWriter, bytes_per_image, dense_features
+from pipeline.random_clip import ARCHITECTURES
 
-from pipeline.dense import DenseFeatures, DenseWriter, bytes_per_image, dense_features  # noqa: E402
-
-RN50 = (1024, 224, (3, 4, 6, 3), 64, None, 77, 49408, 512, 8, 12)
+RN50 = ARCHITECTURES["RN50"]   # clip.model.CLIP's arguments
 DATASETS = {"VOC 2007": (5011, 4952), "COCO 2014": (82081, 40137), "NUS-WIDE": (161789, 107859)}   # train, test
 
 
