@@ -1,26 +1,32 @@
-"""The paper's cost claims (Table 4, Fig. 1) measured: a training step of the adapter against one of
-prompt learning, from 20 to 7,186 labels.
+"""The paper's cost claims (Table 4, Fig. 1) measured: a training step of the adapter against the real
+prompt methods of stage `prompt` (CoOp, DualCoOp, TaI-DPT), from 20 to 7,186 labels.
 
     python benchmarks/scaling.py                       # 20, 80, 1000, 7186 labels; a few minutes on 2 cores
     python benchmarks/scaling.py --labels 20 80 --prompt-max-labels 20 --device cpu
 
-Both methods train on a batch of 64 and are charged for everything a step does (forward, loss,
-backward, AdamW):
+Every method trains on a batch of 64 and is charged for everything a step does (forward, loss,
+backward, optimiser):
 
 - `adapter`: `pipeline.train.train_adapter` itself (perturbation, the Adapter of pipeline/adapter.py
   with train.hidden_dim 1024 on CLIP RN50's 1024-d embeddings, BCE, AdamW, one-cycle).
-- `prompt`: CoOp-style prompt learning, the cost TaI-DPT and CoOp pay: a learnable context of 16 tokens
-  is put before every label name ("X X ... X label 17.") and all of them go through CLIP RN50's text
-  encoder (random weights, `clip.model.CLIP(1024, 224, (3,4,6,3), 64, None, 77, 49408, 512, 8, 12)`:
-  the cost is that of real weights) on every step, and the loss backpropagates through the frozen
-  encoder into the context. The image side is 64 precomputed features: both methods keep CLIP's image
-  encoder frozen, and TaI-DPT trains on caption embeddings in place of images, computed once. TaI-DPT
-  learns more than one context (global and local), each sent with every label, so its step costs a
-  small multiple of this one.
+- `coop`: `pipeline.prompt.coop.CoOp` through the stage's loop (`pipeline.prompt.fit.fit`: SGD on the
+  context): a learnable context of 16 vectors before every label name ("X X ... X label 17."), all
+  prompts through CLIP RN50's text encoder (random weights,
+  `clip.model.CLIP(1024, 224, (3,4,6,3), 64, None, 77, 49408, 512, 8, 12)`: the cost of real weights)
+  on every step, the ranking loss backpropagated through the frozen encoder into the context; the
+  image side is 64 precomputed image features (the encode stages cache them).
+- `dualcoop`: `pipeline.prompt.dualcoop.DualCoOp` the same way: a positive and a negative prompt per
+  label (class-specific contexts, its default), region aggregation over 64 images' stored dense
+  features at 448 px (14 x 14 locations), the asymmetric loss on half the entries known.
+- `taidpt`: `pipeline.prompt.taidpt.TaIDPT` the same way: a global and a local context, so twice
+  the prompts through the text encoder per step, and the local branch's token-level matching on 64
+  texts of 20 tokens (their features computed once before training, as `TextTokens` does).
+Each peer's own batch differs (CoOp and DualCoOp 32 images, TaI-DPT 512 texts): 64 keeps the rows comparable,
+and a prompt method's step is dominated by the prompts, whose cost does not depend on the batch.
 
 FLOPs per training batch (forward + backward + optimiser) come from torch.utils.flop_counter, which
 counts matrix products (one multiply-add = 2 FLOPs): the adapter's on a real step, the prompt
-learner's on the meta device (shapes only: exact and free at any label count).
+methods' on the meta device (shapes only: exact and free at any label count).
 
 Step time and peak memory are measured in a fresh process per row (on CPU, peak memory is the rise of
 the process's peak RSS over its RSS before the model is built, so it covers weights, gradients,
@@ -95,53 +101,78 @@ def clip_text_model(source: str | None, device: str | torch.device) -> nn.Module
     return model.requires_grad_(False)
 
 
-class PromptLearner(nn.Module):
-    """CoOp's learnable context: [SOS] ctx_1..ctx_16 name . [EOS] for every label, through the text encoder."""
-
-    def __init__(self, text_model: nn.Module, names: list[str], n_ctx: int = N_CTX):
-        import clip
-
-        super().__init__()
-        self.text_model = text_model
-        tokens = clip.tokenize([" ".join(["X"] * n_ctx) + f" {name}." for name in names])
-        device = text_model.positional_embedding.device
-        with torch.no_grad():
-            embedded = text_model.token_embedding(tokens.to(device))
-        self.register_buffer("prefix", embedded[:, :1].clone())
-        self.register_buffer("suffix", embedded[:, 1 + n_ctx :].clone())
-        self.register_buffer("eot", tokens.argmax(dim=-1).to(device))
-        width = text_model.ln_final.weight.shape[0]
-        self.ctx = nn.Parameter(torch.empty(n_ctx, width, device=device).normal_(0, 0.02))
-
-    def forward(self) -> torch.Tensor:
-        m = self.text_model
-        n = self.prefix.shape[0]
-        x = torch.cat([self.prefix, self.ctx.expand(n, -1, -1), self.suffix], dim=1) + m.positional_embedding
-        x = m.transformer(x.permute(1, 0, 2)).permute(1, 0, 2)
-        x = m.ln_final(x)[torch.arange(n, device=x.device), self.eot] @ m.text_projection
-        return x / x.norm(dim=-1, keepdim=True)
+PEERS = ("coop", "dualcoop", "taidpt")
+METHODS = ("adapter", *PEERS)
+CAPTION_TOKENS = 20   # TaI-DPT's texts: token-level features of this many tokens each (a short caption)
 
 
-class PromptTraining:
-    """One prompt-learning set-up: the learner, AdamW on the context, 64 precomputed image features."""
+class PeerTraining:
+    """One training step of a prompt method exactly as stage `prompt` runs it (`pipeline.prompt`): the
+    method's module, its loss, and `pipeline.prompt.fit.fit` (SGD on the context vectors), on a batch
+    of 64 precomputed inputs: CoOp's are image features; TaI-DPT's are texts (end-token and
+    token-level features, as `TextTokens` holds them, computed before training)."""
 
-    def __init__(self, n_labels: int, source: str | None, device: str | torch.device):
-        params = TrainParams()
+    def __init__(self, method: str, n_labels: int, source: str | None, device: str | torch.device):
+        from pipeline.prompt.coop import CoOp
+        from pipeline.prompt.losses import ranking_loss
+        from pipeline.prompt.taidpt import TaIDPT, TextTokens
+
         generator = torch.Generator().manual_seed(0)
-        self.learner = PromptLearner(clip_text_model(source, device), label_names(n_labels))
-        dim = self.learner.text_model.text_projection.shape[1]
-        images = torch.randn(BATCH, dim, generator=generator)
-        self.images = (images / images.norm(dim=-1, keepdim=True)).to(device)
+        text_model = clip_text_model(source, device)
+        names = label_names(n_labels)
+        dim = text_model.text_projection.shape[1]
         self.targets = (torch.rand(BATCH, n_labels, generator=generator) < min(1.0, 3 / n_labels)).float().to(device)
-        self.optimizer = torch.optim.AdamW([self.learner.ctx], lr=params.max_lr, weight_decay=params.weight_decay)
-        self.loss_fn = nn.BCEWithLogitsLoss()
+        self.rows = torch.arange(BATCH)
+        if method == "coop":
+            self.module = CoOp(text_model, names, N_CTX, generator=generator).to(device)
+            images = torch.randn(BATCH, dim, generator=generator).to(device)
+            self.loss_of = lambda rows: ranking_loss(self.module(images[rows]), self.targets[rows])
+        elif method == "dualcoop":
+            from pipeline.prompt.dualcoop import DualCoOp
+            from pipeline.prompt.losses import dual_asymmetric_loss
+
+            locations = (448 // 32) ** 2          # DualCoOp's 448 px: 14 x 14 locations (+ their mean)
+            self.module = DualCoOp(text_model, names, torch.zeros(1 + locations, dim), N_CTX,
+                                   generator=generator).to(device)
+            dense = torch.randn(BATCH, locations, dim, generator=generator).to(device)
+            known = (torch.rand(BATCH, n_labels, generator=generator) < 0.5).float().to(device)
+            self.loss_of = lambda rows: dual_asymmetric_loss(self.module(dense[rows]), self.targets[rows], known[rows])
+        elif method == "taidpt":
+            self.module = TaIDPT(text_model, names, N_CTX, generator=generator).to(device)
+            tokens = torch.randn(BATCH, CAPTION_TOKENS, dim, generator=generator)
+            texts = TextTokens(tokens[:, -1], list(tokens))
+
+            def loss_of(rows):
+                g, t, mask = texts.batch(rows)
+                return self.module.loss(g.to(device), t.to(device), mask.to(device), self.targets[rows])
+
+            self.loss_of = loss_of
+        else:
+            raise ValueError(f"method {method!r} is not a prompt method: use one of {PEERS}")
+
+    def fit(self, steps: int, on_epoch=None) -> list[dict]:
+        """`steps` training steps through the stage's loop (one batch per epoch: the history times each)."""
+        from pipeline.prompt.fit import fit
+
+        return fit(self.module, lambda epoch: [self.rows], self.loss_of, steps, 0.002, warmup_epochs=0,
+                   on_epoch=on_epoch)
 
     def step(self) -> None:
-        logits = self.learner.text_model.logit_scale.exp() * self.images @ self.learner().t()
-        loss = self.loss_fn(logits, self.targets)
-        self.optimizer.zero_grad(set_to_none=True)
+        """One step as `fit` takes it, without reading the loss back (so it also runs on the meta device,
+        where FLOPs are counted): the same loss, backward and SGD update."""
+        from pipeline.prompt.fit import MOMENTUM, WEIGHT_DECAY, trainable
+
+        optimizer = torch.optim.SGD(trainable(self.module), lr=0.002, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+        loss = self.loss_of(self.rows)
+        optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.optimizer.step()
+        optimizer.step()
+
+    @property
+    def trainable_params(self) -> int:
+        from pipeline.prompt.fit import trainable
+
+        return sum(p.numel() for p in trainable(self.module))
 
 
 def adapter_data(n_labels: int, n_texts: int, embed_dim: int) -> TrainingSet:
@@ -166,12 +197,12 @@ def count_flops(method: str, n_labels: int, source: str | None = None, hidden_di
         data = adapter_data(n_labels, BATCH, embed_dim_of(source))
         with counter:
             train_adapter(data, adapter_params("cpu", hidden_dim))
-    elif method == "prompt":
-        training = PromptTraining(n_labels, source, "meta")
+    elif method in PEERS:
+        training = PeerTraining(method, n_labels, source, "meta")
         with counter:
             training.step()
     else:
-        raise ValueError(f"method {method!r} is unknown: use adapter or prompt")
+        raise ValueError(f"method {method!r} is unknown: use one of {METHODS}")
     return counter.get_total_flops()
 
 
@@ -215,12 +246,12 @@ def measure(method: str, n_labels: int, steps: int, source: str | None = None, d
     if method == "adapter":
         model, _ = train_adapter(data, adapter_params(device, hidden_dim))  # one step: memory and warm-up
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    elif method == "prompt":
-        training = PromptTraining(n_labels, source, device)
-        training.step()
-        trainable = sum(p.numel() for p in training.learner.parameters() if p.requires_grad)
+    elif method in PEERS:
+        training = PeerTraining(method, n_labels, source, device)
+        training.fit(1)                 # one step: memory and warm-up
+        trainable = training.trainable_params
     else:
-        raise ValueError(f"method {method!r} is unknown: use adapter or prompt")
+        raise ValueError(f"method {method!r} is unknown: use one of {METHODS}")
     if cuda:
         torch.cuda.synchronize(device)
         peak = (torch.cuda.max_memory_allocated(device) - allocated) / 2**20
@@ -235,15 +266,12 @@ def measure(method: str, n_labels: int, steps: int, source: str | None = None, d
         seconds = min(row["seconds"] for row in history)
         cpu = min(b - a for a, b in zip(cpu_marks, cpu_marks[1:]))
     else:
-        times, cpu_times = [], []
-        for _ in range(steps):
-            started, cpu_started = time.perf_counter(), time.process_time()
-            training.step()
-            if cuda:
-                torch.cuda.synchronize(device)
-            times.append(time.perf_counter() - started)
-            cpu_times.append(time.process_time() - cpu_started)
-        seconds, cpu = min(times), min(cpu_times)
+        # the stage's loop (pipeline.prompt.fit.fit), one step per epoch: wall time per epoch from its
+        # history (the loss is read back each step, which waits for a GPU); CPU time between epochs
+        cpu_marks = [time.process_time()]
+        history = training.fit(steps, on_epoch=lambda _: cpu_marks.append(time.process_time()))
+        seconds = min(row["seconds"] for row in history)
+        cpu = min(b - a for a, b in zip(cpu_marks, cpu_marks[1:]))
     return {"step_ms": seconds * 1e3, "cpu_ms": cpu * 1e3, "peak_memory_mib": peak, "trainable_params": trainable}
 
 
@@ -273,7 +301,7 @@ def run(labels: list[int], prompt_max_labels: int, adapter_steps: int, prompt_st
     if not prompt_measured:
         raise ValueError(f"--prompt-max-labels {prompt_max_labels} is below every label count {labels}: nothing to extrapolate from")
     rows = []
-    for method in ("adapter", "prompt"):
+    for method in METHODS:
         measured = {}
         for n in labels:
             flops = count_flops(method, n, source, hidden_dim)
@@ -290,7 +318,8 @@ def run(labels: list[int], prompt_max_labels: int, adapter_steps: int, prompt_st
                     step_ms=extrapolate(sizes, [measured[s]["step_ms"] for s in sizes], n),
                     cpu_ms=extrapolate(sizes, [measured[s]["cpu_ms"] for s in sizes], n),
                     peak_memory_mib=extrapolate(sizes, [measured[s]["peak_memory_mib"] for s in sizes], n),
-                    trainable_params=measured[sizes[0]]["trainable_params"],
+                    # constant for shared contexts, linear for class-specific ones (DualCoOp)
+                    trainable_params=round(extrapolate(sizes, [measured[s]["trainable_params"] for s in sizes], n)),
                     source="extrapolated", steps_timed=0,
                 )
             rows.append({k: row[k] for k in COLUMNS})
@@ -317,7 +346,8 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
     for ax, key, ylabel in zip(axes, ("step_ms", "peak_memory_mib", "gflops_per_batch"),
                                ("training step, ms (solid wall, dotted CPU time)", "peak memory (MiB)", "GFLOPs per batch of 64")):
-        for method, colour, name in (("adapter", "tab:blue", "TaI-Adapter (ours)"), ("prompt", "tab:red", "prompt learning (CoOp / TaI-DPT)")):
+        for method, colour, name in (("adapter", "tab:blue", "TaI-Adapter (ours)"), ("coop", "tab:orange", "CoOp"),
+                                     ("dualcoop", "tab:green", "DualCoOp"), ("taidpt", "tab:red", "TaI-DPT")):
             mine = [r for r in rows if r["method"] == method]
             ax.plot([r["labels"] for r in mine], [r[key] for r in mine], "-", color=colour, label=name)
             if key == "step_ms":
@@ -375,7 +405,7 @@ def main() -> None:
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads or torch.get_num_threads()} thread(s)"
     write_csv(rows, args.out / "scaling.csv")
     plot(rows, args.out / "scaling.png", f"{where}. {PLOT_TITLE}")
-    for method in ("adapter", "prompt"):
+    for method in METHODS:
         mine = [r for r in rows if r["method"] == method]
         small, large = mine[0], mine[-1]
         print(f"{method} {large['labels']}/{small['labels']} labels: step time x{large['step_ms'] / small['step_ms']:.2f} "

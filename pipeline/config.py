@@ -172,6 +172,8 @@ HUB_REFERENCE_EXAMPLE = "hf:bartowski/Qwen2.5-0.5B-Instruct-GGUF/Qwen2.5-0.5B-In
 SHIFT_MODES = ("combination", "label", "global", "none")
 # How evaluate.integrate_with averages another method's scores with the adapter's (pipeline.metrics).
 INTEGRATE_SCALINGS = ("other", "both")
+# evaluate.integrate_with: this value means the prompt stage's test scores (artifacts/prompt/scores.parquet).
+INTEGRATE_PROMPT = "prompt"
 # The most captions (n_combinations x captions_per_combination) one generate run may plan: the plan,
 # its rows and the texts table take about 2 KB per caption in memory (measured: 200,000 template
 # captions of VOC peak near 580 MiB), so 2 million is ~4 GB, and days of LLM time.
@@ -409,6 +411,68 @@ class TrainParams:
         _one_of(f"{key}.device", self.device, DEVICES)
 
 
+# prompt.method: the paper's comparisons, trained on the same data and CLIP (pipeline/prompt/).
+PROMPT_METHODS = ("none", "coop", "dualcoop", "taidpt")
+# Each peer's own defaults, read from its code and configs (docs/peers.md lists the sources); a null
+# prompt.epochs / lr / batch_size / class_specific takes these. CoOp's epochs follow its few-shot
+# scripts: 50 for 1 shot, 100 for 2 and 4, 200 for 8 and 16 (configs rn50_ep50, rn50_ep100, rn50).
+PEER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "coop": {"epochs": 200, "lr": 0.002, "batch_size": 32, "class_specific": False},
+    "dualcoop": {"epochs": 50, "lr": 0.001, "batch_size": 32, "class_specific": True},
+    "taidpt": {"epochs": 20, "lr": 1e-4, "batch_size": 512, "class_specific": False},
+}
+COOP_EPOCHS_BY_SHOTS = {1: 50, 2: 100, 4: 100, 8: 200, 16: 200}
+# Where a peer's own config differs by dataset (prepare.dataset): DualCoOp's README, lr 0.002 for COCO;
+# TaI-DPT's configs/trainers/Caption_distill_double/rn50_nuswide.yaml, lr 0.001 and an image softmax
+# scale of 4 (spatial_SCALE_image; 40 for VOC and COCO).
+PEER_DATASET_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
+    ("dualcoop", "coco2014"): {"lr": 0.002},
+    ("taidpt", "nuswide"): {"lr": 0.001, "image_spatial_scale": 4.0},
+}
+
+
+@dataclass(frozen=True)
+class PromptParams:
+    """Stage `prompt` (pipeline/prompt/): a peer method on the same data, CLIP and evaluation, whose test
+    scores `evaluate.integrate_with: prompt` averages with the adapter's (the paper's starred rows).
+    none: the stage writes empty scores and a metrics file without a mAP. Null hyperparameters take
+    the method's own default (PEER_DEFAULTS)."""
+
+    method: str = "none"                 # none | coop (few-shot) | dualcoop (partial labels) | taidpt (texts)
+    n_ctx: int = 16                      # learnable context vectors per prompt (all three peers: 16)
+    class_specific: bool | None = None   # one context per label (CoOp's CSC); null: the method's own
+    epochs: int | None = None            # null: the method's own
+    lr: float | None = None              # SGD learning rate; null: the method's own
+    batch_size: int | None = None        # null: the method's own
+    seed: int = 0                        # context initialisation and batch order
+    device: str = "auto"
+
+    def check(self, key: str) -> None:
+        _one_of(f"{key}.method", self.method, PROMPT_METHODS)
+        if not 1 <= self.n_ctx <= 60:
+            raise ParamsError(f"{key}.n_ctx = {self.n_ctx!r} is out of range: use 1 to 60 context vectors (the peers use 16)")
+        if self.epochs is not None:
+            _at_least(f"{key}.epochs", self.epochs, 1)
+        if self.lr is not None:
+            _positive(f"{key}.lr", self.lr)
+        if self.batch_size is not None:
+            _at_least(f"{key}.batch_size", self.batch_size, 1)
+        _one_of(f"{key}.device", self.device, ("auto", "cpu", "cuda"))
+
+    def resolved(self, shots: int = 0, dataset: str = "voc2007") -> dict[str, Any]:
+        """epochs, lr, batch_size and class_specific with nulls replaced by the method's defaults (for
+        the dataset and, CoOp, the shots)."""
+        own = {**PEER_DEFAULTS.get(self.method, {}), **PEER_DATASET_DEFAULTS.get((self.method, dataset), {})}
+        if self.method == "coop" and shots in COOP_EPOCHS_BY_SHOTS:
+            own["epochs"] = COOP_EPOCHS_BY_SHOTS[shots]
+        mine = {"epochs": self.epochs, "lr": self.lr, "batch_size": self.batch_size, "class_specific": self.class_specific}
+        return {name: own.get(name) if value is None else value for name, value in mine.items()}
+
+    def image_spatial_scale(self, dataset: str) -> float | None:
+        """TaI-DPT's test-time softmax scale over image locations (no param: its configs' value)."""
+        return PEER_DATASET_DEFAULTS.get((self.method, dataset), {}).get("image_spatial_scale")
+
+
 @dataclass(frozen=True)
 class EvaluateParams:
     split: str = "test"
@@ -417,10 +481,11 @@ class EvaluateParams:
 
     def check(self, key: str) -> None:
         _one_of(f"{key}.integrate_scaling", self.integrate_scaling, INTEGRATE_SCALINGS)
-        if self.integrate_with is not None and not Path(self.integrate_with).is_file():
+        if self.integrate_with not in (None, INTEGRATE_PROMPT) and not Path(self.integrate_with).is_file():
             raise ParamsError(
-                f"{key}.integrate_with = {self.integrate_with!r} is not a file: point it at a Parquet of "
-                "another method's scores (image_id + one column per label), or set it to null"
+                f"{key}.integrate_with = {self.integrate_with!r} is not a file: use 'prompt' (the prompt stage's "
+                "scores), point it at a Parquet of another method's scores (image_id + one column per label), "
+                "or set it to null"
             )
 
 
@@ -434,10 +499,12 @@ class Params:
     partial: PartialParams = field(default_factory=PartialParams)
     train: TrainParams = field(default_factory=TrainParams)
     evaluate: EvaluateParams = field(default_factory=EvaluateParams)
+    prompt: PromptParams = field(default_factory=PromptParams)
 
     def check(self) -> None:
         for f in dataclasses.fields(self):
             getattr(self, f.name).check(f.name)
+        _check_prompt_setting(self)
         if self.fewshot.enabled and self.partial.enabled:
             raise ParamsError(
                 "fewshot.shots and partial.known_proportion are both set: the paper's settings are separate; "
@@ -464,6 +531,34 @@ class Params:
         for split, key in needs:
             if split not in self.prepare.splits:
                 raise ParamsError(f"{key} = {split!r} is not in prepare.splits = {list(self.prepare.splits)}: add it there")
+
+
+def _check_prompt_setting(params: "Params") -> None:
+    """A peer in a setting it cannot run in is refused, naming the fix."""
+    method = params.prompt.method
+    if method == "none":   # evaluate.integrate_with: prompt then writes null integrated_map (a grid over none,coop runs)
+        return
+    if not params.prepare.has_images:
+        raise ParamsError(
+            f"prompt.method = {method!r} but prepare.dataset is 'labels' (no images to score): set prompt.method "
+            "to none, or use a dataset with images"
+        )
+    if params.encode.model.startswith(OPEN_CLIP_PREFIX):
+        raise ParamsError(
+            f"prompt.method = {method!r} learns prompts through an OpenAI CLIP's text encoder, as the peers do, but "
+            f"encode.model is {params.encode.model!r}: set encode.model to an OpenAI CLIP (RN50 for the paper's "
+            "tables), or prompt.method to none"
+        )
+    if method == "coop" and not params.fewshot.enabled:
+        raise ParamsError(
+            "prompt.method = 'coop' trains on the few-shot support images but fewshot.shots is 0: set fewshot.shots "
+            "(1, 2, 4, 8 or 16), or use prompt.method taidpt (texts only) for the zero-shot setting"
+        )
+    if method == "dualcoop" and not params.partial.enabled:
+        raise ParamsError(
+            "prompt.method = 'dualcoop' trains on partially labelled images but partial.known_proportion is null: "
+            "set it (0.1 to 0.9: DualCoOp learns only from known entries), or use prompt.method coop (few-shot) or taidpt (texts only)"
+        )
 
 
 def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:

@@ -23,12 +23,16 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from .io import atomic_dir, atomic_path, temp_owner, this_host
 
 STALE_AFTER_S = 3600   # a cache temporary this old, of a writer on another host, is a killed writer's
+
+# <embeddings root>/skipped.parquet of every image encode stage: the images that could not be read.
+SKIPPED_SCHEMA = {"split": pl.Utf8, "resolution": pl.Int32, "image_id": pl.Utf8, "path": pl.Utf8, "error": pl.Utf8}
 
 
 @dataclass

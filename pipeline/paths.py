@@ -25,6 +25,7 @@ TEXT_EMBEDDINGS = ARTIFACTS / "embeddings" / "text"      # encode_text
 EVAL_EMBEDDINGS = ARTIFACTS / "embeddings" / "eval"      # encode_eval_images: <split>-<px>/, skipped.parquet
 SUPPORT_EMBEDDINGS = ARTIFACTS / "embeddings" / "support"  # encode_support_images: the few-shot support images
 PARTIAL_EMBEDDINGS = ARTIFACTS / "embeddings" / "partial"  # encode_partial_images: the partially labelled split
+DENSE_EMBEDDINGS = ARTIFACTS / "embeddings" / "dense"      # encode_dense_images: per-location features (prompt methods)
 ZEROSHOT = ARTIFACTS / "zeroshot"              # per_class.parquet, scores.parquet
 FEWSHOT_SUPPORT = ARTIFACTS / "fewshot" / "support.parquet"
 PARTIAL_MASK = ARTIFACTS / "partial" / "mask.parquet"
@@ -35,6 +36,9 @@ CENTROIDS_GAPS = CENTROIDS / "gaps.parquet"           # per-label and global tex
 MODEL = ARTIFACTS / "model" / "adapter.pt"
 TRAIN_CHECKPOINT = ARTIFACTS / "train" / "checkpoint.pt"   # persisted: resume after a kill
 EVAL = ARTIFACTS / "eval"                      # per_class.parquet, scores.parquet
+PROMPT = ARTIFACTS / "prompt"                  # prompt: per_class.parquet, scores.parquet, context.pt
+PROMPT_SCORES = PROMPT / "scores.parquet"      # what evaluate.integrate_with: prompt averages with the adapter
+PROMPT_CONTEXT = PROMPT / "context.pt"         # the learned context vectors and what they were trained for
 
 REPORTS = Path("reports")
 GENERATE_METRICS = REPORTS / "generate.json"
@@ -43,6 +47,8 @@ TRAIN_METRICS = REPORTS / "train.json"
 TRAIN_LOG = REPORTS / "train_log.csv"          # a DVC plot: loss per epoch
 CENTROIDS_PLOT = REPORTS / "centroids.png"     # the paper's Fig. 7 (placeholder when partial labels are off)
 EVAL_METRICS = REPORTS / "eval.json"
+PROMPT_METRICS = REPORTS / "prompt.json"
+PROMPT_LOG = REPORTS / "prompt_log.csv"        # a DVC plot: the prompt method's loss per epoch
 
 CACHE_ENV = "TAI_CACHE_DIR"
 

@@ -14,14 +14,13 @@ import polars as pl
 
 from pipeline import paths
 from pipeline.encoders import load_clip
-from pipeline.embeddings import EmbeddingCache, write_shards
+from pipeline.embeddings import SKIPPED_SCHEMA, EmbeddingCache, write_shards
 from pipeline.encode import encode_images
 from pipeline.image_sets import ImageSet, eval_sets
 from pipeline.io import atomic_dir, write_parquet
 from pipeline.manifest import read_split
 from pipeline.stage import run
 
-SKIPPED_SCHEMA = {"split": pl.Utf8, "resolution": pl.Int32, "image_id": pl.Utf8, "path": pl.Utf8, "error": pl.Utf8}
 PURPOSES = tuple(paths.IMAGE_EMBEDDINGS)   # eval, support, partial
 
 log = logging.getLogger("encode_images")

@@ -16,7 +16,7 @@ import yaml
 INFRASTRUCTURE = {"pipeline/__init__.py", "pipeline/io.py", "pipeline/paths.py", "pipeline/config.py", "pipeline/stage.py",
                   "pipeline/errors.py"}
 # Packages listed as one folder dep (every module inside them counts).
-PACKAGES = ("pipeline/generate", "pipeline/datasets")
+PACKAGES = ("pipeline/generate", "pipeline/datasets", "pipeline/prompt")
 
 
 def _module_file(root: Path, dotted: str) -> Path | None:

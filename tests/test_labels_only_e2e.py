@@ -39,7 +39,7 @@ def test_labels_only_project_trains_from_text_and_predicts_a_folder(tmp_path: Pa
     result = run(project, "dvc", "repro")
     assert stages_run(result.stdout) == {"download", "prepare", "generate", "encode_text", "encode_eval_images",
                                          "encode_support_images", "encode_partial_images", "zeroshot", "fewshot", "mask", "centroids", "train",
-                                         "evaluate"}, result.stdout
+                                         "evaluate", "encode_dense_images", "prompt"}, result.stdout
     log = result.stdout + result.stderr
     for stage in ("zeroshot", "evaluate"):
         assert f"prepare.dataset is 'labels' (no images): skipping {stage}" in log

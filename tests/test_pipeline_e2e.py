@@ -12,7 +12,8 @@ pytestmark = pytest.mark.slow
 
 ALL_STAGES = {"download", "prepare", "generate", "encode_text", "encode_eval_images", "encode_support_images",
               "encode_partial_images", "zeroshot",
-              "fewshot", "mask", "centroids", "train", "evaluate"}
+              "fewshot", "mask", "centroids", "train", "evaluate",
+              "encode_dense_images", "prompt"}   # prompt.method none: empty outputs
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +100,7 @@ def test_switching_to_partial_labels_encodes_only_the_new_image_sets(project):
     before = len(EmbeddingCache(embedding_cache_dir()))
     result = run(project, "dvc", "exp", "run", "-S", "partial.known_proportion=0.5")
     assert stages_run(result.stdout) == {"encode_eval_images", "encode_partial_images", "mask", "centroids", "train",
-                                         "evaluate", "zeroshot"}, result.stdout
+                                         "evaluate", "zeroshot", "prompt"}, result.stdout
     for stage in ("encode_text", "encode_support_images", "generate"):
         assert f"Stage '{stage}' didn't change" in result.stdout, stage
     a = project / "artifacts" / "embeddings"

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.slow
 
 ALL_STAGES = {"download", "prepare", "generate", "encode_text", "encode_eval_images", "encode_support_images",
               "encode_partial_images", "zeroshot",
-              "fewshot", "mask", "centroids", "train", "evaluate"}
+              "fewshot", "mask", "centroids", "train", "evaluate",
+              "encode_dense_images", "prompt"}   # prompt.method none: empty outputs
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -84,8 +85,9 @@ def test_known_proportion_experiment_reruns_only_mask_centroids_train_evaluate(p
     result = run(project, "dvc", "exp", "run", "-S", "partial.known_proportion=0.5")
     # the encode stages read partial.known_proportion only to know whether the setting is on: they rerun,
     # find every image in the shared cache, and write the same embeddings, so zeroshot does not rerun
+    # prompt (prompt.method none) reads the mask too: it reruns and writes the same empty tables
     assert stages_run(result.stdout) == {"encode_eval_images", "encode_partial_images", "mask", "centroids", "train",
-                                         "evaluate"}, result.stdout
+                                         "evaluate", "prompt"}, result.stdout
     assert len(EmbeddingCache(embedding_cache_dir())) == cached    # nothing new reached CLIP
     for stage in ("prepare", "generate", "encode_text", "encode_support_images", "fewshot", "zeroshot"):
         assert f"Stage '{stage}' didn't change" in result.stdout, stage
@@ -114,7 +116,7 @@ def test_switching_to_few_shot_empties_the_partial_tables(project):
     result = run(project, "dvc", "exp", "run", "-S", "partial.known_proportion=null", "-S", "fewshot.shots=2")
     # the evaluation images lose their partial-resolution set, so zeroshot (same scores) reruns too
     assert stages_run(result.stdout) == {"fewshot", "mask", "centroids", "encode_eval_images", "encode_support_images",
-                                         "encode_partial_images", "zeroshot", "train", "evaluate"}, result.stdout
+                                         "encode_partial_images", "zeroshot", "prompt", "train", "evaluate"}, result.stdout
     support = _read(project, "fewshot", "support.parquet")
     assert dict(support.schema) == {"image_id": pl.Utf8, "labels": pl.List(pl.Utf8), "picked_for": pl.Utf8}
     counts = support["labels"].explode().value_counts()
@@ -134,7 +136,7 @@ def test_switching_to_few_shot_empties_the_partial_tables(project):
 def test_shots_experiment_reruns_only_fewshot_train_evaluate(project):
     two_shot = _read(project, "fewshot", "support.parquet")
     result = run(project, "dvc", "exp", "run", "-S", "fewshot.shots=4")
-    assert stages_run(result.stdout) == {"fewshot", "encode_support_images", "train", "evaluate"}, result.stdout
+    assert stages_run(result.stdout) == {"fewshot", "encode_support_images", "prompt", "train", "evaluate"}, result.stdout
     for stage in ("mask", "centroids", "encode_eval_images", "encode_partial_images", "zeroshot"):
         assert f"Stage '{stage}' didn't change" in result.stdout, stage
     four_shot = _read(project, "fewshot", "support.parquet")

@@ -1,0 +1,10 @@
+"""The paper's comparisons as trainable methods on the same data, CLIP and evaluation (stage `prompt`):
+
+- `coop`: CoOp, few-shot (Table 3's TaI-Adapter* integrates with it).
+- `dualcoop`: DualCoOp, partial labels (Table 1's TaI-Adapter* integrates with it).
+- `taidpt`: TaI-DPT, trained on the generated texts as the adapter is (Table 2's peer).
+
+Shared pieces: `text` (learnable context through CLIP's frozen text encoder), `losses` (ranking,
+asymmetric), `fit` (the peers' SGD and schedule); per-location image features live in
+`pipeline.dense` (an encode stage of their own). docs/peers.md states every reading of the peers' code.
+"""

@@ -1,0 +1,55 @@
+"""CoOp (Zhou et al., IJCV 2022; KaiyangZhou/CoOp `trainers/coop.py`) for few-shot multi-label recognition.
+
+One learnable context (16 vectors; per label with class_specific, CoOp's CSC) before every label
+name; a label's logit is the cosine between the image's CLIP feature and the prompt's text feature,
+times CLIP's logit scale (exp of the model's `logit_scale`: 100 for the released weights), as CoOp's
+`CustomCLIP.forward`. CoOp itself is single-label (softmax cross-entropy); for multi-label images we
+train with TaI-DPT's ranking loss (`losses.ranking_loss`), the multi-label loss of the TaI line of
+peers (our reading: it depends only on score differences within an image, which CLIP's scaled
+cosines suit; a sigmoid loss on logits of 100 x cosine starts saturated).
+
+Images are CLIP's global features, precomputed by the encode stages (the few-shot support images and
+the evaluation split): no image augmentation (CoOp trains with random resized crops and flips; with a
+frozen image encoder and cached features we cannot; our reading).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..adapter import normalize
+from .fit import fit, shuffled_batches
+from .losses import ranking_loss
+from .text import FrozenTextEncoder, LabelPrompts, check_text_encoder
+
+
+class CoOp(nn.Module):
+    def __init__(self, clip_model, names: list[str], n_ctx: int = 16, class_specific: bool = False,
+                 generator: torch.Generator | None = None):
+        super().__init__()
+        check_text_encoder(clip_model, "coop")
+        self.prompts = LabelPrompts(FrozenTextEncoder(clip_model), names, n_ctx, class_specific, generator)
+        self.register_buffer("logit_scale", clip_model.logit_scale.detach().float().exp())
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(batch, dim) raw image features -> (batch, labels) logits."""
+        return self.logit_scale * normalize(images.float()) @ self.prompts().T
+
+    @torch.no_grad()
+    def scores(self, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+        text = self.prompts()
+        return torch.cat([self.logit_scale * normalize(chunk.float()) @ text.T for chunk in images.split(batch_size)])
+
+
+def train_coop(model: CoOp, images: torch.Tensor, targets: torch.Tensor, epochs: int, lr: float, batch_size: int,
+               seed: int = 0, warmup_epochs: int = 1, on_epoch=None) -> list[dict]:
+    """Few-shot training on (n, dim) image features with (n, labels) 0/1 targets."""
+    device = model.logit_scale.device
+    images, targets = images.to(device), targets.to(device).float()
+
+    def batches(epoch: int):
+        return shuffled_batches(len(images), batch_size, seed, epoch)
+
+    return fit(model, batches, lambda rows: ranking_loss(model(images[rows]), targets[rows]), epochs, lr,
+               warmup_epochs, on_epoch)

@@ -1,0 +1,76 @@
+"""DualCoOp (Sun et al., NeurIPS 2022; sunxm2357/DualCoOp `models/dualcoop.py`) for partial labels.
+
+Per label a positive and a negative learnable prompt (16 context vectors each; class-specific by
+default, as TaI-DPT's DualCoOp runs use `--csc` for partial labels). The image side is RN50's dense
+features at encode.partial_resolution in DualCoOp's form (`pipeline.dense.with_positions`: the mean
+location and the H x W locations, positional embedding added, through v_proj and c_proj).
+
+Class-specific region aggregation (DualCoOp's `forward`): with unit features, s = 20 x cosine between
+every location and every prompt; per label, weights w = softmax over locations of the positive
+prompt's s; both prompts' logits are 5 x sum(s x w), the positive prompt's weights used for the
+negative one too. A label's probability is the softmax over its (negative, positive) logit pair, and
+the loss is DualCoOp's asymmetric loss on the known entries only (`losses.dual_asymmetric_loss`;
+unknown entries of the partial-label mask contribute nothing). Test score: the positive probability.
+
+No image augmentation (DualCoOp trains with random resized crops and flips; our features are
+computed once; our reading).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..adapter import normalize
+from ..dense import with_positions
+from .fit import fit, shuffled_batches
+from .losses import dual_asymmetric_loss
+from .text import FrozenTextEncoder, LabelPrompts, check_text_encoder
+
+SIMILARITY_SCALE = 20.0   # DualCoOp: 20 * conv1d(normalised image features, text features)
+OUTPUT_SCALE = 5.0        # DualCoOp: 5 * (output * w).sum(-1)
+
+
+class DualCoOp(nn.Module):
+    def __init__(self, clip_model, names: list[str], positional: torch.Tensor, n_ctx: int = 16,
+                 class_specific: bool = True, generator: torch.Generator | None = None):
+        """`positional`: (1 + L, dim) from `pipeline.dense.positional_term` at the features' grid."""
+        super().__init__()
+        check_text_encoder(clip_model, "dualcoop")
+        encoder = FrozenTextEncoder(clip_model)
+        self.positive = LabelPrompts(encoder, names, n_ctx, class_specific, generator)
+        self.negative = LabelPrompts(encoder, names, n_ctx, class_specific, generator)
+        self.register_buffer("positional", positional.detach().float())
+
+    def logits(self, dense: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+        """Stored dense features (batch, L, dim) -> (batch, 2, labels): [:, 0] negative, [:, 1] positive."""
+        f = normalize(with_positions(dense.float(), self.positional))
+        s_pos = SIMILARITY_SCALE * f @ positive.T            # (batch, 1 + L, labels)
+        s_neg = SIMILARITY_SCALE * f @ negative.T
+        w = s_pos.softmax(dim=1)                             # over locations, from the positive prompt
+        return OUTPUT_SCALE * torch.stack([(s_neg * w).sum(1), (s_pos * w).sum(1)], dim=1)
+
+    def forward(self, dense: torch.Tensor) -> torch.Tensor:
+        return self.logits(dense, self.positive(), self.negative())
+
+    @torch.no_grad()
+    def scores(self, dense_rows, n: int, batch_size: int = 64) -> torch.Tensor:
+        """Positive probabilities of n images; `dense_rows(rows)` gives their stored dense features."""
+        positive, negative = self.positive(), self.negative()
+        device = self.positional.device
+        chunks = [self.logits(dense_rows(rows).to(device), positive, negative).softmax(dim=1)[:, 1]
+                  for rows in torch.arange(n).split(batch_size)]
+        return torch.cat(chunks) if chunks else torch.zeros(0, positive.shape[0])
+
+
+def train_dualcoop(model: DualCoOp, dense_rows, targets: torch.Tensor, known: torch.Tensor, epochs: int, lr: float,
+                   batch_size: int, seed: int = 0, warmup_epochs: int = 1, on_epoch=None) -> list[dict]:
+    """`dense_rows(rows)` -> (batch, L, dim) stored features; targets and known (n, labels) 0/1."""
+    device = model.positional.device
+    targets, known = targets.to(device).float(), known.to(device).float()
+
+    def loss_of(rows):
+        return dual_asymmetric_loss(model(dense_rows(rows).to(device)), targets[rows], known[rows])
+
+    return fit(model, lambda epoch: shuffled_batches(len(targets), batch_size, seed, epoch), loss_of, epochs, lr,
+               warmup_epochs, on_epoch)

@@ -1,0 +1,80 @@
+"""The peers' optimisation, shared by the three methods: SGD (momentum 0.9, weight decay 5e-4, Dassl's
+defaults, which CoOp, DualCoOp and TaI-DPT all use) on the context vectors only, one warm-up epoch at a
+constant 1e-5, then a cosine decay from `lr` over the epochs (Dassl's "cosine" with
+WARMUP_TYPE constant, WARMUP_CONS_LR 1e-5: epoch e >= 1 runs at lr * (1 + cos(pi e / E)) / 2)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+from ..errors import UserError
+
+log = logging.getLogger(__name__)
+
+MOMENTUM, WEIGHT_DECAY, WARMUP_LR = 0.9, 5e-4, 1e-5
+
+
+class PromptDiverged(UserError, ValueError):
+    """The prompt method's loss stopped being a finite number: the params, not the code, need changing."""
+
+
+class NothingToTrain(UserError, ValueError):
+    """A prompt method's training set is empty."""
+
+
+def epoch_lr(epoch: int, lr: float, epochs: int, warmup_epochs: int = 1) -> float:
+    """Learning rate of `epoch` (0-based). With a single epoch there is nothing to warm up: it runs at lr."""
+    if epochs > 1 and epoch < warmup_epochs:
+        return WARMUP_LR
+    return lr * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
+
+
+def trainable(module: nn.Module) -> list[nn.Parameter]:
+    return [p for p in module.parameters() if p.requires_grad]
+
+
+def fit(module: nn.Module, batches: Callable[[int], Iterable], loss_of: Callable, epochs: int, lr: float,
+        warmup_epochs: int = 1, on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
+    """Train `module`'s trainable parameters: `batches(epoch)` yields batches, `loss_of(batch)` their loss.
+    Returns one row per epoch: epoch, loss (mean over batches), lr, seconds."""
+    params = trainable(module)
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    history = []
+    for epoch in range(epochs):
+        started, rate = time.perf_counter(), epoch_lr(epoch, lr, epochs, warmup_epochs)
+        for group in optimizer.param_groups:
+            group["lr"] = rate
+        total, n = 0.0, 0
+        for batch in batches(epoch):
+            loss = loss_of(batch)
+            if not torch.isfinite(loss):
+                raise PromptDiverged(
+                    f"the prompt method's loss became {loss.item()} in epoch {epoch + 1}: lower prompt.lr "
+                    f"(now {lr:g})"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total, n = total + loss.item(), n + 1
+        if n == 0:
+            raise NothingToTrain("the prompt method has nothing to train on (no batch in an epoch): check that its "
+                                 "training set (support images, partially labelled images or texts) is not empty")
+        row = {"epoch": epoch + 1, "loss": total / n, "lr": rate, "seconds": time.perf_counter() - started}
+        history.append(row)
+        if on_epoch:
+            on_epoch(row)
+        log.info("epoch %d/%d: loss %.4f (lr %.2g, %.1f s)", epoch + 1, epochs, row["loss"], rate, row["seconds"])
+    return history
+
+
+def shuffled_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[torch.Tensor]:
+    """Row indices of each batch of `epoch`, a seeded permutation (the same seed, epoch: the same order)."""
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(n, generator=generator)
+    return [rows for rows in order.split(batch_size) if len(rows)]   # torch splits an empty range into one empty batch

@@ -1,0 +1,120 @@
+"""One prompt method end to end on the project's artifacts: read what it learns from, train, score the
+evaluation split. The stage (`stages/prompt.py`) only writes what this returns."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+import torch
+
+from ..config import Params
+from ..dense import DENSE_METHODS, DenseFeatures, check_dense_model, dense_dir, grid_of, positional_term
+from ..labelled_images import labelled_images
+from ..labels import LabelSet
+from ..manifest import read_split
+from .fit import PromptDiverged
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PromptResult:
+    ids: list[str]                      # the evaluation split's scored images
+    scores: np.ndarray                  # (images, labels): what evaluate.integrate_with: prompt averages
+    targets: np.ndarray
+    history: list[dict]                 # per epoch: epoch, loss, lr, seconds
+    context: dict[str, torch.Tensor]    # the learned context vectors by name
+    summary: dict = field(default_factory=dict)
+
+
+def _targets(params: Params, labels: LabelSet, split: str, ids: list[str]) -> np.ndarray:
+    manifest = read_split(params.prepare.dataset, split).select("image_id", "labels")
+    aligned = pl.DataFrame({"image_id": ids}).join(manifest, on="image_id", how="left", maintain_order="left")
+    return labels.multi_hot(aligned["labels"].to_list())
+
+
+def _dense(split: str, resolution: int) -> DenseFeatures:
+    directory = dense_dir(split, resolution)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: no dense features for {split} at {resolution} px; run `dvc repro encode_dense_images`")
+    return DenseFeatures(directory)
+
+
+def run_prompt_method(params: Params, labels: LabelSet) -> PromptResult:
+    from ..clip_model import ClipEncoder
+
+    p = params.prompt
+    hp = p.resolved(params.fewshot.shots, params.prepare.dataset)
+    encoder = ClipEncoder(params.encode.model, p.device)
+    model = encoder.model.float()      # trained in float32 (clip.load gives float16 weights on CUDA)
+    if p.method in DENSE_METHODS:
+        check_dense_model(model, p.method)
+    log.info("%s: %s", p.method, ", ".join(f"{k} {v}" for k, v in hp.items()))
+    setup = {"names": list(labels.names), "n_ctx": p.n_ctx, "class_specific": hp["class_specific"],
+             "generator": torch.Generator().manual_seed(p.seed)}
+    fitting = {"epochs": hp["epochs"], "lr": hp["lr"], "batch_size": hp["batch_size"], "seed": p.seed}
+    runner = {"coop": _coop, "dualcoop": _dualcoop, "taidpt": _taidpt}[p.method]
+    ids, scores, targets, n_train, history, context = runner(params, labels, model, encoder.device, setup, fitting)
+    scores = scores.detach().cpu().double().numpy()
+    if not np.isfinite(scores).all():
+        raise PromptDiverged(f"prompt.method {p.method!r} produced non-finite scores: lower prompt.lr and rerun")
+    summary = {"n_train": n_train, "epochs": hp["epochs"], "lr": hp["lr"], "batch_size": hp["batch_size"],
+               "class_specific": int(hp["class_specific"]), "n_ctx": p.n_ctx,
+               "final_loss": history[-1]["loss"], "seconds_per_epoch": float(np.mean([h["seconds"] for h in history]))}
+    return PromptResult(ids, scores, targets, history, {k: v.detach().cpu() for k, v in context.items()}, summary)
+
+
+def _coop(params: Params, labels: LabelSet, model, device, setup: dict, fitting: dict):
+    """Few-shot support images -> CoOp; scored on the evaluation split's global embeddings."""
+    from .coop import CoOp, train_coop
+
+    support = labelled_images(params.prepare.dataset, labels, params.fewshot.split, params.encode.image_resolution, "support")
+    test = labelled_images(params.prepare.dataset, labels, params.evaluate.split, params.encode.image_resolution, "eval")
+    method = CoOp(model, **setup).to(device)
+    history = train_coop(method, torch.from_numpy(support.vectors), torch.from_numpy(support.targets), **fitting)
+    scores = method.scores(torch.from_numpy(test.vectors).to(device))
+    return test.ids, scores, test.targets, len(support.ids), history, {"ctx": method.prompts.context.ctx}
+
+
+def _dualcoop(params: Params, labels: LabelSet, model, device, setup: dict, fitting: dict):
+    """The partially labelled split's dense features and known entries -> DualCoOp; scored on the
+    evaluation split's dense features, both at encode.partial_resolution."""
+    from ..partial import MASK_PATH, mask_arrays
+    from .dualcoop import DualCoOp, train_dualcoop
+
+    resolution = params.encode.partial_resolution
+    train, test = _dense(params.partial.split, resolution), _dense(params.evaluate.split, resolution)
+    targets, known = mask_arrays(pl.read_parquet(MASK_PATH), labels, train.ids)
+    attnpool = model.visual.attnpool
+    positional = positional_term(attnpool, attnpool.positional_embedding, grid_of(train.locations))
+    method = DualCoOp(model, positional=positional, **setup).to(device)
+    history = train_dualcoop(method, train.take, torch.from_numpy(targets), torch.from_numpy(known), **fitting)
+    scores = method.scores(test.take, len(test.ids))
+    context = {"positive": method.positive.context.ctx, "negative": method.negative.context.ctx}
+    return test.ids, scores, _targets(params, labels, params.evaluate.split, test.ids), len(train.ids), history, context
+
+
+def _taidpt(params: Params, labels: LabelSet, model, device, setup: dict, fitting: dict):
+    """The generated texts -> TaI-DPT; scored on the evaluation split's global and dense features."""
+    from ..texts import read_texts
+    from .taidpt import IMAGE_SPATIAL_SCALE, TaIDPT, TextTokens, train_taidpt
+
+    texts = read_texts(labels)
+    scale = params.prompt.image_spatial_scale(params.prepare.dataset) or IMAGE_SPATIAL_SCALE
+    method = TaIDPT(model, **setup, image_spatial_scale=scale).to(device)
+    tokens = TextTokens.encode(method.encoder, texts["text"].to_list())
+    history = train_taidpt(method, tokens, torch.from_numpy(labels.multi_hot(texts["labels"].to_list())), **fitting)
+    test = labelled_images(params.prepare.dataset, labels, params.evaluate.split, params.encode.image_resolution, "eval")
+    dense = _dense(params.evaluate.split, params.encode.image_resolution)
+    row_of = {image_id: row for row, image_id in enumerate(dense.ids)}
+    lacking = [i for i in test.ids if i not in row_of]
+    if lacking:
+        raise FileNotFoundError(f"{len(lacking)} evaluation image(s) have no dense features, e.g. {lacking[:3]}: "
+                                "run `dvc repro encode_dense_images`")
+    dense_rows = np.array([row_of[i] for i in test.ids])
+    scores = method.scores(torch.from_numpy(test.vectors), lambda rows: dense.take(dense_rows[rows.numpy()]))
+    context = {"global": method.global_prompts.context.ctx, "local": method.local_prompts.context.ctx}
+    return test.ids, scores, test.targets, len(tokens), history, context

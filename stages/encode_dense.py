@@ -1,0 +1,44 @@
+"""encode_dense_images: per-location CLIP RN50 features (`pipeline.dense`) of exactly the image sets
+prompt.method reads (DualCoOp: partial.split and evaluate.split at encode.partial_resolution; TaI-DPT:
+evaluate.split at encode.image_resolution; nothing otherwise), float16, into
+artifacts/embeddings/dense/<split>-<px>/; unreadable images are skipped and listed in skipped.parquet."""
+
+import logging
+
+import polars as pl
+
+from pipeline import paths
+from pipeline.clip_model import ClipEncoder
+from pipeline.dense import check_dense_model, dense_dir, dense_sets, encode_dense
+from pipeline.embeddings import SKIPPED_SCHEMA
+from pipeline.io import atomic_dir, write_parquet
+from pipeline.manifest import read_split
+from pipeline.stage import run
+
+log = logging.getLogger("encode_dense_images")
+
+
+def main(params) -> None:
+    p = params.encode
+    wanted = dense_sets(params)
+    log.info("dense feature sets: %s", ", ".join(f"{s.split}@{s.resolution}px" for s in wanted) or
+             "none (prompt.method does not read them)")
+    if wanted:   # load CLIP first: a bad encode.model fails before anything is written
+        encoder = ClipEncoder(p.model, p.device)
+        check_dense_model(encoder.model, params.prompt.method)
+    skipped = []
+    with atomic_dir(paths.DENSE_EMBEDDINGS) as tmp:
+        for dense_set in wanted:
+            manifest = read_split(params.prepare.dataset, dense_set.split)
+            ids, image_paths = manifest["image_id"].to_list(), manifest["path"].to_list()
+            metadata = {"model": p.model, "model_identity": encoder.identity, "kind": "dense", "resize": p.resize,
+                        "resolution": dense_set.resolution, "split": dense_set.split, "positional": "none"}
+            out = dense_dir(dense_set.split, dense_set.resolution, tmp) / "part-00000.arrow"
+            bad = encode_dense(encoder, ids, image_paths, dense_set.resolution, out, metadata, p.resize, p.batch_size,
+                               p.num_workers)
+            skipped += [(dense_set.split, dense_set.resolution, ids[i], image_paths[i], why) for i, why in bad]
+        write_parquet(pl.DataFrame(skipped, schema=SKIPPED_SCHEMA, orient="row"), paths.skipped_images_path(tmp))
+
+
+if __name__ == "__main__":
+    run(main, "encode_dense_images")

@@ -1,0 +1,47 @@
+"""prompt: a peer method (prompt.method: coop | dualcoop | taidpt) trained on the same prepared data and
+CLIP, scored on the evaluation split; evaluate.integrate_with: prompt averages its scores with the
+adapter's (the paper's starred rows). With prompt.method none: empty tables, and metrics whose `map`
+is null (no method, so no number: a 0 would read as a score)."""
+
+import logging
+
+import numpy as np
+import polars as pl
+import torch
+
+from pipeline import paths
+from pipeline.evaluation import write_empty_evaluation, write_evaluation
+from pipeline.io import atomic_path, write_json, write_text
+from pipeline.labels import read_labels
+from pipeline.stage import run
+
+log = logging.getLogger("prompt")
+
+EMPTY_SUMMARY = {"map": None, "n_train": 0, "epochs": 0, "final_loss": None, "seconds_per_epoch": 0.0}
+
+
+def main(params) -> None:
+    labels = read_labels(params.prepare.dataset)
+    if params.prompt.method == "none":
+        log.info("prompt.method is none: writing empty tables under %s and a metrics file without a mAP", paths.PROMPT)
+        write_empty_evaluation(paths.PROMPT, paths.PROMPT_METRICS, labels)
+        write_json({**EMPTY_SUMMARY, "n_images": 0, "n_classes_scored": 0}, paths.PROMPT_METRICS)
+        write_text("epoch,loss,lr,seconds\n", paths.PROMPT_LOG)
+        with atomic_path(paths.PROMPT_CONTEXT) as tmp:
+            torch.save({"method": "none"}, tmp)
+        return
+    from pipeline.prompt.run import run_prompt_method
+
+    result = run_prompt_method(params, labels)
+    with atomic_path(paths.PROMPT_CONTEXT) as tmp:
+        torch.save({"method": params.prompt.method, "labels": list(labels.names), "model": params.encode.model,
+                    "context": result.context, **result.summary}, tmp)
+    write_text(pl.DataFrame(result.history).write_csv(), paths.PROMPT_LOG)
+    metrics = write_evaluation(paths.PROMPT, paths.PROMPT_METRICS, result.ids, result.scores.astype(np.float32),
+                               result.targets, labels, result.summary)
+    log.info("%s: mAP %.4f on %d images of %s", params.prompt.method, metrics["map"], metrics["n_images"],
+             params.evaluate.split)
+
+
+if __name__ == "__main__":
+    run(main, "prompt")

@@ -1,0 +1,128 @@
+"""The prompt stage's params and its integration with the adapter: refusals that name the fix, the
+peers' defaults, and the paper's integration rule checked to 1e-9 on hand-made scores."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import polars as pl
+import pytest
+
+from pipeline.config import PEER_DEFAULTS, ParamsError, load_params
+from pipeline.evaluation import write_evaluation
+from pipeline.labels import LabelSet
+from pipeline.metrics import mean_ap
+from test_config import ROOT, write_params
+
+
+def test_the_default_pipeline_runs_no_prompt_method():
+    params = load_params(ROOT / "params.yaml")
+    assert params.prompt.method == "none" and params.evaluate.integrate_with is None
+
+
+@pytest.mark.parametrize("change, says", [
+    ({"prompt.method": "coop"}, "fewshot.shots"),                                  # CoOp learns from the support images
+    ({"prompt.method": "dualcoop"}, "partial.known_proportion"),                   # DualCoOp from partial labels
+    ({"prompt.method": "dualcoop", "fewshot.shots": 4}, "partial.known_proportion"),
+    ({"prompt.method": "taidpt", "encode.model": "open_clip:ViT-B-32/laion2b_s34b_b79k"}, "an OpenAI CLIP"),
+    ({"prompt.method": "clip_adapter"}, "prompt.method = 'clip_adapter'"),
+    ({"prompt.n_ctx": 0}, "prompt.n_ctx"),
+    ({"prompt.lr": -1.0}, "prompt.lr"),
+    ({"prompt.epochs": 0}, "prompt.epochs"),
+    ({"prompt.class_specific": "yes"}, "prompt.class_specific"),
+    ({"evaluate.integrate_with": "promt"}, "use 'prompt'"),
+])
+def test_a_peer_setting_that_makes_no_sense_is_refused_naming_the_fix(tmp_path, change, says):
+    with pytest.raises(ParamsError, match=says.replace("(", r"\(").replace(")", r"\)")):
+        load_params(write_params(tmp_path, **change))
+
+
+def test_prompt_method_in_a_labels_only_project_is_refused(tmp_path):
+    path = write_params(tmp_path, **{"prepare.dataset": "labels", "prepare.label_names": "labels.txt",
+                                     "prompt.method": "taidpt"})
+    with pytest.raises(ParamsError, match="no images to score"):
+        load_params(path)
+
+
+def test_a_bad_prompt_param_stops_the_stage_with_one_line(tmp_path):
+    from e2e_project import stage_command, stage_env
+
+    write_params(tmp_path, **{"prompt.method": "coop"})
+    result = subprocess.run(stage_command("prompt"), cwd=tmp_path, env=stage_env(), capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "prompt.method = 'coop'" in result.stderr and "fewshot.shots" in result.stderr
+
+
+def test_null_hyperparameters_take_the_peers_own():
+    coop = load_params(ROOT / "params.yaml", {"prompt.method": "coop", "fewshot.shots": 16}).prompt
+    assert coop.resolved(16) == {"epochs": 200, "lr": 0.002, "batch_size": 32, "class_specific": False}
+    assert coop.resolved(1)["epochs"] == 50 and coop.resolved(4)["epochs"] == 100   # CoOp's rn50_ep50 / rn50_ep100
+    dual = load_params(ROOT / "params.yaml", {"prompt.method": "dualcoop", "partial.known_proportion": 0.5,
+                                              "prompt.lr": 0.002}).prompt
+    assert dual.resolved() == {**PEER_DEFAULTS["dualcoop"], "lr": 0.002}
+    assert load_params(ROOT / "params.yaml", {"prompt.method": "taidpt"}).prompt.resolved() == PEER_DEFAULTS["taidpt"]
+    # where a peer's config differs by dataset: TaI-DPT on NUS-WIDE, DualCoOp on COCO
+    taidpt = load_params(ROOT / "params.yaml", {"prompt.method": "taidpt"}).prompt
+    assert taidpt.resolved(0, "nuswide")["lr"] == 0.001 and taidpt.image_spatial_scale("nuswide") == 4.0
+    assert taidpt.image_spatial_scale("voc2007") is None            # the module's 40 (VOC and COCO configs)
+    assert dual.resolved(0, "coco2014")["lr"] == 0.002                # prompt.lr set: it wins
+    assert load_params(ROOT / "params.yaml", {"prompt.method": "dualcoop", "partial.known_proportion": 0.5}) \
+        .prompt.resolved(0, "coco2014")["lr"] == 0.002
+
+
+# ---- integration: the paper's rule ------------------------------------------------------------------
+
+
+def test_integration_is_the_papers_rule_to_1e_9(tmp_path):
+    """TaI-Adapter*: the other method's scores min-max scaled to [0, 1] per label, averaged with the
+    adapter's probabilities. Hand-made scores, a prompt-scores file in another row order, by-hand sums."""
+    labels = LabelSet.from_names(["cat", "dog"])
+    ids = ["i0", "i1", "i2", "i3"]
+    adapter = np.array([[0.9, 0.1], [0.2, 0.7], [0.6, 0.4], [0.3, 0.8]])
+    other = np.array([[12.0, -3.0], [4.0, 1.0], [8.0, -1.0], [20.0, 5.0]])   # logits, any range
+    targets = np.array([[1, 0], [0, 1], [1, 0], [0, 1]])
+    # by hand: cat spans 4..20 (16), dog spans -3..5 (8)
+    by_hand = np.array([
+        [(0.9 + (12 - 4) / 16) / 2, (0.1 + (-3 + 3) / 8) / 2],
+        [(0.2 + (4 - 4) / 16) / 2, (0.7 + (1 + 3) / 8) / 2],
+        [(0.6 + (8 - 4) / 16) / 2, (0.4 + (-1 + 3) / 8) / 2],
+        [(0.3 + (20 - 4) / 16) / 2, (0.8 + (5 + 3) / 8) / 2],
+    ])
+    order = [2, 0, 3, 1]
+    pl.DataFrame({"image_id": [ids[i] for i in order], "cat": other[order, 0], "dog": other[order, 1]}) \
+        .write_parquet(tmp_path / "scores.parquet")
+    metrics = write_evaluation(tmp_path / "eval", tmp_path / "eval.json", ids, adapter, targets, labels,
+                               integrate_with=str(tmp_path / "scores.parquet"))
+    from pipeline.metrics import integrate
+
+    np.testing.assert_allclose(integrate(adapter, other), by_hand, rtol=0, atol=1e-9)
+    assert abs(metrics["integrated_map"] - mean_ap(by_hand, targets)) < 1e-9
+    assert abs(metrics["other_map"] - mean_ap(other, targets)) < 1e-9
+    assert json.loads((tmp_path / "eval.json").read_text())["integrated_map"] == metrics["integrated_map"]
+    # the integration changes the ranking: it is not either method alone
+    assert metrics["integrated_map"] not in (metrics["map"], metrics["other_map"])
+
+
+def test_dense_features_are_encoded_only_for_the_methods_that_read_them():
+    from pipeline.dense import DenseSet, dense_sets
+
+    def sets(**overrides):
+        return dense_sets(load_params(ROOT / "params.yaml", overrides))
+
+    assert sets() == [] and sets(**{"prompt.method": "coop", "fewshot.shots": 4}) == []
+    assert sets(**{"prompt.method": "taidpt"}) == [DenseSet("test", 224)]
+    assert sets(**{"prompt.method": "dualcoop", "partial.known_proportion": 0.3}) == [DenseSet("trainval", 448),
+                                                                                       DenseSet("test", 448)]
+
+
+def test_a_clip_without_an_attention_pool_gets_one_line_naming_the_fix():
+    from clip.model import CLIP
+
+    from pipeline.clip_model import ClipError
+    from pipeline.dense import check_dense_model
+
+    vit = CLIP(64, 64, 1, 64, 8, 77, 49408, 64, 1, 1)   # a tiny ViT: no attention pool, no dense map
+    with pytest.raises(ClipError, match="use encode.model RN50"):
+        check_dense_model(vit, "dualcoop")
