@@ -61,6 +61,7 @@ class AdapterBundle:
     clip_model: str
     image_resolution: int
     resize: str = "square"   # encode.resize the adapter's images were preprocessed with; predict uses the same
+    precision: str = "fp32"  # encode.precision of its embeddings; predict encodes images in the same one
 
     def scores(self, embeddings: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
         """Sigmoid probabilities (float64, so confident scores do not collapse into ties at 1.0)."""
@@ -88,6 +89,7 @@ class AdapterBundle:
             "clip_model": self.clip_model,
             "image_resolution": self.image_resolution,
             "resize": self.resize,
+            "precision": self.precision,
         }
         with atomic_path(path) as tmp:
             torch.save(payload, tmp)
@@ -113,4 +115,5 @@ class AdapterBundle:
                 "garbage: retrain it (`dvc repro train`) with a lower train.max_lr or a smaller train.radius"
             )
         return cls(model.to(device), tuple(payload["labels"]), payload["normalize"], payload["clip_model"], payload["image_resolution"],
-                   payload.get("resize", "center_crop"))  # older bundles: CLIP's crop
+                   payload.get("resize", "center_crop"),  # older bundles: CLIP's crop
+                   payload.get("precision", "fp32"))      # and fp32, the only precision then

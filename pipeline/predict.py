@@ -44,7 +44,7 @@ def predict_folder(
     paths = find_images(folder)
     if not paths:
         raise FileNotFoundError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
-    encoder = ClipEncoder(clip_model or bundle.clip_model, device)
+    encoder = ClipEncoder(clip_model or bundle.clip_model, device, bundle.precision)   # encoded as it was trained
     cache = EmbeddingCache(cache_dir or embedding_cache_dir())   # never inside the user's folder
     result = encode_images(encoder, paths, bundle.image_resolution, cache, batch_size, resize=bundle.resize)
     probabilities = bundle.scores(torch.from_numpy(result.vectors)).numpy()

@@ -31,7 +31,7 @@ def main(params) -> None:
              summary["mean_text_norm"], data.text_radius, params.train.normalize)
     model, history = train_adapter(data, params.train, checkpoint=paths.TRAIN_CHECKPOINT)
     AdapterBundle(model.cpu(), labels.names, params.train.normalize, params.encode.model, eval_resolution,
-                  params.encode.resize).save(paths.MODEL)
+                  params.encode.resize, params.encode.precision).save(paths.MODEL)
     write_text(pl.DataFrame(history).write_csv(), paths.TRAIN_LOG)
     write_json({**summary, "final_loss": history[-1]["loss"]}, paths.TRAIN_METRICS)
 

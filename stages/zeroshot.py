@@ -16,7 +16,7 @@ def main(params) -> None:
         write_empty_evaluation(paths.ZEROSHOT, paths.ZEROSHOT_METRICS, labels)
         return
     images = labelled_images(params, labels, params.zeroshot.split, params.encode.image_resolution, "eval")
-    encoder = ClipEncoder(params.encode.model, params.encode.device)
+    encoder = ClipEncoder(params.encode.model, params.encode.device, params.encode.precision)   # prompts as texts are encoded
     prompts = [params.zeroshot.prompt.format(label=name) for name in labels.names]
     image_units = normalize(torch.from_numpy(images.vectors)).double()
     prompt_units = normalize(torch.from_numpy(encoder.encode_texts(prompts))).double()
