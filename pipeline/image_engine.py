@@ -41,7 +41,7 @@ AUTO_ORDER = ("onnxruntime", "openvino", "torchscript")   # fastest first on thi
 PACKAGES = {"onnxruntime": ("onnx", "onnxruntime"), "openvino": ("openvino",)}
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 LOW_PRECISION_MIN_COSINE = 0.999   # a bf16 / fp16 graph's probe embeddings against fp32: catches a broken graph
-PROBE_IMAGES = 2    # images of the batch that checks a built graph against eager torch
+TRACE_IMAGES, PROBE_IMAGES = 2, 3   # a graph is built on one batch and checked on another of another size
 
 Engine = Callable[[torch.Tensor], torch.Tensor]   # pixels (n, 3, r, r) float32 -> embeddings (n, d) float32
 
@@ -49,6 +49,11 @@ Engine = Callable[[torch.Tensor], torch.Tensor]   # pixels (n, 3, r, r) float32 
 def installed(runtime: str) -> bool:
     """Whether the packages a runtime needs can be imported (torch's own runtimes always can)."""
     return all(importlib.util.find_spec(name) is not None for name in PACKAGES.get(runtime, ()))
+
+
+def cpu_has_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX), rather than emulating it."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def precision_problem(precision: str, device: torch.device) -> str | None:
@@ -60,7 +65,7 @@ def precision_problem(precision: str, device: torch.device) -> str | None:
                 "instructions, or fp32")
     if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         return "encode.precision = 'bf16' but this GPU has no bf16: use fp16 on it, or fp32"
-    if precision == "bf16" and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16():
         return ("encode.precision = 'bf16' but this CPU has no bf16 instructions (AVX512-BF16 or AMX), where torch "
                 "would emulate bf16 more slowly than fp32: use fp32")
     return None
@@ -229,15 +234,18 @@ def _unusable(visual: torch.nn.Module, runtime: str, device: torch.device) -> st
     return None
 
 
-def _probe(resolution: int) -> torch.Tensor:
-    return torch.randn(PROBE_IMAGES, 3, resolution, resolution, generator=torch.Generator().manual_seed(0))
+def _probe(resolution: int, n: int = PROBE_IMAGES, seed: int = 1) -> torch.Tensor:
+    return torch.randn(n, 3, resolution, resolution, generator=torch.Generator().manual_seed(seed))
 
 
 def _converted(builder, visual: torch.nn.Module, probe: torch.Tensor, name: str, measure) -> tuple[Engine | None, float]:
-    """(engine, measure(its probe output)), or (None, nan) with a log line where the tower cannot be converted."""
+    """(engine, measure(its output on `probe`)), or (None, nan) with a log line where the tower cannot be
+    converted. The graph is built on another batch (`TRACE_IMAGES`), so one that froze a batch size or
+    the example's values fails the probe."""
+    example = _probe(probe.shape[-1], TRACE_IMAGES, seed=0)
     try:
         with torch.no_grad():
-            engine = _guarded(builder(visual.eval(), probe))
+            engine = _guarded(builder(visual.eval(), example))
             return engine, measure(engine(probe))
     except Exception as e:  # noqa: BLE001 - a tower this runtime cannot convert (control flow, custom ops)
         first_line = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
