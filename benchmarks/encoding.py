@@ -57,7 +57,7 @@ from pipeline.embeddings import EmbeddingCache  # noqa: E402
 from pipeline.encode import encode_images, encode_texts  # noqa: E402
 from pipeline.generate.combinations import plan_combinations  # noqa: E402
 from pipeline.generate.templates import template_texts  # noqa: E402
-from pipeline.image_engine import PACKAGES, ImageEngine, installed  # noqa: E402
+from pipeline.image_engine import PACKAGES, ImageEngine, choose_runtime, installed  # noqa: E402
 from pipeline.labels import VOC_LABELS  # noqa: E402
 
 RUNTIMES = ("torchscript", "onnxruntime", "openvino", "compile")   # measured against eager torch
@@ -160,8 +160,8 @@ def alternate(repeats: int, variants: dict) -> tuple[dict, dict]:
 def compare(reference: np.ndarray, other: np.ndarray) -> str:
     a, b = torch.from_numpy(np.asarray(reference)), torch.from_numpy(np.asarray(other))
     diff = float((a - b).abs().max())
-    return (f"largest |difference| {diff:.2e} ({diff / float(a.abs().max()):.1e} of the largest value), "
-            f"smallest cosine {float(F.cosine_similarity(a, b).min()):.6f}")
+    return (f"max abs difference {diff:.2e} ({diff / float(a.abs().max()):.1e} of the largest value), "
+            f"min cosine {float(F.cosine_similarity(a, b).min()):.6f}")
 
 
 def machine() -> str:
@@ -237,7 +237,9 @@ def section_model(args, encoder: ClipEncoder, batches: list[torch.Tensor]) -> No
               f"{compare(reference, values[name])} |")
 
 
-def section_stage(args, encoder: ClipEncoder, bf16: ClipEncoder | None, paths: list[str], batches, tmp: Path) -> None:
+def section_stage(args, encoder: ClipEncoder, others: dict[str, ClipEncoder], paths: list[str], batches, tmp: Path) -> None:
+    """The stage with `encoder` (the default runtime) and with each of `others` (bf16; the core install's
+    torchscript where the default is another runtime), each against the bare loop and its model alone."""
     n, resolution = len(paths), encoder.native_resolution
     print(f"\n## 3. The stage: {n} VOC-sized JPEGs @{resolution}px, batch {args.batch_size}, {args.num_workers} "
           f"decoding worker(s)")
@@ -249,25 +251,23 @@ def section_stage(args, encoder: ClipEncoder, bf16: ClipEncoder | None, paths: l
         "stage (default runtime)": lambda r: encode_images(encoder, paths, resolution, EmbeddingCache(tmp / f"cache-stage-{r}"),
                                                            args.batch_size, args.num_workers).vectors,
     }
-    if bf16 is not None:
-        variants["model alone (bf16)"] = lambda r: np.concatenate([bf16.encode_images(b, resolution) for b in batches])
-        variants["stage (bf16)"] = lambda r: encode_images(bf16, paths, resolution, EmbeddingCache(tmp / f"cache-bf16-{r}"),
-                                                           args.batch_size, args.num_workers).vectors
+    for name, other in others.items():
+        variants[f"model alone ({name})"] = lambda r, e=other: np.concatenate([e.encode_images(b, resolution) for b in batches])
+        variants[f"stage ({name})"] = lambda r, e=other, name=name: encode_images(
+            e, paths, resolution, EmbeddingCache(tmp / f"cache-{name}-{r}"), args.batch_size, args.num_workers).vectors
     for run in variants.values():
         if run is not variants["bare loop (PIL + preprocess + eager fp32)"]:
             run(-1)   # warm-up: builds each encoder's graph at this resolution
     values, best = alternate(args.repeats, variants)
     bare = values["bare loop (PIL + preprocess + eager fp32)"]
     for name in variants:
-        print(f"  {name}: {n / best[name]:.1f} images/s; against the bare loop: {compare(bare, values[name])}")
-    runtime = encoder._image_engines[resolution].runtime
-    print(f"stage ({runtime}) over the bare fp32 loop: {best['bare loop (PIL + preprocess + eager fp32)'] / best['stage (default runtime)']:.2f} x "
-          f"(goal >= 1.5); stage over the model alone: {best['model alone (default runtime)'] / best['stage (default runtime)']:.2f} (goal >= 0.9)")
-    if bf16 is not None:
-        print(f"stage ({bf16._image_engines[resolution].runtime}) over the bare fp32 loop: "
-              f"{best['bare loop (PIL + preprocess + eager fp32)'] / best['stage (bf16)']:.2f} x (goal >= 2.5); "
-              f"over its model alone: {best['model alone (bf16)'] / best['stage (bf16)']:.2f}; "
-              f"{compare(bare, values['stage (bf16)']).split(', ')[1]} (goal >= 0.9999)")
+        print(f"  {name}: {n / best[name]:.1f} images/s")
+    bare_s = best["bare loop (PIL + preprocess + eager fp32)"]
+    for name, goal in (("default runtime", 1.5), *((name, 2.5 if name == "bf16" else 1.5) for name in others)):
+        used = (encoder if name == "default runtime" else others[name])._image_engines[resolution].runtime
+        print(f"stage ({name}: {used}) over the bare fp32 loop: {bare_s / best[f'stage ({name})']:.2f} x (goal >= {goal}); "
+              f"over its model alone: {best[f'model alone ({name})'] / best[f'stage ({name})']:.2f} (goal >= 0.9); "
+              f"{compare(bare, values[f'stage ({name})'])}")
 
 
 def section_memory(args, checkpoint: Path, tmp: Path) -> None:
@@ -282,14 +282,15 @@ def section_memory(args, checkpoint: Path, tmp: Path) -> None:
                               "--probe-dir", str(tmp / f"probe-{count}"), "--num-workers", str(args.num_workers),
                               "--threads", str(args.threads)], capture_output=True, text=True, check=True)
         before, peak, seconds = (float(v) for v in out.stdout.split()[-3:])
-        rows.append((count, peak))
-        print(f"  {count} images: peak RSS {peak:.0f} MiB (model loaded: {before:.0f} MiB), {seconds:.1f} s")
+        rows.append((count, peak - before))
+        print(f"  {count} images: peak RSS {peak:.0f} MiB, {peak - before:.0f} MiB over the loaded model and its graph "
+              f"({before:.0f} MiB), {seconds:.1f} s")
     if len(rows) >= 2:
-        (n1, m1), (n2, m2) = rows[0], rows[-1]
-        per_image = (m2 - m1) * 2**20 / (n2 - n1)
+        (n1, grown1), (n2, grown2) = rows[0], rows[-1]
+        per_image = (grown2 - grown1) * 2**20 / (n2 - n1)
         print(f"growth {per_image / 1024:.1f} KiB per image (a 1024-d float32 vector is 4 KiB; the result array and "
-              f"the cache's in-memory index each hold one) -> about {m1 + per_image * (100_000 - n1) / 2**20:.0f} MiB "
-              f"peak for a 100,000-image split")
+              f"the cache's in-memory index each hold one) -> about {grown1 + per_image * (100_000 - n1) / 2**20:.0f} MiB "
+              f"over the model for a 100,000-image split")
 
 
 def memory_probe(args) -> None:
@@ -339,10 +340,14 @@ def main() -> None:
             paths = make_images(tmp, args.images)
             batches = pre_decoded(paths, encoder.transform(encoder.native_resolution), args.batch_size)
             section_model(args, encoder, batches)
-            bf16 = ClipEncoder(str(checkpoint), "cpu", "bf16") if torch.ops.mkldnn._is_mkldnn_bf16_supported() else None
-            if bf16 is None:
+            others = {}
+            if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+                others["bf16"] = ClipEncoder(str(checkpoint), "cpu", "bf16")
+            else:
                 print("bf16: skipped, this CPU has no bf16 instructions")
-            section_stage(args, encoder, bf16, paths, batches, tmp)
+            if choose_runtime("auto", "fp32", encoder.device) != "torchscript":   # also the core install's default
+                others["torchscript"] = ClipEncoder(str(checkpoint), "cpu", runtime="torchscript")
+            section_stage(args, encoder, others, paths, batches, tmp)
         section_memory(args, checkpoint, tmp)
     print(f"\npeak RSS of this run {peak_rss_mib():.0f} MiB (two RN50s and every runtime's graph); "
           f"load average at the end {os.getloadavg()[0]:.1f}; {time.perf_counter() - started:.0f} s in all")

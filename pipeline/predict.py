@@ -15,6 +15,7 @@ import torch
 
 from .adapter import AdapterBundle
 from .clip_model import ClipEncoder
+from .config import EncodeParams
 from .embeddings import EmbeddingCache
 from .encode import encode_images
 from .paths import embedding_cache_dir
@@ -38,15 +39,17 @@ def predict_folder(
     device: str = "auto",
     batch_size: int = 32,
     cache_dir: Path | None = None,
+    num_workers: int = EncodeParams.num_workers,
 ) -> tuple[pl.DataFrame, list[tuple[str, str]]]:
-    """(predictions, skipped (path, why)). The CLIP model defaults to the one the adapter was trained with."""
+    """(predictions, skipped (path, why)). The CLIP model defaults to the one the adapter was trained with;
+    images are encoded as in the encode stages (`encode_images`, `num_workers` decoding workers)."""
     bundle = AdapterBundle.load(adapter)
     paths = find_images(folder)
     if not paths:
         raise FileNotFoundError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
     encoder = ClipEncoder(clip_model or bundle.clip_model, device, bundle.precision)   # encoded as it was trained
     cache = EmbeddingCache(cache_dir or embedding_cache_dir())   # never inside the user's folder
-    result = encode_images(encoder, paths, bundle.image_resolution, cache, batch_size, resize=bundle.resize)
+    result = encode_images(encoder, paths, bundle.image_resolution, cache, batch_size, num_workers, resize=bundle.resize)
     probabilities = bundle.scores(torch.from_numpy(result.vectors)).numpy()
     names = np.array(bundle.labels)
     predicted = [names[np.argsort(-row)][np.sort(row)[::-1] >= threshold].tolist() for row in probabilities]
