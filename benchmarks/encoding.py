@@ -51,7 +51,7 @@ import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from pipeline.clip_model import ClipEncoder  # noqa: E402
-from pipeline.config import GenerateParams  # noqa: E402
+from pipeline.config import EncodeParams, GenerateParams  # noqa: E402
 from pipeline.decode import ImageFiles, collate_decoded  # noqa: E402
 from pipeline.embeddings import EmbeddingCache  # noqa: E402
 from pipeline.encode import encode_images, encode_texts  # noqa: E402
@@ -141,6 +141,13 @@ def pre_decoded(paths: list[str], transform, batch_size: int) -> list[torch.Tens
                                         for i in range(start, min(start + batch_size, len(paths)))])
         batches.append(pixels)
     return batches
+
+
+def cpu_seconds(run) -> float:
+    """CPU time (every thread of this process) that `run` takes: unlike wall time, hardly moved by other jobs."""
+    started = time.process_time()
+    run()
+    return time.process_time() - started
 
 
 def alternate(repeats: int, variants: dict) -> tuple[dict, dict]:
@@ -259,6 +266,11 @@ def section_stage(args, encoder: ClipEncoder, others: dict[str, ClipEncoder], pa
         if run is not variants["bare loop (PIL + preprocess + eager fp32)"]:
             run(-1)   # warm-up: builds each encoder's graph at this resolution
     values, best = alternate(args.repeats, variants)
+    decode_cpu, model_cpu = cpu_seconds(lambda: pre_decoded(paths, preprocess, args.batch_size)), cpu_seconds(
+        lambda: variants["model alone (default runtime)"](0))
+    print(f"  CPU time per image: decoding + preprocessing {1000 * decode_cpu / n:.1f} ms, the model "
+          f"({encoder._image_engines[resolution].runtime}) {1000 * model_cpu / n:.1f} ms: on cores that both keep busy "
+          f"the stage reaches at most {model_cpu / (model_cpu + decode_cpu):.2f} of the model alone, whatever the load")
     bare = values["bare loop (PIL + preprocess + eager fp32)"]
     for name in variants:
         print(f"  {name}: {n / best[name]:.1f} images/s")
@@ -314,7 +326,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=64, help="0 skips the image comparisons")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--num-workers", type=int, default=1, help="the stage's decoding workers (encode.num_workers)")
+    parser.add_argument("--num-workers", type=int, default=EncodeParams.num_workers,
+                        help="the stage's decoding workers (encode.num_workers, default as in params.yaml)")
     parser.add_argument("--captions", default="templates", help="templates, or the path of a texts table")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile (about a minute to build)")
