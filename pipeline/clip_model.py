@@ -118,7 +118,7 @@ class ClipEncoder:
                 f"or a state dict of CLIP weights): point encode.model at a CLIP .pt file, or name a released "
                 f"model such as RN50 or ViT-B/32"
             ) from None
-        self.model.eval()
+        self.model.float().eval()   # clip.load leaves fp16 weights on a GPU: encode.precision alone says what runs
         visual = self.model.visual
         self._pos_owner = visual.attnpool if hasattr(visual, "attnpool") else visual
         self._native_pos = self._pos_owner.positional_embedding.data.clone()

@@ -15,8 +15,9 @@ A graph bakes in the attention pool's positional embedding, so it is built per r
 a runtime cannot convert, or whose converted output strays from eager torch on a probe batch, is run
 eagerly instead, with one log line saying why.
 
-`encode.precision` bf16 (CPU, or a GPU that has it) and fp16 (GPU) run eager torch under autocast,
-channels_last: different numbers, so the precision is part of the cache key (`pipeline.encode`).
+`encode.precision` bf16 (a CPU with bf16 instructions, or a GPU that has it) and fp16 (CUDA) run under
+autocast, channels_last: on a CPU as a TorchScript graph traced under autocast, on a GPU eagerly.
+Different numbers, so the precision is part of the cache key (`pipeline.encode`).
 """
 
 from __future__ import annotations
@@ -168,7 +169,7 @@ def _openvino(visual: torch.nn.Module, example: torch.Tensor) -> Engine:
 
 
 def _compile(visual: torch.nn.Module, example: torch.Tensor) -> Engine:
-    compiled = torch.compile(copy.deepcopy(visual).requires_grad_(False), dynamic=False)
+    compiled = torch.compile(copy.deepcopy(visual).requires_grad_(False), dynamic=True)   # one build for every batch size
     return lambda pixels: compiled(pixels)
 
 
