@@ -143,11 +143,15 @@ def pre_decoded(paths: list[str], transform, batch_size: int) -> list[torch.Tens
     return batches
 
 
-def cpu_seconds(run) -> float:
-    """CPU time (every thread of this process) that `run` takes: unlike wall time, hardly moved by other jobs."""
+def cpu_seconds(run, threads: int) -> float:
+    """CPU time that `run` takes on `threads` torch threads: unlike wall time, hardly moved by other jobs."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
     started = time.process_time()
     run()
-    return time.process_time() - started
+    seconds = time.process_time() - started
+    torch.set_num_threads(before)
+    return seconds
 
 
 def alternate(repeats: int, variants: dict) -> tuple[dict, dict]:
@@ -266,11 +270,12 @@ def section_stage(args, encoder: ClipEncoder, others: dict[str, ClipEncoder], pa
         if run is not variants["bare loop (PIL + preprocess + eager fp32)"]:
             run(-1)   # warm-up: builds each encoder's graph at this resolution
     values, best = alternate(args.repeats, variants)
-    decode_cpu, model_cpu = cpu_seconds(lambda: pre_decoded(paths, preprocess, args.batch_size)), cpu_seconds(
-        lambda: variants["model alone (default runtime)"](0))
-    print(f"  CPU time per image: decoding + preprocessing {1000 * decode_cpu / n:.1f} ms, the model "
-          f"({encoder._image_engines[resolution].runtime}) {1000 * model_cpu / n:.1f} ms: on cores that both keep busy "
-          f"the stage reaches at most {model_cpu / (model_cpu + decode_cpu):.2f} of the model alone, whatever the load")
+    decode_cpu = cpu_seconds(lambda: pre_decoded(paths, preprocess, args.batch_size), threads=1)   # as in a worker
+    model_cores = best["model alone (default runtime)"] * torch.get_num_threads()
+    print(f"  decoding + preprocessing: {1000 * decode_cpu / n:.1f} ms of one core per image; the model "
+          f"({encoder._image_engines[resolution].runtime}): {1000 * model_cores / n:.1f} core-ms per image "
+          f"({torch.get_num_threads()} threads): where decoding takes its cores from the model, the stage reaches at most "
+          f"{model_cores / (model_cores + decode_cpu):.2f} of the model alone")
     bare = values["bare loop (PIL + preprocess + eager fp32)"]
     for name in variants:
         print(f"  {name}: {n / best[name]:.1f} images/s")
