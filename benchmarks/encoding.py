@@ -1,6 +1,6 @@
 """The encode stages and their image runtimes against bare CLIP loops, on the same captions, images and model, in one run.
 
-    python benchmarks/encoding.py [--texts 192] [--images 64] [--repeats 3] [--batch-size 32] [--num-workers 1]
+    python benchmarks/encoding.py [--texts 192] [--images 64] [--repeats 3] [--batch-size 32] [--num-workers 2]
                                   [--captions templates|PATH] [--threads 2] [--compile] [--memory-images 1000,4000]
 
 Model: a randomly initialised CLIP RN50 (the released architecture; the compute is the same
@@ -18,7 +18,9 @@ as the real weights'), saved and loaded through `clip.load(path)` like a checkpo
 3. The stage: `pipeline.encode.encode_images` (hashing, DataLoader decoding with
    `--num-workers`, the default runtime, cache writes) on VOC-sized JPEGs, over the bare loop
    (PIL decode + preprocessing + eager `model.encode_image`) and over the same runtime on the
-   pre-decoded tensors (the model alone); the same for bf16.
+   pre-decoded tensors (the model alone); the same for bf16, and for torchscript (the core install's
+   default) where the default is another runtime. Also the core time decoding takes per image
+   against the model's, which bounds the stage whatever the machine's load.
 4. Memory: peak RSS of this run, and of `encode_images` over `--memory-images` tiny files at
    64 px in a fresh process each (RN50's 1024-d vectors; the compute is small), so the growth per
    image can be extrapolated to a 100,000-image split.
@@ -57,7 +59,7 @@ from pipeline.embeddings import EmbeddingCache  # noqa: E402
 from pipeline.encode import encode_images, encode_texts  # noqa: E402
 from pipeline.generate.combinations import plan_combinations  # noqa: E402
 from pipeline.generate.templates import template_texts  # noqa: E402
-from pipeline.image_engine import PACKAGES, ImageEngine, choose_runtime, installed  # noqa: E402
+from pipeline.image_engine import PACKAGES, ImageEngine, choose_runtime, installed, precision_problem  # noqa: E402
 from pipeline.labels import VOC_LABELS  # noqa: E402
 
 RUNTIMES = ("torchscript", "onnxruntime", "openvino", "compile")   # measured against eager torch
@@ -178,7 +180,7 @@ def compare(reference: np.ndarray, other: np.ndarray) -> str:
 def machine() -> str:
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
-    bf16 = "bf16 instructions" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "no bf16 instructions"
+    bf16 = "no bf16 instructions" if precision_problem("bf16", torch.device("cpu")) else "bf16 instructions"
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return f"{model}, {os.cpu_count()} cores, {bf16}, {gpu}; torch {torch.__version__}"
 
@@ -229,12 +231,11 @@ def section_model(args, encoder: ClipEncoder, batches: list[torch.Tensor]) -> No
         built[runtime] = time.perf_counter() - started
         variants[runtime] = lambda r, engine=engine: np.concatenate([engine(b).numpy() for b in batches])
     for precision in ("bf16",):
-        started = time.perf_counter()
-        try:
-            engine = ImageEngine(visual, 224, "auto", precision)
-        except Exception as e:  # noqa: BLE001 - a CPU without bf16: say so and go on
-            print(f"  {precision}: skipped ({e})")
+        if precision_problem(precision, encoder.device):
+            print(f"  {precision}: skipped ({precision_problem(precision, encoder.device)})")
             continue
+        started = time.perf_counter()
+        engine = ImageEngine(visual, 224, "auto", precision)
         built[engine.runtime] = time.perf_counter() - started
         variants[engine.runtime] = lambda r, engine=engine: np.concatenate([engine(b).numpy() for b in batches])
     for run in variants.values():   # warm-up (a graph's first calls optimise it)
@@ -359,15 +360,13 @@ def main() -> None:
             batches = pre_decoded(paths, encoder.transform(encoder.native_resolution), args.batch_size)
             section_model(args, encoder, batches)
             others = {}
-            if torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            if not precision_problem("bf16", encoder.device):
                 others["bf16"] = ClipEncoder(str(checkpoint), "cpu", "bf16")
-            else:
-                print("bf16: skipped, this CPU has no bf16 instructions")
             if choose_runtime("auto", "fp32", encoder.device) != "torchscript":   # also the core install's default
                 others["torchscript"] = ClipEncoder(str(checkpoint), "cpu", runtime="torchscript")
             section_stage(args, encoder, others, paths, batches, tmp)
         section_memory(args, checkpoint, tmp)
-    print(f"\npeak RSS of this run {peak_rss_mib():.0f} MiB (two RN50s and every runtime's graph); "
+    print(f"\npeak RSS of this run {peak_rss_mib():.0f} MiB (up to three RN50s and every runtime's graph); "
           f"load average at the end {os.getloadavg()[0]:.1f}; {time.perf_counter() - started:.0f} s in all")
 
 

@@ -47,7 +47,8 @@ def main(params, purpose: str) -> None:
             result = encode_images(encoder, image_paths, image_set.resolution, cache, p.batch_size, p.num_workers,
                                    p.resize, p.engine, p.ray_address)
             metadata = {"model": p.model, "model_identity": encoder.identity, "kind": "image",
-                        "resolution": str(image_set.resolution), "resize": p.resize, "precision": p.precision, "split": image_set.split, "normalized": "false"}
+                        "resolution": str(image_set.resolution), "resize": p.resize, "precision": p.precision,
+                        "split": image_set.split, "normalized": "false"}
             out = paths.image_embeddings_dir(tmp, image_set.split, image_set.resolution)
             write_shards(out, [ids[i] for i in result.kept], result.vectors, metadata, p.shard_rows)
             skipped += [(image_set.split, image_set.resolution, ids[i], image_paths[i], why) for i, why in result.skipped]

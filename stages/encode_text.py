@@ -15,8 +15,8 @@ def main(params) -> None:
     cache = EmbeddingCache(paths.embedding_cache_dir())
     result = encode_texts(encoder, texts["text"].to_list(), cache, params.encode.batch_size)
     cache.compact()
-    metadata = {"model": params.encode.model, "model_identity": encoder.identity, "kind": "text", "precision": params.encode.precision,
-                "normalized": "false"}
+    metadata = {"model": params.encode.model, "model_identity": encoder.identity, "kind": "text",
+                "precision": params.encode.precision, "normalized": "false"}
     write_shards(paths.TEXT_EMBEDDINGS, texts["text_id"].to_list(), result.vectors, metadata, params.encode.shard_rows)
 
 
