@@ -158,6 +158,19 @@ def test_bf16_keeps_cosine_to_fp32_and_fp32_stays_the_default(tiny_clip, one_thr
     assert b.dtype == t16.dtype == torch.float32   # stored as float32 like every embedding
 
 
+def test_bf16_with_an_fp32_only_runtime_runs_eagerly_under_autocast(tiny_clip, one_thread, caplog):
+    if precision_problem("bf16", CPU):
+        pytest.skip("this CPU has no bf16 instructions")
+    visual = ClipEncoder(str(tiny_clip), "cpu", runtime="torch").model.visual
+    x = pixels(3, 64)
+    with caplog.at_level(logging.INFO, "pipeline.image_engine"):
+        engine = ImageEngine(visual, 64, "onnxruntime", "bf16")
+    assert engine.runtime == "torch-bf16" and "runs fp32 only" in caplog.text
+    out, exact = engine(x), plain(visual, x)
+    assert out.dtype == torch.float32 and not torch.equal(out, exact)
+    assert float(torch.nn.functional.cosine_similarity(out, exact).min()) >= 0.999
+
+
 def test_a_precision_the_machine_cannot_run_is_refused_in_one_line(tiny_clip, monkeypatch):
     with pytest.raises(ClipError) as error:
         ClipEncoder(str(tiny_clip), "cpu", "fp16")
