@@ -6,7 +6,7 @@ plain fp32 torch to within `EXACT_ATOL` (the embedding cache key does not name t
 - `torch`: the model as loaded, eager.
 - `torchscript`: a channels_last copy traced, frozen and optimised for inference (core install).
 - `onnxruntime`: the tower exported to ONNX and run by ONNX Runtime (`pip install onnx onnxruntime`).
-- `openvino`: the tower converted by OpenVINO, run at f32 (`pip install openvino`).
+- `openvino`: the tower converted by OpenVINO, run at f32 (`pip install openvino`); never chosen by `auto`.
 - `compile`: `torch.compile` (needs a C++ compiler; about a minute to compile RN50 on 2 cores).
 - `auto` (default): on a CPU, the first installed of `AUTO_ORDER` (fastest first, as measured in
   docs/encoding.md); on a GPU, eager torch (GPU runtimes are unmeasured).
@@ -38,7 +38,9 @@ from .config import PRECISIONS, RUNTIMES
 log = logging.getLogger(__name__)
 
 EXACT_ATOL = 1e-5   # an fp32 runtime's largest absolute difference from eager torch (embeddings of RN50 scale)
-AUTO_ORDER = ("onnxruntime", "openvino", "torchscript")   # fastest first on this project's CPU (docs/encoding.md)
+# fastest first on this project's CPU (docs/encoding.md); not openvino: as fast as onnxruntime, slower to build,
+# and its thread pool crashed a process that later forked (the DataLoader's decoding workers do)
+AUTO_ORDER = ("onnxruntime", "torchscript")
 PACKAGES = {"onnxruntime": ("onnx", "onnxruntime"), "openvino": ("openvino",)}
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 LOW_PRECISION_MIN_COSINE = 0.999   # a bf16 / fp16 graph's probe embeddings against fp32: catches a broken graph
