@@ -299,21 +299,27 @@ def section_memory(args, checkpoint: Path, tmp: Path) -> None:
         out = subprocess.run([sys.executable, __file__, "--memory-probe", str(count), "--checkpoint", str(checkpoint),
                               "--probe-dir", str(tmp / f"probe-{count}"), "--num-workers", str(args.num_workers),
                               "--threads", str(args.threads)], capture_output=True, text=True, check=True)
-        before, peak, seconds = (float(v) for v in out.stdout.split()[-3:])
-        rows.append((count, peak - before))
+        before, peak, held, seconds = (float(v) for v in out.stdout.split()[-4:])
+        rows.append((count, held))
         print(f"  {count} images: peak RSS {peak:.0f} MiB, {peak - before:.0f} MiB over the loaded model and its graph "
-              f"({before:.0f} MiB), {seconds:.1f} s")
+              f"({before:.0f} MiB); at most {held:.1f} MiB of Python and numpy objects at once during the call; {seconds:.1f} s")
     if len(rows) >= 2:
-        (n1, grown1), (n2, grown2) = rows[0], rows[-1]
-        per_image = (grown2 - grown1) * 2**20 / (n2 - n1)
-        print(f"growth {per_image / 1024:.1f} KiB per image (a 1024-d float32 vector is 4 KiB; the result array and "
-              f"the cache's in-memory index each hold one) -> about {grown1 + per_image * (100_000 - n1) / 2**20:.0f} MiB "
-              f"over the model for a 100,000-image split")
+        (n1, held1), (n2, held2) = rows[0], rows[-1]
+        per_image = (held2 - held1) * 2**20 / (n2 - n1) + 4 * 1024   # + the cache index's row (see below)
+        print(f"what grows with the split: {per_image / 1024:.1f} KiB per image: the Python and numpy objects above (the "
+              f"result array, 4 KiB per 1024-d float32 vector, and the keys) plus the cache's in-memory index, another "
+              f"4 KiB per image held in the model's output buffers, which tracemalloc does not see -> about "
+              f"{held1 + per_image * (100_000 - n1) / 2**20:.0f} MiB for a 100,000-image split, on top of the model and "
+              f"the batches in flight (the peak RSS over the model above, which does not grow with the split)")
 
 
 def memory_probe(args) -> None:
     """One `encode_images` over `--memory-probe` tiny files; prints the peak RSS once the model is loaded and
-    its graph built, the peak RSS at the end (this process: the decoding workers are forks), and the seconds."""
+    its graph built, the peak RSS at the end (this process: the decoding workers are forks), the most
+    memory Python and numpy objects held at once during the call (tracemalloc: what grows with the
+    number of images, free of the allocator's noise), and the seconds."""
+    import tracemalloc
+
     torch.set_num_threads(args.threads)
     folder = Path(args.probe_dir)
     paths = make_tiny_images(folder / "images", args.memory_probe)
@@ -321,9 +327,12 @@ def memory_probe(args) -> None:
     encoder.encode_images(torch.zeros(1, 3, 64, 64), 64)
     before = peak_rss_mib()
     started = time.perf_counter()
+    tracemalloc.start()
     result = encode_images(encoder, paths, 64, EmbeddingCache(folder / "cache"), 256, args.num_workers)
+    held = tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
     assert len(result.kept) == len(paths)
-    print(before, peak_rss_mib(), time.perf_counter() - started)
+    print(before, peak_rss_mib(), held, time.perf_counter() - started)
 
 
 def main() -> None:
