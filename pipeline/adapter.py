@@ -64,6 +64,7 @@ class AdapterBundle:
     image_resolution: int
     resize: str = "square"   # encode.resize the adapter's images were preprocessed with; predict uses the same
     clip_identity: str | None = None   # ClipEncoder.identity of clip_model at training (None: older bundles)
+    precision: str = "fp32"  # encode.precision of its embeddings; predict encodes images in the same one
 
     def scores(self, embeddings: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
         """Sigmoid probabilities (float64, so confident scores do not collapse into ties at 1.0)."""
@@ -92,6 +93,7 @@ class AdapterBundle:
             "image_resolution": self.image_resolution,
             "resize": self.resize,
             "clip_identity": self.clip_identity,
+            "precision": self.precision,
         }
         write_torch(payload, path)
 
@@ -111,7 +113,8 @@ class AdapterBundle:
             ) from e
         check_finite(payload["state_dict"], path)
         return cls(model.to(device), tuple(payload["labels"]), payload["normalize"], payload["clip_model"], payload["image_resolution"],
-                   payload.get("resize", "center_crop"), payload.get("clip_identity"))  # older bundles: CLIP's crop
+                   payload.get("resize", "center_crop"), payload.get("clip_identity"),  # older bundles: CLIP's crop,
+                   payload.get("precision", "fp32"))      # no identity, and fp32 (the only precision then)
 
 
 def check_finite(state_dict: dict[str, torch.Tensor], path: str | Path) -> None:

@@ -135,9 +135,10 @@ def load_bundle(path: str | Path) -> tuple[AdapterBundle, dict[str, float]]:
 
 
 def load_encoder(bundle: AdapterBundle, device: str = "auto", clip_model: str | None = None) -> ClipEncoder:
-    """The CLIP the adapter was trained on (`clip_model` overrides where to find it), identity checked."""
+    """The CLIP the adapter was trained on (`clip_model` overrides where to find it), identity checked, in the
+    precision its embeddings were encoded in."""
     try:
-        encoder = load_clip(clip_model or bundle.clip_model, device)
+        encoder = load_clip(clip_model or bundle.clip_model, device, bundle.precision)
     except ClipError as e:
         if clip_model:
             raise

@@ -1,6 +1,6 @@
 """Encoding texts and images through the content-addressed cache.
 
-Only inputs whose key (model, kind, content; for images also resolution and resize mode)
+Only inputs whose key (model, kind and precision, content; for images also resolution and resize mode)
 is missing from the cache reach CLIP; each finished batch is written to the cache at once, so a killed run resumes without redoing work.
 An image that is missing or cannot be decoded is skipped and reported, never fatal.
 Texts are encoded in batches of similar token length, each only up to its longest text
@@ -75,7 +75,7 @@ def _length_batches(lengths: list[int], batch_size: int) -> list[list[int]]:
 def encode_texts(encoder: ClipEncoder, texts: list[str], cache: EmbeddingCache, batch_size: int = 256) -> EncodeResult:
     """Missing texts are encoded in batches of similar token length (`_length_batches`; put back in
     order through the cache), each run only up to its longest text (`ClipEncoder.encode_tokens`)."""
-    keys = [content_key(encoder.identity, "text", t) for t in texts]
+    keys = [content_key(encoder.identity, cache_kind(encoder, "text"), t) for t in texts]
     missing = sorted({k: i for i, k in enumerate(keys) if k not in cache}.values())
     log.info("texts: %d of %d found in the cache, %d to encode", len(texts) - len(missing), len(texts), len(missing))
     with tqdm(total=len(missing), desc="encode texts", unit="text") as bar:
@@ -89,8 +89,16 @@ def encode_texts(encoder: ClipEncoder, texts: list[str], cache: EmbeddingCache, 
     return EncodeResult(vectors, list(range(len(texts))), n_cached=len(texts) - len(missing), n_encoded=len(missing))
 
 
+def cache_kind(encoder: ClipEncoder, kind: str) -> str:
+    """The input kind in a cache key, with the precision unless fp32 (whose keys are those of caches written
+    before encode.precision existed), so fp32 and bf16 embeddings never mix. The runtime is not in it:
+    every fp32 runtime gives the same embeddings to within 1e-5 (`pipeline.image_engine`)."""
+    return kind if encoder.precision == "fp32" else f"{kind}@{encoder.precision}"
+
+
 def _file_key(encoder: ClipEncoder, resolution: int, path: str, resize: str = "square") -> str:
-    return content_key(encoder.identity, "image", str(resolution), resize, DECODING, Path(path).read_bytes())
+    return content_key(encoder.identity, cache_kind(encoder, "image"), str(resolution), resize, DECODING,
+                       Path(path).read_bytes())
 
 
 def _local_batches(encoder: ClipEncoder, paths: list[str], positions: list[int], resolution: int, transform,

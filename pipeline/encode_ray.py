@@ -44,8 +44,9 @@ def connect(address: str | None):
 class ClipActor:
     """One CLIP model per actor; a batch of paths in, (position, embedding, error) rows out."""
 
-    def __init__(self, model: str, device: str, resolution: int, transform):
-        self.encoder = load_clip(model, device)
+    def __init__(self, model: str, device: str, resolution: int, transform, precision: str = "fp32",
+                 runtime: str = "auto"):
+        self.encoder = load_clip(model, device, precision, runtime)
         self.resolution, self.transform = resolution, transform
         self.pool = ThreadPoolExecutor(DECODE_THREADS)
 
@@ -77,7 +78,7 @@ def ray_batches(encoder: ClipEncoder, paths: list[str], positions: list[int], re
     encoded = items.map_batches(
         ClipActor,
         fn_constructor_kwargs={"model": model, "device": "cuda" if gpus else "cpu", "resolution": resolution,
-                               "transform": transform},
+                               "transform": transform, "precision": encoder.precision, "runtime": encoder.runtime},
         batch_size=batch_size, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=1, num_gpus=1 if gpus else 0,
     )
     for batch in encoded.iter_batches(batch_size=None, batch_format="numpy"):

@@ -59,6 +59,7 @@ def export_config(bundle: AdapterBundle, encoder, synonyms: dict[str, list[str]]
             "embed_dim": shape.embed_dim,
             "image_resolution": bundle.image_resolution,
             "resize": bundle.resize,
+            "precision": bundle.precision,
             "interpolation": encoder.interpolation,
             "mean": list(encoder.mean),
             "std": list(encoder.std),

@@ -41,6 +41,7 @@ import torch
 from .clip_model import ClipEncoder, ClipError, file_digest, resize_positional_embedding
 from .config import OPEN_CLIP_PREFIX as PREFIX
 from .device import resolve_device
+from .image_engine import autocast, precision_problem
 
 log = logging.getLogger(__name__)
 
@@ -177,12 +178,17 @@ def _first_positions(tower: torch.nn.Module, n: int):
 class OpenClipEncoder(ClipEncoder):
     """An open_clip model with `ClipEncoder`'s methods; made by `pipeline.encoders.load_clip("open_clip:...")`."""
 
-    def __init__(self, model: str, device: str = "auto"):
+    def __init__(self, model: str, device: str = "auto", precision: str = "fp32", runtime: str = "auto"):
         open_clip = _open_clip()
         self.name = model
         self.identity = open_clip_identity(model)
         self.requested_device = device
         self.device = resolve_device(device)
+        problem = precision_problem(precision, self.device)
+        if problem:   # before the weights load, as for OpenAI models
+            raise ClipError(problem)
+        self.precision, self.runtime = precision, runtime
+        self._image_engines = {}   # per resolution (`ClipEncoder.image_engine`)
         name = OpenClipName.parse(model)
         try:
             self.model, _, _ = open_clip.create_model_and_transforms(name.architecture, pretrained=name.pretrained,
@@ -259,13 +265,15 @@ class OpenClipEncoder(ClipEncoder):
         if len(tokens) == 0:
             return np.zeros((0, self.embed_dim), np.float32)
         tokens = tokens.to(self.device)
-        if not self.trims_text:
-            return self.model.encode_text(tokens).float().cpu().numpy()
-        n = max(self.token_lengths(tokens))
-        with _first_positions(_text_tower(self.model), n):
-            return self.model.encode_text(tokens[:, :n]).float().cpu().numpy()
+        with autocast(self.precision, self.device):
+            if not self.trims_text:
+                return self.model.encode_text(tokens).float().cpu().numpy()
+            n = max(self.token_lengths(tokens))
+            with _first_positions(_text_tower(self.model), n):
+                return self.model.encode_text(tokens[:, :n]).float().cpu().numpy()
 
-    @torch.no_grad()
     def encode_images(self, pixels: torch.Tensor, resolution: int) -> np.ndarray:
+        """As `ClipEncoder.encode_images`: the tower (`encode_image` without normalising is `visual`) run by
+        `encode.runtime` in `encode.precision`; a tower a runtime cannot convert runs eagerly."""
         self.set_resolution(resolution)
-        return self.model.encode_image(pixels.to(self.device, self.dtype)).float().cpu().numpy()
+        return self.image_engine(resolution)(pixels).numpy()

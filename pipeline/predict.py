@@ -15,6 +15,7 @@ import torch
 
 from .classifier import (DEFAULT_THRESHOLD, load_bundle, load_encoder, read_thresholds, select_labels,
                          threshold_vector)
+from .config import EncodeParams
 from .embeddings import EmbeddingCache
 from .encode import encode_images
 from .paths import embedding_cache_dir
@@ -39,11 +40,13 @@ def predict_folder(
     batch_size: int = 32,
     cache_dir: Path | None = None,
     top_k: int | None = None,
+    num_workers: int = EncodeParams.num_workers,
     thresholds_file: Path | None = None,
 ) -> tuple[pl.DataFrame, list[tuple[str, str]]]:
     """(predictions, skipped (path, why)). `model` is an exported folder or an adapter bundle; the CLIP
     defaults to the one it was trained with. A label's threshold: its entry in `thresholds_file`, else
-    `threshold`, else the one the export recorded, else 0.5."""
+    `threshold`, else the one the export recorded, else 0.5. Images are encoded as in the encode
+    stages (`encode_images`, `num_workers` decoding workers) and in the precision the adapter was trained in."""
     bundle, recorded = load_bundle(model)
     per_label = {**(recorded if threshold is None else {}),
                  **(read_thresholds(thresholds_file, bundle.labels) if thresholds_file else {})}
@@ -53,7 +56,8 @@ def predict_folder(
         raise FileNotFoundError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found")
     encoder = load_encoder(bundle, device, clip_model)
     cache = EmbeddingCache(cache_dir or embedding_cache_dir())   # never inside the user's folder
-    result = encode_images(encoder, paths, bundle.image_resolution, cache, batch_size, resize=bundle.resize)
+    result = encode_images(encoder, paths, bundle.image_resolution, cache, batch_size, num_workers,
+                           resize=bundle.resize)
     cache.compact()   # like every encode run: the shared cache stays a few files
     probabilities = bundle.scores(torch.from_numpy(result.vectors)).numpy()
     predicted = select_labels(probabilities, bundle.labels, limits, top_k)

@@ -46,7 +46,7 @@ def main(params, purpose: str) -> None:
     log.info("%s image sets: %s", purpose, ", ".join(f"{s.split}@{s.resolution}px" + (" (support)" if s.support_only else "")
                                                     for s in wanted) or "none (not needed by this setting)")
     if wanted:   # load CLIP first: a bad encode.model fails before anything is written
-        encoder = load_clip(p.model, p.device)
+        encoder = load_clip(p.model, p.device, p.precision, p.runtime)
         cache = EmbeddingCache(paths.embedding_cache_dir())
     skipped = []
     with atomic_dir(root) as tmp:   # the whole folder is swapped in at the end: no stale set survives a settings change
@@ -59,7 +59,8 @@ def main(params, purpose: str) -> None:
             result = encode_images(encoder, image_paths, image_set.resolution, cache, p.batch_size, p.num_workers,
                                    p.resize, p.engine, p.ray_address)
             metadata = {"model": p.model, "model_identity": encoder.identity, "kind": "image",
-                        "resolution": str(image_set.resolution), "resize": p.resize, "split": image_set.split, "normalized": "false"}
+                        "resolution": str(image_set.resolution), "resize": p.resize, "precision": p.precision,
+                        "split": image_set.split, "normalized": "false"}
             out = paths.image_embeddings_dir(tmp, image_set.split, image_set.resolution)
             write_shards(out, [ids[i] for i in result.kept], result.vectors, metadata, p.shard_rows)
             skipped += [(image_set.split, image_set.resolution, ids[i], image_paths[i], why) for i, why in result.skipped]

@@ -11,11 +11,12 @@ from pipeline.stage import run
 
 def main(params) -> None:
     texts = pl.read_parquet(paths.TEXTS, columns=["text_id", "text"])
-    encoder = load_clip(params.encode.model, params.encode.device)
+    encoder = load_clip(params.encode.model, params.encode.device, params.encode.precision)
     cache = EmbeddingCache(paths.embedding_cache_dir())
     result = encode_texts(encoder, texts["text"].to_list(), cache, params.encode.batch_size)
     cache.compact()
-    metadata = {"model": params.encode.model, "model_identity": encoder.identity, "kind": "text", "normalized": "false"}
+    metadata = {"model": params.encode.model, "model_identity": encoder.identity, "kind": "text",
+                "precision": params.encode.precision, "normalized": "false"}
     write_shards(paths.TEXT_EMBEDDINGS, texts["text_id"].to_list(), result.vectors, metadata, params.encode.shard_rows)
 
 

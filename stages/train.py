@@ -40,7 +40,7 @@ def main(params) -> None:
     model, history = train_adapter(data, params.train, checkpoint=paths.TRAIN_CHECKPOINT)
     clip_identity = read_metadata(paths.TEXT_EMBEDDINGS).get("model_identity")   # the CLIP encode_text ran
     AdapterBundle(model.cpu(), labels.names, params.train.normalize, params.encode.model, eval_resolution,
-                  params.encode.resize, clip_identity).save(paths.MODEL)
+                  params.encode.resize, clip_identity, params.encode.precision).save(paths.MODEL)
     write_text(pl.DataFrame(history).write_csv(), paths.TRAIN_LOG)
     write_json({**summary, "final_loss": history[-1]["loss"]}, paths.TRAIN_METRICS)
 

@@ -17,7 +17,7 @@ def main(params) -> None:
         write_empty_evaluation(paths.ZEROSHOT, paths.ZEROSHOT_METRICS, labels)
         return
     images = labelled_images(params.prepare.dataset, labels, params.zeroshot.split, params.encode.image_resolution, "eval")
-    encoder = load_clip(params.encode.model, params.encode.device)
+    encoder = load_clip(params.encode.model, params.encode.device, params.encode.precision)   # prompts as texts are encoded
     prompts = [params.zeroshot.prompt.format(label=name) for name in labels.names]
     image_units = normalize(torch.from_numpy(images.vectors)).double()
     prompt_units = normalize(torch.from_numpy(encoder.encode_texts(prompts))).double()

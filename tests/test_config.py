@@ -22,6 +22,7 @@ def test_repository_params_are_valid_and_typed():
     params = load_params(ROOT / "params.yaml")
     assert params.train.radius == 25.0 and params.train.noise == "surface"
     assert params.encode.model == "RN50" and (params.encode.image_resolution, params.encode.partial_resolution) == (224, 448)
+    assert (params.encode.precision, params.encode.runtime) == ("fp32", "auto")   # bf16 is an opt-in
     assert params.train.epochs == 60 and params.train.batch_size == 64 and params.train.max_lr == 1e-4
 
 
@@ -43,6 +44,8 @@ def test_the_paper_s_rules_are_the_defaults():
         ({"encode.image_resolution": 300}, "encode.image_resolution"),
         ({"encode.engine": "spark"}, "encode.engine"),
         ({"encode.ray_address": ""}, "encode.ray_address"),
+        ({"encode.precision": "int8"}, "encode.precision"),
+        ({"encode.runtime": "tensorrt"}, "encode.runtime"),
         ({"partial.known_proportion": 1.5}, "partial.known_proportion"),
         ({"fewshot.shots": 3}, "fewshot.shots"),
         ({"generate.prompt": "caption this"}, "generate.prompt"),

@@ -50,7 +50,7 @@ class CountingEncoder:
 
     def __init__(self, inner):
         self.inner, self.texts, self.images = inner, 0, 0
-        self.identity, self.embed_dim = inner.identity, inner.embed_dim
+        self.identity, self.embed_dim, self.precision = inner.identity, inner.embed_dim, inner.precision
 
     def tokenize(self, texts):
         return self.inner.tokenize(texts)

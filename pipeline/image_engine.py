@@ -1,0 +1,265 @@
+"""How the image encoder runs: one callable per (resolution, precision), built from CLIP's visual tower.
+
+`encode.runtime` picks how an fp32 image encoder executes; every runtime gives the embeddings of
+plain fp32 torch to within `EXACT_ATOL` (the embedding cache key does not name the runtime):
+
+- `torch`: the model as loaded, eager.
+- `torchscript`: a channels_last copy traced, frozen and optimised for inference (core install).
+- `onnxruntime`: the tower exported to ONNX and run by ONNX Runtime (`pip install onnx onnxruntime`).
+- `openvino`: the tower converted by OpenVINO, run at f32 (`pip install openvino`); never chosen by `auto`.
+- `compile`: `torch.compile` (needs a C++ compiler; about a minute to compile RN50 on 2 cores).
+- `auto` (default): on a CPU, the first installed of `AUTO_ORDER` (fastest first, as measured in
+  docs/encoding.md); on a GPU, eager torch (GPU runtimes are unmeasured).
+
+A graph bakes in the attention pool's positional embedding, so it is built per resolution; a tower
+a runtime cannot convert, or whose converted output strays from eager torch on a probe batch, is run
+eagerly instead, with one log line saying why.
+
+`encode.precision` bf16 (a CPU with bf16 instructions, or a GPU that has it) and fp16 (CUDA) run under
+autocast, channels_last: on a CPU as a TorchScript graph traced under autocast, on a GPU eagerly.
+Different numbers, so the precision is part of the cache key (`pipeline.encode`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib.util
+import io
+import logging
+import warnings
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .config import PRECISIONS, RUNTIMES
+
+log = logging.getLogger(__name__)
+
+EXACT_ATOL = 1e-5   # an fp32 runtime's largest absolute difference from eager torch (embeddings of RN50 scale)
+# fastest first on this project's CPU (docs/encoding.md); not openvino: as fast as onnxruntime, slower to build,
+# and its thread pool crashed a process that later forked (the DataLoader's decoding workers do)
+AUTO_ORDER = ("onnxruntime", "torchscript")
+PACKAGES = {"onnxruntime": ("onnx", "onnxruntime"), "openvino": ("openvino",)}
+AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
+LOW_PRECISION_MIN_COSINE = 0.999   # a bf16 / fp16 graph's probe embeddings against fp32: catches a broken graph
+TRACE_IMAGES, PROBE_IMAGES = 2, 3   # a graph is built on one batch and checked on another of another size
+
+Engine = Callable[[torch.Tensor], torch.Tensor]   # pixels (n, 3, r, r) float32 -> embeddings (n, d) float32
+
+
+def installed(runtime: str) -> bool:
+    """Whether the packages a runtime needs can be imported (torch's own runtimes always can)."""
+    return all(importlib.util.find_spec(name) is not None for name in PACKAGES.get(runtime, ()))
+
+
+def cpu_has_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX), rather than emulating it."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def precision_problem(precision: str, device: torch.device) -> str | None:
+    """Why `precision` cannot run on `device` (one line, naming the fix), or None where it can."""
+    if precision not in PRECISIONS:
+        return f"encode.precision = {precision!r} is not allowed: use one of {list(PRECISIONS)}"
+    if precision == "fp16" and device.type != "cuda":
+        return ("encode.precision = 'fp16' needs a CUDA GPU (none is used here): use bf16 on a CPU with bf16 "
+                "instructions, or fp32")
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        return "encode.precision = 'bf16' but this GPU has no bf16: use fp16 on it, or fp32"
+    if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16():
+        return ("encode.precision = 'bf16' but this CPU has no bf16 instructions (AVX512-BF16 or AMX), where torch "
+                "would emulate bf16 more slowly than fp32: use fp32")
+    return None
+
+
+def choose_runtime(runtime: str, precision: str, device: torch.device) -> str:
+    """The runtime that will run: `runtime` itself, or what `auto` resolves to. bf16 / fp16 run under
+    autocast, as a TorchScript graph on a CPU (runtime auto or torchscript), else eagerly."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"encode.runtime = {runtime!r}: use one of {list(RUNTIMES)}")
+    if precision != "fp32":
+        return "torchscript" if device.type == "cpu" and runtime in ("auto", "torchscript") else "torch"
+    if runtime != "auto":
+        return runtime
+    if device.type != "cpu":
+        return "torch"
+    return next((r for r in AUTO_ORDER if installed(r)), "torch")
+
+
+def autocast(precision: str, device: torch.device):
+    """The context both encoders run in: autocast to bf16 / fp16, nothing for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=AUTOCAST[precision])
+
+
+class ImageEngine:
+    """The image tower at one resolution, run as `build_engine` decides; `runtime` names what runs."""
+
+    def __init__(self, visual: torch.nn.Module, resolution: int, runtime: str = "auto", precision: str = "fp32",
+                 device: torch.device = torch.device("cpu")):
+        self._run, self.runtime = build_engine(visual, resolution, runtime, precision, device)
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(n, 3, r, r) pixels -> (n, d) float32 embeddings on the CPU."""
+        return self._run(pixels)
+
+
+def _eager(visual: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> Engine:
+    return lambda pixels: visual(pixels.to(device, dtype))
+
+
+def _autocast(visual: torch.nn.Module, device: torch.device, precision: str) -> Engine:
+    tower = copy.deepcopy(visual).to(memory_format=torch.channels_last)
+
+    def run(pixels: torch.Tensor) -> torch.Tensor:
+        with autocast(precision, device):
+            return tower(pixels.to(device, torch.float32).contiguous(memory_format=torch.channels_last))
+
+    return run
+
+
+def _traced_autocast(visual: torch.nn.Module, example: torch.Tensor, precision: str) -> Engine:
+    tower = copy.deepcopy(visual).to(memory_format=torch.channels_last).requires_grad_(False)
+    example = example.contiguous(memory_format=torch.channels_last)
+    with warnings.catch_warnings(), autocast(precision, torch.device("cpu")):
+        warnings.simplefilter("ignore")
+        graph = torch.jit.freeze(torch.jit.trace(tower, example, check_trace=False))
+
+    def run(pixels: torch.Tensor) -> torch.Tensor:
+        with autocast(precision, torch.device("cpu")):
+            return graph(pixels.to(torch.float32).contiguous(memory_format=torch.channels_last))
+
+    return run
+
+
+def _torchscript(visual: torch.nn.Module, example: torch.Tensor) -> Engine:
+    tower = copy.deepcopy(visual).to(memory_format=torch.channels_last).requires_grad_(False)
+    example = example.contiguous(memory_format=torch.channels_last)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(tower, example, check_trace=False)))
+    return lambda pixels: graph(pixels.contiguous(memory_format=torch.channels_last))
+
+
+def _onnxruntime(visual: torch.nn.Module, example: torch.Tensor) -> Engine:
+    import onnxruntime
+
+    graph = io.BytesIO()
+    with warnings.catch_warnings():   # the TorchScript-based exporter warns that it is deprecated
+        warnings.simplefilter("ignore")
+        torch.onnx.export(copy.deepcopy(visual), (example,), graph, input_names=["pixels"], output_names=["embeddings"],
+                          dynamic_axes={"pixels": {0: "n"}, "embeddings": {0: "n"}}, opset_version=17, dynamo=False)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = torch.get_num_threads(), 1
+    options.log_severity_level = 3
+    session = onnxruntime.InferenceSession(graph.getvalue(), options, providers=["CPUExecutionProvider"])
+    return lambda pixels: torch.from_numpy(session.run(None, {"pixels": pixels.contiguous().numpy()})[0])
+
+
+def _openvino(visual: torch.nn.Module, example: torch.Tensor) -> Engine:
+    import openvino
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        converted = openvino.convert_model(copy.deepcopy(visual), example_input=example)
+    compiled = openvino.Core().compile_model(converted, "CPU", {   # f32: OpenVINO would pick bf16 on a bf16 CPU
+        "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": torch.get_num_threads()})
+    return lambda pixels: torch.from_numpy(compiled(pixels.contiguous().numpy())[0])
+
+
+def _compile(visual: torch.nn.Module, example: torch.Tensor) -> Engine:
+    compiled = torch.compile(copy.deepcopy(visual).requires_grad_(False), dynamic=True)   # one build for every batch size
+    return lambda pixels: compiled(pixels)
+
+
+GRAPH_BUILDERS = {"torchscript": _torchscript, "onnxruntime": _onnxruntime, "openvino": _openvino, "compile": _compile}
+
+
+def build_engine(visual: torch.nn.Module, resolution: int, runtime: str = "auto", precision: str = "fp32",
+                 device: torch.device = torch.device("cpu")) -> tuple[Engine, str]:
+    """(engine, the runtime it uses) for `visual` at `resolution`. A graph that fails to build, or whose
+    probe embeddings stray from eager torch (fp32: by more than `EXACT_ATOL`; bf16: below
+    `LOW_PRECISION_MIN_COSINE`), falls back to eager torch with a log line. The engine runs under
+    no_grad and returns float32 on the CPU."""
+    chosen = choose_runtime(runtime, precision, device)
+    if precision != "fp32":
+        if runtime not in ("auto", "torch", chosen):
+            log.info("image runtime %s runs fp32 only; %s runs as %s under autocast", runtime, precision, chosen)
+        return _low_precision(visual, resolution, chosen, precision, device)
+    eager = _guarded(_eager(visual, device, next(visual.parameters()).dtype))
+    if chosen == "torch":
+        return eager, "torch"
+    reason = _unusable(visual, chosen, device)
+    if reason:
+        log.warning("image runtime %s %s; using eager torch", chosen, reason)
+        return eager, "torch"
+    probe = _probe(resolution)
+    engine, difference = _converted(GRAPH_BUILDERS[chosen], visual, probe, chosen, lambda out: float((out - eager(probe)).abs().max()))
+    if engine is None or not difference <= EXACT_ATOL:
+        if engine is not None:
+            log.warning("image runtime %s differs from eager torch by %.2e (> %.0e) on a probe batch; using eager torch",
+                        chosen, difference, EXACT_ATOL)
+        return eager, "torch"
+    log.info("image encoder @%dpx: %s (probe difference from eager torch %.1e)", resolution, chosen, difference)
+    return engine, chosen
+
+
+def _low_precision(visual: torch.nn.Module, resolution: int, chosen: str, precision: str,
+                   device: torch.device) -> tuple[Engine, str]:
+    """bf16 / fp16 under autocast: a TorchScript graph traced under autocast (`chosen` torchscript),
+    else eager channels_last torch."""
+    eager = _guarded(_autocast(visual, device, precision))
+    if chosen != "torchscript":
+        return eager, f"torch-{precision}"
+    probe = _probe(resolution)
+    with torch.no_grad():
+        exact = visual(probe)
+    engine, cosine = _converted(lambda tower, example: _traced_autocast(tower, example, precision), visual, probe,
+                                f"torchscript-{precision}", lambda out: float(F.cosine_similarity(out, exact).min()))
+    if engine is None or not cosine >= LOW_PRECISION_MIN_COSINE:
+        if engine is not None:
+            log.warning("image runtime torchscript-%s has cosine %.6f to fp32 on a probe batch; using eager autocast",
+                        precision, cosine)
+        return eager, f"torch-{precision}"
+    log.info("image encoder @%dpx: torchscript-%s (probe cosine to fp32 %.6f)", resolution, precision, cosine)
+    return engine, f"torchscript-{precision}"
+
+
+def _unusable(visual: torch.nn.Module, runtime: str, device: torch.device) -> str | None:
+    dtype = next(visual.parameters()).dtype
+    if device.type != "cpu" or dtype != torch.float32:
+        return f"runs fp32 CPU towers only (this one: {device.type}, {dtype})"
+    if not installed(runtime):
+        return f"is not installed (pip install {' '.join(PACKAGES[runtime])})"
+    return None
+
+
+def _probe(resolution: int, n: int = PROBE_IMAGES, seed: int = 1) -> torch.Tensor:
+    return torch.randn(n, 3, resolution, resolution, generator=torch.Generator().manual_seed(seed))
+
+
+def _converted(builder, visual: torch.nn.Module, probe: torch.Tensor, name: str, measure) -> tuple[Engine | None, float]:
+    """(engine, measure(its output on `probe`)), or (None, nan) with a log line where the tower cannot be
+    converted. The graph is built on another batch (`TRACE_IMAGES`), so one that froze a batch size or
+    the example's values fails the probe."""
+    example = _probe(probe.shape[-1], TRACE_IMAGES, seed=0)
+    try:
+        with torch.no_grad():
+            engine = _guarded(builder(visual.eval(), example))
+            return engine, measure(engine(probe))
+    except Exception as e:  # noqa: BLE001 - a tower this runtime cannot convert (control flow, custom ops)
+        first_line = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        log.warning("image runtime %s could not convert this image tower (%s: %s); using eager torch",
+                    name, type(e).__name__, first_line)
+        return None, float("nan")
+
+
+def _guarded(engine: Engine) -> Engine:
+    def run(pixels: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return engine(pixels).float().cpu()
+
+    return run
