@@ -15,8 +15,8 @@ as the real weights'), saved and loaded through `clip.load(path)` like a checkpo
    pre-decoded 224 px tensors, images/s over eager fp32 torch, the largest absolute difference
    (and relative to the largest value) and the smallest cosine. A runtime that is not installed
    is skipped with a note; `compile` only with `--compile` (it takes about a minute to build).
-3. The stage: `pipeline.encode.encode_images` (hashing, DataLoader decoding with
-   `--num-workers`, the default runtime, cache writes) on VOC-sized JPEGs, over the bare loop
+3. The stage: `pipeline.encode.encode_images` (hashing, decoding in `--num-workers`
+   threads, the default runtime, cache writes) on VOC-sized JPEGs, over the bare loop
    (PIL decode + preprocessing + eager `model.encode_image`) and over the same runtime on the
    pre-decoded tensors (the model alone); the same for bf16, and for torchscript (the core install's
    default) where the default is another runtime. Also the core time decoding takes per image
@@ -53,7 +53,7 @@ from PIL import Image  # noqa: E402
 from pipeline.clip_model import ClipEncoder  # noqa: E402
 from pipeline.encoders import load_clip  # noqa: E402
 from pipeline.config import EncodeParams  # noqa: E402
-from pipeline.decode import ImageFiles, collate_decoded  # noqa: E402
+from pipeline.decode import decoded_batches  # noqa: E402
 from pipeline.embeddings import EmbeddingCache  # noqa: E402
 from pipeline.encode import encode_images, encode_texts  # noqa: E402
 from pipeline.image_engine import PACKAGES, ImageEngine, choose_runtime, installed, precision_problem  # noqa: E402
@@ -118,13 +118,8 @@ def bare_images(model, preprocess, paths: list[str], batch_size: int, device) ->
 
 
 def pre_decoded(paths: list[str], transform, batch_size: int) -> list[torch.Tensor]:
-    """The images as the stage's DataLoader hands them to the model: decoded, preprocessed, batched."""
-    batches = []
-    for start in range(0, len(paths), batch_size):
-        _, pixels, _ = collate_decoded([ImageFiles(paths, list(range(len(paths))), transform)[i]
-                                        for i in range(start, min(start + batch_size, len(paths)))])
-        batches.append(pixels)
-    return batches
+    """The images as the stage hands them to the model: decoded, preprocessed, batched."""
+    return [pixels for _, pixels, _ in decoded_batches(paths, list(range(len(paths))), transform, batch_size, 0)]
 
 
 def cpu_seconds(run, threads: int) -> float:

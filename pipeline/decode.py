@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import itertools
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+
 import numpy as np
 import torch
 from PIL import Image
@@ -31,18 +35,33 @@ def decode_image(path: str, transform) -> tuple[torch.Tensor | None, str | None]
         return None, f"{type(e).__name__}: {e}"
 
 
-class ImageFiles(torch.utils.data.Dataset):
-    """Decodes images in DataLoader workers; a bad file yields its error instead of a tensor."""
+def decoded_batches(paths: list[str], positions: list[int], transform, batch_size: int, workers: int):
+    """(positions, pixels or None, [(position, why)]) per `batch_size` of `positions`, in order: the files
+    decoded by `workers` threads (0: in the caller's thread), a batch per thread, up to `workers + 1` batches
+    ahead of the caller.
 
-    def __init__(self, paths: list[str], positions: list[int], transform):
-        self.paths, self.positions, self.transform = paths, positions, transform
+    Threads, not processes: PIL and torch release the GIL while they decode, resize and normalise, and a
+    thread starts at once, where a forked worker of a process holding CLIP cost about 0.1 s to start and
+    copied every batch through shared memory (docs/encoding.md measures both)."""
+    chunks = iter([positions[start:start + batch_size] for start in range(0, len(positions), batch_size)])
 
-    def __len__(self) -> int:
-        return len(self.positions)
+    def decode_chunk(chunk: list[int]):
+        return collate_decoded([(position, *decode_image(paths[position], transform)) for position in chunk])
 
-    def __getitem__(self, i: int):
-        position = self.positions[i]
-        return (position, *decode_image(self.paths[position], self.transform))
+    if workers == 0:
+        for chunk in chunks:
+            yield decode_chunk(chunk)
+        return
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="decode")
+    try:   # a batch is decoded and stacked by one thread: what a thread allocates, it frees (glibc's per-thread
+        # arenas grew with the split when one thread allocated the images and another freed them)
+        ahead: deque[Future] = deque(pool.submit(decode_chunk, chunk) for chunk in itertools.islice(chunks, workers + 1))
+        while ahead:
+            batch = ahead.popleft()
+            ahead.extend(pool.submit(decode_chunk, chunk) for chunk in itertools.islice(chunks, 1))
+            yield batch.result()
+    finally:   # an error, or a caller that stops early: nothing is left decoding
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def collate_decoded(items):

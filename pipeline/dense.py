@@ -198,12 +198,12 @@ def encode_dense(encoder, ids: list[str], image_paths: list[str], resolution: in
     from tqdm.auto import tqdm
 
     from .clip_model import image_transform
-    from .decode import ImageFiles, collate_decoded
+    from .decode import decoded_batches
 
     visual = encoder.model.visual
     grid, dim = resolution // 32, encoder.embed_dim
-    loader = torch.utils.data.DataLoader(ImageFiles(image_paths, list(range(len(image_paths))), image_transform(resolution, resize)),
-                                         batch_size=batch_size, num_workers=num_workers, collate_fn=collate_decoded)
+    loader = decoded_batches(image_paths, list(range(len(image_paths))), image_transform(resolution, resize), batch_size,
+                             num_workers)
     skipped: list[tuple[int, str]] = []
     with DenseWriter(out_file, grid * grid, dim, metadata) as writer, \
             tqdm(total=len(image_paths), desc=f"dense features @{resolution}", unit="img") as bar:

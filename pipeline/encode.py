@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .clip_model import CONTEXT_LENGTH, ClipEncoder
-from .decode import DECODING, ImageFiles, collate_decoded
+from .decode import DECODING, decoded_batches
 from .embeddings import EmbeddingCache, content_key
 
 log = logging.getLogger(__name__)
@@ -103,12 +103,8 @@ def _file_key(encoder: ClipEncoder, resolution: int, path: str, resize: str = "s
 
 def _local_batches(encoder: ClipEncoder, paths: list[str], positions: list[int], resolution: int, transform,
                    batch_size: int, num_workers: int):
-    """(positions, vectors, [(position, why)]) per batch: decoded by DataLoader workers, encoded here."""
-    loader = torch.utils.data.DataLoader(
-        ImageFiles(paths, positions, transform),
-        batch_size=batch_size, num_workers=num_workers, collate_fn=collate_decoded,
-    )
-    for good, pixels, bad in loader:
+    """(positions, vectors, [(position, why)]) per batch: decoded by `num_workers` threads, encoded here."""
+    for good, pixels, bad in decoded_batches(paths, positions, transform, batch_size, num_workers):
         vectors = encoder.encode_images(pixels, resolution) if pixels is not None else np.zeros((0, encoder.embed_dim), np.float32)
         yield good, vectors, bad
 
@@ -126,7 +122,7 @@ def encode_images(
 ) -> EncodeResult:
     """Embeddings of `paths` at `resolution`, preprocessed with `resize` (`encoder.transform`: the model's
     own normalisation).
-    engine "local" decodes in `num_workers` DataLoader workers and encodes in this process; "ray" runs
+    engine "local" decodes in `num_workers` threads (`pipeline.decode.decoded_batches`) and encodes in this process; "ray" runs
     both on a Ray cluster (`pipeline.encode_ray`). Either way the cache gets the same entries, written
     here batch by batch, and the result is the same."""
     encoder.set_resolution(resolution)  # a resolution the model cannot take fails here, before any work

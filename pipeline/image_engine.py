@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 
 EXACT_ATOL = 1e-5   # an fp32 runtime's largest absolute difference from eager torch (embeddings of RN50 scale)
 # fastest first on this project's CPU (docs/encoding.md); not openvino: as fast as onnxruntime, slower to build,
-# and its thread pool crashed a process that later forked (the DataLoader's decoding workers do)
+# and its thread pool crashed a process that later forked (the decoding workers were forked processes then;
+# `subprocess` still forks)
 AUTO_ORDER = ("onnxruntime", "torchscript")
 PACKAGES = {"onnxruntime": ("onnx", "onnxruntime"), "openvino": ("openvino",)}
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
