@@ -27,6 +27,8 @@ import copy
 import importlib.util
 import io
 import logging
+import os
+import sys
 import warnings
 from typing import Callable
 
@@ -149,8 +151,8 @@ def _onnxruntime(visual: torch.nn.Module, example: torch.Tensor) -> Engine:
     import onnxruntime
 
     graph = io.BytesIO()
-    with warnings.catch_warnings():   # the TorchScript-based exporter warns that it is deprecated
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(), _quiet_output():   # the TorchScript-based exporter warns that it is
+        warnings.simplefilter("ignore")                 # deprecated, and prints the whole graph where it fails
         torch.onnx.export(copy.deepcopy(visual), (example,), graph, input_names=["pixels"], output_names=["embeddings"],
                           dynamic_axes={"pixels": {0: "n"}, "embeddings": {0: "n"}}, opset_version=17, dynamo=False)
     options = onnxruntime.SessionOptions()
@@ -158,6 +160,24 @@ def _onnxruntime(visual: torch.nn.Module, example: torch.Tensor) -> Engine:
     options.log_severity_level = 3
     session = onnxruntime.InferenceSession(graph.getvalue(), options, providers=["CPUExecutionProvider"])
     return lambda pixels: torch.from_numpy(session.run(None, {"pixels": pixels.contiguous().numpy()})[0])
+
+
+@contextlib.contextmanager
+def _quiet_output():
+    """File descriptors 1 and 2 sent to /dev/null: torch's C++ exporter prints there ("Torch IR graph at
+    exception: ..."), out of Python's reach."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        for fd, copy_of in zip((1, 2), saved):
+            os.dup2(copy_of, fd)
+            os.close(copy_of)
 
 
 def _openvino(visual: torch.nn.Module, example: torch.Tensor) -> Engine:
@@ -183,7 +203,8 @@ def build_engine(visual: torch.nn.Module, resolution: int, runtime: str = "auto"
                  device: torch.device = torch.device("cpu")) -> tuple[Engine, str]:
     """(engine, the runtime it uses) for `visual` at `resolution`. A graph that fails to build, or whose
     probe embeddings stray from eager torch (fp32: by more than `EXACT_ATOL`; bf16: below
-    `LOW_PRECISION_MIN_COSINE`), falls back to eager torch with a log line. The engine runs under
+    `LOW_PRECISION_MIN_COSINE`), is not used: `auto` tries the next installed runtime of `AUTO_ORDER`, and
+    then eager torch, with one log line saying why. The engine runs under
     no_grad and returns float32 on the CPU."""
     chosen = choose_runtime(runtime, precision, device)
     if precision != "fp32":
@@ -198,14 +219,22 @@ def build_engine(visual: torch.nn.Module, resolution: int, runtime: str = "auto"
         log.warning("image runtime %s %s; using eager torch", chosen, reason)
         return eager, "torch"
     probe = _probe(resolution)
-    engine, difference = _converted(GRAPH_BUILDERS[chosen], visual, probe, chosen, lambda out: float((out - eager(probe)).abs().max()))
-    if engine is None or not difference <= EXACT_ATOL:
-        if engine is not None:
-            log.warning("image runtime %s differs from eager torch by %.2e (> %.0e) on a probe batch; using eager torch",
-                        chosen, difference, EXACT_ATOL)
-        return eager, "torch"
-    log.info("image encoder @%dpx: %s (probe difference from eager torch %.1e)", resolution, chosen, difference)
-    return engine, chosen
+    exact = eager(probe)
+    # auto tries the next installed runtime where one cannot convert a tower (ONNX lacks an open_clip ViT's fused
+    # attention, which TorchScript traces); a runtime named in encode.runtime is the only one tried
+    candidates = [chosen] if runtime != "auto" else [r for r in AUTO_ORDER if installed(r)]
+    skipped = []
+    for candidate in candidates[candidates.index(chosen):]:
+        engine, difference, problem = _converted(GRAPH_BUILDERS[candidate], visual, probe,
+                                                 lambda out: float((out - exact).abs().max()))
+        if engine is not None and difference <= EXACT_ATOL:
+            log.info("image encoder @%dpx: %s (probe difference from eager torch %.1e)%s", resolution, candidate,
+                     difference, "".join(f"; {s}" for s in skipped))
+            return engine, candidate
+        skipped.append(f"image runtime {candidate} " + (problem or f"differs from eager torch by {difference:.2e} "
+                                                        f"(> {EXACT_ATOL:.0e}) on a probe batch"))
+    log.warning("%s; using eager torch", "; ".join(skipped))
+    return eager, "torch"
 
 
 def _low_precision(visual: torch.nn.Module, resolution: int, chosen: str, precision: str,
@@ -218,12 +247,11 @@ def _low_precision(visual: torch.nn.Module, resolution: int, chosen: str, precis
     probe = _probe(resolution)
     with torch.no_grad():
         exact = visual(probe)
-    engine, cosine = _converted(lambda tower, example: _traced_autocast(tower, example, precision), visual, probe,
-                                f"torchscript-{precision}", lambda out: float(F.cosine_similarity(out, exact).min()))
+    engine, cosine, problem = _converted(lambda tower, example: _traced_autocast(tower, example, precision), visual,
+                                         probe, lambda out: float(F.cosine_similarity(out, exact).min()))
     if engine is None or not cosine >= LOW_PRECISION_MIN_COSINE:
-        if engine is not None:
-            log.warning("image runtime torchscript-%s has cosine %.6f to fp32 on a probe batch; using eager autocast",
-                        precision, cosine)
+        log.warning("image runtime torchscript-%s %s; using eager autocast", precision,
+                    problem or f"has cosine {cosine:.6f} to fp32 on a probe batch")
         return eager, f"torch-{precision}"
     log.info("image encoder @%dpx: torchscript-%s (probe cosine to fp32 %.6f)", resolution, precision, cosine)
     return engine, f"torchscript-{precision}"
@@ -242,20 +270,18 @@ def _probe(resolution: int, n: int = PROBE_IMAGES, seed: int = 1) -> torch.Tenso
     return torch.randn(n, 3, resolution, resolution, generator=torch.Generator().manual_seed(seed))
 
 
-def _converted(builder, visual: torch.nn.Module, probe: torch.Tensor, name: str, measure) -> tuple[Engine | None, float]:
-    """(engine, measure(its output on `probe`)), or (None, nan) with a log line where the tower cannot be
-    converted. The graph is built on another batch (`TRACE_IMAGES`), so one that froze a batch size or
-    the example's values fails the probe."""
+def _converted(builder, visual: torch.nn.Module, probe: torch.Tensor, measure) -> tuple[Engine | None, float, str | None]:
+    """(engine, measure(its output on `probe`), None), or (None, nan, why) where the tower cannot be converted.
+    The graph is built on another batch (`TRACE_IMAGES`), so one that froze a batch size or the example's
+    values fails the probe."""
     example = _probe(probe.shape[-1], TRACE_IMAGES, seed=0)
     try:
         with torch.no_grad():
             engine = _guarded(builder(visual.eval(), example))
-            return engine, measure(engine(probe))
+            return engine, measure(engine(probe)), None
     except Exception as e:  # noqa: BLE001 - a tower this runtime cannot convert (control flow, custom ops)
         first_line = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
-        log.warning("image runtime %s could not convert this image tower (%s: %s); using eager torch",
-                    name, type(e).__name__, first_line)
-        return None, float("nan")
+        return None, float("nan"), f"could not convert this image tower ({type(e).__name__}: {first_line})"
 
 
 def _guarded(engine: Engine) -> Engine:
