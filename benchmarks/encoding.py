@@ -231,7 +231,7 @@ def section_stage(args, encoder: ClipEncoder, others: dict[str, ClipEncoder], pa
     torchscript where the default is another runtime), each against the bare loop and its model alone."""
     n, resolution = len(paths), encoder.native_resolution
     print(f"\n## 3. The stage: {n} VOC-sized JPEGs @{resolution}px, batch {args.batch_size}, {args.num_workers} "
-          f"decoding worker(s)")
+          f"decoding thread(s)")
     preprocess = encoder.transform(resolution)
     model, device = encoder.model, encoder.device
     variants = {
@@ -248,7 +248,7 @@ def section_stage(args, encoder: ClipEncoder, others: dict[str, ClipEncoder], pa
         if run is not variants["bare loop (PIL + preprocess + eager fp32)"]:
             run(-1)   # warm-up: builds each encoder's graph at this resolution
     values, best = alternate(args.repeats, variants)
-    decode_cpu = cpu_seconds(lambda: pre_decoded(paths, preprocess, args.batch_size), threads=1)   # as in a worker
+    decode_cpu = cpu_seconds(lambda: pre_decoded(paths, preprocess, args.batch_size), threads=1)   # as in a decoding thread
     model_cores = best["model alone (default runtime)"] * torch.get_num_threads()
     print(f"  decoding + preprocessing: {1000 * decode_cpu / n:.1f} ms of one core per image; the model "
           f"({encoder._image_engines[resolution].runtime}): {1000 * model_cores / n:.1f} core-ms per image "
@@ -270,7 +270,7 @@ def section_memory(args, checkpoint: Path, tmp: Path) -> None:
     if not counts:
         return
     print(f"\n## 4. Memory: encode_images over {' and '.join(map(str, counts))} distinct tiny files at 64 px "
-          f"(RN50, 1024-d vectors), a fresh process each, {args.num_workers} decoding worker(s)")
+          f"(RN50, 1024-d vectors), a fresh process each, {args.num_workers} decoding thread(s)")
     rows = []
     for count in counts:
         out = subprocess.run([sys.executable, __file__, "--memory-probe", str(count), "--checkpoint", str(checkpoint),
@@ -292,7 +292,7 @@ def section_memory(args, checkpoint: Path, tmp: Path) -> None:
 
 def memory_probe(args) -> None:
     """One `encode_images` over `--memory-probe` tiny files; prints the peak RSS once the model is loaded and
-    its graph built, the peak RSS at the end (this process: the decoding workers are forks), the most
+    its graph built, the peak RSS at the end (this process: the decoding threads are in it), the most
     memory Python and numpy objects held at once during the call (tracemalloc: what grows with the
     number of images, free of the allocator's noise), and the seconds."""
     import tracemalloc
@@ -319,7 +319,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-workers", type=int, default=EncodeParams.num_workers,
-                        help="the stage's decoding workers (encode.num_workers, default as in params.yaml)")
+                        help="the stage's decoding threads (encode.num_workers, default as in params.yaml)")
     parser.add_argument("--captions", default="templates", help="templates, or the path of a texts table")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile (about a minute to build)")
