@@ -104,6 +104,13 @@ def image_transform(resolution: int, resize: str = "square", mean: tuple[float, 
     return T.Compose([*geometry, _to_rgb, T.ToTensor(), T.Normalize(mean, std)])
 
 
+def tokenize(texts: list[str]) -> torch.Tensor:
+    """(n, 77) OpenAI CLIP token ids, start and end tokens included, zero-padded; a text over 77 tokens is cut."""
+    import clip
+
+    return clip.tokenize(texts, context_length=CONTEXT_LENGTH, truncate=True)
+
+
 def text_mask_is_causal(model) -> bool:
     """Whether every text block masks future tokens, so text features can be taken from trimmed tokens."""
     causal = torch.full((CONTEXT_LENGTH, CONTEXT_LENGTH), float("-inf")).triu(1)
@@ -177,10 +184,7 @@ class ClipEncoder:
         return [tokens.shape[1]] * len(tokens)
 
     def tokenize(self, texts: list[str]) -> torch.Tensor:
-        """(n, 77) CLIP token ids, start and end tokens included, zero-padded; a text over 77 tokens is cut."""
-        import clip
-
-        return clip.tokenize(texts, context_length=CONTEXT_LENGTH, truncate=True)
+        return tokenize(texts)
 
     @torch.no_grad()
     def encode_tokens(self, tokens: torch.Tensor) -> np.ndarray:

@@ -465,7 +465,7 @@ class PromptParams:
             _positive(f"{key}.lr", self.lr)
         if self.batch_size is not None:
             _at_least(f"{key}.batch_size", self.batch_size, 1)
-        _one_of(f"{key}.device", self.device, ("auto", "cpu", "cuda"))
+        _one_of(f"{key}.device", self.device, DEVICES)
 
     def resolved(self, shots: int = 0, dataset: str = "voc2007") -> dict[str, Any]:
         """epochs, lr, batch_size and class_specific with nulls replaced by the method's defaults (for

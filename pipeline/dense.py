@@ -197,13 +197,12 @@ def encode_dense(encoder, ids: list[str], image_paths: list[str], resolution: in
     images that could not be read (skipped, as the encode stages skip them)."""
     from tqdm.auto import tqdm
 
-    from .clip_model import image_transform
     from .decode import decoded_batches
 
     visual = encoder.model.visual
     grid, dim = resolution // 32, encoder.embed_dim
-    loader = decoded_batches(image_paths, list(range(len(image_paths))), image_transform(resolution, resize), batch_size,
-                             num_workers)
+    loader = decoded_batches(image_paths, list(range(len(image_paths))), encoder.transform(resolution, resize),
+                             batch_size, num_workers)
     skipped: list[tuple[int, str]] = []
     with DenseWriter(out_file, grid * grid, dim, metadata) as writer, \
             tqdm(total=len(image_paths), desc=f"dense features @{resolution}", unit="img") as bar:

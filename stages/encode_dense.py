@@ -8,9 +8,9 @@ import logging
 import polars as pl
 
 from pipeline import paths
-from pipeline.clip_model import ClipEncoder
 from pipeline.dense import check_dense_model, dense_dir, dense_sets, encode_dense
 from pipeline.embeddings import SKIPPED_SCHEMA
+from pipeline.encoders import load_clip
 from pipeline.io import atomic_dir, write_parquet
 from pipeline.manifest import read_split
 from pipeline.stage import run
@@ -24,7 +24,7 @@ def main(params) -> None:
     log.info("dense feature sets: %s", ", ".join(f"{s.split}@{s.resolution}px" for s in wanted) or
              "none (prompt.method does not read them)")
     if wanted:   # load CLIP first: a bad encode.model fails before anything is written
-        encoder = ClipEncoder(p.model, p.device)
+        encoder = load_clip(p.model, p.device)
         check_dense_model(encoder.model, params.prompt.method)
     skipped = []
     with atomic_dir(paths.DENSE_EMBEDDINGS) as tmp:

@@ -7,11 +7,10 @@ import logging
 
 import numpy as np
 import polars as pl
-import torch
 
 from pipeline import paths
 from pipeline.evaluation import write_empty_evaluation, write_evaluation
-from pipeline.io import atomic_path, write_json, write_text
+from pipeline.io import write_json, write_text, write_torch
 from pipeline.labels import read_labels
 from pipeline.stage import run
 
@@ -27,15 +26,13 @@ def main(params) -> None:
         write_empty_evaluation(paths.PROMPT, paths.PROMPT_METRICS, labels)
         write_json({**EMPTY_SUMMARY, "n_images": 0, "n_classes_scored": 0}, paths.PROMPT_METRICS)
         write_text("epoch,loss,lr,seconds\n", paths.PROMPT_LOG)
-        with atomic_path(paths.PROMPT_CONTEXT) as tmp:
-            torch.save({"method": "none"}, tmp)
+        write_torch({"method": "none"}, paths.PROMPT_CONTEXT)
         return
     from pipeline.prompt.run import run_prompt_method
 
     result = run_prompt_method(params, labels)
-    with atomic_path(paths.PROMPT_CONTEXT) as tmp:
-        torch.save({"method": params.prompt.method, "labels": list(labels.names), "model": params.encode.model,
-                    "context": result.context, **result.summary}, tmp)
+    write_torch({"method": params.prompt.method, "labels": list(labels.names), "model": params.encode.model,
+                 "context": result.context, **result.summary}, paths.PROMPT_CONTEXT)
     write_text(pl.DataFrame(result.history).write_csv(), paths.PROMPT_LOG)
     metrics = write_evaluation(paths.PROMPT, paths.PROMPT_METRICS, result.ids, result.scores.astype(np.float32),
                                result.targets, labels, result.summary)

@@ -44,12 +44,12 @@ def _dense(split: str, resolution: int) -> DenseFeatures:
 
 
 def run_prompt_method(params: Params, labels: LabelSet) -> PromptResult:
-    from ..clip_model import ClipEncoder
+    from ..encoders import load_clip
 
     p = params.prompt
     hp = p.resolved(params.fewshot.shots, params.prepare.dataset)
-    encoder = ClipEncoder(params.encode.model, p.device)
-    model = encoder.model.float()      # trained in float32 (clip.load gives float16 weights on CUDA)
+    encoder = load_clip(params.encode.model, p.device)   # float32 on every device: the contexts train in it
+    model = encoder.model
     if p.method in DENSE_METHODS:
         check_dense_model(model, p.method)
     log.info("%s: %s", p.method, ", ".join(f"{k} {v}" for k, v in hp.items()))

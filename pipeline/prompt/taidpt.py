@@ -30,7 +30,8 @@ from torch import nn
 from ..adapter import normalize
 from .fit import fit, shuffled_batches
 from .losses import ranking_loss
-from .text import FrozenTextEncoder, LabelPrompts, check_text_encoder, tokenize
+from ..clip_model import tokenize
+from .text import FrozenTextEncoder, LabelPrompts, check_text_encoder
 
 LOGIT_SCALE = 4.0          # TaI-DPT: logit_scale = 4.0 unless TRAIN.IF_LEARN_SCALE
 TEXT_SPATIAL_SCALE = 50.0  # TRAIN.spatial_SCALE_text

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..adapter import normalize
-from ..clip_model import CONTEXT_LENGTH, ClipError
+from ..clip_model import ClipError, tokenize
 
 TEXT_PARTS = ("token_embedding", "positional_embedding", "transformer", "ln_final", "text_projection")
 
@@ -65,12 +65,6 @@ class FrozenTextEncoder(nn.Module):
     def sequence(self, tokens: torch.Tensor) -> torch.Tensor:
         """(n, L) token ids -> (n, L, embed_dim): every token projected (TaI-DPT's token-level text features)."""
         return self._run(self.embed(tokens)) @ self.text_projection.float()
-
-
-def tokenize(texts: list[str]) -> torch.Tensor:
-    import clip
-
-    return clip.tokenize(texts, context_length=CONTEXT_LENGTH, truncate=True)
 
 
 class PromptContext(nn.Module):
