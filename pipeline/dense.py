@@ -22,8 +22,11 @@ float32 for training. Files are read memory-mapped, so a set larger than memory 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -136,6 +139,10 @@ class DenseWriter:
     def __exit__(self, *exc) -> None:
         self._writer.close()
 
+    def write_batch(self, batch: pa.RecordBatch) -> None:
+        """A batch as another DenseWriter of the same shape wrote it."""
+        self._writer.write_batch(batch.replace_schema_metadata(self.schema.metadata))
+
     def write(self, ids: list[str], features: np.ndarray) -> None:
         flat = np.ascontiguousarray(features, dtype=np.float16).reshape(-1)
         size = self.schema.field("features").type.list_size
@@ -190,28 +197,65 @@ def grid_of(locations: int) -> int:
     return grid
 
 
+def _chunk_ids(chunk: Path) -> list[str]:
+    with pa.memory_map(str(chunk)) as source:
+        return ipc.open_file(source).read_all().column("id").to_pylist()
+
+
+def staging_key(metadata: dict[str, str], image_paths: list[str], ids: list[str]) -> str:
+    """Names a staging folder by everything its features depend on: the metadata (model identity,
+    resolution, resize, split) and each image's id, path, size and modification time."""
+    digest = hashlib.sha256(json.dumps(metadata, sort_keys=True, default=str).encode())
+    for image_id, path in zip(ids, image_paths):
+        try:
+            stat = os.stat(path)
+            digest.update(f"{image_id}\0{path}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        except OSError:   # unreadable: skipped whatever the run
+            digest.update(f"{image_id}\0{path}\0-\n".encode())
+    return digest.hexdigest()[:16]
+
+
 def encode_dense(encoder, ids: list[str], image_paths: list[str], resolution: int, out_file: Path,
-                 metadata: dict[str, str], resize: str = "square", batch_size: int = 64,
+                 metadata: dict[str, str], staging: Path, resize: str = "square", batch_size: int = 64,
                  num_workers: int = 0) -> list[tuple[int, str]]:
-    """Dense features of the images into `out_file`, in input order; returns (position, why) of the
-    images that could not be read (skipped, as the encode stages skip them)."""
+    """Dense features of the images into `out_file`; returns (position, why) of the images that could not
+    be read (skipped, as the encode stages skip them).
+
+    Each finished batch is first a chunk file in `staging` (atomic; the caller names the folder by
+    `staging_key`), so a killed run resumes with the images no chunk holds; at the end the chunks are
+    copied into `out_file`, in the order they were written. The caller removes `staging` once the
+    output is in place."""
     from tqdm.auto import tqdm
 
     from .decode import decoded_batches
+    from .io import atomic_path
 
     visual = encoder.model.visual
     grid, dim = resolution // 32, encoder.embed_dim
-    loader = decoded_batches(image_paths, list(range(len(image_paths))), encoder.transform(resolution, resize),
-                             batch_size, num_workers)
+    staging.mkdir(parents=True, exist_ok=True)
+    chunks = sorted(staging.glob("chunk-*.arrow"))
+    done = {image_id for chunk in chunks for image_id in _chunk_ids(chunk)}
+    todo = [i for i, image_id in enumerate(ids) if image_id not in done]
+    if done:
+        log.info("dense features @%d: %d of %d images already encoded by an interrupted run, %d to encode",
+                 resolution, len(ids) - len(todo), len(ids), len(todo))
     skipped: list[tuple[int, str]] = []
-    with DenseWriter(out_file, grid * grid, dim, metadata) as writer, \
-            tqdm(total=len(image_paths), desc=f"dense features @{resolution}", unit="img") as bar:
-        for good, pixels, bad in loader:
+    with tqdm(total=len(todo), desc=f"dense features @{resolution}", unit="img") as bar:
+        for good, pixels, bad in decoded_batches(image_paths, todo, encoder.transform(resolution, resize), batch_size,
+                                                 num_workers):
             skipped += bad
             if pixels is not None:
-                features = dense_features(visual, pixels.to(encoder.device))
-                writer.write([ids[p] for p in good], features.cpu().numpy())
+                features = dense_features(visual, pixels.to(encoder.device)).cpu().numpy()
+                with atomic_path(staging / f"chunk-{len(chunks):06d}.arrow", unique=True) as tmp, \
+                        DenseWriter(tmp, grid * grid, dim, metadata) as writer:
+                    writer.write([ids[p] for p in good], features)
+                chunks.append(staging / f"chunk-{len(chunks):06d}.arrow")
             bar.update(len(good) + len(bad))
+    with DenseWriter(out_file, grid * grid, dim, metadata) as writer:
+        for chunk in chunks:
+            reader = ipc.open_file(pa.memory_map(str(chunk)))
+            for b in range(reader.num_record_batches):
+                writer.write_batch(reader.get_batch(b))
     for position, why in skipped:
         log.warning("skipped image %s: %s", image_paths[position], why)
     return sorted(skipped)

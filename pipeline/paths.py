@@ -26,6 +26,7 @@ EVAL_EMBEDDINGS = ARTIFACTS / "embeddings" / "eval"      # encode_eval_images: <
 SUPPORT_EMBEDDINGS = ARTIFACTS / "embeddings" / "support"  # encode_support_images: the few-shot support images
 PARTIAL_EMBEDDINGS = ARTIFACTS / "embeddings" / "partial"  # encode_partial_images: the partially labelled split
 DENSE_EMBEDDINGS = ARTIFACTS / "embeddings" / "dense"      # encode_dense_images: per-location features (prompt methods)
+DENSE_STAGING = ARTIFACTS / "embeddings" / "dense-staging"   # its finished batches until it completes (not a DVC out: a kill resumes)
 ZEROSHOT = ARTIFACTS / "zeroshot"              # per_class.parquet, scores.parquet
 FEWSHOT_SUPPORT = ARTIFACTS / "fewshot" / "support.parquet"
 PARTIAL_MASK = ARTIFACTS / "partial" / "mask.parquet"

@@ -1,14 +1,17 @@
 """encode_dense_images: per-location CLIP RN50 features (`pipeline.dense`) of exactly the image sets
 prompt.method reads (DualCoOp: partial.split and evaluate.split at encode.partial_resolution; TaI-DPT:
 evaluate.split at encode.image_resolution; nothing otherwise), float16, into
-artifacts/embeddings/dense/<split>-<px>/; unreadable images are skipped and listed in skipped.parquet."""
+artifacts/embeddings/dense/<split>-<px>/; unreadable images are skipped and listed in skipped.parquet.
+Finished batches wait in artifacts/embeddings/dense-staging/ until the stage completes, so a killed run
+resumes with the images no batch holds (`pipeline.dense.encode_dense`)."""
 
 import logging
+import shutil
 
 import polars as pl
 
 from pipeline import paths
-from pipeline.dense import check_dense_model, dense_dir, dense_sets, encode_dense
+from pipeline.dense import check_dense_model, dense_dir, dense_sets, encode_dense, staging_key
 from pipeline.embeddings import SKIPPED_SCHEMA
 from pipeline.encoders import load_clip
 from pipeline.io import atomic_dir, write_parquet
@@ -34,11 +37,12 @@ def main(params) -> None:
             metadata = {"model": p.model, "model_identity": encoder.identity, "kind": "dense", "resize": p.resize,
                         "resolution": dense_set.resolution, "split": dense_set.split, "positional": "none"}
             out = dense_dir(dense_set.split, dense_set.resolution, tmp) / "part-00000.arrow"
-            bad = encode_dense(encoder, ids, image_paths, dense_set.resolution, out, metadata, p.resize, p.batch_size,
-                               p.num_workers)
+            staging = paths.DENSE_STAGING / staging_key(metadata, image_paths, ids)
+            bad = encode_dense(encoder, ids, image_paths, dense_set.resolution, out, metadata, staging, p.resize,
+                               p.batch_size, p.num_workers)
             skipped += [(dense_set.split, dense_set.resolution, ids[i], image_paths[i], why) for i, why in bad]
         write_parquet(pl.DataFrame(skipped, schema=SKIPPED_SCHEMA, orient="row"), paths.skipped_images_path(tmp))
-
+    shutil.rmtree(paths.DENSE_STAGING, ignore_errors=True)   # the output is in place: no run resumes from these
 
 if __name__ == "__main__":
     run(main, "encode_dense_images")
