@@ -19,6 +19,7 @@ import errno
 import glob
 import io
 import json
+import logging
 import os
 import re
 import shutil
@@ -63,6 +64,22 @@ def disk_full(path: str | Path) -> DiskFullError:
         f"disk full: could not write {path} ({free:.0f} MiB left on its disk); nothing half-written was kept. "
         "Free some space (`dvc gc` drops cached outputs no commit or experiment uses) and run again"
     )
+
+
+def read_checkpoint(path: str | Path) -> dict | None:
+    """A training checkpoint (`write_torch`) of tensors and plain data only (weights_only: a tampered file
+    cannot run code); None where there is none, or it cannot be read that way (training starts afresh)."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for foreign or truncated files
+        logging.getLogger(__name__).warning("ignoring checkpoint %s: not a plain checkpoint of tensors (%s); "
+                                            "training from scratch", path, type(e).__name__)
+        return None
 
 
 @contextlib.contextmanager

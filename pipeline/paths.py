@@ -40,6 +40,7 @@ EVAL = ARTIFACTS / "eval"                      # per_class.parquet, scores.parqu
 PROMPT = ARTIFACTS / "prompt"                  # prompt: per_class.parquet, scores.parquet, context.pt
 PROMPT_SCORES = PROMPT / "scores.parquet"      # what evaluate.integrate_with: prompt averages with the adapter
 PROMPT_CONTEXT = PROMPT / "context.pt"         # the learned context vectors and what they were trained for
+PROMPT_CHECKPOINT = PROMPT / "checkpoint.pt"   # persisted: a killed prompt stage resumes after its last epoch
 
 REPORTS = Path("reports")
 GENERATE_METRICS = REPORTS / "generate.json"

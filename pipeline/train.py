@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from .adapter import Adapter, AdapterConfig, normalize
 from .config import TrainParams
 from .device import resolve_device
-from .io import write_torch
+from .io import read_checkpoint, write_torch
 from .perturb import perturb
 from .errors import UserError
 
@@ -122,17 +122,6 @@ def _runaway(model: nn.Module, loss: float, first_loss: float | None) -> str | N
     return None
 
 
-def _load_checkpoint(path: Path) -> dict | None:
-    """A checkpoint of tensors and plain data only (weights_only: a tampered file cannot run code);
-    one that cannot be read that way is ignored, and training starts afresh."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many kinds for foreign or truncated files
-        log.warning("ignoring checkpoint %s: not a plain checkpoint of tensors (%s); training from scratch",
-                    path, type(e).__name__)
-        return None
-
-
 def train_adapter(
     data: TrainingSet,
     params: TrainParams,
@@ -159,7 +148,7 @@ def train_adapter(
     fingerprint = hashlib.sha256((data.fingerprint() + repr(asdict(params))).encode()).hexdigest()
     history: list[dict] = []
     start_epoch = 0
-    state = _load_checkpoint(checkpoint) if checkpoint is not None and checkpoint.is_file() else None
+    state = read_checkpoint(checkpoint) if checkpoint is not None else None
     if state is not None:
         if state.get("fingerprint") == fingerprint:
             model.load_state_dict(state["model"])

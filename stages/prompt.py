@@ -27,6 +27,8 @@ def main(params) -> None:
         write_json({**EMPTY_SUMMARY, "n_images": 0, "n_classes_scored": 0}, paths.PROMPT_METRICS)
         write_text("epoch,loss,lr,seconds\n", paths.PROMPT_LOG)
         write_torch({"method": "none"}, paths.PROMPT_CONTEXT)
+        if not paths.PROMPT_CHECKPOINT.is_file():   # a DVC out (persisted): present, and resumed by no run
+            write_torch({}, paths.PROMPT_CHECKPOINT)
         return
     from pipeline.prompt.run import run_prompt_method
 

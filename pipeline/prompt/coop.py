@@ -43,7 +43,7 @@ class CoOp(nn.Module):
 
 
 def train_coop(model: CoOp, images: torch.Tensor, targets: torch.Tensor, epochs: int, lr: float, batch_size: int,
-               seed: int = 0, warmup_epochs: int = 1, on_epoch=None) -> list[dict]:
+               seed: int = 0, warmup_epochs: int = 1, on_epoch=None, checkpoint=None, fingerprint: str = "") -> list[dict]:
     """Few-shot training on (n, dim) image features with (n, labels) 0/1 targets."""
     device = model.logit_scale.device
     images, targets = images.to(device), targets.to(device).float()
@@ -52,4 +52,4 @@ def train_coop(model: CoOp, images: torch.Tensor, targets: torch.Tensor, epochs:
         return shuffled_batches(len(images), batch_size, seed, epoch)
 
     return fit(model, batches, lambda rows: ranking_loss(model(images[rows]), targets[rows]), epochs, lr,
-               warmup_epochs, on_epoch)
+               warmup_epochs, on_epoch, checkpoint, fingerprint)

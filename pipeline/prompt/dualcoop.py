@@ -64,7 +64,8 @@ class DualCoOp(nn.Module):
 
 
 def train_dualcoop(model: DualCoOp, dense_rows, targets: torch.Tensor, known: torch.Tensor, epochs: int, lr: float,
-                   batch_size: int, seed: int = 0, warmup_epochs: int = 1, on_epoch=None) -> list[dict]:
+                   batch_size: int, seed: int = 0, warmup_epochs: int = 1, on_epoch=None, checkpoint=None,
+                   fingerprint: str = "") -> list[dict]:
     """`dense_rows(rows)` -> (batch, L, dim) stored features; targets and known (n, labels) 0/1."""
     device = model.positional.device
     targets, known = targets.to(device).float(), known.to(device).float()
@@ -73,4 +74,4 @@ def train_dualcoop(model: DualCoOp, dense_rows, targets: torch.Tensor, known: to
         return dual_asymmetric_loss(model(dense_rows(rows).to(device)), targets[rows], known[rows])
 
     return fit(model, lambda epoch: shuffled_batches(len(targets), batch_size, seed, epoch), loss_of, epochs, lr,
-               warmup_epochs, on_epoch)
+               warmup_epochs, on_epoch, checkpoint, fingerprint)

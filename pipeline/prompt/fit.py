@@ -8,12 +8,14 @@ from __future__ import annotations
 import logging
 import math
 import time
+from pathlib import Path
 from typing import Callable, Iterable
 
 import torch
 from torch import nn
 
 from ..errors import UserError
+from ..io import read_checkpoint, write_torch
 
 log = logging.getLogger(__name__)
 
@@ -35,18 +37,30 @@ def epoch_lr(epoch: int, lr: float, epochs: int, warmup_epochs: int = 1) -> floa
     return lr * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
 
 
-def trainable(module: nn.Module) -> list[nn.Parameter]:
-    return [p for p in module.parameters() if p.requires_grad]
-
-
 def fit(module: nn.Module, batches: Callable[[int], Iterable], loss_of: Callable, epochs: int, lr: float,
-        warmup_epochs: int = 1, on_epoch: Callable[[dict], None] | None = None) -> list[dict]:
+        warmup_epochs: int = 1, on_epoch: Callable[[dict], None] | None = None, checkpoint: Path | None = None,
+        fingerprint: str = "") -> list[dict]:
     """Train `module`'s trainable parameters: `batches(epoch)` yields batches, `loss_of(batch)` their loss.
-    Returns one row per epoch: epoch, loss (mean over batches), lr, seconds."""
-    params = trainable(module)
-    optimizer = torch.optim.SGD(params, lr=lr, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
-    history = []
-    for epoch in range(epochs):
+    Returns one row per epoch: epoch, loss (mean over batches), lr, seconds.
+
+    With `checkpoint`, every epoch ends with an atomic checkpoint (the trainable parameters, the optimiser,
+    the history), and a checkpoint with the same `fingerprint` (the caller's hash of what is trained on
+    and how) is resumed after its last epoch. The batch order is a function of the seed and the epoch
+    (`shuffled_batches`), so a resumed run ends where an uninterrupted one does."""
+    named = {name: p for name, p in module.named_parameters() if p.requires_grad}
+    optimizer = torch.optim.SGD(list(named.values()), lr=lr, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+    history, start = [], 0
+    state = read_checkpoint(checkpoint) if checkpoint is not None else None
+    if state is not None and state.get("fingerprint") == fingerprint and set(state["params"]) == set(named):
+        with torch.no_grad():
+            for name, p in named.items():
+                p.copy_(state["params"][name])
+        optimizer.load_state_dict(state["optimizer"])
+        history, start = state["history"], state["epoch"]
+        log.info("resuming from %s after epoch %d of %d", checkpoint, start, epochs)
+    elif state is not None:
+        log.info("ignoring checkpoint %s: it belongs to other data or params", checkpoint)
+    for epoch in range(start, epochs):
         started, rate = time.perf_counter(), epoch_lr(epoch, lr, epochs, warmup_epochs)
         for group in optimizer.param_groups:
             group["lr"] = rate
@@ -67,6 +81,10 @@ def fit(module: nn.Module, batches: Callable[[int], Iterable], loss_of: Callable
                                  "training set (support images, partially labelled images or texts) is not empty")
         row = {"epoch": epoch + 1, "loss": total / n, "lr": rate, "seconds": time.perf_counter() - started}
         history.append(row)
+        if checkpoint is not None:
+            write_torch({"fingerprint": fingerprint, "epoch": epoch + 1, "history": history,
+                         "params": {name: p.detach().cpu() for name, p in named.items()},
+                         "optimizer": optimizer.state_dict()}, checkpoint)
         if on_epoch:
             on_epoch(row)
         log.info("epoch %d/%d: loss %.4f (lr %.2g, %.1f s)", epoch + 1, epochs, row["loss"], rate, row["seconds"])

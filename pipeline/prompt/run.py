@@ -3,13 +3,18 @@ evaluation split. The stage (`stages/prompt.py`) only writes what this returns."
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 import torch
 
+from .. import paths
 from ..config import Params
 from ..dense import DENSE_METHODS, DenseFeatures, check_dense_model, dense_dir, grid_of, positional_term
 from ..labelled_images import labelled_images
@@ -43,6 +48,25 @@ def _dense(split: str, resolution: int) -> DenseFeatures:
     return DenseFeatures(directory)
 
 
+# What the prompt stage reads (its dvc.yaml data deps): a checkpoint is resumed only while they are unchanged.
+TRAINING_INPUTS = (paths.PREPARED, paths.TEXTS, paths.FEWSHOT_SUPPORT, paths.PARTIAL_MASK, paths.EVAL_EMBEDDINGS,
+                   paths.SUPPORT_EMBEDDINGS, paths.DENSE_EMBEDDINGS)
+
+
+def _fingerprint(params: Params, labels: LabelSet, hp: dict, clip_identity: str) -> str:
+    """What a resumable checkpoint must match: the method and its values, the labels, the CLIP, and every
+    input file's path, size and modification time (hashing tens of GB of dense features would cost more
+    than the epochs it saves; a file rewritten with the same bytes just restarts training)."""
+    digest = hashlib.sha256(json.dumps({"prompt": dataclasses.asdict(params.prompt), "resolved": hp,
+                                        "labels": list(labels.names), "clip": clip_identity}, sort_keys=True).encode())
+    for root in TRAINING_INPUTS:
+        for file in sorted(Path(root).rglob("*")) if Path(root).is_dir() else [Path(root)]:
+            if file.is_file():
+                stat = file.stat()
+                digest.update(f"{file}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
 def run_prompt_method(params: Params, labels: LabelSet) -> PromptResult:
     from ..encoders import load_clip
 
@@ -55,7 +79,8 @@ def run_prompt_method(params: Params, labels: LabelSet) -> PromptResult:
     log.info("%s: %s", p.method, ", ".join(f"{k} {v}" for k, v in hp.items()))
     setup = {"names": list(labels.names), "n_ctx": p.n_ctx, "class_specific": hp["class_specific"],
              "generator": torch.Generator().manual_seed(p.seed)}
-    fitting = {"epochs": hp["epochs"], "lr": hp["lr"], "batch_size": hp["batch_size"], "seed": p.seed}
+    fitting = {"epochs": hp["epochs"], "lr": hp["lr"], "batch_size": hp["batch_size"], "seed": p.seed,
+               "checkpoint": paths.PROMPT_CHECKPOINT, "fingerprint": _fingerprint(params, labels, hp, encoder.identity)}
     runner = {"coop": _coop, "dualcoop": _dualcoop, "taidpt": _taidpt}[p.method]
     ids, scores, targets, n_train, history, context = runner(params, labels, model, encoder.device, setup, fitting)
     scores = scores.detach().cpu().double().numpy()

@@ -131,7 +131,7 @@ class TaIDPT(nn.Module):
 
 
 def train_taidpt(model: TaIDPT, texts: TextTokens, targets: torch.Tensor, epochs: int, lr: float, batch_size: int,
-                 seed: int = 0, warmup_epochs: int = 1, on_epoch=None) -> list[dict]:
+                 seed: int = 0, warmup_epochs: int = 1, on_epoch=None, checkpoint=None, fingerprint: str = "") -> list[dict]:
     device = model.device
     targets = targets.float()
 
@@ -140,4 +140,4 @@ def train_taidpt(model: TaIDPT, texts: TextTokens, targets: torch.Tensor, epochs
         return model.loss(g.to(device), tokens.to(device), mask.to(device), targets[rows].to(device))
 
     return fit(model, lambda epoch: shuffled_batches(len(texts), batch_size, seed, epoch), loss_of, epochs, lr,
-               warmup_epochs, on_epoch)
+               warmup_epochs, on_epoch, checkpoint, fingerprint)
