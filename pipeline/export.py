@@ -17,7 +17,6 @@ import datetime as dt
 import importlib.metadata
 import json
 import logging
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,11 +27,11 @@ from .adapter import AdapterBundle, normalize
 from .classifier import DEFAULT_THRESHOLD
 from .export_format import (CARD_FILE, CONFIG_FILE, FORMAT, FORMAT_VERSION, ONNX_FILE, WEIGHTS_FILE, ExportError,
                             read_config)
+from .image_engine import ONNX_OPSET, export_onnx
 from .io import atomic_dir
 
 log = logging.getLogger(__name__)
 
-ONNX_OPSET = 17
 ONNX_CHECK_ROWS = 2    # images of random pixels run through both ONNX Runtime and torch after writing
 
 def project_version() -> str:
@@ -109,19 +108,11 @@ def write_onnx(path: Path, classifier) -> dict:
     encoder.set_resolution(resolution)
     graph = PixelsToProbabilities(encoder.model, classifier.bundle.model, classifier.bundle.normalize).eval().float()
     example = torch.randn(ONNX_CHECK_ROWS, 3, resolution, resolution, generator=torch.Generator().manual_seed(0))
-    fastpath = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)   # its fused attention kernel has no ONNX form
     try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")   # the TorchScript exporter's deprecation and tracer notes
-            torch.onnx.export(graph, (example,), str(path), dynamo=False, opset_version=ONNX_OPSET,
-                              input_names=["pixels"], output_names=["probabilities"],
-                              dynamic_axes={"pixels": {0: "batch"}, "probabilities": {0: "batch"}})
+        export_onnx(graph, example, str(path), "pixels", "probabilities")
     except Exception as e:  # an operator ONNX has no form for, in some backbone
         raise ExportError(f"{encoder.name}'s image encoder could not be written as ONNX ({type(e).__name__}: "
                           f"{str(e).splitlines()[0][:200]}): export without --onnx") from None
-    finally:
-        torch.backends.mha.set_fastpath_enabled(fastpath)
     with torch.no_grad():
         expected = graph(example).numpy()
     entry = {"file": ONNX_FILE, "opset": ONNX_OPSET,
@@ -188,6 +179,7 @@ def export_workspace(out_dir: str | Path, adapter: str | Path, params_file: str 
     bundle = classifier.bundle
     stale = [f"{key} is {now!r} in {params_file} but {was!r} in the adapter" for key, now, was in (
         ("encode.model", params.encode.model, bundle.clip_model), ("encode.resize", params.encode.resize, bundle.resize),
+        ("encode.precision", params.encode.precision, bundle.precision),
         ("train.normalize", params.train.normalize, bundle.normalize)) if now != was]
     if stale and clip_model is None:   # the card would describe other params than the weights'
         raise ExportError(f"{'; '.join(stale)}: run `dvc repro` so the adapter matches the params, then export")

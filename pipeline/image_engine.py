@@ -151,15 +151,31 @@ def _onnxruntime(visual: torch.nn.Module, example: torch.Tensor) -> Engine:
     import onnxruntime
 
     graph = io.BytesIO()
-    with warnings.catch_warnings(), _quiet_output():   # the TorchScript-based exporter warns that it is
-        warnings.simplefilter("ignore")                 # deprecated, and prints the whole graph where it fails
-        torch.onnx.export(copy.deepcopy(visual), (example,), graph, input_names=["pixels"], output_names=["embeddings"],
-                          dynamic_axes={"pixels": {0: "n"}, "embeddings": {0: "n"}}, opset_version=17, dynamo=False)
+    export_onnx(copy.deepcopy(visual), example, graph, "pixels", "embeddings")
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = torch.get_num_threads(), 1
     options.log_severity_level = 3
     session = onnxruntime.InferenceSession(graph.getvalue(), options, providers=["CPUExecutionProvider"])
     return lambda pixels: torch.from_numpy(session.run(None, {"pixels": pixels.contiguous().numpy()})[0])
+
+
+ONNX_OPSET = 17
+
+
+def export_onnx(module: torch.nn.Module, example: torch.Tensor, destination, input_name: str, output_name: str) -> None:
+    """`module` as an ONNX graph (TorchScript exporter, opset `ONNX_OPSET`) with a free batch axis, into a path
+    or a file object. nn.MultiheadAttention's fused fast path is off while tracing (its kernel has no ONNX form:
+    open_clip's ViTs use it), and the exporter's warnings and C++ graph dump are silenced."""
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with warnings.catch_warnings(), _quiet_output(), torch.no_grad():
+            warnings.simplefilter("ignore")   # the exporter's deprecation and tracer notes
+            torch.onnx.export(module, (example,), destination, dynamo=False, opset_version=ONNX_OPSET,
+                              input_names=[input_name], output_names=[output_name],
+                              dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}})
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
 
 
 @contextlib.contextmanager

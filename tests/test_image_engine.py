@@ -156,6 +156,25 @@ def test_a_tower_a_runtime_converts_wrongly_runs_as_plain_torch(request, tower, 
     assert torch.equal(engine(x), plain(tower, x))
 
 
+def test_auto_takes_the_next_installed_runtime_where_one_cannot_convert(tiny_clip, monkeypatch, caplog):
+    if not (installed("onnxruntime") and installed("torchscript")):
+        pytest.skip("needs two graph runtimes")
+    encoder = ClipEncoder(str(tiny_clip), "cpu", runtime="torch")
+
+    def unconvertible(visual, example):
+        raise RuntimeError("no ONNX form for this operator")
+
+    monkeypatch.setitem(image_engine.GRAPH_BUILDERS, "onnxruntime", unconvertible)
+    with caplog.at_level(logging.INFO, "pipeline.image_engine"):
+        engine, used = build_engine(encoder.model.visual, 64, "auto")
+    assert used == "torchscript" and "onnxruntime could not convert this image tower" in caplog.text
+    with caplog.at_level(logging.INFO, "pipeline.image_engine"):   # named, it is the only one tried
+        _, named = build_engine(encoder.model.visual, 64, "onnxruntime")
+    assert named == "torch"
+    x = pixels(2, 64)
+    assert (engine(x) - plain(encoder.model.visual, x)).abs().max() <= image_engine.EXACT_ATOL
+
+
 def test_a_graph_whose_probe_strays_is_not_used(tiny_clip, monkeypatch, caplog):
     encoder = ClipEncoder(str(tiny_clip), "cpu", runtime="torch")
     wrong = lambda visual, example: (lambda x: visual(x) + 1e-3)   # noqa: E731 - a subtly broken graph
