@@ -162,7 +162,7 @@ class PeerTraining:
         where FLOPs are counted): the same loss, backward and SGD update."""
         from pipeline.prompt.fit import MOMENTUM, WEIGHT_DECAY, trainable
 
-        optimizer = torch.optim.SGD(trainable(self.module), lr=0.002, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+        optimizer = torch.optim.SGD(list(trainable(self.module).values()), lr=0.002, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
         loss = self.loss_of(self.rows)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -172,7 +172,7 @@ class PeerTraining:
     def trainable_params(self) -> int:
         from pipeline.prompt.fit import trainable
 
-        return sum(p.numel() for p in trainable(self.module))
+        return sum(p.numel() for p in trainable(self.module).values())
 
 
 def adapter_data(n_labels: int, n_texts: int, embed_dim: int) -> TrainingSet:

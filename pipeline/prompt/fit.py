@@ -37,6 +37,11 @@ def epoch_lr(epoch: int, lr: float, epochs: int, warmup_epochs: int = 1) -> floa
     return lr * 0.5 * (1 + math.cos(math.pi * epoch / epochs))
 
 
+def trainable(module: nn.Module) -> dict[str, nn.Parameter]:
+    """The parameters a prompt method learns (the context vectors), by name; CLIP's are frozen."""
+    return {name: p for name, p in module.named_parameters() if p.requires_grad}
+
+
 def fit(module: nn.Module, batches: Callable[[int], Iterable], loss_of: Callable, epochs: int, lr: float,
         warmup_epochs: int = 1, on_epoch: Callable[[dict], None] | None = None, checkpoint: Path | None = None,
         fingerprint: str = "") -> list[dict]:
@@ -47,7 +52,7 @@ def fit(module: nn.Module, batches: Callable[[int], Iterable], loss_of: Callable
     the history), and a checkpoint with the same `fingerprint` (the caller's hash of what is trained on
     and how) is resumed after its last epoch. The batch order is a function of the seed and the epoch
     (`shuffled_batches`), so a resumed run ends where an uninterrupted one does."""
-    named = {name: p for name, p in module.named_parameters() if p.requires_grad}
+    named = trainable(module)
     optimizer = torch.optim.SGD(list(named.values()), lr=lr, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
     history, start = [], 0
     state = read_checkpoint(checkpoint) if checkpoint is not None else None
