@@ -60,7 +60,7 @@ from pipeline.image_engine import PACKAGES, ImageEngine, choose_runtime, install
 from pipeline.random_clip import save_random_clip  # noqa: E402
 from toy_project import template_captions  # noqa: E402
 
-RUNTIMES = ("torchscript", "onnxruntime", "openvino", "compile")   # measured against eager torch
+RUNTIMES = ("torchscript", "onnxruntime", "compile")   # measured against eager torch
 
 
 def table_captions(path: str, n: int) -> list[str]:

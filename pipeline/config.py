@@ -160,7 +160,9 @@ OPEN_CLIP_PREFIX = "open_clip:"
 # encode.precision: what the CLIP encoders compute in (pipeline.image_engine); fp16 is for CUDA GPUs.
 PRECISIONS = ("fp32", "bf16", "fp16")
 # encode.runtime: how the fp32 image encoder executes (pipeline.image_engine); the outputs agree to 1e-5.
-RUNTIMES = ("auto", "torch", "torchscript", "onnxruntime", "openvino", "compile")
+RUNTIMES = ("auto", "torch", "torchscript", "onnxruntime", "compile")
+# removed runtimes and the one line that names their replacement
+REMOVED_RUNTIMES = {"openvino": "it was removed (its tests never ran in CI, and it was no faster than onnxruntime): use onnxruntime (pip install -e '.[onnx]')"}
 # Noise kinds of pipeline.perturb (train.noise, fewshot.noise, partial.image_noise).
 NOISE_KINDS = ("surface", "interior", "ball")
 # How a text's training labels are set (generate.label_rule): exactly its combination (the paper's),
@@ -291,7 +293,7 @@ class EncodeParams:
     device: str = "auto"
     resize: str = "square"   # square: N x N (the paper's protocol) | center_crop: short side to N, centre crop (CLIP's)
     precision: str = "fp32"  # ours: fp32 | bf16 (CPUs with bf16 instructions, GPUs) | fp16 (CUDA); in the cache key
-    runtime: str = "auto"    # ours: auto | torch | torchscript | onnxruntime | openvino | compile (fp32 images, same outputs)
+    runtime: str = "auto"    # ours: auto | torch | torchscript | onnxruntime | compile (fp32 images, same outputs)
 
     engine: str = "local"            # ours: local | ray (image encoding on a Ray cluster, pipeline/encode_ray.py)
     ray_address: str | None = None   # a running Ray cluster to join; null: RAY_ADDRESS, else a local Ray
@@ -301,6 +303,8 @@ class EncodeParams:
         _one_of(f"{key}.resize", self.resize, RESIZE_MODES)
         _one_of(f"{key}.engine", self.engine, ENGINES)
         _one_of(f"{key}.precision", self.precision, PRECISIONS)
+        if self.runtime in REMOVED_RUNTIMES:
+            raise ParamsError(f"{key}.runtime = {self.runtime!r}: {REMOVED_RUNTIMES[self.runtime]}")
         _one_of(f"{key}.runtime", self.runtime, RUNTIMES)
         if self.engine == "ray" and importlib.util.find_spec("ray") is None:
             raise ParamsError(f"{key}.engine = 'ray' but Ray is not installed: pip install 'ray[data]', or use engine local")

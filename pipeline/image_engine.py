@@ -6,7 +6,6 @@ plain fp32 torch to within `EXACT_ATOL` (the embedding cache key does not name t
 - `torch`: the model as loaded, eager.
 - `torchscript`: a channels_last copy traced, frozen and optimised for inference (core install).
 - `onnxruntime`: the tower exported to ONNX and run by ONNX Runtime (`pip install onnx onnxruntime`).
-- `openvino`: the tower converted by OpenVINO, run at f32 (`pip install openvino`); never chosen by `auto`.
 - `compile`: `torch.compile` (needs a C++ compiler; about a minute to compile RN50 on 2 cores).
 - `auto` (default): on a CPU, the first installed of `AUTO_ORDER` (fastest first, as measured in
   docs/encoding.md); on a GPU, eager torch (GPU runtimes are unmeasured).
@@ -40,11 +39,9 @@ from .config import PRECISIONS, RUNTIMES
 log = logging.getLogger(__name__)
 
 EXACT_ATOL = 1e-5   # an fp32 runtime's largest absolute difference from eager torch (embeddings of RN50 scale)
-# fastest first on this project's CPU (docs/encoding.md); not openvino: as fast as onnxruntime, slower to build,
-# and its thread pool crashed a process that later forked (the decoding workers were forked processes then;
-# `subprocess` still forks)
+# fastest first on this project's CPU (docs/encoding.md)
 AUTO_ORDER = ("onnxruntime", "torchscript")
-PACKAGES = {"onnxruntime": ("onnx", "onnxruntime"), "openvino": ("openvino",)}
+PACKAGES = {"onnxruntime": ("onnx", "onnxruntime")}
 AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 LOW_PRECISION_MIN_COSINE = 0.999   # a bf16 / fp16 graph's probe embeddings against fp32: catches a broken graph
 TRACE_IMAGES, PROBE_IMAGES = 2, 3   # a graph is built on one batch and checked on another of another size
@@ -196,23 +193,12 @@ def _quiet_output():
             os.close(copy_of)
 
 
-def _openvino(visual: torch.nn.Module, example: torch.Tensor) -> Engine:
-    import openvino
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        converted = openvino.convert_model(copy.deepcopy(visual), example_input=example)
-    compiled = openvino.Core().compile_model(converted, "CPU", {   # f32: OpenVINO would pick bf16 on a bf16 CPU
-        "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": torch.get_num_threads()})
-    return lambda pixels: torch.from_numpy(compiled(pixels.contiguous().numpy())[0])
-
-
 def _compile(visual: torch.nn.Module, example: torch.Tensor) -> Engine:
     compiled = torch.compile(copy.deepcopy(visual).requires_grad_(False), dynamic=True)   # one build for every batch size
     return lambda pixels: compiled(pixels)
 
 
-GRAPH_BUILDERS = {"torchscript": _torchscript, "onnxruntime": _onnxruntime, "openvino": _openvino, "compile": _compile}
+GRAPH_BUILDERS = {"torchscript": _torchscript, "onnxruntime": _onnxruntime, "compile": _compile}
 
 
 def build_engine(visual: torch.nn.Module, resolution: int, runtime: str = "auto", precision: str = "fp32",

@@ -5,9 +5,6 @@ the adapter bundle; precisions a machine cannot run refused in one line."""
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,20 +18,8 @@ from pipeline.embeddings import EmbeddingCache, content_key
 from pipeline.image_engine import EXACT_ATOL, ImageEngine, build_engine, choose_runtime, installed, precision_problem
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
-GRAPH_RUNTIMES = ("torchscript", "onnxruntime", "openvino")
+GRAPH_RUNTIMES = ("torchscript", "onnxruntime")
 ROOT = Path(__file__).resolve().parents[1]
-ISOLATED = "TAI_TEST_ISOLATED"
-
-
-def ran_in_own_process(request, runtime: str) -> bool:
-    """OpenVINO's thread pool crashed the test process (SIGSEGV) once later tests forked it: an openvino
-    case runs in a fresh pytest process of its own. True where this call ran the test there (and it passed)."""
-    if runtime != "openvino" or os.environ.get(ISOLATED):
-        return False
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", request.node.nodeid],
-                          cwd=ROOT, env={**os.environ, ISOLATED: "1"}, capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
-    return True
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +47,6 @@ def pixels(n: int, resolution: int, seed: int = 1) -> torch.Tensor:
 def test_each_runtime_is_within_1e_5_of_plain_torch_at_224_and_448(request, runtime, one_thread):
     if not installed(runtime):
         pytest.skip(f"{runtime} is not installed")
-    if ran_in_own_process(request, runtime):
-        return
     rn50_scale = request.getfixturevalue("rn50_scale")
     visual = rn50_scale.model.visual
     for resolution in (224, 448):
@@ -93,10 +76,8 @@ def test_the_encoder_builds_one_graph_per_resolution_and_each_stays_exact(tiny_c
 
 
 def test_auto_takes_the_first_installed_runtime_and_plain_torch_on_a_gpu(monkeypatch):
-    monkeypatch.setattr(image_engine, "installed", lambda runtime: runtime in {"onnxruntime", "openvino", "torchscript"})
+    monkeypatch.setattr(image_engine, "installed", lambda runtime: runtime in {"onnxruntime", "torchscript"})
     assert choose_runtime("auto", "fp32", CPU) == "onnxruntime"
-    monkeypatch.setattr(image_engine, "installed", lambda runtime: runtime in {"openvino", "torchscript"})
-    assert choose_runtime("auto", "fp32", CPU) == "torchscript"    # openvino only when asked for by name
     monkeypatch.setattr(image_engine, "installed", lambda runtime: runtime == "torchscript")
     assert choose_runtime("auto", "fp32", CPU) == "torchscript"
     assert choose_runtime("auto", "fp32", CUDA) == "torch"          # GPU runtimes are unmeasured: eager
@@ -144,8 +125,6 @@ class FrozenValues(torch.nn.Module):
 def test_a_tower_a_runtime_converts_wrongly_runs_as_plain_torch(request, tower, runtime, caplog):
     if not installed(runtime):
         pytest.skip(f"{runtime} is not installed")
-    if ran_in_own_process(request, runtime):
-        return
     torch.manual_seed(0)
     tower = tower().eval()
     with caplog.at_level(logging.WARNING, "pipeline.image_engine"):
@@ -289,3 +268,11 @@ def test_the_adapter_bundle_carries_the_precision_and_predict_encodes_in_it(tmp_
     expected = encode_images(ClipEncoder(str(tiny_clip), "cpu", "bf16"), paths, 64, EmbeddingCache(tmp_path / "other"))
     scores = bundle.scores(torch.from_numpy(expected.vectors)).numpy()
     np.testing.assert_allclose(frame.select(["cat", "dog"]).to_numpy(), scores, rtol=0, atol=1e-12)
+
+
+def test_the_removed_openvino_runtime_is_refused_naming_onnxruntime(tmp_path):
+    from pipeline.config import ParamsError, load_params
+    from test_config import write_params
+
+    with pytest.raises(ParamsError, match=r"encode\.runtime = 'openvino': .*use onnxruntime"):
+        load_params(write_params(tmp_path, **{"encode.runtime": "openvino"}))
