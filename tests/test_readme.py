@@ -72,6 +72,25 @@ def test_every_test_the_docs_name_exists() -> None:
     assert not missing, missing
 
 
+def _test_files_named(text: str) -> set[str]:
+    """Every `tests/<file>.py` a page names, with or without a `::test` after it."""
+    return set(re.findall(r"\btests/[\w/]+\.py\b", text))
+
+
+def test_every_test_file_the_docs_name_exists() -> None:
+    """A row citing a whole file (`tests/test_fuzz.py`) is evidence too: its file must exist."""
+    named = {f"{page.relative_to(ROOT).as_posix()}: {path}" for page in PAGES for path in _test_files_named(page.read_text())
+             if not (ROOT / path).is_file()}
+    assert not named, sorted(named)
+    faults = (ROOT / "docs" / "faults.md").read_text()
+    file_only = {m for m in re.findall(r"`(tests/[\w/]+\.py)`", faults)}
+    assert file_only, "docs/faults.md cites whole test files (tests/test_fuzz.py) as well as single tests"
+
+
+def test_the_file_checker_sees_file_only_references() -> None:
+    assert _test_files_named("`tests/test_fuzz.py` and `tests/a.py::b`, not tests/x.pyc") == {"tests/test_fuzz.py", "tests/a.py"}
+
+
 def test_the_link_checker_finds_a_broken_link_and_a_broken_anchor(tmp_path: Path) -> None:
     page = tmp_path / "page.md"
     page.write_text("# Title\n\n## A heading, with `code`\n\n[ok](#a-heading-with-code) [bad](#nope)\n"
