@@ -582,6 +582,9 @@ def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | No
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ParamsError(f"{path} is not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: the file should be a mapping of sections (prepare:, encode:, ...), "
+                          f"not a {type(raw).__name__}; start from the repository's params.yaml")
     for dotted, value in (overrides or {}).items():
         *parents, last = dotted.split(".")
         node = raw

@@ -116,6 +116,11 @@ def read_labels(dataset: str) -> LabelSet:
     return LabelSet.read(path)
 
 
+def label_key(name: str) -> str:
+    """A label name as captions are matched against it: case and runs of spaces ignored."""
+    return " ".join(name.lower().split())
+
+
 def regular_plurals(word: str) -> tuple[str, ...]:
     """The regular plurals of a word or phrase (its last word): +s, +es, and consonant + y -> ies."""
     if not word or not word[-1].isalpha():
@@ -152,6 +157,10 @@ def read_label_file(path: str | Path) -> LabelSet:
                              "the '|' that separates labels in a labels file): rename it")
         if name in synonyms:
             raise LabelError(f"{path}:{lineno}: label {name!r} is listed twice; keep one line per label")
+        same = next((n for n in names if label_key(n) == label_key(name)), None)
+        if same is not None:
+            raise LabelError(f"{path}:{lineno}: label {name!r} is {same!r} once case and spaces are ignored (captions "
+                             "are matched so, and could not tell them apart); keep one line per label")
         names.append(name)
         synonyms[name] = [s.strip() for s in rest.split(",") if s.strip()]
     if not names:

@@ -76,6 +76,9 @@ def manifest_frame(
         difficult = [()] * len(image_ids)
     if not len(image_ids) == len(paths) == len(labels) == len(difficult):
         raise ValueError("image_ids, paths, labels and difficult differ in length")
+    if not len(image_ids):
+        raise DatasetError(f"{where}: this split has no images, and an empty split cannot be encoded or scored; "
+                           "list its images there, or drop the split from prepare.splits")
     _check_unique(image_ids, where)
     order = label_set.index
     positives, hard = [], []

@@ -56,3 +56,20 @@ def test_a_caller_that_stops_early_leaves_no_decoding_thread(tmp_path):
     next(batches)
     batches.close()      # as when encoding the first batch raised
     assert not [t for t in threading.enumerate() if t.name.startswith("decode")]
+
+
+def test_files_are_decoded_on_more_than_one_thread_not_the_callers(tmp_path):
+    """encode.num_workers threads decode: with 3, the files are opened on at least two threads, never on the
+    caller's (forcing decoding serial, in the caller's thread, fails here)."""
+    paths = _files(tmp_path, 12, bad=set())
+    threads: set[str] = set()
+    plain = image_transform(32)
+
+    def transform(image):
+        threads.add(threading.current_thread().name)
+        threading.Event().wait(0.02)   # long enough that the pool's threads overlap
+        return plain(image)
+
+    batches = list(decoded_batches(paths, list(range(12)), transform, 2, 3))
+    assert sum(len(good) for good, _, _ in batches) == 12
+    assert threading.current_thread().name not in threads and len(threads) >= 2, threads

@@ -251,3 +251,17 @@ def test_export_from_a_workspace_writes_the_card_and_refuses_stale_params(tmp_pa
     with pytest.raises(ExportError, match=r"train.normalize is True in params.yaml but False in the adapter: run `dvc repro`"):
         export_workspace("out2", "adapter.pt")
     assert not Path("out2").exists()
+
+
+def test_predict_cli_applies_the_per_label_thresholds_the_export_recorded(tmp_path, tiny_clip):
+    """`tai predict --model <export>` with no threshold flag: each label's recorded threshold, not 0.5 for all."""
+    recorded = {"cat": 0.0, "dog": 1.0, "car": 1.0}
+    folder, _ = export_of(tmp_path, str(tiny_clip), thresholds=recorded)
+    out = tmp_path / "predicted.parquet"
+    result = CliRunner().invoke(app, ["predict", str(images(tmp_path / "images")), "--model", str(folder),
+                                      "--device", "cpu", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    table = pl.read_parquet(out)
+    assert table["predicted"].to_list() == [["cat"]] * table.height
+    at_half = [[name for name in LABELS if row[name] >= 0.5] for row in table.iter_rows(named=True)]
+    assert at_half != [["cat"]] * table.height   # 0.5 everywhere would predict otherwise: the test tells them apart

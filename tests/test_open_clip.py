@@ -231,3 +231,33 @@ def test_an_open_clip_tower_runs_through_the_image_runtimes_with_its_embeddings(
     named = load_clip(tiny_open_clip, "cpu", runtime="torch")
     np.testing.assert_allclose(named.encode_images(pixels, 64), eager, rtol=0, atol=EXACT_ATOL)
     assert named.image_engine(64).runtime == "torch"
+
+
+def test_a_refused_resolution_hashes_no_image(tmp_path, vit, monkeypatch):
+    import pipeline.encode as encode
+
+    paths = []
+    for i in range(3):
+        Image.new("RGB", (40, 30), (50 * i, 100, 200)).save(tmp_path / f"{i}.png")
+        paths.append(str(tmp_path / f"{i}.png"))
+    hashed = []
+    real = encode._file_key
+    monkeypatch.setattr(encode, "_file_key", lambda *args, **kwargs: hashed.append(args[2]) or real(*args, **kwargs))
+    with pytest.raises(ClipError, match="patch size 16"):
+        encode_images(vit, paths, 72, EmbeddingCache(tmp_path / "cache"))
+    assert hashed == []                                   # refused before the first file is read
+    encode_images(vit, paths, 64, EmbeddingCache(tmp_path / "cache"))
+    assert hashed == paths                                # (the counter counts what a taken resolution hashes)
+
+
+def test_the_encode_stage_exits_2_on_a_refused_resolution_having_written_nothing(tmp_path, tiny_open_clip, monkeypatch):
+    from small_project import run_stages, small_project, stage
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("TAI_CACHE_DIR", str(cache))
+    project = small_project(tmp_path, tiny_open_clip, **{"encode.image_resolution": 72})
+    run_stages(project, "prepare")
+    result = stage(project, "encode_images eval")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and "patch size 16" in result.stderr.strip().splitlines()[-1]
+    assert not list((project / "artifacts").rglob("*.arrow")) and not list(cache.rglob("*.arrow"))

@@ -136,6 +136,11 @@ def coco_manifest(
     log.info("%s (%s): %d images, %d with at least one annotation; %d without, %s (prepare.keep_unannotated: %s)",
              split, instances.path, n_all, n_annotated, n_all - n_annotated,
              "kept" if keep_unannotated else "left out", str(keep_unannotated).lower())
+    if not ids:
+        why = ("its `images` list is empty" if not n_all else
+               f"none of its {n_all} images has an annotation of a label, and prepare.keep_unannotated is false")
+        raise DatasetError(f"{instances.path}: split {split!r} would have no images: {why}; export the split's images "
+                           "and annotations into it, set prepare.keep_unannotated: true, or drop the split from prepare.splits")
     absent = [p for p in paths if not os.path.isfile(p)]
     if absent:
         raise DatasetError(

@@ -5,7 +5,7 @@
 - `path`: the image file, relative to `prepare.root` (POSIX separators);
 - `labels`: the image's positive labels: a '|'-separated string in CSV ("cat|dog"; empty = none),
   a list of strings (or such a string) in Parquet;
-- `split`: the split the image belongs to (rows of splits not in `prepare.splits` are ignored);
+- `split`: the split the image belongs to (rows of splits not in `prepare.splits` are left out, with a warning);
 - `image_id` (optional): unique name of the image; default: `path` without its extension.
 
 The label set is `prepare.label_names` (a text file, one label per line, synonyms after ':'; see
@@ -15,6 +15,7 @@ Manifests have the columns described in `pipeline.datasets`; `difficult` is alwa
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path, PurePosixPath
 from typing import Sequence
 
@@ -22,6 +23,8 @@ import polars as pl
 
 from pipeline.manifest import DatasetError, manifest_frame
 from pipeline.labels import LabelError, LabelSet, read_label_file
+
+log = logging.getLogger(__name__)
 
 REQUIRED = ("path", "labels", "split")
 SUFFIXES = (".csv", ".parquet", ".pq")
@@ -161,6 +164,11 @@ def build_folder(
                 f"{found}. Set prepare.splits to the splits you have, or add rows for {split!r}"
             )
 
+    unused = [split for split in found if split not in splits]
+    if unused:
+        n_rows = frame.filter(pl.col("split").is_in(unused)).height
+        log.warning("%s: %d row(s) of split(s) %s are left out: they are not in prepare.splits %s (add them there to "
+                    "use them; their labels still count)", labels_file, n_rows, unused, list(splits))
     manifests: dict[str, pl.DataFrame] = {}
     for split in splits:
         part = frame.filter(pl.col("split") == split)

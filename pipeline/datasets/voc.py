@@ -69,6 +69,9 @@ def read_annotation(xml_path: Path) -> tuple[set[str], set[str]]:
         raise DatasetError(f"{xml_path}: cannot read the annotation ({e}); replace it from the VOC 2007 archive") from e
     easy: set[str] = set()
     hard: set[str] = set()
+    if tree.getroot().find(".//object") is None:
+        raise DatasetError(f"{xml_path}: no <object>, so the image has no label; every VOC 2007 annotation names at "
+                           "least one object: replace it from the VOC 2007 archive")
     for obj in tree.getroot().iter("object"):
         raw = (obj.findtext("name") or "").strip()
         label = VOC_NAME_TO_LABEL.get(raw.lower().replace(" ", ""))
