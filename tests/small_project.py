@@ -22,7 +22,8 @@ def small_project(tmp_path: Path, clip_model: str, **overrides) -> Path:
     set_params(project, {
         "prepare.dataset": "folder", "prepare.root": "data/images", "prepare.labels_file": "data/labels.csv",
         "prepare.label_names": "data/labels.txt", "encode.model": clip_model, "encode.image_resolution": 64,
-        "encode.partial_resolution": 128, "encode.batch_size": 4, "encode.num_workers": 0, **overrides})
+        "encode.partial_resolution": 128, "encode.batch_size": 4, "encode.num_workers": 0, "encode.runtime": "torch",
+        **overrides})
     return project
 
 

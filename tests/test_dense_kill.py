@@ -4,6 +4,7 @@ encodes only the images no finished batch holds, and the features are the same."
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +65,44 @@ def test_a_killed_dense_run_resumes_with_what_no_batch_holds(tmp_path, tiny_clip
     assert sorted(resumed) == sorted(whole) == sorted(ids)
     for image_id in ids:
         np.testing.assert_array_equal(resumed[image_id], whole[image_id])
+
+
+def test_the_staging_key_changes_with_each_thing_the_features_depend_on(tmp_path):
+    from pipeline.dense import staging_key
+
+    paths = _images(tmp_path / "images")[:3]
+    ids = [Path(p).stem for p in paths]
+    metadata = {"model_identity": "clip-a", "resolution": 64, "resize": "square", "split": "test"}
+    base = staging_key(metadata, paths, ids)
+    assert staging_key(dict(metadata), list(paths), list(ids)) == base
+    changed = {f"metadata {key}": staging_key({**metadata, key: "other"}, paths, ids) for key in metadata}
+    changed["an id"] = staging_key(metadata, paths, [*ids[:2], "other"])
+    changed["a path"] = staging_key(metadata, [*paths[:2], paths[0]], ids)
+    changed["one image fewer"] = staging_key(metadata, paths[:2], ids[:2])
+    Image.new("RGB", (41, 40)).save(paths[1])                                # size (and mtime)
+    changed["a file's size"] = staging_key(metadata, paths, ids)
+    stat = os.stat(paths[1])
+    os.utime(paths[1], ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    changed["a file's mtime"] = staging_key(metadata, paths, ids)
+    assert len({base, *changed.values()}) == len(changed) + 1, changed
+
+
+def test_the_stage_removes_its_staging_folder_once_its_output_is_in_place(tmp_path, tiny_clip, monkeypatch):
+    import stages.encode_dense as stage_module
+    from pipeline import paths
+    from small_project import run_stages, small_project
+
+    project = small_project(tmp_path, str(tiny_clip), **{"prompt.method": "taidpt"})
+    staged = []
+    real = stage_module.encode_dense
+
+    def encode_and_look(*args, **kwargs):
+        skipped = real(*args, **kwargs)
+        staged.append(sorted(p.name for p in args[6].glob("chunk-*.arrow")))   # the batches wait there...
+        return skipped
+
+    monkeypatch.setattr(stage_module, "encode_dense", encode_and_look)
+    run_stages(project, "prepare", "encode_dense")
+    assert staged and staged[0], "the stage staged no batch"
+    assert (project / paths.DENSE_EMBEDDINGS).is_dir()
+    assert not (project / paths.DENSE_STAGING).exists()                        # ...until the output is in place
