@@ -39,7 +39,7 @@ class Mutation:
     file: str
     original: str          # one whole line, exactly as in the file (indentation included)
     replacement: str       # what the line becomes (one line; `;` joins statements)
-    row: str               # the start of the docs/faults.md row it attacks ("" for a protection documented elsewhere)
+    rows: tuple[str, ...]  # the starts of the docs/faults.md rows it attacks (none: a protection documented elsewhere)
     tests: tuple[str, ...]  # pytest node ids: tests/x.py or tests/x.py::name
     after: str = ""        # where the original is not unique: the line it is the first match after
     note: str = ""
@@ -47,7 +47,7 @@ class Mutation:
 
 def load(path: Path = MUTATIONS) -> list[Mutation]:
     entries = yaml.safe_load(path.read_text())
-    mutations = [Mutation(**{**e, "tests": tuple(e["tests"])}) for e in entries]
+    mutations = [Mutation(**{**e, "rows": tuple(e["rows"]), "tests": tuple(e["tests"])}) for e in entries]
     ids = [m.id for m in mutations]
     repeated = sorted({i for i in ids if ids.count(i) > 1})
     if repeated:
