@@ -291,7 +291,7 @@ class EncodeParams:
     shard_rows: int = 100000
     num_workers: int = 2
     device: str = "auto"
-    resize: str = "square"   # square: N x N (the paper's protocol) | center_crop: short side to N, centre crop (CLIP's)
+    resize: str = "square"   # square: N x N (ours, as TaI-DPT's code) | center_crop: short side to N, centre crop (CLIP's)
     precision: str = "fp32"  # ours: fp32 | bf16 (CPUs with bf16 instructions, GPUs) | fp16 (CUDA); in the cache key
     runtime: str = "auto"    # ours: auto | torch | torchscript | onnxruntime | openvino | compile (fp32 images, same outputs)
 

@@ -68,7 +68,10 @@ def test_the_grid_none_coop_fills_the_peer_columns(swept):
 
 def test_taidpt_trains_on_the_texts_and_dualcoop_on_the_partial_labels(swept):
     taidpt, dualcoop = swept["taidpt"], swept["dualcoop"]
-    assert taidpt["reports/prompt.json"]["n_train"] == taidpt["reports/generate.json"]["n_texts"]
+    # the generated texts and TaI-DPT's own template sentences (prompt.taidpt_templates, 89 per label)
+    report = taidpt["reports/prompt.json"]
+    assert report["n_template_texts"] > 0 and report["n_template_texts"] % 89 == 0
+    assert report["n_train"] == taidpt["reports/generate.json"]["n_texts"] + report["n_template_texts"]
     assert dualcoop["reports/prompt.json"]["n_train"] == 16 and dualcoop["reports/prompt.json"]["class_specific"] == 1
     assert dualcoop["reports/eval.json"]["image_resolution"] == 128     # scored where the partial-label adapter is
     for files in (taidpt, dualcoop):

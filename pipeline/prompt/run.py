@@ -22,6 +22,7 @@ from ..labels import LabelSet
 from ..manifest import read_split
 from ..metrics import known_mean_ap, mean_ap
 from .fit import PromptDiverged, held_out
+from .templates import TEMPLATES_PER_LABEL, with_templates
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,8 @@ def run_prompt_method(params: Params, labels: LabelSet) -> PromptResult:
         raise PromptDiverged(f"prompt.method {p.method!r} produced non-finite scores: lower prompt.lr and rerun")
     summary = {"n_train": n_train, "epochs": hp["epochs"], "lr": hp["lr"], "batch_size": hp["batch_size"],
                "class_specific": int(hp["class_specific"]), "n_ctx": p.n_ctx,
-               "loss_weight": fitting["loss_weight"], "select": p.select,
+               "loss_weight": fitting["loss_weight"],
+               "n_template_texts": len(labels) * TEMPLATES_PER_LABEL if p.method == "taidpt" and p.taidpt_templates else 0,
                "selected_epoch": _selected_epoch(history),
                "final_loss": history[-1]["loss"], "seconds_per_epoch": float(np.mean([h["seconds"] for h in history]))}
     return PromptResult(ids, scores, targets, history, {k: v.detach().cpu() for k, v in context.items()}, summary)
@@ -156,7 +158,6 @@ def _taidpt(params: Params, labels: LabelSet, model, device, setup: dict, fittin
     """The generated texts -> TaI-DPT; scored on the evaluation split's global and dense features."""
     from ..texts import read_texts
     from .taidpt import IMAGE_SPATIAL_SCALE, TaIDPT, TextTokens, train_taidpt
-    from .templates import with_templates
 
     texts = read_texts(labels)
     sentences, targets = texts["text"].to_list(), labels.multi_hot(texts["labels"].to_list())

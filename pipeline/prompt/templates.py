@@ -35,6 +35,8 @@ IMAGENET_TEMPLATES = (
     'a photo of a small {}.', 'a tattoo of the {}.',
 )
 
+TEMPLATES_PER_LABEL = PHOTO_REPEATS + len(IMAGENET_TEMPLATES)   # 89
+
 
 def template_texts(names: list[str]) -> tuple[list[str], list[int]]:
     """(texts, the label index of each): per label, 9 x "a photo of a <name>." then the 80 templates."""
