@@ -140,3 +140,17 @@ def test_every_pointer_to_a_readme_section_names_a_heading_that_exists():
             if match.group(1) not in {h.split()[0] for h in headings} and match.group(1) not in ("The", "A"):
                 stale.append(f"{page.relative_to(ROOT)}: README {match.group(1)}")
     assert stale == []
+
+
+def test_the_readme_and_the_docs_give_the_same_table_commands():
+    """One set of commands: each `dvc exp run` line the README gives for Tables 1-3 is in docs/tables.md and
+    docs/experiments.md verbatim, and tables.md gives no other."""
+    def table_commands(path: Path) -> set[str]:
+        lines = path.read_text().splitlines()
+        return {line.strip() for i, line in enumerate(lines)
+                if line.startswith("dvc exp run") and i and re.match(r"# Table [123] ", lines[i - 1])}
+
+    readme = table_commands(ROOT / "README.md")
+    assert len(readme) == 3
+    assert table_commands(ROOT / "docs" / "tables.md") == readme
+    assert table_commands(ROOT / "docs" / "experiments.md") == readme
