@@ -177,7 +177,9 @@ HUB_REFERENCE_EXAMPLE = "hf:bartowski/Qwen2.5-0.5B-Instruct-GGUF/Qwen2.5-0.5B-In
 # How partial-label texts are shifted towards the images (partial.shift; pipeline.centroids).
 SHIFT_MODES = ("combination", "label", "global", "none")
 # How evaluate.integrate_with averages another method's scores with the adapter's (pipeline.metrics).
-INTEGRATE_SCALINGS = ("other", "both")
+# global: each method's whole score matrix scaled (TaI-DPT's ensemble_score.py, the paper's policy);
+# per_class, both: per-class scaling of the other method's scores, or of both (ours).
+INTEGRATE_SCALINGS = ("global", "per_class", "both")
 # evaluate.integrate_with: this value means the prompt stage's test scores (artifacts/prompt/scores.parquet).
 INTEGRATE_PROMPT = "prompt"
 # The most captions (n_combinations x captions_per_combination) one generate run may plan: the plan,
@@ -291,7 +293,7 @@ class EncodeParams:
     shard_rows: int = 100000
     num_workers: int = 2
     device: str = "auto"
-    resize: str = "square"   # square: N x N (the paper's protocol) | center_crop: short side to N, centre crop (CLIP's)
+    resize: str = "square"   # square: N x N (ours, as TaI-DPT's code) | center_crop: short side to N, centre crop (CLIP's)
     precision: str = "fp32"  # ours: fp32 | bf16 (CPUs with bf16 instructions, GPUs) | fp16 (CUDA); in the cache key
     runtime: str = "auto"    # ours: auto | torch | torchscript | onnxruntime | compile (fp32 images, same outputs)
 
@@ -433,6 +435,18 @@ PEER_DEFAULTS: dict[str, dict[str, Any]] = {
     "dualcoop": {"epochs": 50, "lr": 0.001, "batch_size": 32, "class_specific": True},
     "taidpt": {"epochs": 20, "lr": 1e-4, "batch_size": 512, "class_specific": False},
 }
+# prompt.loss_weight: null takes these. DualCoOp multiplies its summed asymmetric loss by --loss_w
+# (utils/trainers.py: loss = args.loss_w * criterion(output, target)); its README's partial-label example
+# (COCO, 50% known, lr 0.002) runs --loss_w 0.03 (opts.py's argparse default, 1.0, is not what its
+# authors ran), and TaI-DPT's DualCoOp reproduction divides the sum by the batch size (1/32, about 0.03).
+PEER_LOSS_WEIGHTS = {"coop": 1.0, "dualcoop": 0.03, "taidpt": 1.0}
+# prompt.coop_loss: CoOp is single-label (softmax cross-entropy) upstream; for multi-label images the
+# project offers TaI-DPT's ranking loss (default) or BCE on the logits, TaI-DPT's only few-shot objective.
+COOP_LOSSES = ("ranking", "bce")
+# prompt.select: the epoch whose prompts score the test split. last: the final one (no selection);
+# val: the best mAP on a seeded held-out slice (PROMPT_VAL_FRACTION) of the method's own training set.
+PROMPT_SELECTIONS = ("last", "val")
+PROMPT_VAL_FRACTION = 0.2
 COOP_EPOCHS_BY_SHOTS = {1: 50, 2: 100, 4: 100, 8: 200, 16: 200}
 # Where a peer's own config differs by dataset (prepare.dataset): DualCoOp's README, lr 0.002 for COCO;
 # TaI-DPT's configs/trainers/Caption_distill_double/rn50_nuswide.yaml, lr 0.001 and an image softmax
@@ -458,9 +472,20 @@ class PromptParams:
     batch_size: int | None = None        # null: the method's own
     seed: int = 0                        # context initialisation and batch order
     device: str = "auto"
+    loss_weight: float | None = None     # the loss's multiplier; null: the method's own (PEER_LOSS_WEIGHTS: DualCoOp 0.03)
+    coop_loss: str = "ranking"           # CoOp's multi-label loss (COOP_LOSSES): ranking (TaI-DPT's) | bce (ours)
+    ctx_init: str | None = None          # initialise the context from these words ("a photo of a", CoOp's); null: random
+    taidpt_templates: bool = True        # TaI-DPT trains on its template sentences too (9 x "a photo of a {}." + 80 ImageNet)
+    select: str = "last"                 # last: the final epoch | val: the best epoch on a held-out slice of the training set
 
     def check(self, key: str) -> None:
         _one_of(f"{key}.method", self.method, PROMPT_METHODS)
+        if self.loss_weight is not None:
+            _positive(f"{key}.loss_weight", self.loss_weight)
+        _one_of(f"{key}.coop_loss", self.coop_loss, COOP_LOSSES)
+        _one_of(f"{key}.select", self.select, PROMPT_SELECTIONS)
+        if self.ctx_init is not None and not self.ctx_init.strip():
+            raise ParamsError(f"{key}.ctx_init is empty: write the words to start from (CoOp's 'a photo of a') or set it to null")
         if not 1 <= self.n_ctx <= 60:
             raise ParamsError(f"{key}.n_ctx = {self.n_ctx!r} is out of range: use 1 to 60 context vectors (the peers use 16)")
         if self.epochs is not None:
@@ -480,6 +505,10 @@ class PromptParams:
         mine = {"epochs": self.epochs, "lr": self.lr, "batch_size": self.batch_size, "class_specific": self.class_specific}
         return {name: own.get(name) if value is None else value for name, value in mine.items()}
 
+    def resolved_loss_weight(self) -> float:
+        """prompt.loss_weight, null replaced by the method's own (PEER_LOSS_WEIGHTS)."""
+        return PEER_LOSS_WEIGHTS.get(self.method, 1.0) if self.loss_weight is None else self.loss_weight
+
     def image_spatial_scale(self, dataset: str) -> float | None:
         """TaI-DPT's test-time softmax scale over image locations (no param: its configs' value)."""
         return PEER_DATASET_DEFAULTS.get((self.method, dataset), {}).get("image_spatial_scale")
@@ -489,10 +518,14 @@ class PromptParams:
 class EvaluateParams:
     split: str = "test"
     integrate_with: str | None = None
-    integrate_scaling: str = "other"   # other: the other method's scores scaled to [0, 1] (the paper's); both: both
+    integrate_scaling: str = "global"  # global: each method's whole score matrix scaled to [0, 1] (TaI-DPT's, the paper's policy)
+    integrate_weight: float = 0.5      # the other method's weight: 0.5 is the paper's "average" (TaI-DPT's script: 0.9 partial, 0.6 few-shot)
 
     def check(self, key: str) -> None:
         _one_of(f"{key}.integrate_scaling", self.integrate_scaling, INTEGRATE_SCALINGS)
+        if not 0 <= self.integrate_weight <= 1:
+            raise ParamsError(f"{key}.integrate_weight = {self.integrate_weight!r} is out of range: use a weight in "
+                              "[0, 1] for the other method's scores (0.5 averages them with the adapter's)")
         if self.integrate_with not in (None, INTEGRATE_PROMPT) and not Path(self.integrate_with).is_file():
             raise ParamsError(
                 f"{key}.integrate_with = {self.integrate_with!r} is not a file: use 'prompt' (the prompt stage's "

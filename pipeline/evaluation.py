@@ -60,14 +60,15 @@ def write_evaluation(
     labels: LabelSet,
     extra: dict | None = None,
     integrate_with: str | None = None,
-    integrate_scaling: str = "other",
+    integrate_scaling: str = "global",
+    integrate_weight: float = 0.5,
 ) -> dict:
     out_dir = Path(out_dir)
     metrics, per_class = evaluate_scores(scores, targets, labels)
     if integrate_with:
         other = read_scores(integrate_with, ids, labels)
         metrics["other_map"] = mean_ap(other, targets)
-        metrics["integrated_map"] = mean_ap(integrate(scores, other, integrate_scaling), targets)
+        metrics["integrated_map"] = mean_ap(integrate(scores, other, integrate_scaling, integrate_weight), targets)
     metrics.update(extra or {})
     write_parquet(per_class, out_dir / "per_class.parquet")
     write_parquet(scores_frame(ids, scores, labels), out_dir / "scores.parquet")

@@ -39,18 +39,34 @@ def mean_ap(scores: np.ndarray, targets: np.ndarray) -> float:
     return float(np.nanmean(aps)) if np.isfinite(aps).any() else float("nan")
 
 
-def min_max_scale(scores: np.ndarray) -> np.ndarray:
-    """Scale each column to [0, 1] (a constant column becomes 0), so two methods' scores can be averaged."""
-    low, high = scores.min(axis=0, keepdims=True), scores.max(axis=0, keepdims=True)
+def known_mean_ap(scores: np.ndarray, targets: np.ndarray, known: np.ndarray) -> float:
+    """mAP over the known entries only (partial labels): each class's AP over the images where it is known."""
+    known = np.asarray(known) > 0.5
+    aps = np.array([average_precision(scores[known[:, c], c], targets[known[:, c], c]) for c in range(scores.shape[1])])
+    return float(np.nanmean(aps)) if np.isfinite(aps).any() else float("nan")
+
+
+def min_max_scale(scores: np.ndarray, axis: int | None = 0) -> np.ndarray:
+    """Scale to [0, 1]: each column (axis 0) or the whole matrix (axis None, TaI-DPT's `ensemble_score.py`);
+    a constant column or matrix becomes 0."""
+    low, high = scores.min(axis=axis, keepdims=True), scores.max(axis=axis, keepdims=True)
     return (scores - low) / np.where(high > low, high - low, 1.0)
 
 
-def integrate(scores: np.ndarray, other: np.ndarray, scaling: str = "other") -> np.ndarray:
-    """Average the adapter's probabilities with another method's scores (evaluate.integrate_scaling).
+def integrate(scores: np.ndarray, other: np.ndarray, scaling: str = "global", weight: float = 0.5) -> np.ndarray:
+    """(1 - weight) x the adapter's scores + weight x another method's, after min-max scaling
+    (evaluate.integrate_scaling, evaluate.integrate_weight).
 
-    other (the paper's): only the other method's scores are min-max scaled to [0, 1] per class; the
-    adapter's sigmoid probabilities already lie there. both (ours): the adapter's are scaled too.
+    global (the default): each method's whole score matrix is scaled to [0, 1], as TaI-DPT's
+    `ensemble_score.py` does, which the paper's supplement names as its ensemble policy ("scale the
+    results of CoOp and DualCoOp to the interval from 0 to 1, and then average them"); weight 0.5 is
+    "average". per_class (ours): only the other method's scores are scaled, per class; the adapter's
+    sigmoid probabilities already lie in [0, 1]. both (ours): both scaled per class.
     """
-    if scaling == "both":
-        scores = min_max_scale(scores)
-    return (scores + min_max_scale(other)) / 2
+    if scaling == "global":
+        scores, other = min_max_scale(scores, None), min_max_scale(other, None)
+    elif scaling == "both":
+        scores, other = min_max_scale(scores), min_max_scale(other)
+    else:
+        other = min_max_scale(other)
+    return (1 - weight) * scores + weight * other

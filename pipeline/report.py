@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UserError
+from .paper_targets import target_for
 
 SEED_PARAMS = ("train.seed", "generate.seed", "fewshot.seed", "partial.seed")
 # The numbers the paper's tables report, in this order: the adapter's mAP, integrated with another
@@ -72,6 +73,7 @@ class Summary:
     skipped: list[Skipped] = field(default_factory=list)
     unreadable: dict[str, int] = field(default_factory=dict)  # metrics file -> runs DVC could not read it in
     available: list[str] = field(default_factory=list)  # every metric of the runs, chosen or not
+    group_params: list[dict] = field(default_factory=list)  # every param of each row's first run (paper targets)
 
 
 # --------------------------------------------------------------------------------------------- reading
@@ -241,12 +243,14 @@ def summarize(runs: list[Run], metrics: list[str] | None = None, skipped: list[S
 
     groups: dict[tuple, int] = {}
     values: list[dict] = []
+    firsts: list[dict] = []
     rows = []
     for run in runs:
         key = tuple(_key(run.params.get(p)) for p in varied)
         if key not in groups:
             groups[key] = len(groups)
             values.append({p: run.params.get(p) for p in varied})
+            firsts.append(run.params)
         rows.append({"group": groups[key], **{m: run.metrics.get(m) for m in chosen}})
     schema = {"group": pl.Int64, **{m: pl.Float64 for m in chosen}}
     frame = pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
@@ -271,7 +275,8 @@ def summarize(runs: list[Run], metrics: list[str] | None = None, skipped: list[S
     for run in runs:
         for path in run.unreadable:
             unreadable[path] = unreadable.get(path, 0) + 1
-    return Summary(table, varied, seeds, chosen, list(skipped or []), unreadable, available)
+    return Summary(table, varied, seeds, chosen, list(skipped or []), unreadable, available,
+                   [firsts[g] for g in order])
 
 
 def available_metrics(runs: list[Run]) -> list[str]:
@@ -373,10 +378,19 @@ def markdown(summary: Summary, source: str = "`dvc exp show --json`") -> str:
     header = [*summary.varied, "seeds", *summary.metrics]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join("---" if i < len(summary.varied) else "---:" for i in range(len(header))) + "|")
-    for row in frame.iter_rows(named=True):
+    targeted = False
+    for index, row in enumerate(frame.iter_rows(named=True)):
         cells = [_param_text(row[p]) for p in summary.varied] + [str(row["seeds"])]
-        cells += [_metric_text(row[f"{m} mean"], row[f"{m} std"], row[f"{m} n"], row["seeds"]) for m in summary.metrics]
+        params = summary.group_params[index] if index < len(summary.group_params) else {}
+        for m in summary.metrics:
+            text, target = _metric_text(row[f"{m} mean"], row[f"{m} std"], row[f"{m} n"], row["seeds"]), target_for(params, m)
+            if text and target is not None:
+                text, targeted = f"{text} [paper {target.map:.1f}]", True
+            cells.append(text)
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    if targeted:
+        lines += ["", "`[paper X]`: the mAP (%) the paper reports for the table cell whose setting the row matches "
+                  "(dataset, setting, shots or known share, method: pipeline/paper_targets.csv); ours are fractions."]
     if summary.skipped:
         lines += ["", "## Not counted", "", "| experiment | rev | state |", "|---|---|---|"]
         for s in summary.skipped:

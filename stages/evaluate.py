@@ -33,7 +33,7 @@ def main(params) -> None:
             log.info("evaluate.integrate_with is 'prompt' but prompt.method is none: integrated_map is null")
             integrate_with, extra = None, {**extra, "other_map": None, "integrated_map": None}
     write_evaluation(paths.EVAL, paths.EVAL_METRICS, images.ids, scores, images.targets, labels, extra,
-                     integrate_with, params.evaluate.integrate_scaling)
+                     integrate_with, params.evaluate.integrate_scaling, params.evaluate.integrate_weight)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ def test_the_paper_s_rules_are_the_defaults():
     params = load_params(ROOT / "params.yaml")
     assert params.fewshot.noise == "interior" and params.partial.image_noise == "interior"   # eq. 6: inside the ball
     assert params.partial.image_weight == 0 and params.partial.shift == "combination"        # texts only, eq. 9
-    assert params.generate.label_rule == "combination" and params.evaluate.integrate_scaling == "other"
+    assert params.generate.label_rule == "combination" and params.evaluate.integrate_scaling == "global"
     for kind in ("surface", "interior", "ball"):
         assert load_params(ROOT / "params.yaml", {"train.noise": kind}).train.noise == kind
 

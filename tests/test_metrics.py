@@ -30,12 +30,12 @@ def test_class_without_positives_is_left_out_of_map():
     assert mean_ap(scores, targets) == pytest.approx(1.0)
 
 
-def test_integration_scales_the_other_method_then_averages_with_the_probabilities():
+def test_integration_per_class_scales_the_other_method_then_averages_with_the_probabilities():
     probabilities = np.array([[0.2], [0.6], [0.4]])
     other = np.array([[1.0], [0.0], [3.0]])
-    # the paper's: the adapter's probabilities as they are, the other method's scores scaled to [0, 1]
-    np.testing.assert_allclose(integrate(probabilities, other)[:, 0], [(0.2 + 1 / 3) / 2, (0.6 + 0) / 2, (0.4 + 1) / 2])
-    np.testing.assert_allclose(integrate(probabilities, other, "other"), integrate(probabilities, other))
+    # per_class (ours): the adapter's probabilities as they are, the other method's scores scaled to [0, 1]
+    np.testing.assert_allclose(integrate(probabilities, other, "per_class")[:, 0],
+                               [(0.2 + 1 / 3) / 2, (0.6 + 0) / 2, (0.4 + 1) / 2])
 
 
 def test_integration_both_scaled_scales_each_method_to_unit_range_then_averages():

@@ -1,7 +1,7 @@
 """The paper's comparisons as commands, end to end on the tiny project (plumbing, never accuracy).
 The baseline is few-shot with evaluate.integrate_with: prompt and no prompt method, run once; one
 queued sweep then runs the grid prompt.method=none,coop (Table 3 with and without the star), TaI-DPT
-on the same texts, and DualCoOp with partial labels (Table 1's star), and `dvc exp show --json` has
+on the same texts, and DualCoOp with partial labels (Table 1's star; choosing its epoch with prompt.select val), and `dvc exp show --json` has
 prompt.map and eval.integrated_map for each method (no number where the method is none)."""
 
 import json
@@ -33,7 +33,7 @@ def swept(tmp_path_factory, tiny_clip, private_cache):
     commit(project, "few-shot baseline, integrated with the prompt stage")
     run(project, "dvc", "exp", "run", "--queue", "-S", "prompt.method=none,coop,taidpt")
     run(project, "dvc", "exp", "run", "--queue", "-S", "prompt.method=dualcoop", "-S", "fewshot.shots=0",
-        "-S", "partial.known_proportion=0.5")
+        "-S", "partial.known_proportion=0.5", "-S", "prompt.select=val")
     run(project, "dvc", "queue", "start", "-j", "2")
     status = wait_for_queue(project, timeout_s=900)
     assert "Failed" not in status, status
@@ -68,8 +68,13 @@ def test_the_grid_none_coop_fills_the_peer_columns(swept):
 
 def test_taidpt_trains_on_the_texts_and_dualcoop_on_the_partial_labels(swept):
     taidpt, dualcoop = swept["taidpt"], swept["dualcoop"]
-    assert taidpt["reports/prompt.json"]["n_train"] == taidpt["reports/generate.json"]["n_texts"]
-    assert dualcoop["reports/prompt.json"]["n_train"] == 16 and dualcoop["reports/prompt.json"]["class_specific"] == 1
+    # the generated texts and TaI-DPT's own template sentences (prompt.taidpt_templates, 89 per label)
+    report = taidpt["reports/prompt.json"]
+    assert report["n_template_texts"] > 0 and report["n_template_texts"] % 89 == 0
+    assert report["n_train"] == taidpt["reports/generate.json"]["n_texts"] + report["n_template_texts"]
+    # prompt.select val: 20% of the 16 partially labelled images held out (never test) to pick the epoch
+    assert dualcoop["reports/prompt.json"]["n_train"] == 16 - 3 and dualcoop["reports/prompt.json"]["class_specific"] == 1
+    assert dualcoop["reports/prompt.json"]["selected_epoch"] in (1, 2)
     assert dualcoop["reports/eval.json"]["image_resolution"] == 128     # scored where the partial-label adapter is
     for files in (taidpt, dualcoop):
         assert math.isfinite(files["reports/prompt.json"]["map"]) and math.isfinite(files["reports/eval.json"]["integrated_map"])

@@ -82,8 +82,9 @@ def test_schedule_is_one_constant_warmup_epoch_then_cosine():
     from pipeline.prompt.fit import epoch_lr
 
     assert epoch_lr(0, 0.002, 200) == 1e-5
-    assert epoch_lr(1, 0.002, 200) == pytest.approx(0.002 * (1 + math.cos(math.pi / 200)) / 2)
-    assert epoch_lr(100, 0.002, 200) == pytest.approx(0.001)
+    assert epoch_lr(1, 0.002, 200) == 0.002   # Dassl: the cosine counts from the end of the warm-up
+    assert epoch_lr(2, 0.002, 200) == pytest.approx(0.002 * (1 + math.cos(math.pi / 200)) / 2)
+    assert epoch_lr(101, 0.002, 200) == pytest.approx(0.001)   # the whole sequence: tests/test_peer_fidelity.py
     assert epoch_lr(0, 0.5, 1) == 0.5   # one epoch: nothing to warm up
 
 

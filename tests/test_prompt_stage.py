@@ -72,12 +72,13 @@ def test_null_hyperparameters_take_the_peers_own():
         .prompt.resolved(0, "coco2014")["lr"] == 0.002
 
 
-# ---- integration: the paper's rule ------------------------------------------------------------------
+# ---- integration: per-class scaling (ours; the default, global, is in tests/test_peer_fidelity.py) -----
 
 
-def test_integration_is_the_papers_rule_to_1e_9(tmp_path):
-    """TaI-Adapter*: the other method's scores min-max scaled to [0, 1] per label, averaged with the
-    adapter's probabilities. Hand-made scores, a prompt-scores file in another row order, by-hand sums."""
+def test_integration_per_class_to_1e_9(tmp_path):
+    """evaluate.integrate_scaling per_class (ours): the other method's scores min-max scaled to [0, 1] per
+    label, averaged with the adapter's probabilities. Hand-made scores, a prompt-scores file in another row
+    order, by-hand sums."""
     labels = LabelSet.from_names(["cat", "dog"])
     ids = ["i0", "i1", "i2", "i3"]
     adapter = np.array([[0.9, 0.1], [0.2, 0.7], [0.6, 0.4], [0.3, 0.8]])
@@ -94,10 +95,10 @@ def test_integration_is_the_papers_rule_to_1e_9(tmp_path):
     pl.DataFrame({"image_id": [ids[i] for i in order], "cat": other[order, 0], "dog": other[order, 1]}) \
         .write_parquet(tmp_path / "scores.parquet")
     metrics = write_evaluation(tmp_path / "eval", tmp_path / "eval.json", ids, adapter, targets, labels,
-                               integrate_with=str(tmp_path / "scores.parquet"))
+                               integrate_with=str(tmp_path / "scores.parquet"), integrate_scaling="per_class")
     from pipeline.metrics import integrate
 
-    np.testing.assert_allclose(integrate(adapter, other), by_hand, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(integrate(adapter, other, "per_class"), by_hand, rtol=0, atol=1e-9)
     assert abs(metrics["integrated_map"] - mean_ap(by_hand, targets)) < 1e-9
     assert abs(metrics["other_map"] - mean_ap(other, targets)) < 1e-9
     assert json.loads((tmp_path / "eval.json").read_text())["integrated_map"] == metrics["integrated_map"]

@@ -10,10 +10,17 @@ every location and every prompt; per label, weights w = softmax over locations o
 prompt's s; both prompts' logits are 5 x sum(s x w), the positive prompt's weights used for the
 negative one too. A label's probability is the softmax over its (negative, positive) logit pair, and
 the loss is DualCoOp's asymmetric loss on the known entries only (`losses.dual_asymmetric_loss`;
-unknown entries of the partial-label mask contribute nothing). Test score: the positive probability.
+unknown entries of the partial-label mask contribute nothing), times prompt.loss_weight (DualCoOp's
+--loss_w; 0.03 by default, its README's partial-label example). Test score: the logit difference
+Delta = positive - negative logit, which the softmax over the pair turns into the positive probability
+monotonically (the same ranking, so the same mAP), but which does not saturate: in float32 the
+probability of a confident positive is exactly 1.0, and the integration (evaluate.integrate_with)
+would then leave those ties to the adapter alone. TaI-DPT's DualCoOp reproduction
+(`trainers/Caption_dual.py`) hands the same difference to its `ensemble_score.py`.
 
-No image augmentation (DualCoOp trains with random resized crops and flips; our features are
-computed once; our reading).
+No image augmentation: DualCoOp trains on 448 x 448 resized images with Cutout (half the side) and
+RandAugment (`dataloaders/coco_detection.py`), which would need the dense features recomputed every
+epoch (docs/benchmarks.md gives that cost); ours are computed once (our reading).
 """
 
 from __future__ import annotations
@@ -33,13 +40,13 @@ OUTPUT_SCALE = 5.0        # DualCoOp: 5 * (output * w).sum(-1)
 
 class DualCoOp(nn.Module):
     def __init__(self, clip_model, names: list[str], positional: torch.Tensor, n_ctx: int = 16,
-                 class_specific: bool = True, generator: torch.Generator | None = None):
+                 class_specific: bool = True, generator: torch.Generator | None = None, ctx_init: str | None = None):
         """`positional`: (1 + L, dim) from `pipeline.dense.positional_term` at the features' grid."""
         super().__init__()
         check_text_encoder(clip_model, "dualcoop")
         encoder = FrozenTextEncoder(clip_model)
-        self.positive = LabelPrompts(encoder, names, n_ctx, class_specific, generator)
-        self.negative = LabelPrompts(encoder, names, n_ctx, class_specific, generator)
+        self.positive = LabelPrompts(encoder, names, n_ctx, class_specific, generator, ctx_init)
+        self.negative = LabelPrompts(encoder, names, n_ctx, class_specific, generator, ctx_init)
         self.register_buffer("positional", positional.detach().float())
 
     def logits(self, dense: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
@@ -55,23 +62,31 @@ class DualCoOp(nn.Module):
 
     @torch.no_grad()
     def scores(self, dense_rows, n: int, batch_size: int = 64) -> torch.Tensor:
-        """Positive probabilities of n images; `dense_rows(rows)` gives their stored dense features."""
+        """Delta (positive - negative logit) of n images; `dense_rows(rows)` gives their stored dense features.
+        sigmoid(Delta) is the positive probability."""
         positive, negative = self.positive(), self.negative()
         device = self.positional.device
-        chunks = [self.logits(dense_rows(rows).to(device), positive, negative).softmax(dim=1)[:, 1]
+        chunks = [logit_difference(self.logits(dense_rows(rows).to(device), positive, negative))
                   for rows in torch.arange(n).split(batch_size)]
         return torch.cat(chunks) if chunks else torch.zeros(0, positive.shape[0])
 
 
+def logit_difference(logits: torch.Tensor) -> torch.Tensor:
+    """(batch, 2, labels) [negative, positive] logits -> (batch, labels) positive - negative: DualCoOp's
+    integration score (softmax over the pair = sigmoid of it)."""
+    return logits[:, 1] - logits[:, 0]
+
+
 def train_dualcoop(model: DualCoOp, dense_rows, targets: torch.Tensor, known: torch.Tensor, epochs: int, lr: float,
                    batch_size: int, seed: int = 0, warmup_epochs: int = 1, on_epoch=None, checkpoint=None,
-                   fingerprint: str = "") -> list[dict]:
-    """`dense_rows(rows)` -> (batch, L, dim) stored features; targets and known (n, labels) 0/1."""
+                   fingerprint: str = "", loss_weight: float = 1.0, select_by=None) -> list[dict]:
+    """`dense_rows(rows)` -> (batch, L, dim) stored features; targets and known (n, labels) 0/1; the summed
+    asymmetric loss is multiplied by `loss_weight` (prompt.loss_weight, DualCoOp's --loss_w)."""
     device = model.positional.device
     targets, known = targets.to(device).float(), known.to(device).float()
 
     def loss_of(rows):
-        return dual_asymmetric_loss(model(dense_rows(rows).to(device)), targets[rows], known[rows])
+        return loss_weight * dual_asymmetric_loss(model(dense_rows(rows).to(device)), targets[rows], known[rows])
 
     return fit(model, lambda epoch: shuffled_batches(len(targets), batch_size, seed, epoch), loss_of, epochs, lr,
-               warmup_epochs, on_epoch, checkpoint, fingerprint)
+               warmup_epochs, on_epoch, checkpoint, fingerprint, select_by)

@@ -9,6 +9,8 @@
   with gamma_neg 2, gamma_pos 1 and probability margin ("clip") 0.05 on the negative side, the focusing
   weight held constant (no gradient through it), summed over the known entries only: unknown entries
   (partial labels) contribute nothing.
+- `multilabel_bce` (TaI-DPT, `trainers/utils.py: norm_logits_BCEloss`, its few-shot objective):
+  torch's binary cross-entropy on logits, averaged over every (sample, label).
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ def ranking_loss(scores: torch.Tensor, targets: torch.Tensor, margin: float = 1.
     hinge = (margin - scores[:, None, :] + scores[:, :, None]).clamp(min=0)
     pairs = (~positive)[:, :, None] & positive[:, None, :]
     return (hinge * pairs).sum(dim=(1, 2)).mean()
+
+
+def multilabel_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """(batch, labels) logits and 0/1 targets -> mean BCE over every entry."""
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets.float())
 
 
 def dual_asymmetric_loss(logits: torch.Tensor, targets: torch.Tensor, known: torch.Tensor,

@@ -15,12 +15,14 @@ import polars as pl
 import torch
 
 from .. import paths
-from ..config import Params
+from ..config import PROMPT_VAL_FRACTION, Params
 from ..dense import DENSE_METHODS, DenseFeatures, check_dense_model, dense_dir, grid_of, positional_term
 from ..labelled_images import labelled_images
 from ..labels import LabelSet
 from ..manifest import read_split
-from .fit import PromptDiverged
+from ..metrics import known_mean_ap, mean_ap
+from .fit import PromptDiverged, held_out
+from .templates import TEMPLATES_PER_LABEL, with_templates
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +80,10 @@ def run_prompt_method(params: Params, labels: LabelSet) -> PromptResult:
         check_dense_model(model, p.method)
     log.info("%s: %s", p.method, ", ".join(f"{k} {v}" for k, v in hp.items()))
     setup = {"names": list(labels.names), "n_ctx": p.n_ctx, "class_specific": hp["class_specific"],
-             "generator": torch.Generator().manual_seed(p.seed)}
+             "generator": torch.Generator().manual_seed(p.seed), "ctx_init": p.ctx_init}
     fitting = {"epochs": hp["epochs"], "lr": hp["lr"], "batch_size": hp["batch_size"], "seed": p.seed,
-               "checkpoint": paths.PROMPT_CHECKPOINT, "fingerprint": _fingerprint(params, labels, hp, encoder.identity)}
+               "checkpoint": paths.PROMPT_CHECKPOINT, "fingerprint": _fingerprint(params, labels, hp, encoder.identity),
+               "loss_weight": p.resolved_loss_weight()}
     runner = {"coop": _coop, "dualcoop": _dualcoop, "taidpt": _taidpt}[p.method]
     ids, scores, targets, n_train, history, context = runner(params, labels, model, encoder.device, setup, fitting)
     scores = scores.detach().cpu().double().numpy()
@@ -88,8 +91,28 @@ def run_prompt_method(params: Params, labels: LabelSet) -> PromptResult:
         raise PromptDiverged(f"prompt.method {p.method!r} produced non-finite scores: lower prompt.lr and rerun")
     summary = {"n_train": n_train, "epochs": hp["epochs"], "lr": hp["lr"], "batch_size": hp["batch_size"],
                "class_specific": int(hp["class_specific"]), "n_ctx": p.n_ctx,
+               "loss_weight": fitting["loss_weight"],
+               "n_template_texts": len(labels) * TEMPLATES_PER_LABEL if p.method == "taidpt" and p.taidpt_templates else 0,
+               "selected_epoch": _selected_epoch(history),
                "final_loss": history[-1]["loss"], "seconds_per_epoch": float(np.mean([h["seconds"] for h in history]))}
     return PromptResult(ids, scores, targets, history, {k: v.detach().cpu() for k, v in context.items()}, summary)
+
+
+def _selected_epoch(history: list[dict]) -> int:
+    """The epoch whose prompts scored the test split: the best held-out mAP (prompt.select val) or the last."""
+    if history and "val_map" in history[0]:
+        return int(max(history, key=lambda row: row["val_map"])["epoch"])
+    return int(history[-1]["epoch"])
+
+
+def _split(params: Params, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(rows trained on, held-out rows or None): prompt.select val holds out a seeded slice of the
+    method's own training set (never the test split)."""
+    if params.prompt.select != "val":
+        return np.arange(n), None
+    train, val = held_out(n, params.prompt.seed, PROMPT_VAL_FRACTION)
+    log.info("prompt.select val: %d of %d training rows held out to pick the epoch", len(val), n)
+    return train.numpy(), val.numpy()
 
 
 def _coop(params: Params, labels: LabelSet, model, device, setup: dict, fitting: dict):
@@ -99,9 +122,14 @@ def _coop(params: Params, labels: LabelSet, model, device, setup: dict, fitting:
     support = labelled_images(params.prepare.dataset, labels, params.fewshot.split, params.encode.image_resolution, "support")
     test = labelled_images(params.prepare.dataset, labels, params.evaluate.split, params.encode.image_resolution, "eval")
     method = CoOp(model, **setup).to(device)
-    history = train_coop(method, torch.from_numpy(support.vectors), torch.from_numpy(support.targets), **fitting)
+    images, targets = torch.from_numpy(support.vectors), torch.from_numpy(support.targets)
+    train, val = _split(params, len(images))
+    select_by = None if val is None else (
+        lambda: mean_ap(method.scores(images[val].to(device)).cpu().double().numpy(), support.targets[val]))
+    history = train_coop(method, images[train], targets[train], **fitting, loss=params.prompt.coop_loss,
+                         select_by=select_by)
     scores = method.scores(torch.from_numpy(test.vectors).to(device))
-    return test.ids, scores, test.targets, len(support.ids), history, {"ctx": method.prompts.context.ctx}
+    return test.ids, scores, test.targets, len(train), history, {"ctx": method.prompts.context.ctx}
 
 
 def _dualcoop(params: Params, labels: LabelSet, model, device, setup: dict, fitting: dict):
@@ -116,10 +144,14 @@ def _dualcoop(params: Params, labels: LabelSet, model, device, setup: dict, fitt
     attnpool = model.visual.attnpool
     positional = positional_term(attnpool, attnpool.positional_embedding, grid_of(train.locations))
     method = DualCoOp(model, positional=positional, **setup).to(device)
-    history = train_dualcoop(method, train.take, torch.from_numpy(targets), torch.from_numpy(known), **fitting)
-    scores = method.scores(test.take, len(test.ids))
+    rows, val = _split(params, len(train.ids))
+    select_by = None if val is None else (lambda: known_mean_ap(
+        method.scores(lambda r: train.take(val[r.numpy()]), len(val)).cpu().double().numpy(), targets[val], known[val]))
+    history = train_dualcoop(method, lambda r: train.take(rows[np.asarray(r)]), torch.from_numpy(targets[rows]),
+                             torch.from_numpy(known[rows]), **fitting, select_by=select_by)
+    scores = method.scores(test.take, len(test.ids))   # Delta = positive - negative logit
     context = {"positive": method.positive.context.ctx, "negative": method.negative.context.ctx}
-    return test.ids, scores, _targets(params, labels, params.evaluate.split, test.ids), len(train.ids), history, context
+    return test.ids, scores, _targets(params, labels, params.evaluate.split, test.ids), len(rows), history, context
 
 
 def _taidpt(params: Params, labels: LabelSet, model, device, setup: dict, fitting: dict):
@@ -128,10 +160,17 @@ def _taidpt(params: Params, labels: LabelSet, model, device, setup: dict, fittin
     from .taidpt import IMAGE_SPATIAL_SCALE, TaIDPT, TextTokens, train_taidpt
 
     texts = read_texts(labels)
+    sentences, targets = texts["text"].to_list(), labels.multi_hot(texts["labels"].to_list())
+    if params.prompt.taidpt_templates:   # TaI-DPT's own training set adds its template sentences
+        sentences, targets = with_templates(sentences, targets, list(labels.names))
     scale = params.prompt.image_spatial_scale(params.prepare.dataset) or IMAGE_SPATIAL_SCALE
     method = TaIDPT(model, **setup, image_spatial_scale=scale).to(device)
-    tokens = TextTokens.encode(method.encoder, texts["text"].to_list())
-    history = train_taidpt(method, tokens, torch.from_numpy(labels.multi_hot(texts["labels"].to_list())), **fitting)
+    tokens = TextTokens.encode(method.encoder, sentences)
+    rows, val = _split(params, len(tokens))
+    select_by = None if val is None else (lambda: mean_ap(
+        method.text_scores(tokens, torch.from_numpy(val)).cpu().double().numpy(), targets[val]))
+    history = train_taidpt(method, tokens, torch.from_numpy(targets), **fitting, rows=torch.from_numpy(rows),
+                           select_by=select_by)
     test = labelled_images(params.prepare.dataset, labels, params.evaluate.split, params.encode.image_resolution, "eval")
     dense = _dense(params.evaluate.split, params.encode.image_resolution)
     row_of = {image_id: row for row, image_id in enumerate(dense.ids)}
@@ -142,4 +181,4 @@ def _taidpt(params: Params, labels: LabelSet, model, device, setup: dict, fittin
     dense_rows = np.array([row_of[i] for i in test.ids])
     scores = method.scores(torch.from_numpy(test.vectors), lambda rows: dense.take(dense_rows[rows.numpy()]))
     context = {"global": method.global_prompts.context.ctx, "local": method.local_prompts.context.ctx}
-    return test.ids, scores, test.targets, len(tokens), history, context
+    return test.ids, scores, test.targets, len(rows), history, context

@@ -14,6 +14,10 @@ c_proj, no positional embedding; `pipeline.dense`), with softmax scale 40 (spati
 VOC and COCO configs; 4 for NUS-WIDE), and the score is 0.5 x global + 0.5 x local
 (TEST.EVALUATOR_ACT default_merge_aux, GL_merge_rate 0.5).
 
+The training set is the generate stage's texts plus, as TaI-DPT's `*_distill.py` datasets add them,
+per label 9 x "a photo of a {}." and the 80 ImageNet templates as single-label texts (`templates`;
+prompt.taidpt_templates, on by default: leaving them out weakens the peer).
+
 Our readings: the texts are the generate stage's (TaI-DPT uses COCO captions and OpenImages
 narratives) with their `labels` column as targets (TaI-DPT finds label names and synonyms in the
 captions); the global image feature is CLIP's own image embedding (the cached eval embeddings, with
@@ -91,12 +95,13 @@ class TextTokens:
 
 class TaIDPT(nn.Module):
     def __init__(self, clip_model, names: list[str], n_ctx: int = 16, class_specific: bool = False,
-                 generator: torch.Generator | None = None, image_spatial_scale: float = IMAGE_SPATIAL_SCALE):
+                 generator: torch.Generator | None = None, image_spatial_scale: float = IMAGE_SPATIAL_SCALE,
+                 ctx_init: str | None = None):
         super().__init__()
         check_text_encoder(clip_model, "taidpt")
         self.encoder = FrozenTextEncoder(clip_model)
-        self.global_prompts = LabelPrompts(self.encoder, names, n_ctx, class_specific, generator)
-        self.local_prompts = LabelPrompts(self.encoder, names, n_ctx, class_specific, generator)
+        self.global_prompts = LabelPrompts(self.encoder, names, n_ctx, class_specific, generator, ctx_init)
+        self.local_prompts = LabelPrompts(self.encoder, names, n_ctx, class_specific, generator, ctx_init)
         self.image_spatial_scale = image_spatial_scale
 
     @property
@@ -130,14 +135,27 @@ class TaIDPT(nn.Module):
         return torch.cat(out) if out else torch.zeros(0, len(self.global_prompts.context.end))
 
 
+    @torch.no_grad()
+    def text_scores(self, texts: TextTokens, rows: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """Texts scored as images are at test (0.5 x global + 0.5 x local): prompt.select val's held-out texts."""
+        out = []
+        for chunk in rows.split(batch_size):
+            g, local = self.text_logits(*(t.to(self.device) for t in texts.batch(chunk)))
+            out.append(GLOBAL_WEIGHT * g + (1 - GLOBAL_WEIGHT) * local)
+        return torch.cat(out) if out else torch.zeros(0, len(self.global_prompts.context.end))
+
+
 def train_taidpt(model: TaIDPT, texts: TextTokens, targets: torch.Tensor, epochs: int, lr: float, batch_size: int,
-                 seed: int = 0, warmup_epochs: int = 1, on_epoch=None, checkpoint=None, fingerprint: str = "") -> list[dict]:
+                 seed: int = 0, warmup_epochs: int = 1, on_epoch=None, checkpoint=None, fingerprint: str = "",
+                 loss_weight: float = 1.0, rows: torch.Tensor | None = None, select_by=None) -> list[dict]:
+    """`rows`: the texts trained on (all by default; prompt.select val holds some out)."""
     device = model.device
     targets = targets.float()
+    rows = torch.arange(len(texts)) if rows is None else rows
 
-    def loss_of(rows):
-        g, tokens, mask = texts.batch(rows)
-        return model.loss(g.to(device), tokens.to(device), mask.to(device), targets[rows].to(device))
+    def loss_of(batch):
+        g, tokens, mask = texts.batch(rows[batch])
+        return loss_weight * model.loss(g.to(device), tokens.to(device), mask.to(device), targets[rows[batch]].to(device))
 
-    return fit(model, lambda epoch: shuffled_batches(len(texts), batch_size, seed, epoch), loss_of, epochs, lr,
-               warmup_epochs, on_epoch, checkpoint, fingerprint)
+    return fit(model, lambda epoch: shuffled_batches(len(rows), batch_size, seed, epoch), loss_of, epochs, lr,
+               warmup_epochs, on_epoch, checkpoint, fingerprint, select_by)

@@ -69,23 +69,34 @@ class FrozenTextEncoder(nn.Module):
 
 class PromptContext(nn.Module):
     """One learnable context of `n_ctx` vectors, shared by all labels or one per label (`class_specific`,
-    CoOp's CSC), before every label name. Initialised as the peers do: normal, std 0.02."""
+    CoOp's CSC), before every label name. Initialised as the peers do: normal, std 0.02; or, with `init`
+    (prompt.ctx_init, CoOp's CTX_INIT), from the token embeddings of those words, whose token count then
+    replaces n_ctx (as in CoOp), copied to every label when class-specific."""
 
     def __init__(self, encoder: FrozenTextEncoder, names: list[str], n_ctx: int, class_specific: bool,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, init: str | None = None):
         super().__init__()
         names = [name.replace("_", " ") for name in names]
+        device = encoder.text_projection.device
+        if init:
+            init_tokens = tokenize([init.replace("_", " ")])
+            n_ctx = int(init_tokens.argmax(dim=-1)) - 1          # the words' tokens between [SOS] and [EOS]
+            with torch.no_grad():
+                words = encoder.embed(init_tokens[:, 1:1 + n_ctx].to(device))[0]
         tokens = tokenize([" ".join(["X"] * n_ctx) + f" {name}." for name in names])
         end = tokens.argmax(dim=-1)                       # the end token has the largest id
         length = int(end.max()) + 1                       # the encoder runs up to the longest prompt
-        device = encoder.text_projection.device
         with torch.no_grad():
             embedded = encoder.embed(tokens[:, :length].to(device))
         self.register_buffer("prefix", embedded[:, :1].clone())            # [SOS]
         self.register_buffer("suffix", embedded[:, 1 + n_ctx:].clone())    # name, ".", [EOS], padding
         self.register_buffer("end", end.to(device))
         shape = (len(names), n_ctx, encoder.width) if class_specific else (n_ctx, encoder.width)
-        self.ctx = nn.Parameter(torch.empty(shape).normal_(0, 0.02, generator=generator).to(device))
+        if init:
+            start = words.expand(shape).clone()
+        else:
+            start = torch.empty(shape).normal_(0, 0.02, generator=generator).to(device)
+        self.ctx = nn.Parameter(start)
 
     def forward(self) -> torch.Tensor:
         """(n_labels, L, width) embedded prompts."""
@@ -98,10 +109,10 @@ class LabelPrompts(nn.Module):
     """A learnable context per label through the frozen encoder: `forward()` gives unit text features."""
 
     def __init__(self, encoder: FrozenTextEncoder, names: list[str], n_ctx: int, class_specific: bool,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, ctx_init: str | None = None):
         super().__init__()
         self.encoder = encoder
-        self.context = PromptContext(encoder, names, n_ctx, class_specific, generator)
+        self.context = PromptContext(encoder, names, n_ctx, class_specific, generator, ctx_init)
 
     def forward(self) -> torch.Tensor:
         return normalize(self.encoder(self.context(), self.context.end))
