@@ -6,6 +6,7 @@
     tai report [--metric M | --all-metrics] [--x PARAM] [--json FILE]   experiments: mean ± std over seeds
     tai predict FOLDER [--model DIR] [--top-k K] [--thresholds FILE]   label a folder of images
     tai export DIR [--onnx] [--thresholds FILE]             the trained classifier as safetensors + config + card
+    tai gallery [PREDICTIONS] [--out gallery.html]          browse predictions (or the evaluation split) in a browser
 
 `inspect` understands Parquet files (rows, schema, first rows), Arrow IPC embeddings (an `.arrow`
 file or a folder of `.arrow` shards with columns `id` + `embedding`: rows, dimension, schema
@@ -273,6 +274,42 @@ def export(
     folder = export_workspace(out_dir, adapter, params_file, reports_dir, thresholds, onnx, clip_model)
     files = ", ".join(sorted(p.name for p in folder.iterdir()))
     _console().print(f"[green]exported[/] {folder}: {files}", soft_wrap=True)
+
+
+# --------------------------------------------------------------------------------------------- gallery
+
+
+@app.command()
+def gallery(
+    predictions: Path = typer.Argument(None, help="a `tai predict --out` table (.parquet or .csv); default: the "
+                                       "workspace's evaluation split, with its ground truth"),
+    out: Path = typer.Option(Path("gallery.html"), "--out", help="the HTML file to write"),
+    model: Path = typer.Option(None, "--model", help="the classifier whose thresholds to show (an export or an "
+                               "adapter bundle); default: the workspace's adapter when it exists"),
+    threshold: float = typer.Option(None, "--threshold", min=0.0, max=1.0, help="one threshold for every label "
+                                    "[default: the model's own, else 0.5]"),
+    params_file: Path = typer.Option(Path("params.yaml"), "--params", help="the workspace's params (dataset, split)"),
+) -> None:
+    """Write one self-contained HTML page (no server, no network) to browse predictions: thumbnails, predicted
+    labels with probabilities, the thresholds; on the evaluation split also the truth with FP/FN marked."""
+    from pipeline.gallery import from_evaluation, from_predictions, model_thresholds, write_gallery
+
+    if model is None and paths.MODEL.is_file():
+        model = paths.MODEL
+    labels, thresholds, source = model_thresholds(model, threshold)
+    if predictions is not None:
+        data = from_predictions(predictions, labels, thresholds, source)
+    else:
+        from pipeline.config import load_params
+        from pipeline.manifest import read_split
+
+        params = load_params(params_file)
+        if labels is None:
+            raise _fail(f"no trained adapter at {paths.MODEL}: run `dvc repro` first, or pass a predictions table")
+        data = from_evaluation(paths.EVAL / "scores.parquet", read_split(params.prepare.dataset, params.evaluate.split),
+                               labels, thresholds, source)
+    write_gallery(data, out)
+    _console().print(f"[green]wrote[/] {out}: {len(data.names)} image(s), thresholds chosen on: {source}", soft_wrap=True)
 
 
 # --------------------------------------------------------------------------------------------- report

@@ -2,6 +2,7 @@
 
 import logging
 
+import numpy as np
 import torch
 
 from pipeline import paths
@@ -9,8 +10,9 @@ from pipeline.adapter import AdapterBundle
 from pipeline.config import INTEGRATE_PROMPT
 from pipeline.labelled_images import labelled_images
 from pipeline.labels import read_labels
-from pipeline.evaluation import write_empty_evaluation, write_evaluation
+from pipeline.evaluation import optional_scores, write_empty_evaluation, write_evaluation
 from pipeline.stage import run, skip_without_images
+from pipeline.thresholds import DEFAULT_THRESHOLD
 
 log = logging.getLogger("evaluate")
 
@@ -18,7 +20,7 @@ log = logging.getLogger("evaluate")
 def main(params) -> None:
     labels = read_labels(params.prepare.dataset)
     if skip_without_images(params.prepare.has_images, "evaluate", f"empty tables and metrics under {paths.EVAL}"):
-        write_empty_evaluation(paths.EVAL, paths.EVAL_METRICS, labels)
+        write_empty_evaluation(paths.EVAL, paths.EVAL_METRICS, labels, (paths.PER_CLASS_PLOT, paths.PR_CURVES))
         return
     bundle = AdapterBundle.load(paths.MODEL)
     if bundle.labels != labels.names:
@@ -32,8 +34,13 @@ def main(params) -> None:
         if params.prompt.method == "none":   # nothing to integrate with: the columns stay, without a number
             log.info("evaluate.integrate_with is 'prompt' but prompt.method is none: integrated_map is null")
             integrate_with, extra = None, {**extra, "other_map": None, "integrated_map": None}
+    others = {"zeroshot": optional_scores(paths.ZEROSHOT_SCORES, images.ids, labels),   # the CLIP baseline
+              "prompt": None if params.prompt.method == "none" else optional_scores(paths.PROMPT_SCORES, images.ids, labels)}
+    extra["thresholds_on_data"] = int(bundle.threshold_source != "none")   # 1: chosen on held-out labelled images, 0: 0.5
     write_evaluation(paths.EVAL, paths.EVAL_METRICS, images.ids, scores, images.targets, labels, extra,
-                     integrate_with, params.evaluate.integrate_scaling)
+                     integrate_with, params.evaluate.integrate_scaling,
+                     thresholds=np.array(bundle.thresholds or [DEFAULT_THRESHOLD] * len(labels), dtype=np.float64),
+                     plots=(paths.PER_CLASS_PLOT, paths.PR_CURVES, others))
 
 
 if __name__ == "__main__":
