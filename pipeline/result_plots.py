@@ -5,6 +5,8 @@ results and compare experiments class by class.
   `zeroshot` (the CLIP baseline), `prompt` (the peer, prompt.method), `integrated` (evaluate.integrate_with);
   empty where a method did not run or the label has no positive), then the adapter's `threshold` and its
   `precision`, `recall`, `f1` at that threshold.
+- reports/per_class_ap.csv: the same APs long, one row per (label, method that ran) with a defined AP: `label`,
+  `method`, `ap`, and `bar` ("cat · adapter", the bar's name: DVC's bar template takes one value field).
 - reports/pr/<method>.csv: the micro-averaged precision-recall curve of each method (every image and label
   pooled): `recall`, `precision`, `threshold`, at most MAX_CURVE_POINTS rows, each an exact point of the curve
   (decimated by keeping evenly spaced points, the first and last included; none is interpolated). A method
@@ -25,6 +27,7 @@ from .metrics import per_class_ap
 
 METHODS = ("adapter", "zeroshot", "prompt", "integrated")
 MAX_CURVE_POINTS = 200
+AP_BARS_FILE = "per_class_ap.csv"   # beside per_class.csv
 
 
 def micro_pr_curve(scores: np.ndarray, targets: np.ndarray) -> pl.DataFrame:
@@ -67,12 +70,26 @@ def per_class_table(labels: tuple[str, ...], targets: np.ndarray, method_scores:
     return pl.DataFrame(columns, schema=schema)
 
 
+def ap_bars(per_class: pl.DataFrame) -> pl.DataFrame:
+    """`per_class_table`'s APs as one row per (label, method) with a number, labels in order, methods in METHODS order."""
+    long = per_class.select("label", *METHODS).unpivot(index="label", variable_name="method", value_name="ap")
+    order = {name: i for i, name in enumerate(per_class["label"])}
+    return (long.drop_nulls("ap")
+            .with_columns(pl.col("label").replace_strict(order, return_dtype=pl.Int64).alias("_label"),
+                          pl.col("method").replace_strict({m: i for i, m in enumerate(METHODS)}, return_dtype=pl.Int64).alias("_method"),
+                          pl.concat_str("label", pl.lit(" · "), "method").alias("bar"))
+            .sort("_label", "_method").drop("_label", "_method"))
+
+
 def write_result_plots(per_class_path: str | Path, curves_dir: str | Path, labels: tuple[str, ...],
                        targets: np.ndarray, method_scores: dict[str, np.ndarray | None], thresholds: np.ndarray,
                        thresholded: dict[str, np.ndarray]) -> None:
-    """reports/per_class.csv and reports/pr/<method>.csv (see the module docstring)."""
-    write_text(per_class_table(labels, targets, method_scores, thresholds, thresholded).write_csv(),
-               per_class_path)
+    """reports/per_class.csv, reports/per_class_ap.csv (beside it) and reports/pr/<method>.csv (see the module
+    docstring)."""
+    per_class_path = Path(per_class_path)
+    per_class = per_class_table(labels, targets, method_scores, thresholds, thresholded)
+    write_text(per_class.write_csv(), per_class_path)
+    write_text(ap_bars(per_class).write_csv(), per_class_path.with_name(AP_BARS_FILE))
     for method in METHODS:
         scores = method_scores.get(method)
         curve = micro_pr_curve(scores, targets) if scores is not None and len(scores) else micro_pr_curve(
