@@ -7,6 +7,7 @@
     tai predict FOLDER [--model DIR] [--top-k K] [--thresholds FILE]   label a folder of images
     tai export DIR [--onnx] [--thresholds FILE]             the trained classifier as safetensors + config + card
     tai gallery [PREDICTIONS] [--out gallery.html]          browse predictions (or the evaluation split) in a browser
+    tai thresholds FOLDER LABELS_FILE [--out thresholds.json]   per-label thresholds chosen on labelled images
 
 `inspect` understands Parquet files (rows, schema, first rows), Arrow IPC embeddings (an `.arrow`
 file or a folder of `.arrow` shards with columns `id` + `embedding`: rows, dimension, schema
@@ -274,6 +275,38 @@ def export(
     folder = export_workspace(out_dir, adapter, params_file, reports_dir, thresholds, onnx, clip_model)
     files = ", ".join(sorted(p.name for p in folder.iterdir()))
     _console().print(f"[green]exported[/] {folder}: {files}", soft_wrap=True)
+
+
+# --------------------------------------------------------------------------------------------- thresholds
+
+
+@app.command()
+def thresholds(
+    folder: Path = typer.Argument(..., help="a small folder of your own labelled images"),
+    labels_file: Path = typer.Argument(..., help="its labels: CSV or Parquet with columns path (relative to "
+                                       "FOLDER), labels ('a|b'), split (ignored), as prepare.labels_file"),
+    out: Path = typer.Option(Path("thresholds.json"), "--out", help="where to write {label: threshold}"),
+    model: Path = typer.Option(None, "--model", help="an exported classifier folder; default: --adapter"),
+    adapter: Path = typer.Option(paths.MODEL, "--adapter", help="a trained adapter bundle of the workspace"),
+    check: float = typer.Option(0.5, "--check", min=0.0, max=0.9, help="share of the images set aside to "
+                                "measure F1 at the chosen thresholds against 0.5 (0: choose on all)"),
+    seed: int = typer.Option(0, "--seed", help="which images are set aside"),
+    clip_model: str = typer.Option(None, "--clip-model", help="CLIP name or checkpoint; default: the classifier's"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
+) -> None:
+    """Choose per-label thresholds maximising F1 on a labelled folder; use them with `tai predict --thresholds`
+    and `tai export --thresholds`."""
+    from pipeline.folder_thresholds import choose_on_folder
+    from pipeline.io import write_json
+
+    result = choose_on_folder(model or adapter, folder, labels_file, check, seed, device, clip_model)
+    write_json(result.thresholds, out)
+    console = _console()
+    console.print(f"[green]wrote[/] {out}: thresholds for {len(result.thresholds)} label(s), chosen on "
+                  f"{result.n_chosen_on} image(s) (labels with no positive among them keep 0.5)", soft_wrap=True)
+    if result.f1_checked is not None:
+        console.print(f"micro F1 on the {result.n_checked} set-aside image(s): {result.f1_checked:.3f} at these "
+                      f"thresholds, {result.f1_checked_at_default:.3f} at 0.5", soft_wrap=True)
 
 
 # --------------------------------------------------------------------------------------------- gallery
