@@ -111,6 +111,10 @@ def test_per_class_plot_data_is_the_evaluation_and_dvc_draws_it(project):
     assert {"precision_micro", "recall_micro", "f1_micro", "f1_macro"} <= set(metrics)
     assert metrics["thresholds_on_data"] == 0
 
+    from pipeline.plots import figure_content
+
+    gap = figure_content(reports / "modality_gap.png")   # zero-shot: texts vs test images of the frequent labels
+    assert gap["labels"] and set(gap["labels"]) <= {"cat", "dog", "car", "tree"} and min(gap["images"]) > 0
     shown = json.loads(run(project, "dvc", "plots", "show", "--json").stdout)["data"]
     for plot, rows in (("per_class_ap", bars.height), ("precision_recall", None)):
         values = shown[plot][0]["content"]["data"]["values"]
