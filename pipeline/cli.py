@@ -3,7 +3,7 @@
     tai download voc2007|coco2014 [--dest data/downloads] [--keep-archives]   fetch, check, unpack (resumes)
     tai download nuswide                                    where to get NUS-WIDE (no official download)
     tai inspect PATH                                        look inside an artifact
-    tai report [--metric M | --all-metrics] [--x PARAM] [--json FILE]   experiments: mean ± std over seeds
+    tai report [--metric M | --all-metrics] [--x PARAM] [--json FILE] [--per-class]   experiments: mean ± std over seeds
     tai predict FOLDER [--model DIR] [--top-k K] [--thresholds FILE]   label a folder of images
     tai export DIR [--onnx] [--thresholds FILE]             the trained classifier as safetensors + config + card
     tai gallery [PREDICTIONS] [--out gallery.html]          browse predictions (or the evaluation split) in a browser
@@ -365,6 +365,10 @@ def report(
                                    "instead of running DVC"),
     all_commits: bool = typer.Option(False, "--all-commits", "-A", help="also the experiments of every commit, "
                                      "not only HEAD's (passed to dvc exp show)"),
+    per_class: bool = typer.Option(False, "--per-class", help="also experiments_per_class.md: each label's AP, "
+                                   "mean ± std over seeds per group (from each run's reports/per_class.csv)"),
+    per_class_method: str = typer.Option("adapter", "--per-class-method", help="whose AP --per-class shows: "
+                                         "adapter, zeroshot, prompt or integrated"),
 ) -> None:
     """Summarise the DVC experiments: mean ± std over seeds per setting (Markdown) and a metric curve (PNG)."""
     from pipeline.report import ReportError, exp_show_json, parse_exp_show, short_rev, write_report
@@ -386,6 +390,12 @@ def report(
         f" run(s), varied: {', '.join(summary.varied) or '(none)'}; wrote {table} and {picture}",
         soft_wrap=True,
     )
+    if per_class:
+        from pipeline.report import collect_runs
+        from pipeline.report_per_class import write_per_class_report
+
+        runs, _ = collect_runs(data)
+        console.print(f"wrote {write_per_class_report(runs, Path('.'), out_dir, per_class_method)}", soft_wrap=True)
 
 
 def main() -> None:  # pragma: no cover - `python -m pipeline.cli`
