@@ -261,5 +261,9 @@ $("prev").onclick = () => { const s = readState(); s.page = Math.max(1, s.page -
 $("next").onclick = () => { const s = readState(); s.page += 1; writeState(s); };
 window.addEventListener("hashchange", () => draw(readState()));
 draw(readState());
+document.body.dataset.drawnMs = String(Math.round(performance.now()));   // parse + first page built
+new PerformanceObserver((list) => list.getEntries().forEach((e) => {
+  if (e.name === "first-contentful-paint") document.body.dataset.firstPaintMs = String(Math.round(e.startTime));
+})).observe({type: "paint", buffered: true});
 </script></body></html>
 """

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from browser import dump_dom, find_chromium, screenshot
+from pipeline.headless_browser import dump_dom, find_chromium, screenshot
 from pipeline.gallery import PAGE_SIZE, GalleryData, from_evaluation, render, write_gallery
 
 LABELS = ("cat", "dog", "car")

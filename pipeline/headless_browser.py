@@ -1,6 +1,7 @@
-"""Headless Chromium from a test, with no Python dependency: `chromium --headless --dump-dom` prints the DOM
+"""Headless Chromium for the gallery's test and benchmark (tests/test_gallery.py, benchmarks/gallery.py), with no
+Python dependency: `chromium --headless --dump-dom` prints the DOM
 after the page's scripts ran, `--screenshot` writes a PNG, `--log-net-log` records every request the browser
-made. Debian's `chromium` (`.ci/browser` installs it). Also used by benchmarks/gallery.py."""
+made. Debian's `chromium` (`.ci/browser` installs it). No stage uses it."""
 
 from __future__ import annotations
 
@@ -53,9 +54,10 @@ def page_requests(net_log: Path) -> list[dict]:
             if r.get("initiator") != "not an origin" or "file://" in r.get("network_isolation_key", "")]
 
 
-def dump_dom(url: str, budget_ms: int = 3000) -> tuple[str, list[dict]]:
-    """The DOM after the page's scripts ran (virtual time lets timers and hashchange handlers finish)."""
-    return run_chromium(url, f"--virtual-time-budget={budget_ms}", "--dump-dom")
+def dump_dom(url: str, budget_ms: int | None = 3000) -> tuple[str, list[dict]]:
+    """The DOM after the page's scripts ran (virtual time lets timers and handlers finish; None: real time
+    only, for timings the page takes with performance.now())."""
+    return run_chromium(url, *([f"--virtual-time-budget={budget_ms}"] if budget_ms else []), "--dump-dom")
 
 
 def screenshot(url: str, out: Path, size: str = "1280,900") -> list[dict]:
