@@ -224,7 +224,7 @@ def predict(
     out: Path = typer.Option(None, "--out", help="write the table here (.parquet or .csv); default: print it"),
     threshold: float = typer.Option(None, "--threshold", min=0.0, max=1.0,
                                     help="probability to predict a label, for every label [default: the "
-                                    "export's per-label thresholds, else 0.5]"),
+                                    "model's per-label thresholds (an export's, or chosen by train), else 0.5]"),
     thresholds: Path = typer.Option(None, "--thresholds", help="per-label thresholds: JSON {label: t} or CSV "
                                     "with columns label,threshold; other labels use --threshold"),
     top_k: int = typer.Option(None, "--top-k", min=1, help="predict at most K labels per image, the most likely "
@@ -262,7 +262,7 @@ def export(
     params_file: Path = typer.Option(Path("params.yaml"), "--params", help="the params it was trained with"),
     reports_dir: Path = typer.Option(paths.REPORTS, "--reports", help="where the metrics the card quotes are"),
     thresholds: Path = typer.Option(None, "--thresholds", help="per-label thresholds to ship (JSON or CSV, as "
-                                    "for predict); others are 0.5"),
+                                    "for predict); others keep the adapter's own (chosen by train) or 0.5"),
     onnx: bool = typer.Option(False, "--onnx", help="also write model.onnx: pixels to probabilities, CLIP image "
                               "encoder and adapter in one graph (pip install -e '.\\[onnx]')"),
     clip_model: str = typer.Option(None, "--clip-model", help="where to find the adapter's CLIP, when not where "
