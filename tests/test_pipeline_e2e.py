@@ -115,6 +115,11 @@ def test_per_class_plot_data_is_the_evaluation_and_dvc_draws_it(project):
 
     gap = figure_content(reports / "modality_gap.png")   # zero-shot: texts vs test images of the frequent labels
     assert gap["labels"] and set(gap["labels"]) <= {"cat", "dog", "car", "tree"} and min(gap["images"]) > 0
+    # the gallery of the evaluation split: every scored image, its truth, the adapter's thresholds
+    run(project, "python", "-m", "pipeline.cli", "gallery", "--out", "gallery.html")
+    page = (project / "gallery.html").read_text()
+    assert page.count('"g":[') == metrics["n_images"] and '"thresholds":[0.5,0.5,0.5,0.5]' in page
+    (project / "gallery.html").unlink()
     shown = json.loads(run(project, "dvc", "plots", "show", "--json").stdout)["data"]
     for plot, rows in (("per_class_ap", bars.height), ("precision_recall", None)):
         values = shown[plot][0]["content"]["data"]["values"]

@@ -162,3 +162,20 @@ def test_tai_thresholds_chooses_on_a_labelled_folder(tmp_path, tiny_clip):
     result = CliRunner().invoke(app, ["thresholds", str(folder), str(tmp_path / "bad.csv"), "--adapter", str(adapter),
                                       "--device", "cpu"])
     assert result.exit_code == 2 and "zebra" in result.output
+
+
+def test_partial_labels_hold_out_images_with_their_known_entries():
+    """partial.image_weight > 0: the held-out images keep their mask, and thresholds are chosen on known entries only."""
+    rng = np.random.default_rng(0)
+    targets = torch.from_numpy((rng.random((20, 2)) < 0.5).astype(np.float32))
+    known = torch.ones(20, 2)
+    known[:, 1] = 0                                              # label b is never known
+    data = TrainingSet(torch.zeros(4, 8), torch.zeros(4, 2), 1.0, images=torch.from_numpy(rng.normal(size=(20, 8)).astype(np.float32)),
+                       image_targets=targets, image_known=known, image_weight=0.5)
+    params = SimpleNamespace(train=train_params(threshold_holdout=0.25), fewshot=SimpleNamespace(enabled=False))
+    kept, held = hold_out_images(data, params)
+    assert len(kept.images) == 15 and len(held.images) == 5 and held.image_known.shape == (5, 2)
+    bundle = AdapterBundle(Adapter(AdapterConfig(8, 2, 4, 0.0)), ("a", "b"), False, "synthetic", 64)
+    bundle, n = with_thresholds(bundle, held, params)
+    assert "known entries of partially labelled images" in bundle.threshold_source
+    assert bundle.thresholds[1] == 0.5 and n == int(held.image_targets[:, 0].any())
