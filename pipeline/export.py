@@ -188,6 +188,9 @@ def export_workspace(out_dir: str | Path, adapter: str | Path, params_file: str 
     thresholds = {**bundle.threshold_table(), **(read_thresholds(thresholds_file, labels.names) if thresholds_file else {})}
     synonyms = dict(zip(labels.names, (list(s) for s in labels.synonyms)))
     config = export_config(classifier.bundle, classifier.encoder, synonyms, thresholds)
+    if thresholds_file:
+        config["threshold_source"] = f"{Path(thresholds_file).name} (tai export --thresholds)" + (
+            "" if bundle.threshold_source == "none" else f"; labels it does not name: {bundle.threshold_source}")
     config["onnx"] = {"file": ONNX_FILE} if onnx else None
     card = model_card(config, params, read_reports(Path(reports_dir)))
     return write_export(out_dir, classifier, config, card, onnx)
