@@ -80,9 +80,9 @@ def write_evaluation(
     integrate_with: str | None = None,
     integrate_scaling: str = "other",
     thresholds: np.ndarray | None = None,
-    plots: tuple[Path, Path, dict[str, np.ndarray | None]] | None = None,
+    plots: tuple[Path, dict[str, np.ndarray | None]] | None = None,
 ) -> dict:
-    """`plots`: (per-class CSV, curves folder, {method: its scores aligned to `ids`, or None}) for
+    """`plots`: (per-class CSV, {method: its scores aligned to `ids`, or None}) for
     `write_result_plots`; the adapter's and the integrated scores are added here."""
     out_dir = Path(out_dir)
     metrics, per_class = evaluate_scores(scores, targets, labels)
@@ -97,8 +97,8 @@ def write_evaluation(
         at_thresholds, per_label = thresholded_metrics(scores, targets, thresholds)
         metrics.update(at_thresholds)
         if plots is not None:
-            per_class_csv, curves_dir, others = plots
-            write_result_plots(per_class_csv, curves_dir, labels.names, targets,
+            per_class_csv, others = plots
+            write_result_plots(per_class_csv, labels.names, targets,
                                {"adapter": scores, "integrated": integrated, **others}, thresholds, per_label)
     metrics.update(extra or {})
     write_parquet(per_class, out_dir / "per_class.parquet")
@@ -108,13 +108,13 @@ def write_evaluation(
 
 
 def write_empty_evaluation(out_dir: str | Path, metrics_path: str | Path, labels: LabelSet,
-                           plots: tuple[Path, Path] | None = None) -> dict:
+                           plots: Path | None = None) -> dict:
     """The three artifacts with no image to score (a labels-only project): every label with a null AP; with
-    `plots` (per-class CSV, curves folder), plot data with no number in it."""
+    `plots` (the per-class CSV), plot data with no number in it."""
     out_dir = Path(out_dir)
     if plots is not None:
         n = len(labels)
-        write_result_plots(*plots, labels.names, np.zeros((0, n)), {}, np.full(n, DEFAULT_THRESHOLD),
+        write_result_plots(plots, labels.names, np.zeros((0, n)), {}, np.full(n, DEFAULT_THRESHOLD),
                            {k: np.zeros(n) for k in ("precision", "recall", "f1")})
     per_class = pl.DataFrame(
         {"label": list(labels.names), "ap": [None] * len(labels), "n_positive": [0] * len(labels)},

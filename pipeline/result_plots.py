@@ -7,7 +7,7 @@ results and compare experiments class by class.
   `precision`, `recall`, `f1` at that threshold.
 - reports/per_class_ap.csv: the same APs long, one row per (label, method that ran) with a defined AP: `label`,
   `method`, `ap`, and `bar` ("cat · adapter", the bar's name: DVC's bar template takes one value field).
-- reports/pr/<method>.csv: the micro-averaged precision-recall curve of each method (every image and label
+- reports/pr_<method>.csv: the micro-averaged precision-recall curve of each method (every image and label
   pooled): `recall`, `precision`, `threshold`, at most MAX_CURVE_POINTS rows, each an exact point of the curve
   (decimated by keeping evenly spaced points, the first and last included; none is interpolated). A method
   that did not run gets the header only, so the declared plot always exists.
@@ -81,11 +81,15 @@ def ap_bars(per_class: pl.DataFrame) -> pl.DataFrame:
             .sort("_label", "_method").drop("_label", "_method"))
 
 
-def write_result_plots(per_class_path: str | Path, curves_dir: str | Path, labels: tuple[str, ...],
+def curve_path(per_class_path: str | Path, method: str) -> Path:
+    """reports/pr_<method>.csv, beside per_class.csv (reports/ stays flat: tools list it file by file)."""
+    return Path(per_class_path).with_name(f"pr_{method}.csv")
+
+
+def write_result_plots(per_class_path: str | Path, labels: tuple[str, ...],
                        targets: np.ndarray, method_scores: dict[str, np.ndarray | None], thresholds: np.ndarray,
                        thresholded: dict[str, np.ndarray]) -> None:
-    """reports/per_class.csv, reports/per_class_ap.csv (beside it) and reports/pr/<method>.csv (see the module
-    docstring)."""
+    """reports/per_class.csv, and beside it per_class_ap.csv and pr_<method>.csv (see the module docstring)."""
     per_class_path = Path(per_class_path)
     per_class = per_class_table(labels, targets, method_scores, thresholds, thresholded)
     write_text(per_class.write_csv(), per_class_path)
@@ -94,4 +98,4 @@ def write_result_plots(per_class_path: str | Path, curves_dir: str | Path, label
         scores = method_scores.get(method)
         curve = micro_pr_curve(scores, targets) if scores is not None and len(scores) else micro_pr_curve(
             np.zeros((0, 1)), np.zeros((0, 1)))
-        write_text(decimate(curve).write_csv(float_precision=6), Path(curves_dir) / f"{method}.csv")
+        write_text(decimate(curve).write_csv(float_precision=6), curve_path(per_class_path, method))

@@ -37,7 +37,7 @@ def draw_modality_gap(params, labels, images) -> None:
 def main(params) -> None:
     labels = read_labels(params.prepare.dataset)
     if skip_without_images(params.prepare.has_images, "evaluate", f"empty tables and metrics under {paths.EVAL}"):
-        write_empty_evaluation(paths.EVAL, paths.EVAL_METRICS, labels, (paths.PER_CLASS_PLOT, paths.PR_CURVES))
+        write_empty_evaluation(paths.EVAL, paths.EVAL_METRICS, labels, paths.PER_CLASS_PLOT)
         placeholder_figure(paths.MODALITY_GAP_PLOT, "no images: no modality-gap picture")
         return
     bundle = AdapterBundle.load(paths.MODEL)
@@ -59,7 +59,7 @@ def main(params) -> None:
     write_evaluation(paths.EVAL, paths.EVAL_METRICS, images.ids, scores, images.targets, labels, extra,
                      integrate_with, params.evaluate.integrate_scaling,
                      thresholds=np.array(bundle.thresholds or [DEFAULT_THRESHOLD] * len(labels), dtype=np.float64),
-                     plots=(paths.PER_CLASS_PLOT, paths.PR_CURVES, others))
+                     plots=(paths.PER_CLASS_PLOT, others))
 
 
 if __name__ == "__main__":

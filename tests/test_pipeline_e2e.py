@@ -103,7 +103,7 @@ def test_per_class_plot_data_is_the_evaluation_and_dvc_draws_it(project):
     assert adapter_bars["label"].to_list() == evaluated.drop_nulls("ap")["label"].to_list()
     np.testing.assert_array_equal(adapter_bars["ap"].to_numpy(), evaluated.drop_nulls("ap")["ap"].to_numpy())
     for method, rows in (("adapter", (1, MAX_CURVE_POINTS)), ("zeroshot", (1, MAX_CURVE_POINTS)), ("prompt", (0, 0))):
-        curve = pl.read_csv(reports / "pr" / f"{method}.csv")
+        curve = pl.read_csv(reports / f"pr_{method}.csv")
         assert rows[0] <= curve.height <= rows[1], method
         if curve.height:
             assert curve["recall"][-1] == 1.0 and curve["recall"].is_sorted()
