@@ -22,6 +22,7 @@ import html
 import io
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,14 +118,14 @@ def from_evaluation(scores_path: Path, manifest: pl.DataFrame, labels: tuple[str
 
 def page_items(data: GalleryData) -> list[dict]:
     """Per image: n (name), t (thumbnail, base64 JPEG or ""), p (indices of predicted labels, most likely first),
-    s (probabilities, 3 decimals), g (truth indices, or absent). Predictions: probability >= threshold."""
+    s (probabilities cut, not rounded, to 3 decimals, so one below its threshold never displays at it), g (truth indices, or absent). Predictions: probability >= threshold."""
     items = []
     for row, (name, path) in enumerate(zip(data.names, data.files)):
         probabilities = data.probabilities[row]
         order = np.argsort(-probabilities, kind="stable")
         item = {"n": name, "t": thumbnail(path) or "",
                 "p": [int(c) for c in order if probabilities[c] >= data.thresholds[c]],
-                "s": [round(float(p), 3) for p in probabilities]}
+                "s": [math.floor(float(p) * 1000 + 1e-9) / 1000 for p in probabilities]}   # down: 0.4996 never shows 0.50
         if data.truth is not None:
             item["g"] = [int(c) for c in np.flatnonzero(data.truth[row])]
         items.append(item)
@@ -218,6 +219,7 @@ function writeState(s) {
   history.replaceState(null, "", "#" + h.toString());
   draw(s);
 }
+const shown2 = (p) => (Math.floor(p * 100 + 1e-9) / 100).toFixed(2);   // cut, as Python cut s: 0.499 is 0.49
 function chip(text, cls) { const e = document.createElement("span"); e.className = "chip " + cls; e.textContent = text; return e; }
 function card(it) {
   const c = document.createElement("div"); c.className = "card";
@@ -228,8 +230,8 @@ function card(it) {
   c.appendChild(img);
   const n = document.createElement("div"); n.className = "name"; n.textContent = it.n; n.title = it.n; c.appendChild(n);
   const g = new Set(it.g || []);
-  it.p.forEach((i) => c.appendChild(chip(L[i] + " " + it.s[i].toFixed(2), it.g ? (g.has(i) ? "tp" : "fp") : "")));
-  if (it.g) it.g.forEach((i) => { if (!it.p.includes(i)) c.appendChild(chip(L[i] + " " + it.s[i].toFixed(2), "fn")); });
+  it.p.forEach((i) => c.appendChild(chip(L[i] + " " + shown2(it.s[i]), it.g ? (g.has(i) ? "tp" : "fp") : "")));
+  if (it.g) it.g.forEach((i) => { if (!it.p.includes(i)) c.appendChild(chip(L[i] + " " + shown2(it.s[i]), "fn")); });
   if (!it.p.length && !(it.g && it.g.length)) c.appendChild(chip("no label", ""));
   return c;
 }

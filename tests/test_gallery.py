@@ -35,6 +35,7 @@ def make_world(folder: Path, n: int, seed: int = 0) -> GalleryData:
         files.append(folder / f"img_{i:04d}.jpg")
         Image.fromarray(pixels).save(files[-1])
     probabilities = np.clip(truth * 0.6 + rng.random(truth.shape) * 0.45, 0, 1)
+    truth[0, 0], probabilities[0, 0] = 1, 0.4996     # a true label just below 0.5: a false negative, shown below 0.5
     return GalleryData([f.name for f in files], files, LABELS, probabilities, np.array([0.5, 0.3, 0.5]),
                        "test thresholds", truth.astype(np.int8), "a test split")
 
@@ -55,8 +56,14 @@ class Cards(HTMLParser):
                                "truth": set(filter(None, (attrs.get("data-truth") or "").split("|"))), "chips": []})
         if tag == "span" and (attrs.get("class") or "").startswith("chip") and self.cards:
             self.cards[-1]["chips"].append(attrs["class"].split()[-1])
+            self.in_chip = True
         if tag == "img" and self.cards:
             self.cards[-1]["img"] = attrs.get("src", "")
+
+    def handle_data(self, data):
+        if getattr(self, "in_chip", False):
+            self.cards[-1].setdefault("texts", []).append(data)
+            self.in_chip = False
 
 
 def cards(dom: str) -> Cards:
@@ -146,9 +153,18 @@ def test_filtering_paging_and_errors_in_headless_chromium(tmp_path, chromium):
     ranked = cards(dom).cards
     errors = [sum(k in ("fp", "fn") for k in c["chips"]) for c in ranked]
     assert errors == sorted(errors, reverse=True) and errors[0] > 0
-    for c in ranked:                                               # FP: predicted, not true; FN: true, not predicted
+    by_name = cards(dump_dom(url + "#sort=name")[0]).cards
+    assert by_name[0]["name"] == "img_0000.jpg" and "cat 0.49" in by_name[0]["texts"]
+    thresholds = dict(zip(LABELS, data.thresholds))
+    for c in ranked + by_name:                                     # FP: predicted, not true; FN: true, not predicted
         assert c["chips"].count("fp") == len(c["predicted"] - c["truth"])
         assert c["chips"].count("fn") == len(c["truth"] - c["predicted"])
+        for kind, text in zip(c["chips"], c["texts"]):             # a shown probability is on its side of the threshold
+            label, value = text.rsplit(" ", 1)
+            if kind in ("tp", "fp"):
+                assert float(value) >= thresholds[label], text
+            elif kind == "fn":
+                assert float(value) < thresholds[label], text
 
     shot = tmp_path / "gallery.png"
     assert screenshot(url + "#label=dog", shot) == []
