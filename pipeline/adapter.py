@@ -65,6 +65,8 @@ class AdapterBundle:
     resize: str = "square"   # encode.resize the adapter's images were preprocessed with; predict uses the same
     clip_identity: str | None = None   # ClipEncoder.identity of clip_model at training (None: older bundles)
     precision: str = "fp32"  # encode.precision of its embeddings; predict encodes images in the same one
+    thresholds: tuple[float, ...] | None = None   # per label, chosen on held-out labelled images (pipeline.thresholds)
+    threshold_source: str = "none"   # which images chose them, in words; "none": 0.5 for every label
 
     def scores(self, embeddings: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
         """Sigmoid probabilities (float64, so confident scores do not collapse into ties at 1.0)."""
@@ -94,6 +96,8 @@ class AdapterBundle:
             "resize": self.resize,
             "clip_identity": self.clip_identity,
             "precision": self.precision,
+            "thresholds": None if self.thresholds is None else [float(t) for t in self.thresholds],
+            "threshold_source": self.threshold_source,
         }
         write_torch(payload, path)
 
@@ -114,7 +118,13 @@ class AdapterBundle:
         check_finite(payload["state_dict"], path)
         return cls(model.to(device), tuple(payload["labels"]), payload["normalize"], payload["clip_model"], payload["image_resolution"],
                    payload.get("resize", "center_crop"), payload.get("clip_identity"),  # older bundles: CLIP's crop,
-                   payload.get("precision", "fp32"))      # no identity, and fp32 (the only precision then)
+                   payload.get("precision", "fp32"),      # no identity, and fp32 (the only precision then)
+                   None if payload.get("thresholds") is None else tuple(payload["thresholds"]),   # and no thresholds
+                   payload.get("threshold_source", "none"))
+
+    def threshold_table(self) -> dict[str, float]:
+        """{label: threshold} chosen on data; empty when none was (every label then uses 0.5)."""
+        return {} if self.thresholds is None else dict(zip(self.labels, self.thresholds))
 
 
 def check_finite(state_dict: dict[str, torch.Tensor], path: str | Path) -> None:

@@ -26,9 +26,7 @@ from .encoders import load_clip
 from .decode import as_rgb, decode_image
 from .errors import UserError
 from .export_format import read_export
-
-
-DEFAULT_THRESHOLD = 0.5   # a label's threshold when nothing (a file, --threshold, the export) names one
+from .thresholds import DEFAULT_THRESHOLD   # a label's threshold when nothing (a file, --threshold, the model) names one
 
 
 class ClassifierError(UserError, ValueError):
@@ -127,11 +125,12 @@ def _pixels(image, transform) -> torch.Tensor:
 
 def load_bundle(path: str | Path) -> tuple[AdapterBundle, dict[str, float]]:
     """(adapter, its per-label thresholds) from an exported folder (`pipeline.export`, no pickle) or an
-    adapter bundle file of the workspace (thresholds: none recorded)."""
+    adapter bundle file of the workspace (thresholds: those train chose on held-out labelled images, if any)."""
     path = Path(path)
     if path.is_dir():
         return read_export(path)
-    return AdapterBundle.load(path), {}
+    bundle = AdapterBundle.load(path)
+    return bundle, bundle.threshold_table()
 
 
 def load_encoder(bundle: AdapterBundle, device: str = "auto", clip_model: str | None = None) -> ClipEncoder:

@@ -3,9 +3,11 @@
     tai download voc2007|coco2014 [--dest data/downloads] [--keep-archives]   fetch, check, unpack (resumes)
     tai download nuswide                                    where to get NUS-WIDE (no official download)
     tai inspect PATH                                        look inside an artifact
-    tai report [--metric M | --all-metrics] [--x PARAM] [--json FILE]   experiments: mean ± std over seeds
+    tai report [--metric M | --all-metrics] [--x PARAM] [--json FILE] [--per-class]   experiments: mean ± std over seeds
     tai predict FOLDER [--model DIR] [--top-k K] [--thresholds FILE]   label a folder of images
     tai export DIR [--onnx] [--thresholds FILE]             the trained classifier as safetensors + config + card
+    tai gallery [PREDICTIONS] [--out gallery.html]          browse predictions (or the evaluation split) in a browser
+    tai thresholds FOLDER LABELS_FILE [--out thresholds.json]   per-label thresholds chosen on labelled images
 
 `inspect` understands Parquet files (rows, schema, first rows), Arrow IPC embeddings (an `.arrow`
 file or a folder of `.arrow` shards with columns `id` + `embedding`: rows, dimension, schema
@@ -222,7 +224,7 @@ def predict(
     out: Path = typer.Option(None, "--out", help="write the table here (.parquet or .csv); default: print it"),
     threshold: float = typer.Option(None, "--threshold", min=0.0, max=1.0,
                                     help="probability to predict a label, for every label [default: the "
-                                    "export's per-label thresholds, else 0.5]"),
+                                    "model's per-label thresholds (an export's, or chosen by train), else 0.5]"),
     thresholds: Path = typer.Option(None, "--thresholds", help="per-label thresholds: JSON {label: t} or CSV "
                                     "with columns label,threshold; other labels use --threshold"),
     top_k: int = typer.Option(None, "--top-k", min=1, help="predict at most K labels per image, the most likely "
@@ -260,7 +262,7 @@ def export(
     params_file: Path = typer.Option(Path("params.yaml"), "--params", help="the params it was trained with"),
     reports_dir: Path = typer.Option(paths.REPORTS, "--reports", help="where the metrics the card quotes are"),
     thresholds: Path = typer.Option(None, "--thresholds", help="per-label thresholds to ship (JSON or CSV, as "
-                                    "for predict); others are 0.5"),
+                                    "for predict); others keep the adapter's own (chosen by train) or 0.5"),
     onnx: bool = typer.Option(False, "--onnx", help="also write model.onnx: pixels to probabilities, CLIP image "
                               "encoder and adapter in one graph (pip install -e '.\\[onnx]')"),
     clip_model: str = typer.Option(None, "--clip-model", help="where to find the adapter's CLIP, when not where "
@@ -273,6 +275,74 @@ def export(
     folder = export_workspace(out_dir, adapter, params_file, reports_dir, thresholds, onnx, clip_model)
     files = ", ".join(sorted(p.name for p in folder.iterdir()))
     _console().print(f"[green]exported[/] {folder}: {files}", soft_wrap=True)
+
+
+# --------------------------------------------------------------------------------------------- thresholds
+
+
+@app.command()
+def thresholds(
+    folder: Path = typer.Argument(..., help="a small folder of your own labelled images"),
+    labels_file: Path = typer.Argument(..., help="its labels: CSV or Parquet with columns path (relative to "
+                                       "FOLDER), labels ('a|b'), split (ignored), as prepare.labels_file"),
+    out: Path = typer.Option(Path("thresholds.json"), "--out", help="where to write {label: threshold}"),
+    model: Path = typer.Option(None, "--model", help="an exported classifier folder; default: --adapter"),
+    adapter: Path = typer.Option(paths.MODEL, "--adapter", help="a trained adapter bundle of the workspace"),
+    check: float = typer.Option(0.5, "--check", min=0.0, max=0.9, help="share of the images set aside to "
+                                "measure F1 at the chosen thresholds against 0.5 (0: choose on all)"),
+    seed: int = typer.Option(0, "--seed", help="which images are set aside"),
+    clip_model: str = typer.Option(None, "--clip-model", help="CLIP name or checkpoint; default: the classifier's"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
+) -> None:
+    """Choose per-label thresholds maximising F1 on a labelled folder; use them with `tai predict --thresholds`
+    and `tai export --thresholds`."""
+    from pipeline.folder_thresholds import choose_on_folder
+    from pipeline.io import write_json
+
+    result = choose_on_folder(model or adapter, folder, labels_file, check, seed, device, clip_model)
+    write_json(result.thresholds, out)
+    console = _console()
+    console.print(f"[green]wrote[/] {out}: thresholds for {len(result.thresholds)} label(s), chosen on "
+                  f"{result.n_chosen_on} image(s) (labels with no positive among them keep 0.5)", soft_wrap=True)
+    if result.f1_checked is not None:
+        console.print(f"micro F1 on the {result.n_checked} set-aside image(s): {result.f1_checked:.3f} at these "
+                      f"thresholds, {result.f1_checked_at_default:.3f} at 0.5", soft_wrap=True)
+
+
+# --------------------------------------------------------------------------------------------- gallery
+
+
+@app.command()
+def gallery(
+    predictions: Path = typer.Argument(None, help="a `tai predict --out` table (.parquet or .csv); default: the "
+                                       "workspace's evaluation split, with its ground truth"),
+    out: Path = typer.Option(Path("gallery.html"), "--out", help="the HTML file to write"),
+    model: Path = typer.Option(None, "--model", help="the classifier whose thresholds to show (an export or an "
+                               "adapter bundle); default: the workspace's adapter when it exists"),
+    threshold: float = typer.Option(None, "--threshold", min=0.0, max=1.0, help="one threshold for every label "
+                                    "[default: the model's own, else 0.5]"),
+    params_file: Path = typer.Option(Path("params.yaml"), "--params", help="the workspace's params (dataset, split)"),
+) -> None:
+    """Write one self-contained HTML page (no server, no network) to browse predictions: thumbnails, predicted
+    labels with probabilities, the thresholds; on the evaluation split also the truth with FP/FN marked."""
+    from pipeline.gallery import from_evaluation, from_predictions, model_thresholds, write_gallery
+
+    if model is None and paths.MODEL.is_file():
+        model = paths.MODEL
+    labels, thresholds, source = model_thresholds(model, threshold)
+    if predictions is not None:
+        data = from_predictions(predictions, labels, thresholds, source)
+    else:
+        from pipeline.config import load_params
+        from pipeline.manifest import read_split
+
+        params = load_params(params_file)
+        if labels is None:
+            raise _fail(f"no trained adapter at {paths.MODEL}: run `dvc repro` first, or pass a predictions table")
+        data = from_evaluation(paths.EVAL / "scores.parquet", read_split(params.prepare.dataset, params.evaluate.split),
+                               labels, thresholds, source)
+    write_gallery(data, out)
+    _console().print(f"[green]wrote[/] {out}: {len(data.names)} image(s), thresholds chosen on: {source}", soft_wrap=True)
 
 
 # --------------------------------------------------------------------------------------------- report
@@ -295,6 +365,10 @@ def report(
                                    "instead of running DVC"),
     all_commits: bool = typer.Option(False, "--all-commits", "-A", help="also the experiments of every commit, "
                                      "not only HEAD's (passed to dvc exp show)"),
+    per_class: bool = typer.Option(False, "--per-class", help="also experiments_per_class.md: each label's AP, "
+                                   "mean ± std over seeds per group (from each run's reports/per_class.csv)"),
+    per_class_method: str = typer.Option("adapter", "--per-class-method", help="whose AP --per-class shows: "
+                                         "adapter, zeroshot, prompt or integrated"),
 ) -> None:
     """Summarise the DVC experiments: mean ± std over seeds per setting (Markdown) and a metric curve (PNG)."""
     from pipeline.report import ReportError, exp_show_json, parse_exp_show, short_rev, write_report
@@ -316,6 +390,12 @@ def report(
         f" run(s), varied: {', '.join(summary.varied) or '(none)'}; wrote {table} and {picture}",
         soft_wrap=True,
     )
+    if per_class:
+        from pipeline.report import collect_runs
+        from pipeline.report_per_class import write_per_class_report
+
+        runs, _ = collect_runs(data)
+        console.print(f"wrote {write_per_class_report(runs, Path('.'), out_dir, per_class_method)}", soft_wrap=True)
 
 
 def main() -> None:  # pragma: no cover - `python -m pipeline.cli`

@@ -411,8 +411,12 @@ class TrainParams:
     noise: str = "surface"
     normalize: bool = False
     device: str = "auto"
+    threshold_holdout: float = 0.0   # ours: share of labelled images held out of training to choose thresholds on
 
     def check(self, key: str) -> None:
+        if not 0 <= self.threshold_holdout < 1:
+            raise ParamsError(f"{key}.threshold_holdout = {self.threshold_holdout!r} is out of range: use a share "
+                              "in [0, 1), e.g. 0.25 (0: no threshold chosen on images, every label at 0.5)")
         _at_least(f"{key}.epochs", self.epochs, 1)
         _at_least(f"{key}.batch_size", self.batch_size, 1)
         _positive(f"{key}.max_lr", self.max_lr)

@@ -4,6 +4,10 @@
   counts (`n_images` scored, `n_images_skipped`: test images in the manifest that could not be read).
 - per_class.parquet: `label` (Utf8), `ap` (Float64, null where a class has no positive), `n_positive` (Int64).
 - scores.parquet: `image_id` (Utf8) then one Float32 column per label, named by the label.
+
+With `thresholds` (evaluate: the adapter's, chosen on held-out labelled images or 0.5), the metrics also hold
+precision, recall and F1 at them (`precision_micro` ... `f1_macro`, `pipeline.thresholds`); with `plots`, the
+per-class and precision-recall plot data of every method that ran (`pipeline.result_plots`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import polars as pl
 from .io import write_json, write_parquet
 from .labels import LabelSet
 from .metrics import integrate, mean_ap, per_class_ap
+from .result_plots import write_result_plots
+from .thresholds import DEFAULT_THRESHOLD, thresholded_metrics
 
 
 def scores_frame(ids: list[str], scores: np.ndarray, labels: LabelSet) -> pl.DataFrame:
@@ -35,6 +41,18 @@ def read_scores(path: str | Path, ids: list[str], labels: LabelSet) -> np.ndarra
     if lacking:
         raise ValueError(f"{path}: no scores for {len(lacking)} image(s), e.g. {lacking[:3]}; it must cover the split")
     return aligned.select(labels.names).to_numpy().astype(np.float64)
+
+
+def optional_scores(path: str | Path, ids: list[str], labels: LabelSet) -> np.ndarray | None:
+    """Another stage's scores aligned to `ids`, or None where it wrote none or scored other images
+    (zeroshot.split other than evaluate.split): a plot then leaves that method out."""
+    path = Path(path)
+    if not path.is_file() or pl.read_parquet_schema(path).get("image_id") is None:
+        return None
+    try:
+        return read_scores(path, ids, labels) if len(ids) else None
+    except ValueError:
+        return None
 
 
 def evaluate_scores(scores: np.ndarray, targets: np.ndarray, labels: LabelSet) -> tuple[dict, pl.DataFrame]:
@@ -62,13 +80,27 @@ def write_evaluation(
     integrate_with: str | None = None,
     integrate_scaling: str = "global",
     integrate_weight: float = 0.5,
+    thresholds: np.ndarray | None = None,
+    plots: tuple[Path, dict[str, np.ndarray | None]] | None = None,
 ) -> dict:
+    """`plots`: (per-class CSV, {method: its scores aligned to `ids`, or None}) for
+    `write_result_plots`; the adapter's and the integrated scores are added here."""
     out_dir = Path(out_dir)
     metrics, per_class = evaluate_scores(scores, targets, labels)
+    integrated = None
     if integrate_with:
         other = read_scores(integrate_with, ids, labels)
+        integrated = integrate(scores, other, integrate_scaling, integrate_weight)
         metrics["other_map"] = mean_ap(other, targets)
-        metrics["integrated_map"] = mean_ap(integrate(scores, other, integrate_scaling, integrate_weight), targets)
+        metrics["integrated_map"] = mean_ap(integrated, targets)
+    if thresholds is not None or plots is not None:
+        thresholds = np.full(len(labels), DEFAULT_THRESHOLD) if thresholds is None else np.asarray(thresholds)
+        at_thresholds, per_label = thresholded_metrics(scores, targets, thresholds)
+        metrics.update(at_thresholds)
+        if plots is not None:
+            per_class_csv, others = plots
+            write_result_plots(per_class_csv, labels.names, targets,
+                               {"adapter": scores, "integrated": integrated, **others}, thresholds, per_label)
     metrics.update(extra or {})
     write_parquet(per_class, out_dir / "per_class.parquet")
     write_parquet(scores_frame(ids, scores, labels), out_dir / "scores.parquet")
@@ -76,9 +108,15 @@ def write_evaluation(
     return metrics
 
 
-def write_empty_evaluation(out_dir: str | Path, metrics_path: str | Path, labels: LabelSet) -> dict:
-    """The three artifacts with no image to score (a labels-only project): every label with a null AP."""
+def write_empty_evaluation(out_dir: str | Path, metrics_path: str | Path, labels: LabelSet,
+                           plots: Path | None = None) -> dict:
+    """The three artifacts with no image to score (a labels-only project): every label with a null AP; with
+    `plots` (the per-class CSV), plot data with no number in it."""
     out_dir = Path(out_dir)
+    if plots is not None:
+        n = len(labels)
+        write_result_plots(plots, labels.names, np.zeros((0, n)), {}, np.full(n, DEFAULT_THRESHOLD),
+                           {k: np.zeros(n) for k in ("precision", "recall", "f1")})
     per_class = pl.DataFrame(
         {"label": list(labels.names), "ap": [None] * len(labels), "n_positive": [0] * len(labels)},
         schema={"label": pl.Utf8, "ap": pl.Float64, "n_positive": pl.Int64},

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .adapter import AdapterBundle, normalize
-from .classifier import DEFAULT_THRESHOLD
+from .thresholds import DEFAULT_THRESHOLD
 from .export_format import (CARD_FILE, CONFIG_FILE, FORMAT, FORMAT_VERSION, ONNX_FILE, WEIGHTS_FILE, ExportError,
                             read_config)
 from .image_engine import ONNX_OPSET, export_onnx
@@ -52,6 +52,7 @@ def export_config(bundle: AdapterBundle, encoder, synonyms: dict[str, list[str]]
         "labels": list(bundle.labels),
         "synonyms": {name: list(synonyms.get(name, ())) for name in bundle.labels},
         "thresholds": {name: float(thresholds.get(name, DEFAULT_THRESHOLD)) for name in bundle.labels},
+        "threshold_source": bundle.threshold_source,   # which images chose them ("none": 0.5 unless a file named one)
         "clip": {
             "model": bundle.clip_model,
             "identity": encoder.identity,
@@ -183,9 +184,13 @@ def export_workspace(out_dir: str | Path, adapter: str | Path, params_file: str 
         ("train.normalize", params.train.normalize, bundle.normalize)) if now != was]
     if stale and clip_model is None:   # the card would describe other params than the weights'
         raise ExportError(f"{'; '.join(stale)}: run `dvc repro` so the adapter matches the params, then export")
-    thresholds = read_thresholds(thresholds_file, labels.names) if thresholds_file else {}
+    # the thresholds train chose on held-out labelled images (if any), each overridden by --thresholds FILE
+    thresholds = {**bundle.threshold_table(), **(read_thresholds(thresholds_file, labels.names) if thresholds_file else {})}
     synonyms = dict(zip(labels.names, (list(s) for s in labels.synonyms)))
     config = export_config(classifier.bundle, classifier.encoder, synonyms, thresholds)
+    if thresholds_file:
+        config["threshold_source"] = f"{Path(thresholds_file).name} (tai export --thresholds)" + (
+            "" if bundle.threshold_source == "none" else f"; labels it does not name: {bundle.threshold_source}")
     config["onnx"] = {"file": ONNX_FILE} if onnx else None
     card = model_card(config, params, read_reports(Path(reports_dir)))
     return write_export(out_dir, classifier, config, card, onnx)

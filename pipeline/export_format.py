@@ -58,5 +58,6 @@ def read_export(folder: str | Path) -> tuple[AdapterBundle, dict[str, float]]:
     if len(labels) != shape["n_labels"]:
         raise ExportError(f"{folder / CONFIG_FILE}: {len(labels)} labels but an adapter with {shape['n_labels']} outputs")
     bundle = AdapterBundle(model.eval(), labels, shape["normalize_input"], clip["model"], clip["image_resolution"],
-                           clip["resize"], clip["identity"], clip.get("precision", "fp32"))
+                           clip["resize"], clip["identity"], clip.get("precision", "fp32"),
+                           threshold_source=config.get("threshold_source", "none"))
     return bundle, {k: float(v) for k, v in config.get("thresholds", {}).items()}

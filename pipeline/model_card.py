@@ -128,8 +128,10 @@ def model_card(config: dict, params: Params, reports: dict[str, dict]) -> str:
         "transfers depends on the gap between CLIP's text and image embeddings for these labels.",
         "- The numbers above hold for the evaluation split named there; other images (other domains, "
         "resolutions, crops) may score differently. Measure on your own images before relying on it.",
-        "- The thresholds are not calibrated on images unless someone chose them so; one threshold rarely "
-        "fits every label (`tai predict --thresholds FILE`).",
+        f"- Thresholds chosen on: {config.get('threshold_source', 'none')}. " + (
+            "With none, every label uses 0.5, which is not calibrated on images; one threshold rarely fits every "
+            "label (`tai thresholds`, `tai predict --thresholds FILE`)." if config.get("threshold_source", "none") == "none"
+            else "Each label's threshold maximises its F1 on those images; on images unlike them it may not."),
         "- It inherits CLIP's and the LLM's biases, and knows only the labels listed.",
         "",
         "## Files and use",

@@ -51,6 +51,10 @@ CENTROIDS_PLOT = REPORTS / "centroids.png"     # the paper's Fig. 7 (placeholder
 EVAL_METRICS = REPORTS / "eval.json"
 PROMPT_METRICS = REPORTS / "prompt.json"
 PROMPT_LOG = REPORTS / "prompt_log.csv"        # a DVC plot: the prompt method's loss per epoch
+PER_CLASS_PLOT = REPORTS / "per_class.csv"     # per-class AP of each method, the adapter's P/R/F1; beside it the
+                                               # DVC plots' data per_class_ap.csv and pr_<method>.csv (result_plots)
+ZEROSHOT_SCORES = ZEROSHOT / "scores.parquet"  # the CLIP baseline's scores (evaluate's per-class plot compares them)
+MODALITY_GAP_PLOT = REPORTS / "modality_gap.png"   # text and image embeddings of a few labels, before/after noise
 
 CACHE_ENV = "TAI_CACHE_DIR"
 

@@ -2,6 +2,7 @@
 
 import logging
 
+import numpy as np
 import torch
 
 from pipeline import paths
@@ -9,16 +10,35 @@ from pipeline.adapter import AdapterBundle
 from pipeline.config import INTEGRATE_PROMPT
 from pipeline.labelled_images import labelled_images
 from pipeline.labels import read_labels
-from pipeline.evaluation import write_empty_evaluation, write_evaluation
+from pipeline.evaluation import optional_scores, write_empty_evaluation, write_evaluation
+from pipeline.gap_plot import gap_figure, gap_sample
+from pipeline.plots import placeholder_figure
+from pipeline.texts import read_texts, text_embeddings
 from pipeline.stage import run, skip_without_images
+from pipeline.thresholds import DEFAULT_THRESHOLD
 
 log = logging.getLogger("evaluate")
+
+
+def draw_modality_gap(params, labels, images) -> None:
+    """reports/modality_gap.png: texts and evaluation images of a few labels, before and after the texts'
+    noise (train.radius); in the partial-label setting the texts are shifted first: see reports/centroids.png."""
+    if params.partial.enabled:
+        placeholder_figure(paths.MODALITY_GAP_PLOT, "partial labels: texts are shifted before the noise; "
+                           "see reports/centroids.png (the paper's Fig. 7)")
+        return
+    texts = read_texts(labels)
+    sample = gap_sample(labels.names, text_embeddings(texts), labels.multi_hot(texts["labels"].to_list()),
+                        images.vectors, images.targets, params.train.seed)
+    t = params.train
+    gap_figure(paths.MODALITY_GAP_PLOT, sample, t.radius, t.noise, t.normalize, t.seed, params.evaluate.split)
 
 
 def main(params) -> None:
     labels = read_labels(params.prepare.dataset)
     if skip_without_images(params.prepare.has_images, "evaluate", f"empty tables and metrics under {paths.EVAL}"):
-        write_empty_evaluation(paths.EVAL, paths.EVAL_METRICS, labels)
+        write_empty_evaluation(paths.EVAL, paths.EVAL_METRICS, labels, paths.PER_CLASS_PLOT)
+        placeholder_figure(paths.MODALITY_GAP_PLOT, "no images: no modality-gap picture")
         return
     bundle = AdapterBundle.load(paths.MODEL)
     if bundle.labels != labels.names:
@@ -32,8 +52,14 @@ def main(params) -> None:
         if params.prompt.method == "none":   # nothing to integrate with: the columns stay, without a number
             log.info("evaluate.integrate_with is 'prompt' but prompt.method is none: integrated_map is null")
             integrate_with, extra = None, {**extra, "other_map": None, "integrated_map": None}
+    others = {"zeroshot": optional_scores(paths.ZEROSHOT_SCORES, images.ids, labels),   # the CLIP baseline
+              "prompt": None if params.prompt.method == "none" else optional_scores(paths.PROMPT_SCORES, images.ids, labels)}
+    extra["thresholds_on_data"] = int(bundle.threshold_source != "none")   # 1: chosen on held-out labelled images, 0: 0.5
+    draw_modality_gap(params, labels, images)
     write_evaluation(paths.EVAL, paths.EVAL_METRICS, images.ids, scores, images.targets, labels, extra,
-                     integrate_with, params.evaluate.integrate_scaling, params.evaluate.integrate_weight)
+                     integrate_with, params.evaluate.integrate_scaling, params.evaluate.integrate_weight,
+                     thresholds=np.array(bundle.thresholds or [DEFAULT_THRESHOLD] * len(labels), dtype=np.float64),
+                     plots=(paths.PER_CLASS_PLOT, others))
 
 
 if __name__ == "__main__":

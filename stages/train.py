@@ -1,9 +1,11 @@
 """train: the adapter on perturbed text embeddings (plus images in the few-shot and
 partial-label settings); resumes from the last finished epoch after a kill."""
 
+import dataclasses
 import logging
 
 import polars as pl
+import torch
 
 from pipeline import paths
 from pipeline.adapter import AdapterBundle
@@ -11,6 +13,7 @@ from pipeline.embeddings import read_metadata
 from pipeline.io import write_json, write_text
 from pipeline.labels import read_labels
 from pipeline.stage import run
+from pipeline.thresholds import ZERO_SHOT_MESSAGE, choose_thresholds, holdout_rows
 from pipeline.train import train_adapter
 from pipeline.training_data import build_training_set
 
@@ -22,6 +25,43 @@ def training_set(params, labels):
     e = params.encode
     return build_training_set(labels, params.prepare.dataset, params.train.radius, e.image_resolution,
                               e.partial_resolution, params.fewshot, params.partial)
+
+
+def hold_out_images(data, params):
+    """(what the adapter trains on, the labelled images held out of it to choose thresholds on, or None):
+    train.threshold_holdout of the few-shot support images or of the partially labelled images that join
+    training (partial.image_weight > 0), drawn with train.seed."""
+    fraction = params.train.threshold_holdout
+    if fraction == 0 or data.images is None or len(data.images) < 2:
+        if fraction > 0:
+            log.warning("train.threshold_holdout is %g but no labelled image joins training (few-shot support "
+                        "images, or partial labels with partial.image_weight > 0): no threshold is chosen", fraction)
+        return data, None
+    held = torch.from_numpy(holdout_rows(len(data.images), fraction, params.train.seed))
+    pick = (lambda t, rows: None if t is None else t[rows])
+    kept = dataclasses.replace(data, images=data.images[~held], image_targets=data.image_targets[~held],
+                               image_known=pick(data.image_known, ~held))
+    out = dataclasses.replace(data, images=data.images[held], image_targets=data.image_targets[held],
+                              image_known=pick(data.image_known, held))
+    log.info("thresholds: %d of %d labelled images held out of training to choose them on", int(held.sum()), len(held))
+    return kept, out
+
+
+def with_thresholds(bundle: AdapterBundle, held, params) -> tuple[AdapterBundle, int]:
+    """The bundle with per-label thresholds maximising F1 on the held-out images (labels with no held-out
+    positive keep 0.5), and how many were chosen; unchanged (0.5 for all) when nothing was held out."""
+    if held is None:
+        log.info(ZERO_SHOT_MESSAGE)
+        return bundle, 0
+    scores = bundle.scores(held.images).numpy()
+    known = None if held.image_known is None else held.image_known.numpy()
+    thresholds, chosen = choose_thresholds(scores, held.image_targets.numpy(), known)
+    source = "few-shot support images" if params.fewshot.enabled else "known entries of partially labelled images"
+    source = (f"{len(held.images)} {source} held out of training (train.threshold_holdout "
+              f"{params.train.threshold_holdout:g}, seed {params.train.seed}); F1-best per label")
+    log.info("thresholds chosen for %d of %d labels on %s", int(chosen.sum()), len(chosen), source)
+    return dataclasses.replace(bundle, thresholds=tuple(float(t) for t in thresholds), threshold_source=source), \
+        int(chosen.sum())
 
 
 def main(params) -> None:
@@ -37,10 +77,15 @@ def main(params) -> None:
     }
     log.info("mean raw text-embedding norm %.3f (noise radius %.3g, normalize=%s)",
              summary["mean_text_norm"], data.text_radius, params.train.normalize)
+    data, held = hold_out_images(data, params)
+    summary["n_images_threshold_holdout"] = 0 if held is None else len(held.images)
+    summary["n_images"] -= summary["n_images_threshold_holdout"]
     model, history = train_adapter(data, params.train, checkpoint=paths.TRAIN_CHECKPOINT)
     clip_identity = read_metadata(paths.TEXT_EMBEDDINGS).get("model_identity")   # the CLIP encode_text ran
-    AdapterBundle(model.cpu(), labels.names, params.train.normalize, params.encode.model, eval_resolution,
-                  params.encode.resize, clip_identity, params.encode.precision).save(paths.MODEL)
+    bundle = AdapterBundle(model.cpu(), labels.names, params.train.normalize, params.encode.model, eval_resolution,
+                           params.encode.resize, clip_identity, params.encode.precision)
+    bundle, summary["n_thresholds_chosen"] = with_thresholds(bundle, held, params)
+    bundle.save(paths.MODEL)
     write_text(pl.DataFrame(history).write_csv(), paths.TRAIN_LOG)
     write_json({**summary, "final_loss": history[-1]["loss"]}, paths.TRAIN_METRICS)
 

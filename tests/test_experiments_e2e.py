@@ -63,12 +63,23 @@ def test_a_queued_sweep_over_radius_and_seeds_is_comparable(project, tmp_path):
     a, b = done[0].name, done[1].name
     diff = run(project, "dvc", "metrics", "diff", a, b, "--json").stdout
     assert "reports/eval.json" in json.loads(diff)
+    # the per-class AP bars and the PR curves of two experiments, overlaid (radius 0 vs 2 at one seed)
+    plots = json.loads(run(project, "dvc", "plots", "diff", a, b, "--json").stdout)["data"]
+    for name in ("per_class_ap", "precision_recall"):
+        values = plots[name][0]["content"]["data"]["values"]
+        assert {v["rev"] for v in values} == {a, b}, name
+    bars = [v for v in plots["per_class_ap"][0]["content"]["data"]["values"] if v["method"] == "adapter"]
+    assert {v["label"] for v in bars if v["rev"] == a} == {v["label"] for v in bars if v["rev"] == b} != set()
 
     # the report: mean and std over the two seeds per radius, and a curve
     out = tmp_path / "report"
-    run(project, "python", "-m", "pipeline.cli", "report", "--out-dir", str(out))
+    run(project, "python", "-m", "pipeline.cli", "report", "--out-dir", str(out), "--per-class")
     table = (out / "experiments.md").read_text()
     assert "train.radius" in table and "eval.map" in table
+    assert "| cat" not in table and "cat mean" not in table         # the default table stays narrow
+    per_class = (out / "experiments_per_class.md").read_text()
+    header = next(line for line in per_class.splitlines() if line.startswith("| label |"))
+    assert "train.radius=0 |" in header and "train.radius=2 |" in header and "\n| cat | " in per_class
     assert (out / "experiments.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

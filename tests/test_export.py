@@ -246,6 +246,19 @@ def test_export_from_a_workspace_writes_the_card_and_refuses_stale_params(tmp_pa
     assert "No evaluation was recorded" in card and "not recorded (no `reports/generate.json`)" in card
     assert "| 0 | cat | kitten | 0.5 |" in card and "zero-shot: texts only" in card
 
+    # thresholds train chose on held-out labelled images travel with the adapter into the export, by default
+    import dataclasses
+    import json
+
+    dataclasses.replace(bundle_for(encoder, str(tiny_clip)), thresholds=(0.2, 0.5, 0.7),
+                        threshold_source="8 few-shot support images").save("adapter.pt")
+    chosen = export_workspace("out-chosen", "adapter.pt")
+    config = json.loads((chosen / "config.json").read_text())
+    assert config["thresholds"] == {"cat": 0.2, "dog": 0.5, "car": 0.7}
+    assert config["threshold_source"] == "8 few-shot support images"
+    assert "| 0 | cat | kitten | 0.2 |" in (chosen / "README.md").read_text()
+    assert load_classifier(chosen, device="cpu").thresholds.tolist() == [0.2, 0.5, 0.7]
+
     params["train"]["normalize"] = True
     Path("params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(ExportError, match=r"train.normalize is True in params.yaml but False in the adapter: run `dvc repro`"):

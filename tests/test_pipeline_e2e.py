@@ -80,6 +80,52 @@ def test_metrics_and_plots_commands_work(project):
     assert "reports/train_log.csv" in plots
 
 
+def test_per_class_plot_data_is_the_evaluation_and_dvc_draws_it(project):
+    """reports/per_class.csv and per_class_ap.csv hold evaluate's per-class APs (the adapter's) and the CLIP
+    baseline's; the PR curves are exact, decimated points; `dvc plots show` renders both top-level plots;
+    eval.json has precision/recall/F1 at the thresholds used (0.5 here: nothing chose others)."""
+    import numpy as np
+
+    from pipeline.result_plots import MAX_CURVE_POINTS
+
+    a, reports = project / "artifacts", project / "reports"
+    evaluated = pl.read_parquet(a / "eval" / "per_class.parquet")
+    plotted = pl.read_csv(reports / "per_class.csv")
+    assert plotted["label"].to_list() == evaluated["label"].to_list()
+    assert plotted["n_positive"].to_list() == evaluated["n_positive"].to_list()
+    np.testing.assert_array_equal(plotted["adapter"].to_numpy(), evaluated["ap"].to_numpy())
+    baseline = pl.read_parquet(a / "zeroshot" / "per_class.parquet")
+    np.testing.assert_allclose(plotted["zeroshot"].to_numpy(), baseline["ap"].to_numpy(), rtol=1e-12)
+    assert plotted["prompt"].null_count() == plotted.height   # prompt.method none: no peer bar
+    assert plotted["threshold"].to_list() == [0.5] * plotted.height
+    bars = pl.read_csv(reports / "per_class_ap.csv")
+    adapter_bars = bars.filter(pl.col("method") == "adapter")
+    assert adapter_bars["label"].to_list() == evaluated.drop_nulls("ap")["label"].to_list()
+    np.testing.assert_array_equal(adapter_bars["ap"].to_numpy(), evaluated.drop_nulls("ap")["ap"].to_numpy())
+    for method, rows in (("adapter", (1, MAX_CURVE_POINTS)), ("zeroshot", (1, MAX_CURVE_POINTS)), ("prompt", (0, 0))):
+        curve = pl.read_csv(reports / f"pr_{method}.csv")
+        assert rows[0] <= curve.height <= rows[1], method
+        if curve.height:
+            assert curve["recall"][-1] == 1.0 and curve["recall"].is_sorted()
+    metrics = json.loads((reports / "eval.json").read_text())
+    assert {"precision_micro", "recall_micro", "f1_micro", "f1_macro"} <= set(metrics)
+    assert metrics["thresholds_on_data"] == 0
+
+    from pipeline.plots import figure_content
+
+    gap = figure_content(reports / "modality_gap.png")   # zero-shot: texts vs test images of the frequent labels
+    assert gap["labels"] and set(gap["labels"]) <= {"cat", "dog", "car", "tree"} and min(gap["images"]) > 0
+    # the gallery of the evaluation split: every scored image, its truth, the adapter's thresholds
+    run(project, "python", "-m", "pipeline.cli", "gallery", "--out", "gallery.html")
+    page = (project / "gallery.html").read_text()
+    assert page.count('"g":[') == metrics["n_images"] and '"thresholds":[0.5,0.5,0.5,0.5]' in page
+    (project / "gallery.html").unlink()
+    shown = json.loads(run(project, "dvc", "plots", "show", "--json").stdout)["data"]
+    for plot, rows in (("per_class_ap", bars.height), ("precision_recall", None)):
+        values = shown[plot][0]["content"]["data"]["values"]
+        assert values and (rows is None or len(values) == rows), plot
+
+
 def test_radius_experiment_reruns_only_train_and_evaluate(project):
     result = run(project, "dvc", "exp", "run", "-S", "train.radius=10")
     assert stages_run(result.stdout) == {"train", "evaluate"}, result.stdout

@@ -142,3 +142,24 @@ def test_shots_experiment_reruns_only_fewshot_train_evaluate(project):
     four_shot = _read(project, "fewshot", "support.parquet")
     assert four_shot.height > two_shot.height
     assert _summary(project)["n_images"] == four_shot.height
+
+
+def test_threshold_holdout_chooses_thresholds_that_evaluate_and_predict_use(project):
+    """train.threshold_holdout (few-shot, after the tests above): part of the support images leave training,
+    the adapter keeps the thresholds chosen on them, and evaluate reports precision/recall/F1 at them."""
+    from pipeline.adapter import AdapterBundle
+    from pipeline.classifier import load_bundle
+
+    support = _read(project, "fewshot", "support.parquet")
+    result = run(project, "dvc", "exp", "run", "-S", "train.threshold_holdout=0.5")
+    assert stages_run(result.stdout) == {"train", "evaluate"}, result.stdout
+    summary = _summary(project)
+    held = summary["n_images_threshold_holdout"]
+    assert held == round(support.height * 0.5) and summary["n_images"] == support.height - held
+    bundle = AdapterBundle.load(project / "artifacts" / "model" / "adapter.pt")
+    assert len(bundle.thresholds) == len(LABELS) and "few-shot support images held out" in bundle.threshold_source
+    assert load_bundle(project / "artifacts" / "model" / "adapter.pt")[1] == dict(zip(LABELS, bundle.thresholds))
+    metrics = _metrics(project)
+    assert metrics["thresholds_on_data"] == 1 and 0 <= metrics["f1_micro"] <= 1
+    plotted = pl.read_csv(project / "reports" / "per_class.csv")
+    assert plotted["threshold"].to_list() == pytest.approx(list(bundle.thresholds))
