@@ -6,6 +6,7 @@
     tai report [--metric M | --all-metrics] [--x PARAM] [--json FILE]   experiments: mean ± std over seeds
     tai predict FOLDER [--model DIR] [--top-k K] [--thresholds FILE]   label a folder of images
     tai export DIR [--onnx] [--thresholds FILE]             the trained classifier as safetensors + config + card
+    tai doctor [--params params.yaml]                       the machine, versions against the lock, problems + fixes
 
 `inspect` understands Parquet files (rows, schema, first rows), Arrow IPC embeddings (an `.arrow`
 file or a folder of `.arrow` shards with columns `id` + `embedding`: rows, dimension, schema
@@ -316,6 +317,23 @@ def report(
         f" run(s), varied: {', '.join(summary.varied) or '(none)'}; wrote {table} and {picture}",
         soft_wrap=True,
     )
+
+
+# ----------------------------------------------------------------------------------------------- doctor
+
+
+@app.command()
+def doctor(
+    params: Path = typer.Option(Path("params.yaml"), "--params", help="the params.yaml whose models and data to check"),
+) -> None:
+    """What this machine runs the project with, and every problem found, one line each naming the fix
+    (exit 1 if any): run it first on a new machine, and paste it into a bug report."""
+    from pipeline.doctor import EXIT_PROBLEMS, render, run_checks
+
+    findings = run_checks(params)
+    typer.echo(render(findings))
+    if any(f.fix is not None for f in findings):
+        raise typer.Exit(code=EXIT_PROBLEMS)
 
 
 def main() -> None:  # pragma: no cover - `python -m pipeline.cli`

@@ -51,6 +51,7 @@ CENTROIDS_PLOT = REPORTS / "centroids.png"     # the paper's Fig. 7 (placeholder
 EVAL_METRICS = REPORTS / "eval.json"
 PROMPT_METRICS = REPORTS / "prompt.json"
 PROMPT_LOG = REPORTS / "prompt_log.csv"        # a DVC plot: the prompt method's loss per epoch
+ENVIRONMENT_METRICS = REPORTS / "environment.json"   # evaluate: library versions, image runtime, CPU/GPU (strings)
 
 CACHE_ENV = "TAI_CACHE_DIR"
 
@@ -84,9 +85,21 @@ def embedding_cache_dir() -> Path:
     override = os.environ.get(CACHE_ENV)
     if override:
         return Path(override).expanduser()
+    return user_cache_root() / "embeddings"
+
+
+def user_cache_root() -> Path:
+    """The per-user cache folder (platformdirs: ~/.cache/tai-adapter on Linux)."""
     from platformdirs import user_cache_dir
 
-    return Path(user_cache_dir("tai-adapter", appauthor=False)) / "embeddings"
+    return Path(user_cache_dir("tai-adapter", appauthor=False))
+
+
+def llm_probe_cache_dir() -> Path:
+    """Where the LLM decode probe (pipeline.generate.probe) remembers the (llama-cpp-python, CPU, model)
+    triples that decoded: beside the embedding cache, or inside $TAI_CACHE_DIR when that is set."""
+    override = os.environ.get(CACHE_ENV)
+    return (Path(override).expanduser() if override else user_cache_root()) / "llm-probe"
 
 
 def missing_images_path(dataset: str, split: str) -> Path:
