@@ -161,10 +161,12 @@ def build(out: Path, threads: int, only: list[str] | None, k_quant: bool) -> Non
 def measure_one(path: Path, threads: int, prompt: int, gen: int, repeats: int) -> dict:
     """Run in a fresh process: load, then `repeats` calls shaped like the stage's, peak memory."""
     import llama_cpp
-    from llama_cpp import Llama
+
+    from pipeline.generate.llama_load import load_llama
 
     started = time.perf_counter()
-    llm = Llama(model_path=str(path), n_ctx=1024, n_threads=threads, n_threads_batch=threads, seed=0, verbose=False)
+    # weight repacking off, as the generate stage loads by default (generate.repack_weights)
+    llm = load_llama(path, n_ctx=1024, n_threads=threads, n_threads_batch=threads, seed=0, verbose=False)
     load_s = time.perf_counter() - started
     n_vocab = llm.n_vocab()
     rng = np.random.default_rng(0)
