@@ -35,10 +35,31 @@ class Finding:
 # ------------------------------------------------------------------------------------------- checks
 
 
+def check_python(claimed: str | None = None) -> list[Finding]:
+    """This Python against the versions pyproject.toml claims (those a test run passed on)."""
+    from importlib import metadata
+
+    have = environment.python_version()
+    if claimed is None:
+        try:
+            claimed = metadata.metadata("tai-adapter")["Requires-Python"]
+        except (metadata.PackageNotFoundError, KeyError):
+            claimed = None
+    if not claimed:
+        return [Finding("python", have)]
+    try:
+        from packaging.specifiers import SpecifierSet   # installed with matplotlib, dvc and others
+    except ImportError:
+        return [Finding("python", f"{have} (tested: {claimed}; not compared, packaging is not installed)")]
+    if have in SpecifierSet(claimed):
+        return [Finding("python", f"{have} (tested: {claimed})")]
+    return [Finding("python", f"{have} is outside the Pythons the suite passed on ({claimed})",
+                    f"use a Python in {claimed} (pyenv, uv python install, or your distribution's package)")]
+
+
 def check_versions(root: Path | None) -> list[Finding]:
     """Python, the project and the key libraries, each against the lock where the checkout has one."""
-    found = [Finding("python", environment.python_version()),
-             Finding("tai-adapter", environment.version("tai-adapter") or "not installed (run from a checkout)")]
+    found = [*check_python(), Finding("tai-adapter", environment.version("tai-adapter") or "not installed (run from a checkout)")]
     lock = read_lock(root / LOCK_FILE) if root is not None and (root / LOCK_FILE).is_file() else None
     if lock is None:
         found.append(Finding("lock", f"no {LOCK_FILE} beside the code: versions not compared"))
@@ -87,7 +108,7 @@ def check_llm(params, cache_dir: Path | None = None) -> list[Finding]:
     if environment.version("llama-cpp-python") is None:
         return [Finding("llm", "llama-cpp-python is not installed", f"python -m pip install -e . -c {LOCK_FILE}")]
     from pipeline.generate.models import model_identity, resolve_model
-    from pipeline.generate.probe import failure_message, probe_decode
+    from pipeline.generate.probe import failure, probe_decode
 
     model = resolve_model(g.model)
     result = probe_decode(model, repack_weights=g.repack_weights, n_threads=g.n_threads,
@@ -95,8 +116,7 @@ def check_llm(params, cache_dir: Path | None = None) -> list[Finding]:
     if result.ok:
         how = "cached: passed before" if result.cached else "passed just now"
         return [Finding("llm", f"{model.name} decodes here (repack_weights {str(g.repack_weights).lower()}; {how})")]
-    message = failure_message(model, result.detail, g.repack_weights)
-    what, _, fix = message.partition(" Fix: ")
+    what, fix = failure(model, result.detail, g.repack_weights)
     return [Finding("llm", what, fix)]
 
 

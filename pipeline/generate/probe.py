@@ -87,11 +87,13 @@ def check_decodes(model_path: Path, *, repack_weights: bool, n_threads: int, mod
     result = probe_decode(model_path, repack_weights=repack_weights, n_threads=n_threads, model_sha256=model_sha256,
                           cache_dir=cache_dir)
     if not result.ok:
-        raise DecodeProbeError(failure_message(model_path, result.detail, repack_weights, key))
+        what, fix = failure(model_path, result.detail, repack_weights, key)
+        raise DecodeProbeError(f"{what}; nothing was written. Fix: {fix}")
     return result
 
 
-def failure_message(model_path: Path, detail: str, repack_weights: bool, key: str = "generate") -> str:
+def failure(model_path: Path, detail: str, repack_weights: bool, key: str = "generate") -> tuple[str, str]:
+    """(what failed, on which build and CPU; the fix): the param to change, or the build flag to use."""
     version = environment.version("llama-cpp-python") or "?"
     features = ", ".join(name for name, has in environment.cpu_features().items() if has) or "no listed extensions"
     if repack_weights:
@@ -100,10 +102,11 @@ def failure_message(model_path: Path, detail: str, repack_weights: bool, key: st
     else:
         fix = (f'rebuild llama-cpp-python without the kernels chosen for this CPU: CMAKE_ARGS="-DGGML_NATIVE=OFF" '
                f"pip install --force-reinstall --no-cache-dir llama-cpp-python=={version}, or serve the model "
-               f"elsewhere ({key}.backend: openai); `tai doctor` shows the CPU")
-    return (f"{key}.model {model_path.name} cannot decode on this machine: a one-caption test decode in a child "
+               f"elsewhere ({key}.backend: openai)")
+    what = (f"{key}.model {model_path.name} cannot decode on this machine: a one-caption test decode in a child "
             f"process failed ({detail}; llama-cpp-python {version}, {environment.cpu_model()}, {features}, "
-            f"{key}.repack_weights {str(repack_weights).lower()}); nothing was written. Fix: {fix}")
+            f"{key}.repack_weights {str(repack_weights).lower()})")
+    return what, fix
 
 
 def _signal_name(number: int) -> str:
