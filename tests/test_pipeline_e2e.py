@@ -76,6 +76,15 @@ def test_every_stage_wrote_documented_tables(project):
 def test_metrics_and_plots_commands_work(project):
     shown = run(project, "dvc", "metrics", "show").stdout
     assert "reports/eval.json" in shown and "map" in shown and "n_images_skipped" in shown
+    # the environment behind the numbers: columns of `dvc exp show`, strings no stage reads
+    import torch
+
+    environment = json.loads((project / "reports" / "environment.json").read_text())
+    assert environment["torch"] == torch.__version__.split("+")[0] or environment["torch"] == torch.__version__
+    assert environment["image_runtime"] in ("onnxruntime", "torchscript", "torch") and environment["device"] == "cpu"
+    assert all(isinstance(v, str) for v in environment.values()) and environment["cpu"]
+    columns = run(project, "dvc", "exp", "show", "--no-pager", "--md").stdout.splitlines()[0]
+    assert "llama_cpp_python" in columns and "image_runtime" in columns, columns
     plots = run(project, "dvc", "plots", "show", "--json").stdout
     assert "reports/train_log.csv" in plots
 
