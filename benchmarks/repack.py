@@ -1,7 +1,7 @@
 """What llama.cpp's load-time weight repacking (`generate.repack_weights`, off by default) buys the generate stage.
 
-Runs the stage (`generate_texts`, llama_cpp backend, model load included) with repacking off and on, alternating,
-`--repeats` times each, and keeps each side's best captions/s: other work on a shared machine only ever
+Runs the stage (`generate_texts`, llama_cpp backend, model load included) with repacking off and on, alternating
+(which goes first alternates too), `--repeats` times each, and keeps each side's best captions/s: other work on a shared machine only ever
 slows a run down. Prints the CPU, which tensors llama.cpp repacks (its own load log), and the ratio on/off.
 
     python benchmarks/repack.py --n 30 --repeats 3
@@ -72,8 +72,8 @@ def main() -> None:
     for repack in (False, True):
         print(f"  repack_weights {str(repack).lower()}: {repack_log(model, repack)}")
     best = {False: 0.0, True: 0.0}
-    for _ in range(args.repeats):
-        for repack in (False, True):
+    for r in range(args.repeats):
+        for repack in ((False, True) if r % 2 == 0 else (True, False)):   # either side goes first in turn
             rate, texts, seconds = captions_per_s(dataclasses.replace(base, repack_weights=repack))
             best[repack] = max(best[repack], rate)
             print(f"  repack_weights {str(repack).lower():5}: {texts} captions in {seconds:.1f}s = {rate:.2f}/s")
