@@ -49,9 +49,9 @@ def repack_log(model: Path, repack: bool) -> str:
     code = ("import sys; from pipeline.generate.llama_load import load_llama; "
             f"load_llama({str(model)!r}, repack_weights={repack}, n_ctx=256, verbose=True)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
-    lines = [line.strip() for line in done.stderr.splitlines()
-             if "REPACK" in line and ("buffer" in line or "cannot be used" in line)]
-    return "; ".join(lines) or "no repacked buffer"
+    repacked = sum("repack tensor" in line for line in done.stderr.splitlines())
+    buffers = [line.split(":", 1)[-1].strip() for line in done.stderr.splitlines() if "CPU_REPACK model buffer" in line]
+    return f"{repacked} tensors repacked" + (f" ({buffers[0]})" if buffers else "")
 
 
 def main() -> None:
