@@ -246,18 +246,16 @@ def run_checks(params_path: Path = Path("params.yaml"), root: Path | None = None
 
 
 def _guarded(topic: str, check: Callable[[], Iterable[Finding]]) -> list[Finding]:
-    from pipeline.errors import one_line
+    from pipeline.errors import UserError, one_line
 
     try:
         return list(check())
+    except UserError as e:   # bad input: its message names the fix
+        return [Finding(topic, one_line(e).split(": ", 1)[0], one_line(e))]
     except Exception as e:   # a check that cannot run is a finding, never a traceback
-        message = one_line(e)
-        return [Finding(topic, f"{type(e).__name__}: {message}", _fix_in(message) or "see the message above")]
-
-
-def _fix_in(message: str) -> str | None:
-    """Our errors name the fix after a colon or 'use'; keep the whole message as the fix then."""
-    return message if re.search(r"\b(use|set|install|point|pip)\b", message) else None
+        return [Finding(topic, f"the check failed: {type(e).__name__}: {one_line(e)}",
+                        "a bug in tai doctor or a broken install: reinstall from the lock "
+                        f"({INSTALL_FROM_LOCK}), and report this output if it stays")]
 
 
 def render(findings: list[Finding]) -> str:

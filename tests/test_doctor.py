@@ -88,7 +88,7 @@ def test_a_check_that_raises_is_a_problem_not_a_traceback(tmp_path, monkeypatch)
     monkeypatch.setattr(doctor, "check_image_runtimes", lambda params: [])
     findings = run_checks(params_file(tmp_path), root=tmp_path, probe_cache_dir=tmp_path)
     (llm,) = [f for f in findings if f.topic == "llm"]
-    assert llm.fix and "OSError" in llm.text
+    assert "OSError" in llm.text and "reinstall from the lock" in llm.fix
 
 
 def test_bad_params_are_one_problem_naming_the_key(tmp_path):
