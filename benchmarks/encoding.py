@@ -37,7 +37,6 @@ os.environ.setdefault("TQDM_DISABLE", "1")   # the stage's progress bars would b
 
 import argparse
 import datetime
-import platform
 import resource
 import subprocess
 import sys
@@ -155,8 +154,9 @@ def compare(reference: np.ndarray, other: np.ndarray) -> str:
 
 
 def machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    from pipeline.environment import cpu_model
+
+    model = cpu_model()
     bf16 = "no bf16 instructions" if precision_problem("bf16", torch.device("cpu")) else "bf16 instructions"
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return f"{model}, {os.cpu_count()} cores, {bf16}, {gpu}; torch {torch.__version__}"

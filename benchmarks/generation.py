@@ -1,7 +1,7 @@
 """Throughput of the generate stage's LLM path.
 
 (a) the stage (`generate_texts`, llama_cpp backend) against a bare llama-cpp loop
-    (`Llama(...).create_chat_completion` over the same model, prompts, seeds and max_tokens, so both
+    (`create_chat_completion` of a plain llama-cpp Llama over the same model, prompts, seeds and max_tokens, so both
     get the same first answers, except that the stage ends a looping one early
     (pipeline.generate.loops); the stage may then ask again for a shorter or usable one);
 (b) the stage's `openai` backend with two local llama-cpp-python servers against one.
@@ -81,12 +81,12 @@ def stage_run(p: GenerateParams) -> tuple[float, float, int, CountingBackend, di
 
 def bare_run(p: GenerateParams) -> tuple[float, float, int, int]:
     """(wall seconds, CPU seconds, answers, model tokens) of a plain llama-cpp loop over the stage's prompts."""
-    from llama_cpp import Llama
+    from pipeline.generate.llama_load import load_llama
 
     plan = plan_combinations(VOC_LABELS, seed=p.seed, n=p.n_combinations, max_labels=p.max_labels, llm_fraction=1.0)
     started, cpu = time.perf_counter(), time.process_time()
-    llm = Llama(model_path=str(resolve_model(p.model)), n_ctx=p.n_ctx, n_threads=p.n_threads,
-                n_threads_batch=p.n_threads, verbose=False)
+    llm = load_llama(resolve_model(p.model), repack_weights=p.repack_weights, n_ctx=p.n_ctx, n_threads=p.n_threads,
+                     n_threads_batch=p.n_threads, verbose=False)
     answers = tokens = 0
     for c in plan:
         out = llm.create_chat_completion(messages=[{"role": "user", "content": fill(p.prompt, c.words)}],

@@ -158,13 +158,15 @@ def build(out: Path, threads: int, only: list[str] | None, k_quant: bool) -> Non
 # ---------------------------------------------------------------------------------------- measure
 
 
-def measure_one(path: Path, threads: int, prompt: int, gen: int, repeats: int) -> dict:
+def measure_one(path: Path, threads: int, prompt: int, gen: int, repeats: int, repack_weights: bool = False) -> dict:
     """Run in a fresh process: load, then `repeats` calls shaped like the stage's, peak memory."""
     import llama_cpp
-    from llama_cpp import Llama
+
+    from pipeline.generate.llama_load import load_llama
 
     started = time.perf_counter()
-    llm = Llama(model_path=str(path), n_ctx=1024, n_threads=threads, n_threads_batch=threads, seed=0, verbose=False)
+    # weight repacking off unless asked, as the generate stage loads (generate.repack_weights)
+    llm = load_llama(path, repack_weights=repack_weights, n_ctx=1024, n_threads=threads, n_threads_batch=threads, seed=0, verbose=False)
     load_s = time.perf_counter() - started
     n_vocab = llm.n_vocab()
     rng = np.random.default_rng(0)
@@ -196,7 +198,7 @@ def measure_one(path: Path, threads: int, prompt: int, gen: int, repeats: int) -
 
 
 def measure(out: Path, threads: int, prompt: int, gen: int, repeats: int, rounds: int, calls_per_text: float,
-            only: list[str] | None) -> None:
+            only: list[str] | None, repack_weights: bool = False) -> None:
     """Every model once per round, in turn; each model's best round (fewest CPU-seconds per call: on a
     shared machine wall time mostly measures the other processes) is kept, also relative to SmolLM2's."""
     from pipeline.generate.models import resolve_model
@@ -205,12 +207,12 @@ def measure(out: Path, threads: int, prompt: int, gen: int, repeats: int, rounds
     files = [f for f in files if not only or f == files[0] or any(name in f.name for name in only)]
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {threads} thread(s); a call = {prompt} prompt "
           f"tokens after the shared prefix + {gen} sampled; best of {rounds} round(s) x {repeats} call(s); "
-          f"{calls_per_text} calls per kept text", flush=True)
+          f"{calls_per_text} calls per kept text; repack_weights {str(repack_weights).lower()}", flush=True)
     best: dict[Path, dict] = {}
     for r in range(rounds):
         for path in files:
             code = (f"import json; import llm_presets as b; "   # run beside this script, so it imports as a module
-                    f"print(json.dumps(b.measure_one(b.Path({str(path)!r}), {threads}, {prompt}, {gen}, {repeats})))")
+                    f"print(json.dumps(b.measure_one(b.Path({str(path)!r}), {threads}, {prompt}, {gen}, {repeats}, {repack_weights})))")
             result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent)
             if result.returncode:
                 print(f"{path.name} failed: {result.stderr.strip().splitlines()[-1:]}", flush=True)
@@ -241,11 +243,14 @@ def main() -> None:
     ap.add_argument("--calls-per-text", type=float, default=1.07)
     ap.add_argument("--only", nargs="*", help="preset names (substrings) to build or measure")
     ap.add_argument("--k-quant", action="store_true", help="build: requantize to Q4_K_M (slow)")
+    ap.add_argument("--repack-weights", action="store_true", help="measure with llama.cpp's weight repacking on "
+                    "(generate.repack_weights; off by default, as in the stage)")
     args = ap.parse_args()
     if args.what == "build":
         build(args.out, args.threads, args.only, args.k_quant)
     else:
-        measure(args.out, args.threads, args.prompt, args.gen, args.repeats, args.rounds, args.calls_per_text, args.only)
+        measure(args.out, args.threads, args.prompt, args.gen, args.repeats, args.rounds, args.calls_per_text, args.only,
+                args.repack_weights)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@
     tai export DIR [--onnx] [--thresholds FILE]             the trained classifier as safetensors + config + card
     tai gallery [PREDICTIONS] [--out gallery.html]          browse predictions (or the evaluation split) in a browser
     tai thresholds FOLDER LABELS_FILE [--out thresholds.json]   per-label thresholds chosen on labelled images
+    tai doctor [--params params.yaml]                       the machine, versions against the lock, problems + fixes
 
 `inspect` understands Parquet files (rows, schema, first rows), Arrow IPC embeddings (an `.arrow`
 file or a folder of `.arrow` shards with columns `id` + `embedding`: rows, dimension, schema
@@ -396,6 +397,23 @@ def report(
 
         runs, _ = collect_runs(data)
         console.print(f"wrote {write_per_class_report(runs, Path('.'), out_dir, per_class_method)}", soft_wrap=True)
+
+
+# ----------------------------------------------------------------------------------------------- doctor
+
+
+@app.command()
+def doctor(
+    params: Path = typer.Option(Path("params.yaml"), "--params", help="the params.yaml whose models and data to check"),
+) -> None:
+    """What this machine runs the project with, and every problem found, one line each naming the fix
+    (exit 1 if any): run it first on a new machine, and paste it into a bug report."""
+    from pipeline.doctor import EXIT_PROBLEMS, render, run_checks
+
+    findings = run_checks(params)
+    typer.echo(render(findings))
+    if any(f.fix is not None for f in findings):
+        raise typer.Exit(code=EXIT_PROBLEMS)
 
 
 def main() -> None:  # pragma: no cover - `python -m pipeline.cli`

@@ -214,6 +214,7 @@ class GenerateParams:
     backend: str = "llama_cpp"
     model: str = "smollm2"
     n_threads: int = 2
+    repack_weights: bool = False      # ours: llama.cpp's load-time weight repacking (crashed on AMX CPUs; docs/models.md)
     n_ctx: int = 1024
     temperature: float = 0.7
     max_tokens: int = 96

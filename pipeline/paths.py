@@ -55,6 +55,7 @@ PER_CLASS_PLOT = REPORTS / "per_class.csv"     # per-class AP of each method, th
                                                # DVC plots' data per_class_ap.csv and pr_<method>.csv (result_plots)
 ZEROSHOT_SCORES = ZEROSHOT / "scores.parquet"  # the CLIP baseline's scores (evaluate's per-class plot compares them)
 MODALITY_GAP_PLOT = REPORTS / "modality_gap.png"   # text and image embeddings of a few labels, before/after noise
+ENVIRONMENT_METRICS = REPORTS / "environment.json"   # evaluate: library versions, image runtime, CPU/GPU (strings)
 
 CACHE_ENV = "TAI_CACHE_DIR"
 
@@ -88,9 +89,21 @@ def embedding_cache_dir() -> Path:
     override = os.environ.get(CACHE_ENV)
     if override:
         return Path(override).expanduser()
+    return user_cache_root() / "embeddings"
+
+
+def user_cache_root() -> Path:
+    """The per-user cache folder (platformdirs: ~/.cache/tai-adapter on Linux)."""
     from platformdirs import user_cache_dir
 
-    return Path(user_cache_dir("tai-adapter", appauthor=False)) / "embeddings"
+    return Path(user_cache_dir("tai-adapter", appauthor=False))
+
+
+def llm_probe_cache_dir() -> Path:
+    """Where the LLM decode probe (pipeline.generate.probe) remembers the (llama-cpp-python, CPU, model)
+    triples that decoded: beside the embedding cache, or inside $TAI_CACHE_DIR when that is set."""
+    override = os.environ.get(CACHE_ENV)
+    return (Path(override).expanduser() if override else user_cache_root()) / "llm-probe"
 
 
 def missing_images_path(dataset: str, split: str) -> Path:

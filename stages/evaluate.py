@@ -8,6 +8,8 @@ import torch
 from pipeline import paths
 from pipeline.adapter import AdapterBundle
 from pipeline.config import INTEGRATE_PROMPT
+from pipeline.environment import run_record
+from pipeline.io import write_json
 from pipeline.labelled_images import labelled_images
 from pipeline.labels import read_labels
 from pipeline.evaluation import optional_scores, write_empty_evaluation, write_evaluation
@@ -36,6 +38,8 @@ def draw_modality_gap(params, labels, images) -> None:
 
 def main(params) -> None:
     labels = read_labels(params.prepare.dataset)
+    e = params.encode   # the machine and libraries behind these numbers: columns of `dvc exp show`, not of `tai report`
+    write_json(run_record(e.runtime, e.precision, e.device), paths.ENVIRONMENT_METRICS)
     if skip_without_images(params.prepare.has_images, "evaluate", f"empty tables and metrics under {paths.EVAL}"):
         write_empty_evaluation(paths.EVAL, paths.EVAL_METRICS, labels, paths.PER_CLASS_PLOT)
         placeholder_figure(paths.MODALITY_GAP_PLOT, "no images: no modality-gap picture")

@@ -14,7 +14,7 @@ import yaml
 # Shared infrastructure: changing it never changes a result, and listing it would rerun every stage
 # on any edit. Left out of dvc.yaml on purpose.
 INFRASTRUCTURE = {"pipeline/__init__.py", "pipeline/io.py", "pipeline/paths.py", "pipeline/config.py", "pipeline/stage.py",
-                  "pipeline/errors.py"}
+                  "pipeline/errors.py", "pipeline/environment.py"}
 # Packages listed as one folder dep (every module inside them counts).
 PACKAGES = ("pipeline/generate", "pipeline/datasets", "pipeline/prompt")
 

@@ -56,7 +56,7 @@ def test_combination_offsets_by_hand(caplog) -> None:
     assert ab["n_texts"] == 2 and ab["n_labels_used"] == 2
     assert ab["text_centroid"] == pytest.approx([0.5, 0.5])
     assert ab["offset"] == pytest.approx([1 - 0.5, 2 - 0.5])          # mean([2,0],[0,4]) - [0.5,0.5]
-    assert ab["offset_norm"] == pytest.approx(np.hypot(0.5, 1.5), rel=1e-6)
+    assert ab["offset_norm"] == pytest.approx(float(np.hypot(0.5, 1.5)), rel=1e-6)
     assert rows[("a",)]["offset"] == pytest.approx([1, 0])
     ac = rows[("a", "c")]                                              # only "a" has a centroid: used alone
     assert ac["n_labels_used"] == 1 and ac["offset"] == pytest.approx([2 - 5, 0 - 5])

@@ -89,7 +89,7 @@ def test_an_off_topic_caption_is_resampled_then_dropped_and_the_shares_are_repor
     assert len(sheep_chats) == 3 * len(sheep) and all(len(m) == 1 for m in sheep_chats)   # resampled, not continued
     metrics = summary.metrics()
     assert metrics["share_llm_texts_naming_none_labels"] == 0.0 and metrics["n_dropped_off_topic"] == len(sheep)
-    assert metrics["model_calls_per_llm_text"] == pytest.approx(len(backend.calls) / texts.height)
+    assert metrics["model_calls_per_llm_text"] == pytest.approx(float(len(backend.calls) / texts.height))
 
     # all: a caption naming only its first label is sampled again; here the second sample names them all
     samples = Counter()

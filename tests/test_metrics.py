@@ -15,7 +15,7 @@ def test_ap_matches_sklearn_on_random_scores_with_ties(seed):
     ours = per_class_ap(scores, targets)
     reference = np.array([average_precision_score(targets[:, c], scores[:, c]) for c in range(12)])
     np.testing.assert_allclose(ours, reference, atol=1e-6)
-    assert mean_ap(scores, targets) == pytest.approx(reference.mean(), abs=1e-6)
+    assert mean_ap(scores, targets) == pytest.approx(float(reference.mean()), abs=1e-6)
 
 
 def test_ap_known_values():

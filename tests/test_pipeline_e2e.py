@@ -76,6 +76,15 @@ def test_every_stage_wrote_documented_tables(project):
 def test_metrics_and_plots_commands_work(project):
     shown = run(project, "dvc", "metrics", "show").stdout
     assert "reports/eval.json" in shown and "map" in shown and "n_images_skipped" in shown
+    # the environment behind the numbers: columns of `dvc exp show`, strings no stage reads
+    import torch
+
+    environment = json.loads((project / "reports" / "environment.json").read_text())
+    assert environment["torch"] == torch.__version__.split("+")[0] or environment["torch"] == torch.__version__
+    assert environment["image_runtime"] in ("onnxruntime", "torchscript", "torch") and environment["device"] == "cpu"
+    assert all(isinstance(v, str) for v in environment.values()) and environment["cpu"]
+    columns = run(project, "dvc", "exp", "show", "--no-pager", "--md").stdout.splitlines()[0]
+    assert "llama_cpp_python" in columns and "image_runtime" in columns, columns
     plots = run(project, "dvc", "plots", "show", "--json").stdout
     assert "reports/train_log.csv" in plots
 
@@ -184,6 +193,6 @@ def test_normalize_and_integration_run_end_to_end(project):
     truth = dict(zip(manifest["image_id"], manifest["labels"]))
     targets = np.array([[label in truth[i] for label in labels] for i in ours["image_id"]], dtype=np.float64)
     a, b = ours.select(labels).to_numpy().astype(np.float64), theirs.select(labels).to_numpy().astype(np.float64)
-    assert metrics["other_map"] == pytest.approx(mean_ap(b, targets), abs=1e-9)
-    assert metrics["integrated_map"] == pytest.approx(mean_ap(integrate(a, b), targets), abs=1e-9)
-    assert metrics["other_map"] == pytest.approx(json.loads((project / "reports" / "zeroshot.json").read_text())["map"])
+    assert metrics["other_map"] == pytest.approx(float(mean_ap(b, targets)), abs=1e-9)
+    assert metrics["integrated_map"] == pytest.approx(float(mean_ap(integrate(a, b), targets)), abs=1e-9)
+    assert metrics["other_map"] == pytest.approx(float(json.loads((project / "reports" / "zeroshot.json").read_text())["map"]))

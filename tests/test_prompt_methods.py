@@ -61,7 +61,7 @@ def test_ranking_loss_is_the_sum_over_positive_negative_pairs():
     by_hand = [sum(max(0.0, 1 - scores[b, p] + scores[b, n])
                    for p, n in itertools.product(range(4), range(4)) if targets[b, p] == 1 and targets[b, n] == 0)
                for b in range(2)]
-    assert ranking_loss(scores, targets).item() == pytest.approx(sum(by_hand) / 2, abs=1e-6)
+    assert ranking_loss(scores, targets).item() == pytest.approx(float(sum(by_hand)) / 2, abs=1e-6)
 
 
 def test_asymmetric_loss_ignores_unknown_entries_and_matches_its_formula():

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from pipeline.config import GenerateParams, OpenAIParams, ParamsError
+from pipeline.generate.llama_load import load_llama
 from pipeline.generate.loops import LOOPED, LoopGuard
 from pipeline.generate.models import model_identity, resolve_model
 from pipeline.generate.sentence import STOP
@@ -61,16 +62,15 @@ class LlamaCppBackend:
     concurrency = 1
 
     def __init__(self, model_path: str | Path, *, n_ctx: int, n_threads: int, temperature: float, max_tokens: int,
-                 stop: tuple[str, ...] = (), prompt: str = "{labels}"):
-        from llama_cpp import Llama
-
+                 stop: tuple[str, ...] = (), prompt: str = "{labels}", repack_weights: bool = False):
         self.model_path = Path(model_path)
         self.model_name = self.model_path.name
         self.temperature = temperature
         self.max_tokens = max_tokens
         self.stop = list(stop)   # stop sequences (generate.single_sentence); none by default
-        self.llm = Llama(
-            model_path=str(self.model_path),
+        self.llm = load_llama(   # weight repacking off unless generate.repack_weights (pipeline.generate.llama_load)
+            self.model_path,
+            repack_weights=repack_weights,
             n_ctx=n_ctx,
             n_threads=n_threads,
             n_threads_batch=n_threads,
@@ -318,5 +318,6 @@ def make_backend(params: GenerateParams) -> ChatBackend:
             max_tokens=params.max_tokens,
             stop=stop,
             prompt=params.prompt,
+            repack_weights=params.repack_weights,
         )
     return OpenAIBackend(params.openai, temperature=params.temperature, max_tokens=params.max_tokens, stop=stop)  # "openai"

@@ -50,6 +50,8 @@ from pipeline.generate.backends import ChatBackend, make_backend
 from pipeline.generate.capacity import check_capacity
 from pipeline.generate.combinations import LLM, TEMPLATE, Combination, derive_seed, join_labels, plan_combinations
 from pipeline.generate.journal import ROW_SCHEMA, Journal
+from pipeline.generate.models import model_identity, resolve_model
+from pipeline.generate.probe import check_decodes
 from pipeline.generate.refine import BACKEND_ERROR, OFF_TOPIC, TOO_LONG, Outcome, caption_chat, fill, reply_of
 from pipeline.generate.templates import template_texts
 from pipeline.generate.tokens import CLIP_CONTEXT, clip_token_count
@@ -212,6 +214,10 @@ def generate_texts(
 
     own_backend = False
     if llm_plan and backend is None:
+        if params.backend == "llama_cpp":   # a native crash must not take the stage down (pipeline.generate.probe)
+            model = resolve_model(params.model)
+            check_decodes(model, repack_weights=params.repack_weights, n_threads=params.n_threads,
+                          model_sha256=model_identity(model)["sha256"])
         backend = make_backend(params)
         own_backend = True
     try:
