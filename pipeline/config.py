@@ -432,34 +432,14 @@ class TrainParams:
 
 # prompt.method: the paper's comparisons, trained on the same data and CLIP (pipeline/prompt/).
 PROMPT_METHODS = ("none", "coop", "dualcoop", "taidpt")
-# Each peer's own defaults, read from its code and configs (docs/peers.md lists the sources); a null
-# prompt.epochs / lr / batch_size / class_specific takes these. CoOp's epochs follow its few-shot
-# scripts: 50 for 1 shot, 100 for 2 and 4, 200 for 8 and 16 (configs rn50_ep50, rn50_ep100, rn50).
-PEER_DEFAULTS: dict[str, dict[str, Any]] = {
-    "coop": {"epochs": 200, "lr": 0.002, "batch_size": 32, "class_specific": False},
-    "dualcoop": {"epochs": 50, "lr": 0.001, "batch_size": 32, "class_specific": True},
-    "taidpt": {"epochs": 20, "lr": 1e-4, "batch_size": 512, "class_specific": False},
-}
-# prompt.loss_weight: null takes these. DualCoOp multiplies its summed asymmetric loss by --loss_w
-# (utils/trainers.py: loss = args.loss_w * criterion(output, target)); its README's partial-label example
-# (COCO, 50% known, lr 0.002) runs --loss_w 0.03 (opts.py's argparse default, 1.0, is not what its
-# authors ran), and TaI-DPT's DualCoOp reproduction divides the sum by the batch size (1/32, about 0.03).
-PEER_LOSS_WEIGHTS = {"coop": 1.0, "dualcoop": 0.03, "taidpt": 1.0}
 # prompt.coop_loss: CoOp is single-label (softmax cross-entropy) upstream; for multi-label images the
 # project offers TaI-DPT's ranking loss (default) or BCE on the logits, TaI-DPT's only few-shot objective.
 COOP_LOSSES = ("ranking", "bce")
 # prompt.select: the epoch whose prompts score the test split. last: the final one (no selection);
-# val: the best mAP on a seeded held-out slice (PROMPT_VAL_FRACTION) of the method's own training set.
+# val: the best mAP on a seeded held-out slice of the method's own training set (pipeline/prompt/defaults.py).
 PROMPT_SELECTIONS = ("last", "val")
-PROMPT_VAL_FRACTION = 0.2
-COOP_EPOCHS_BY_SHOTS = {1: 50, 2: 100, 4: 100, 8: 200, 16: 200}
-# Where a peer's own config differs by dataset (prepare.dataset): DualCoOp's README, lr 0.002 for COCO;
-# TaI-DPT's configs/trainers/Caption_distill_double/rn50_nuswide.yaml, lr 0.001 and an image softmax
-# scale of 4 (spatial_SCALE_image; 40 for VOC and COCO).
-PEER_DATASET_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
-    ("dualcoop", "coco2014"): {"lr": 0.002},
-    ("taidpt", "nuswide"): {"lr": 0.001, "image_spatial_scale": 4.0},
-}
+# The peers' own values a null param takes live in pipeline/prompt/defaults.py, a dep of the prompt stage:
+# config.py only reads and checks, so an edit here never changes a result (tests/test_stale_cache.py).
 
 
 @dataclass(frozen=True)
@@ -467,7 +447,7 @@ class PromptParams:
     """Stage `prompt` (pipeline/prompt/): a peer method on the same data, CLIP and evaluation, whose test
     scores `evaluate.integrate_with: prompt` averages with the adapter's (the paper's starred rows).
     none: the stage writes empty scores and a metrics file without a mAP. Null hyperparameters take
-    the method's own default (PEER_DEFAULTS)."""
+    the method's own default (pipeline/prompt/defaults.py)."""
 
     method: str = "none"                 # none | coop (few-shot) | dualcoop (partial labels) | taidpt (texts)
     n_ctx: int = 16                      # learnable context vectors per prompt (all three peers: 16)
@@ -477,7 +457,7 @@ class PromptParams:
     batch_size: int | None = None        # null: the method's own
     seed: int = 0                        # context initialisation and batch order
     device: str = "auto"
-    loss_weight: float | None = None     # the loss's multiplier; null: the method's own (PEER_LOSS_WEIGHTS: DualCoOp 0.03)
+    loss_weight: float | None = None     # the loss's multiplier; null: the method's own (prompt/defaults.py: DualCoOp 0.03)
     coop_loss: str = "ranking"           # CoOp's multi-label loss (COOP_LOSSES): ranking (TaI-DPT's) | bce (ours)
     ctx_init: str | None = None          # initialise the context from these words ("a photo of a", CoOp's); null: random
     taidpt_templates: bool = True        # TaI-DPT trains on its template sentences too (9 x "a photo of a {}." + 80 ImageNet)
@@ -500,23 +480,6 @@ class PromptParams:
         if self.batch_size is not None:
             _at_least(f"{key}.batch_size", self.batch_size, 1)
         _one_of(f"{key}.device", self.device, DEVICES)
-
-    def resolved(self, shots: int = 0, dataset: str = "voc2007") -> dict[str, Any]:
-        """epochs, lr, batch_size and class_specific with nulls replaced by the method's defaults (for
-        the dataset and, CoOp, the shots)."""
-        own = {**PEER_DEFAULTS.get(self.method, {}), **PEER_DATASET_DEFAULTS.get((self.method, dataset), {})}
-        if self.method == "coop" and shots in COOP_EPOCHS_BY_SHOTS:
-            own["epochs"] = COOP_EPOCHS_BY_SHOTS[shots]
-        mine = {"epochs": self.epochs, "lr": self.lr, "batch_size": self.batch_size, "class_specific": self.class_specific}
-        return {name: own.get(name) if value is None else value for name, value in mine.items()}
-
-    def resolved_loss_weight(self) -> float:
-        """prompt.loss_weight, null replaced by the method's own (PEER_LOSS_WEIGHTS)."""
-        return PEER_LOSS_WEIGHTS.get(self.method, 1.0) if self.loss_weight is None else self.loss_weight
-
-    def image_spatial_scale(self, dataset: str) -> float | None:
-        """TaI-DPT's test-time softmax scale over image locations (no param: its configs' value)."""
-        return PEER_DATASET_DEFAULTS.get((self.method, dataset), {}).get("image_spatial_scale")
 
 
 @dataclass(frozen=True)

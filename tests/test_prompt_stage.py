@@ -10,7 +10,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.config import PEER_DEFAULTS, ParamsError, load_params
+from pipeline.config import ParamsError, load_params
+from pipeline.prompt.defaults import PEER_DEFAULTS, image_spatial_scale, resolved
 from pipeline.evaluation import write_evaluation
 from pipeline.labels import LabelSet
 from pipeline.metrics import mean_ap
@@ -56,20 +57,24 @@ def test_a_bad_prompt_param_stops_the_stage_with_one_line(tmp_path):
 
 
 def test_null_hyperparameters_take_the_peers_own():
-    coop = load_params(ROOT / "params.yaml", {"prompt.method": "coop", "fewshot.shots": 16}).prompt
-    assert coop.resolved(16) == {"epochs": 200, "lr": 0.002, "batch_size": 32, "class_specific": False}
-    assert coop.resolved(1)["epochs"] == 50 and coop.resolved(4)["epochs"] == 100   # CoOp's rn50_ep50 / rn50_ep100
-    dual = load_params(ROOT / "params.yaml", {"prompt.method": "dualcoop", "partial.known_proportion": 0.5,
-                                              "prompt.lr": 0.002}).prompt
-    assert dual.resolved() == {**PEER_DEFAULTS["dualcoop"], "lr": 0.002}
-    assert load_params(ROOT / "params.yaml", {"prompt.method": "taidpt"}).prompt.resolved() == PEER_DEFAULTS["taidpt"]
+    def hp(overrides: dict, **where) -> dict:
+        params = load_params(ROOT / "params.yaml", overrides)
+        p = params.prompt
+        return resolved(p.method, epochs=p.epochs, lr=p.lr, batch_size=p.batch_size, class_specific=p.class_specific,
+                        **where)
+
+    coop = {"prompt.method": "coop", "fewshot.shots": 16}
+    assert hp(coop, shots=16) == {"epochs": 200, "lr": 0.002, "batch_size": 32, "class_specific": False}
+    assert hp(coop, shots=1)["epochs"] == 50 and hp(coop, shots=4)["epochs"] == 100   # CoOp's rn50_ep50 / rn50_ep100
+    dual = {"prompt.method": "dualcoop", "partial.known_proportion": 0.5, "prompt.lr": 0.002}
+    assert hp(dual) == {**PEER_DEFAULTS["dualcoop"], "lr": 0.002}
+    assert hp({"prompt.method": "taidpt"}) == PEER_DEFAULTS["taidpt"]
     # where a peer's config differs by dataset: TaI-DPT on NUS-WIDE, DualCoOp on COCO
-    taidpt = load_params(ROOT / "params.yaml", {"prompt.method": "taidpt"}).prompt
-    assert taidpt.resolved(0, "nuswide")["lr"] == 0.001 and taidpt.image_spatial_scale("nuswide") == 4.0
-    assert taidpt.image_spatial_scale("voc2007") is None            # the module's 40 (VOC and COCO configs)
-    assert dual.resolved(0, "coco2014")["lr"] == 0.002                # prompt.lr set: it wins
-    assert load_params(ROOT / "params.yaml", {"prompt.method": "dualcoop", "partial.known_proportion": 0.5}) \
-        .prompt.resolved(0, "coco2014")["lr"] == 0.002
+    assert hp({"prompt.method": "taidpt"}, dataset="nuswide")["lr"] == 0.001
+    assert image_spatial_scale("taidpt", "nuswide") == 4.0
+    assert image_spatial_scale("taidpt", "voc2007") is None            # the module's 40 (VOC and COCO configs)
+    assert hp(dual, dataset="coco2014")["lr"] == 0.002                   # prompt.lr set: it wins
+    assert hp({"prompt.method": "dualcoop", "partial.known_proportion": 0.5}, dataset="coco2014")["lr"] == 0.002
 
 
 # ---- integration: per-class scaling (ours; the default, global, is in tests/test_peer_fidelity.py) -----

@@ -15,12 +15,13 @@ import polars as pl
 import torch
 
 from .. import paths
-from ..config import PROMPT_VAL_FRACTION, Params
+from ..config import Params
 from ..dense import DENSE_METHODS, DenseFeatures, check_dense_model, dense_dir, grid_of, positional_term
 from ..labelled_images import labelled_images
 from ..labels import LabelSet
 from ..manifest import read_split
 from ..metrics import known_mean_ap, mean_ap
+from . import defaults
 from .fit import PromptDiverged, held_out
 from .templates import TEMPLATES_PER_LABEL, with_templates
 
@@ -69,11 +70,19 @@ def _fingerprint(params: Params, labels: LabelSet, hp: dict, clip_identity: str)
     return digest.hexdigest()
 
 
+def resolved_hyperparameters(params: Params) -> dict:
+    """prompt.epochs, lr, batch_size and class_specific, nulls replaced by the method's own values for this
+    dataset and shot count (pipeline/prompt/defaults.py)."""
+    p = params.prompt
+    return defaults.resolved(p.method, epochs=p.epochs, lr=p.lr, batch_size=p.batch_size,
+                             class_specific=p.class_specific, shots=params.fewshot.shots, dataset=params.prepare.dataset)
+
+
 def run_prompt_method(params: Params, labels: LabelSet) -> PromptResult:
     from ..encoders import load_clip
 
     p = params.prompt
-    hp = p.resolved(params.fewshot.shots, params.prepare.dataset)
+    hp = resolved_hyperparameters(params)
     encoder = load_clip(params.encode.model, p.device)   # float32 on every device: the contexts train in it
     model = encoder.model
     if p.method in DENSE_METHODS:
@@ -83,7 +92,7 @@ def run_prompt_method(params: Params, labels: LabelSet) -> PromptResult:
              "generator": torch.Generator().manual_seed(p.seed), "ctx_init": p.ctx_init}
     fitting = {"epochs": hp["epochs"], "lr": hp["lr"], "batch_size": hp["batch_size"], "seed": p.seed,
                "checkpoint": paths.PROMPT_CHECKPOINT, "fingerprint": _fingerprint(params, labels, hp, encoder.identity),
-               "loss_weight": p.resolved_loss_weight()}
+               "loss_weight": defaults.resolved_loss_weight(p.method, p.loss_weight)}
     runner = {"coop": _coop, "dualcoop": _dualcoop, "taidpt": _taidpt}[p.method]
     ids, scores, targets, n_train, history, context = runner(params, labels, model, encoder.device, setup, fitting)
     scores = scores.detach().cpu().double().numpy()
@@ -110,7 +119,7 @@ def _split(params: Params, n: int) -> tuple[np.ndarray, np.ndarray | None]:
     method's own training set (never the test split)."""
     if params.prompt.select != "val":
         return np.arange(n), None
-    train, val = held_out(n, params.prompt.seed, PROMPT_VAL_FRACTION)
+    train, val = held_out(n, params.prompt.seed, defaults.PROMPT_VAL_FRACTION)
     log.info("prompt.select val: %d of %d training rows held out to pick the epoch", len(val), n)
     return train.numpy(), val.numpy()
 
@@ -163,7 +172,7 @@ def _taidpt(params: Params, labels: LabelSet, model, device, setup: dict, fittin
     sentences, targets = texts["text"].to_list(), labels.multi_hot(texts["labels"].to_list())
     if params.prompt.taidpt_templates:   # TaI-DPT's own training set adds its template sentences
         sentences, targets = with_templates(sentences, targets, list(labels.names))
-    scale = params.prompt.image_spatial_scale(params.prepare.dataset) or IMAGE_SPATIAL_SCALE
+    scale = defaults.image_spatial_scale(params.prompt.method, params.prepare.dataset) or IMAGE_SPATIAL_SCALE
     method = TaIDPT(model, **setup, image_spatial_scale=scale).to(device)
     tokens = TextTokens.encode(method.encoder, sentences)
     rows, val = _split(params, len(tokens))
