@@ -33,6 +33,7 @@ class PromptResult:
     history: list[dict]                 # per epoch: epoch, loss, lr, seconds
     context: dict[str, torch.Tensor]    # the learned context vectors by name
     summary: dict = field(default_factory=dict)
+    checkpoint: Path | None = None      # the per-epoch checkpoint: the stage removes it once its outputs are written
 
 
 def _targets(params: Params, labels: LabelSet, split: str, ids: list[str]) -> np.ndarray:
@@ -80,7 +81,8 @@ def run_prompt_method(params: Params, labels: LabelSet) -> PromptResult:
     setup = {"names": list(labels.names), "n_ctx": p.n_ctx, "class_specific": hp["class_specific"],
              "generator": torch.Generator().manual_seed(p.seed)}
     fitting = {"epochs": hp["epochs"], "lr": hp["lr"], "batch_size": hp["batch_size"], "seed": p.seed,
-               "checkpoint": paths.PROMPT_CHECKPOINT, "fingerprint": _fingerprint(params, labels, hp, encoder.identity)}
+               "fingerprint": _fingerprint(params, labels, hp, encoder.identity)}
+    fitting["checkpoint"] = paths.prompt_checkpoint(fitting["fingerprint"])   # per-user cache; see stages/prompt.py
     runner = {"coop": _coop, "dualcoop": _dualcoop, "taidpt": _taidpt}[p.method]
     ids, scores, targets, n_train, history, context = runner(params, labels, model, encoder.device, setup, fitting)
     scores = scores.detach().cpu().double().numpy()
@@ -89,7 +91,8 @@ def run_prompt_method(params: Params, labels: LabelSet) -> PromptResult:
     summary = {"n_train": n_train, "epochs": hp["epochs"], "lr": hp["lr"], "batch_size": hp["batch_size"],
                "class_specific": int(hp["class_specific"]), "n_ctx": p.n_ctx,
                "final_loss": history[-1]["loss"], "seconds_per_epoch": float(np.mean([h["seconds"] for h in history]))}
-    return PromptResult(ids, scores, targets, history, {k: v.detach().cpu() for k, v in context.items()}, summary)
+    return PromptResult(ids, scores, targets, history, {k: v.detach().cpu() for k, v in context.items()}, summary,
+                        fitting["checkpoint"])
 
 
 def _coop(params: Params, labels: LabelSet, model, device, setup: dict, fitting: dict):
