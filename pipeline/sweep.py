@@ -39,6 +39,7 @@ DVC = (sys.executable, "-m", "dvc")
 QUEUEING = re.compile(r"Queueing with overrides '(.*)'\.")
 QUEUED = re.compile(r"Queued experiment '([^']+)' for future execution\.")
 DONE_STATES = ("success", "failed")
+SHOW_TIMEOUT_S = 120   # a `dvc exp show` that waits this long is stuck (seen once, on a lock of DVC's index): ask again
 MAX_MISREADS = 10   # consecutive failed `dvc exp show` reads (one can race a file being written) before giving up
 
 
@@ -84,8 +85,11 @@ class SweepResult:
         return [name for name, e in self.experiments.items() if e.state == "failed"]
 
 
-def _dvc(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run([*DVC, *args], cwd=root, capture_output=True, text=True)
+def _dvc(root: Path, *args: str, check: bool = True, timeout_s: float | None = None) -> subprocess.CompletedProcess:
+    try:
+        done = subprocess.run([*DVC, *args], cwd=root, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired as e:
+        raise SweepError(f"`dvc {' '.join(args)}` hung for {timeout_s:.0f} s in {root}; it was stopped") from e
     if check and done.returncode != 0:
         raise SweepError(f"`dvc {' '.join(args)}` failed in {root} (exit {done.returncode}): "
                          f"{(done.stderr or done.stdout).strip()}")
@@ -119,7 +123,7 @@ def queue(root: Path, settings: list[str], name: str | None = None) -> dict[str,
 def experiment_states(root: Path) -> dict[str, dict]:
     """{name: executor state} of the baseline's experiments from `dvc exp show --json`, which reads the queue's
     files and never inspects a worker. Each value: state, and for a running one the exec-run pid and copy."""
-    data = json.loads(_dvc(root, "exp", "show", "--json").stdout)
+    data = json.loads(_dvc(root, "exp", "show", "--json", timeout_s=SHOW_TIMEOUT_S).stdout)
     states: dict[str, dict] = {}
     for commit in data:
         for group in commit.get("experiments") or []:
