@@ -8,6 +8,7 @@ Plumbing, never accuracy."""
 import json
 import math
 import re
+import time
 
 import pytest
 
@@ -30,6 +31,24 @@ def sweep(project, *settings: str, jobs: int = 1) -> str:
     args = [a for setting in settings for a in ("-S", setting)]
     return run(project, "python", "-m", "pipeline.cli", "sweep", *args, "-j", str(jobs), "--out-dir",
                str(project.parent / "sweep-report")).stdout
+
+
+def wait_for_experiments(project, timeout_s: float = 600) -> dict[str, str]:
+    """After `dvc queue start`: {name: state} once nothing is queued or running, read from `dvc exp show --json`
+    (never `dvc queue status`, whose worker inspection races the worker: docs/experiments.md)."""
+    from pipeline.sweep import SweepError, experiment_states
+
+    deadline = time.monotonic() + timeout_s
+    states: dict = {}
+    while time.monotonic() < deadline:
+        try:
+            states = {name: seen["state"] for name, seen in experiment_states(project).items()}
+        except SweepError:
+            states = {}
+        if states and not any(state in ("queued", "running") for state in states.values()):
+            return states
+        time.sleep(3)
+    raise AssertionError(f"the queue did not finish in {timeout_s} s: {states}")
 
 
 def queue_log(project, name: str) -> str:
