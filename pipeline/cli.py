@@ -416,6 +416,29 @@ def doctor(
         raise typer.Exit(code=EXIT_PROBLEMS)
 
 
+@app.command()
+def sweep(
+    set_param: list[str] = typer.Option(..., "--set-param", "-S", help="as `dvc exp run -S`: `train.radius=0,10,25` "
+                                        "queues one experiment per value; several -S make a grid"),
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="queue workers at once (each runs one experiment)"),
+    out_dir: Path = typer.Option(Path("reports"), "--out-dir", help="where the report's experiments.md and .png go"),
+) -> None:
+    """Queue a grid of experiments, run it to the end (a queue worker that dies is started again), print the
+    `tai report` table; exit 1 if an experiment failed."""
+    from pipeline.report import exp_show_json, write_report
+    from pipeline.sweep import run_sweep
+
+    console = _console()
+    result = run_sweep(Path("."), set_param, jobs, say=lambda line: console.print(line, soft_wrap=True,
+                                                                                  highlight=False))
+    table, _, _ = write_report(exp_show_json("."), out_dir)
+    print(table.read_text())
+    if result.failed:
+        console.print(f"[red]{len(result.failed)} experiment(s) failed:[/] {', '.join(result.failed)} "
+                      "(`dvc queue logs NAME` says why)", soft_wrap=True)
+        raise typer.Exit(code=1)
+
+
 def main() -> None:  # pragma: no cover - `python -m pipeline.cli`
     app()
 

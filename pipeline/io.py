@@ -8,6 +8,10 @@ shards, and no stray file ends up inside a DVC output folder. A destination has 
 writer at a time (a stage in its own workspace); names that are new each time (the
 embedding cache's chunks) skip the look (`unique`).
 
+Written files and folders take the mode `open()` and `mkdir()` would give them (0666 / 0777 less the
+umask), not mkstemp's private 0600 / 0700: a group sharing a cache folder, or a CI user reading another
+user's artifacts, can read them.
+
 A write that fails because the disk is full (ENOSPC, or a quota) removes its temporary and raises
 DiskFullError, a user error: the stage says "disk full" in one line with the path and exits 2.
 """
@@ -98,6 +102,25 @@ def _disk_full_named(path: Path, outer: bool = False) -> Iterator[None]:
         raise
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it (Linux: /proc; elsewhere set and restored at once)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _as_open_would(path: Path, directory: bool = False) -> None:
+    """Give a mkstemp/mkdtemp result the mode a plain open() (mkdir()) would have: 0666 (0777) less the umask."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~current_umask())
+
+
 def _temp_prefix(path: Path) -> str:
     return f".{path.name}."
 
@@ -139,6 +162,7 @@ def atomic_path(path: str | Path, unique: bool = False) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(tmp)
     try:
+        _as_open_would(tmp)
         with _disk_full_named(path):
             yield tmp
             os.replace(tmp, path)
@@ -184,6 +208,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     remove_stale_temps(path)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp"))
     try:
+        _as_open_would(tmp, directory=True)
         with _disk_full_named(path, outer=True):
             yield tmp
         old = path.with_name(f".{path.name}.old")

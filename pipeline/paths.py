@@ -4,8 +4,11 @@ Three homes, by who keeps them:
 - `artifacts/`: stage outputs, cached by DVC and ignored by git (tables, embeddings, the model).
 - `reports/`: metrics and plots, small and kept by git, so `dvc exp show`, `dvc metrics diff` and
   `dvc plots diff` compare any two commits or experiments.
-- the per-user embedding cache (`embedding_cache_dir`), shared by every workspace, queued
-  experiment and `tai predict` run.
+- the per-user cache folder (`cache_root`): the embedding cache (`embedding_cache_dir`), shared by every
+  workspace, queued experiment and `tai predict` run, and the resumable state of long stages (`resume_dir`:
+  the generate journal, training checkpoints, dense staging), keyed by what determines their result. None of
+  it is a DVC out: a queued or `--temp` experiment runs in a fresh copy, where DVC could not restore such an
+  out, and would rerun the stage for its absence (docs/pipeline.md, "What survives a kill, a queue, --temp").
 """
 
 import os
@@ -17,16 +20,14 @@ DOWNLOADS = DATA / "downloads"                 # download: <dataset>/ (persisted
 ARTIFACTS = Path("artifacts")
 PREPARED = ARTIFACTS / "data"                  # prepare: <dataset>/labels.parquet, <dataset>/<split>.parquet
 TEXTS = ARTIFACTS / "texts.parquet"            # generate
-GENERATE_DIR = ARTIFACTS / "generate"          # generate: report.parquet, journal/ (persisted, for resume)
+GENERATE_DIR = ARTIFACTS / "generate"          # generate: report.parquet, mentions.parquet
 GENERATE_REPORT = GENERATE_DIR / "report.parquet"
-GENERATE_JOURNAL = GENERATE_DIR / "journal"
 GENERATE_MENTIONS = GENERATE_DIR / "mentions.parquet"   # labels `mentions` would add, most often first
 TEXT_EMBEDDINGS = ARTIFACTS / "embeddings" / "text"      # encode_text
 EVAL_EMBEDDINGS = ARTIFACTS / "embeddings" / "eval"      # encode_eval_images: <split>-<px>/, skipped.parquet
 SUPPORT_EMBEDDINGS = ARTIFACTS / "embeddings" / "support"  # encode_support_images: the few-shot support images
 PARTIAL_EMBEDDINGS = ARTIFACTS / "embeddings" / "partial"  # encode_partial_images: the partially labelled split
 DENSE_EMBEDDINGS = ARTIFACTS / "embeddings" / "dense"      # encode_dense_images: per-location features (prompt methods)
-DENSE_STAGING = ARTIFACTS / "embeddings" / "dense-staging"   # its finished batches until it completes (not a DVC out: a kill resumes)
 ZEROSHOT = ARTIFACTS / "zeroshot"              # per_class.parquet, scores.parquet
 FEWSHOT_SUPPORT = ARTIFACTS / "fewshot" / "support.parquet"
 PARTIAL_MASK = ARTIFACTS / "partial" / "mask.parquet"
@@ -35,12 +36,10 @@ CENTROIDS_VISUAL = CENTROIDS / "visual.parquet"
 CENTROIDS_COMBINATIONS = CENTROIDS / "combinations.parquet"
 CENTROIDS_GAPS = CENTROIDS / "gaps.parquet"           # per-label and global text-to-image gaps (partial.shift)
 MODEL = ARTIFACTS / "model" / "adapter.pt"
-TRAIN_CHECKPOINT = ARTIFACTS / "train" / "checkpoint.pt"   # persisted: resume after a kill
 EVAL = ARTIFACTS / "eval"                      # per_class.parquet, scores.parquet
 PROMPT = ARTIFACTS / "prompt"                  # prompt: per_class.parquet, scores.parquet, context.pt
 PROMPT_SCORES = PROMPT / "scores.parquet"      # what evaluate.integrate_with: prompt averages with the adapter
 PROMPT_CONTEXT = PROMPT / "context.pt"         # the learned context vectors and what they were trained for
-PROMPT_CHECKPOINT = PROMPT / "checkpoint.pt"   # persisted: a killed prompt stage resumes after its last epoch
 
 REPORTS = Path("reports")
 GENERATE_METRICS = REPORTS / "generate.json"
@@ -83,9 +82,8 @@ def skipped_images_path(root: Path) -> Path:
     return root / "skipped.parquet"
 
 
-def embedding_cache_dir() -> Path:
-    """The content-addressed CLIP embedding cache: $TAI_CACHE_DIR, else the per-user cache folder
-    (platformdirs: ~/.cache/tai-adapter/embeddings on Linux). Never inside a workspace or an input folder."""
+def cache_root() -> Path:
+    """$TAI_CACHE_DIR, else the per-user cache folder (platformdirs: ~/.cache/tai-adapter on Linux)."""
     override = os.environ.get(CACHE_ENV)
     if override:
         return Path(override).expanduser()
@@ -101,9 +99,41 @@ def user_cache_root() -> Path:
 
 def llm_probe_cache_dir() -> Path:
     """Where the LLM decode probe (pipeline.generate.probe) remembers the (llama-cpp-python, CPU, model)
-    triples that decoded: beside the embedding cache, or inside $TAI_CACHE_DIR when that is set."""
-    override = os.environ.get(CACHE_ENV)
-    return (Path(override).expanduser() if override else user_cache_root()) / "llm-probe"
+    triples that decoded: <cache_root>/llm-probe, beside the embeddings and the resume state."""
+    return cache_root() / "llm-probe"
+
+
+def embedding_cache_dir() -> Path:
+    """The content-addressed CLIP embedding cache: $TAI_CACHE_DIR itself (as before resume state joined it),
+    else ~/.cache/tai-adapter/embeddings on Linux. Never inside a workspace or an input folder."""
+    return cache_root() if os.environ.get(CACHE_ENV) else cache_root() / "embeddings"
+
+
+def resume_dir(stage: str) -> Path:
+    """Where `stage` keeps what a killed run resumes from: <cache_root>/resume/<stage>. Outside the workspace
+    (a queued or --temp experiment's fresh copy finds it too) and never a DVC out; entries are named by a
+    fingerprint of what determines the result, so runs of other settings never resume from each other."""
+    return cache_root() / "resume" / stage
+
+
+def generate_journal_dir() -> Path:
+    """generate's journal: <fingerprint>/ folders of finished captions (pipeline.generate.journal)."""
+    return resume_dir("generate")
+
+
+def train_checkpoint(fingerprint: str) -> Path:
+    """train's per-epoch checkpoint for one training set and its params (pipeline.train.run_fingerprint)."""
+    return resume_dir("train") / f"{fingerprint}.pt"
+
+
+def prompt_checkpoint(fingerprint: str) -> Path:
+    """The prompt stage's per-epoch checkpoint for one method, its values and inputs."""
+    return resume_dir("prompt") / f"{fingerprint}.pt"
+
+
+def dense_staging(key: str) -> Path:
+    """encode_dense_images' finished batches for one image set (pipeline.dense.staging_key)."""
+    return resume_dir("dense") / key
 
 
 def missing_images_path(dataset: str, split: str) -> Path:

@@ -72,6 +72,12 @@ class TrainingSet:
         return digest.hexdigest()
 
 
+def run_fingerprint(data: TrainingSet, params: TrainParams) -> str:
+    """What a checkpoint must match to be resumed: the training set and every train param. It also names
+    the stage's checkpoint file in the per-user cache (pipeline.paths.train_checkpoint)."""
+    return hashlib.sha256((data.fingerprint() + repr(asdict(params))).encode()).hexdigest()
+
+
 def batch_split(batch_size: int, data: TrainingSet) -> tuple[int, int]:
     """(texts, images) per batch."""
     if data.images is None or len(data.images) == 0 or data.image_weight == 0:
@@ -145,7 +151,7 @@ def train_adapter(
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=params.max_lr, total_steps=params.epochs * steps_per_epoch)
     loss_fn = nn.BCEWithLogitsLoss(reduction="none")
 
-    fingerprint = hashlib.sha256((data.fingerprint() + repr(asdict(params))).encode()).hexdigest()
+    fingerprint = run_fingerprint(data, params)
     history: list[dict] = []
     start_epoch = 0
     state = read_checkpoint(checkpoint) if checkpoint is not None else None

@@ -2,8 +2,9 @@
 prompt.method reads (DualCoOp: partial.split and evaluate.split at encode.partial_resolution; TaI-DPT:
 evaluate.split at encode.image_resolution; nothing otherwise), float16, into
 artifacts/embeddings/dense/<split>-<px>/; unreadable images are skipped and listed in skipped.parquet.
-Finished batches wait in artifacts/embeddings/dense-staging/ until the stage completes, so a killed run
-resumes with the images no batch holds (`pipeline.dense.encode_dense`)."""
+Finished batches wait in the per-user cache (pipeline.paths.dense_staging, one folder per image set and
+model) until the stage completes, so a killed run resumes with the images no batch holds
+(`pipeline.dense.encode_dense`), in the workspace or in a queued experiment's copy alike."""
 
 import logging
 import shutil
@@ -29,7 +30,7 @@ def main(params) -> None:
     if wanted:   # load CLIP first: a bad encode.model fails before anything is written
         encoder = load_clip(p.model, p.device)
         check_dense_model(encoder.model, params.prompt.method)
-    skipped = []
+    skipped, staged = [], []
     with atomic_dir(paths.DENSE_EMBEDDINGS) as tmp:
         for dense_set in wanted:
             manifest = read_split(params.prepare.dataset, dense_set.split)
@@ -37,12 +38,14 @@ def main(params) -> None:
             metadata = {"model": p.model, "model_identity": encoder.identity, "kind": "dense", "resize": p.resize,
                         "resolution": dense_set.resolution, "split": dense_set.split, "positional": "none"}
             out = dense_dir(dense_set.split, dense_set.resolution, tmp) / "part-00000.arrow"
-            staging = paths.DENSE_STAGING / staging_key(metadata, image_paths, ids)
+            staging = paths.dense_staging(staging_key(metadata, image_paths, ids))
+            staged.append(staging)
             bad = encode_dense(encoder, ids, image_paths, dense_set.resolution, out, metadata, staging, p.resize,
                                p.batch_size, p.num_workers)
             skipped += [(dense_set.split, dense_set.resolution, ids[i], image_paths[i], why) for i, why in bad]
         write_parquet(pl.DataFrame(skipped, schema=SKIPPED_SCHEMA, orient="row"), paths.skipped_images_path(tmp))
-    shutil.rmtree(paths.DENSE_STAGING, ignore_errors=True)   # the output is in place: no run resumes from these
+    for staging in staged:   # the output is in place: no run resumes from these (other runs' folders stay)
+        shutil.rmtree(staging, ignore_errors=True)
 
 if __name__ == "__main__":
     run(main, "encode_dense_images")

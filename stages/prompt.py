@@ -1,7 +1,9 @@
 """prompt: a peer method (prompt.method: coop | dualcoop | taidpt) trained on the same prepared data and
 CLIP, scored on the evaluation split; evaluate.integrate_with: prompt averages its scores with the
 adapter's (the paper's starred rows). With prompt.method none: empty tables, and metrics whose `map`
-is null (no method, so no number: a 0 would read as a score)."""
+is null (no method, so no number: a 0 would read as a score). A killed run resumes after its last finished
+epoch from a checkpoint in the per-user cache (pipeline.paths.prompt_checkpoint), removed once the outputs
+are written."""
 
 import logging
 
@@ -27,8 +29,6 @@ def main(params) -> None:
         write_json({**EMPTY_SUMMARY, "n_images": 0, "n_classes_scored": 0}, paths.PROMPT_METRICS)
         write_text("epoch,loss,lr,seconds\n", paths.PROMPT_LOG)
         write_torch({"method": "none"}, paths.PROMPT_CONTEXT)
-        if not paths.PROMPT_CHECKPOINT.is_file():   # a DVC out (persisted): present, and resumed by no run
-            write_torch({}, paths.PROMPT_CHECKPOINT)
         return
     from pipeline.prompt.run import run_prompt_method
 
@@ -40,6 +40,7 @@ def main(params) -> None:
                                result.targets, labels, result.summary)
     log.info("%s: mAP %.4f on %d images of %s", params.prompt.method, metrics["map"], metrics["n_images"],
              params.evaluate.split)
+    result.checkpoint.unlink(missing_ok=True)   # per-user cache (no DVC out): nothing is left to resume
 
 
 if __name__ == "__main__":

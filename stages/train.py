@@ -1,5 +1,7 @@
 """train: the adapter on perturbed text embeddings (plus images in the few-shot and
-partial-label settings); resumes from the last finished epoch after a kill."""
+partial-label settings); resumes from the last finished epoch after a kill. The per-epoch checkpoint lives
+in the per-user cache, named by the training set and params (pipeline.paths.train_checkpoint), and is
+removed once the model is written: no DVC out, so a queued or --temp experiment's fresh copy lacks nothing."""
 
 import dataclasses
 import logging
@@ -14,7 +16,7 @@ from pipeline.io import write_json, write_text
 from pipeline.labels import read_labels
 from pipeline.stage import run
 from pipeline.thresholds import ZERO_SHOT_MESSAGE, choose_thresholds, holdout_rows
-from pipeline.train import train_adapter
+from pipeline.train import run_fingerprint, train_adapter
 from pipeline.training_data import build_training_set
 
 log = logging.getLogger("train")
@@ -80,7 +82,8 @@ def main(params) -> None:
     data, held = hold_out_images(data, params)
     summary["n_images_threshold_holdout"] = 0 if held is None else len(held.images)
     summary["n_images"] -= summary["n_images_threshold_holdout"]
-    model, history = train_adapter(data, params.train, checkpoint=paths.TRAIN_CHECKPOINT)
+    checkpoint = paths.train_checkpoint(run_fingerprint(data, params.train))
+    model, history = train_adapter(data, params.train, checkpoint=checkpoint)
     clip_identity = read_metadata(paths.TEXT_EMBEDDINGS).get("model_identity")   # the CLIP encode_text ran
     bundle = AdapterBundle(model.cpu(), labels.names, params.train.normalize, params.encode.model, eval_resolution,
                            params.encode.resize, clip_identity, params.encode.precision)
@@ -88,6 +91,7 @@ def main(params) -> None:
     bundle.save(paths.MODEL)
     write_text(pl.DataFrame(history).write_csv(), paths.TRAIN_LOG)
     write_json({**summary, "final_loss": history[-1]["loss"]}, paths.TRAIN_METRICS)
+    checkpoint.unlink(missing_ok=True)   # the outputs are written: nothing is left to resume
 
 
 if __name__ == "__main__":

@@ -93,6 +93,7 @@ def test_the_train_stage_says_disk_full_in_one_line_and_exits_2(tmp_path, monkey
 
     project = stage_project(tmp_path, {"batch_size": 16})
     monkeypatch.chdir(project)
+    monkeypatch.setenv("TAI_CACHE_DIR", str(tmp_path / "cache"))   # where the checkpoint goes (per-user cache)
     before = listing(project / "artifacts")
     monkeypatch.setattr(io_module, "tempfile", FullDisk())
     with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as exit_:
@@ -100,6 +101,7 @@ def test_the_train_stage_says_disk_full_in_one_line_and_exits_2(tmp_path, monkey
     assert exit_.value.code == 2
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "\n" not in errors[0], errors
-    assert errors[0].startswith("disk full: could not write artifacts/train/checkpoint.pt"), errors
-    assert listing(project / "artifacts") == before   # no model, no checkpoint, no temporary
+    assert errors[0].startswith(f"disk full: could not write {tmp_path / 'cache' / 'resume' / 'train'}/"), errors
+    assert listing(project / "artifacts") == before   # no model, no temporary
+    assert listing(tmp_path / "cache" / "resume" / "train") == []   # no checkpoint, no temporary
     assert not (project / "reports").exists()

@@ -4,6 +4,8 @@ the journal, determinism and params checks. (Real models: test_generate_kill.py,
 from __future__ import annotations
 
 import dataclasses
+import os
+import time
 import re
 from collections import Counter
 from pathlib import Path
@@ -25,6 +27,7 @@ from pipeline.generate import (
     resolve_model,
 )
 from generate_fakes import ScriptedBackend, echo_caption
+from pipeline.generate.journal import KEEP_OTHERS_S
 from pipeline.labels import VOC_LABELS, LabelSet
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -343,10 +346,18 @@ def test_journal_is_keyed_by_what_changes_answers(tmp_path):
     assert summary.resumed == 6 and len(backend.calls) == 3
     assert [d.name for d in journal.iterdir()] == [first]
 
-    # another prompt: nothing reused, and the old entries are gone once the run finishes
+    # another prompt: nothing reused; the other setting's journal stays (the folder is per user: a parallel run,
+    # or switching back, uses it) until nobody has written it for KEEP_OTHERS_S, then the next run removes it
+    other = dataclasses.replace(p, prompt="Describe a picture that contains {labels}.")
     backend = ScriptedBackend(echo_caption)
-    _, _, summary = run(tmp_path, dataclasses.replace(p, prompt="Describe a picture that contains {labels}."), backend)
+    _, _, summary = run(tmp_path, other, backend)
     assert summary.resumed == 0 and len(backend.calls) == 6
+    assert first in [d.name for d in journal.iterdir()] and len(list(journal.iterdir())) == 2
+    unused = time.time() - KEEP_OTHERS_S - 60
+    for path in [journal / first, *(journal / first).iterdir()]:
+        os.utime(path, (unused, unused))
+    _, _, summary = run(tmp_path, other, ScriptedBackend(echo_caption))
+    assert summary.resumed == 6
     assert first not in [d.name for d in journal.iterdir()] and len(list(journal.iterdir())) == 1
 
     # another model answers differently: not reused either

@@ -27,15 +27,20 @@ def make_project(path: Path) -> Path:
     return path
 
 
+def journal_dir(project: Path) -> Path:
+    """Each project its own per-user cache, so the two runs never share a journal."""
+    return project / "cache" / "resume" / "generate"
+
+
 def start(project: Path) -> subprocess.Popen:
     return subprocess.Popen(
-        stage_command("generate"), cwd=project, env=stage_env(),
+        stage_command("generate"), cwd=project, env={**stage_env(), "TAI_CACHE_DIR": str(project / "cache")},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
 
 
 def journaled(project: Path) -> int:
-    chunks = [p for p in (project / "artifacts" / "generate" / "journal").glob("*/*.parquet")]
+    chunks = [p for p in journal_dir(project).glob("*/*.parquet")]
     return sum(pl.read_parquet(c, columns=["combination_id"])["combination_id"].n_unique() for c in chunks)
 
 
@@ -74,7 +79,8 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_result(tmp_path):
     assert accounted == set(range(N))                           # no combination lost
     assert texts.height + report.height == N                    # none duplicated
     assert set(texts["source"]) == {"llm"} and set(texts["model"]) == {"SmolLM2-135M-Instruct.Q4_1.gguf"}
-    assert len(list((killed / "artifacts" / "generate" / "journal").iterdir())) == 1
+    assert len(list(journal_dir(killed).iterdir())) == 1
+    assert not (killed / "artifacts" / "generate" / "journal").exists()   # nothing of it in the workspace
 
 
 def test_llama_cpp_answers_do_not_depend_on_the_order_of_work():

@@ -36,3 +36,42 @@ def test_a_killed_writers_temporaries_are_removed_by_the_next_write(tmp_path):
     write_text("{}", tmp_path / "report.json")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".outer.k1ll3d.tmp", "out", "report.json"]
     assert (tmp_path / "out" / "a.txt").read_text() == "new"
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o002])
+def test_written_files_take_the_mode_open_would_give_them(tmp_path, umask):
+    """Not mkstemp's private 0600: a group sharing the embedding cache, or a CI user reading another user's
+    artifacts and reports, needs the umask's mode, as open() and mkdir() give it."""
+    import os
+    import stat
+
+    import numpy as np
+    import polars as pl
+
+    from pipeline.embeddings import EmbeddingCache
+    from pipeline.io import current_umask, write_json, write_parquet, write_torch
+
+    def mode(path):
+        return stat.S_IMODE(path.stat().st_mode)
+
+    old = os.umask(umask)
+    try:
+        assert current_umask() == umask
+        reference = tmp_path / "plain.txt"
+        reference.write_text("open() made me")
+        (tmp_path / "plain-folder").mkdir()
+        written = [write_json({"map": 0.5}, tmp_path / "reports" / "eval.json"),
+                   write_parquet(pl.DataFrame({"a": [1]}), tmp_path / "artifacts" / "t.parquet"),
+                   write_torch({"w": 1}, tmp_path / "artifacts" / "model.pt"),
+                   write_text("x", tmp_path / "t.txt")]
+        with atomic_dir(tmp_path / "shards") as tmp:
+            written.append(write_text("y", tmp / "part-0.arrow"))
+        cache = EmbeddingCache(tmp_path / "cache")
+        cache.put(["a cat."], np.ones((1, 4), np.float32))
+        chunks = list((tmp_path / "cache").glob("*.arrow"))
+        assert chunks
+    finally:
+        os.umask(old)
+    for path in [*written[:-1], tmp_path / "shards" / "part-0.arrow", *chunks]:
+        assert mode(path) == mode(reference) == 0o666 & ~umask, (path, oct(mode(path)))
+    assert mode(tmp_path / "shards") == mode(tmp_path / "plain-folder") == 0o777 & ~umask

@@ -11,7 +11,7 @@ import os
 import pytest
 
 from e2e_project import commit, make_project, run, stages_run
-from test_experiments_e2e import wait_for_queue
+from test_experiments_e2e import wait_for_experiments
 
 pytestmark = pytest.mark.slow
 
@@ -35,8 +35,8 @@ def swept(tmp_path_factory, tiny_clip, private_cache):
     run(project, "dvc", "exp", "run", "--queue", "-S", "prompt.method=dualcoop", "-S", "fewshot.shots=0",
         "-S", "partial.known_proportion=0.5", "-S", "prompt.select=val")
     run(project, "dvc", "queue", "start", "-j", "2")
-    status = wait_for_queue(project, timeout_s=900)
-    assert "Failed" not in status, status
+    states = wait_for_experiments(project, timeout_s=900)
+    assert "failed" not in states.values(), states
     return experiments(json.loads(run(project, "dvc", "exp", "show", "--json").stdout))
 
 

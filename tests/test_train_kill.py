@@ -38,13 +38,18 @@ def train_project(base, name: str):
 
 
 def train(project, **popen) -> subprocess.Popen:
-    return subprocess.Popen(stage_command("train"), cwd=project, env={**stage_env(), **ONE_THREAD},
+    env = {**stage_env(), **ONE_THREAD, "TAI_CACHE_DIR": str(project / "cache")}   # a checkpoint folder each
+    return subprocess.Popen(stage_command("train"), cwd=project, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
 
 
+def checkpoints(project) -> list:
+    return list((project / "cache" / "resume" / "train").glob("*.pt"))
+
+
 def checkpoint_state(project) -> dict | None:
-    path = project / "artifacts" / "train" / "checkpoint.pt"
-    return torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
+    found = checkpoints(project)
+    return torch.load(found[0], map_location="cpu", weights_only=True) if found else None
 
 
 def test_train_killed_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_path):
@@ -69,6 +74,7 @@ def test_train_killed_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_path):
     _, log = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, log
     assert f"after epoch {kept} of {EPOCHS}" in log
+    assert checkpoints(killed) == [] and not (killed / "artifacts" / "train").exists()   # removed once done
     assert reference.wait(timeout=300) == 0, reference.communicate()[1]
 
     a = torch.load(whole / "artifacts" / "model" / "adapter.pt", weights_only=True)["state_dict"]

@@ -15,8 +15,12 @@ at once) has all its answers pooled.
 The fingerprint covers everything that changes an answer: the generate params (not the transport:
 servers, concurrency, timeouts, threads; not generate.require_labels, which only decides which
 answers are asked for), the label set, the model's identity (its file's content hash), and a hash
-of the code that samples, parses and runs the chats. Once a run finishes, folders of other
-fingerprints are deleted.
+of the code that samples, parses and runs the chats.
+
+The journal folder is per user (pipeline.paths.generate_journal_dir), shared by every workspace and every
+queued or --temp experiment, which may run at once under other settings. So a finished run removes only
+the folders of other fingerprints that nobody has written for KEEP_OTHERS_S (a week): switching a generate
+param back within it resumes every caption, and a parallel run's journal is never pulled from under it.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from pipeline.io import write_json, write_parquet
 log = logging.getLogger(__name__)
 
 JOURNAL_VERSION = 2   # bump when the row format changes (the answer code is hashed into the fingerprint)
+KEEP_OTHERS_S = 7 * 24 * 3600   # how long a journal of other settings stays after it was last written
 
 CALL_SCHEMA = pl.Struct({
     "key": pl.Utf8,            # pipeline.generate.refine.call_key: the chat so far and the seed
@@ -89,6 +94,7 @@ class Journal:
         meta_path = self.dir / "meta.json"
         if not meta_path.exists():
             write_json({"fingerprint": self.fingerprint, "version": JOURNAL_VERSION, **self.meta}, meta_path)
+        os.utime(meta_path)   # in use: another setting's run keeps it for KEEP_OTHERS_S from now
         return self
 
     def chunk_paths(self) -> list[Path]:
@@ -128,11 +134,13 @@ class Journal:
         self._pending = []
         self._pending_combinations = 0
 
-    def prune(self) -> list[str]:
-        """Delete everything in the journal folder that is not this fingerprint's."""
+    def prune(self, keep_others_s: float = KEEP_OTHERS_S) -> list[str]:
+        """Delete what in the journal folder is not this fingerprint's and was last written more than
+        `keep_others_s` ago (another setting's journal, or a parallel run's, stays while it is in use)."""
         removed = []
+        now = time.time()
         for entry in self.root.iterdir():
-            if entry == self.dir:
+            if entry == self.dir or now - _last_written(entry) < keep_others_s:
                 continue
             if entry.is_dir():
                 shutil.rmtree(entry, ignore_errors=True)
@@ -140,5 +148,15 @@ class Journal:
                 entry.unlink(missing_ok=True)
             removed.append(entry.name)
         if removed:
-            log.info("journal: removed %d entr%s of other settings: %s", len(removed), "y" if len(removed) == 1 else "ies", removed)
+            log.info("journal: removed %d entr%s of other settings, unused for %.0f days: %s", len(removed),
+                     "y" if len(removed) == 1 else "ies", keep_others_s / 86400, removed)
         return removed
+
+
+def _last_written(entry: Path) -> float:
+    """The newest modification time in `entry` (a file, or a folder and its files); 0 if it vanished."""
+    try:
+        times = [entry.stat().st_mtime] + ([p.stat().st_mtime for p in entry.iterdir()] if entry.is_dir() else [])
+    except FileNotFoundError:
+        return 0.0
+    return max(times)

@@ -188,7 +188,7 @@ def generate_texts(
     *,
     texts_path: str | Path = paths.TEXTS,
     report_path: str | Path = paths.GENERATE_REPORT,
-    journal_dir: str | Path = paths.GENERATE_JOURNAL,
+    journal_dir: str | Path | None = None,
     mentions_path: str | Path | None = None,
     backend: ChatBackend | None = None,
     progress: bool = True,
@@ -196,7 +196,8 @@ def generate_texts(
     """Caption `params.n_combinations` random label combinations; write texts, report and journal.
 
     `backend` overrides the one `params` names (tests, benchmarks); it is not closed here.
-    `mentions_path`, when given, receives the table of labels the `mentions` rule adds.
+    `mentions_path`, when given, receives the table of labels the `mentions` rule adds. `journal_dir`:
+    where finished captions are journaled (default: the per-user paths.generate_journal_dir()).
     """
     started = time.perf_counter()
     check_capacity(params, labels)
@@ -222,7 +223,7 @@ def generate_texts(
         own_backend = True
     try:
         identity = backend.identity() if llm_plan else {"backend": "none (templates only)"}
-        journal = Journal(journal_dir, journal_meta(params, labels, identity), every_s=params.journal_every_s).open()
+        journal = Journal(journal_dir or paths.generate_journal_dir(), journal_meta(params, labels, identity), every_s=params.journal_every_s).open()
         summary.fingerprint = journal.fingerprint
         if llm_plan:
             summary.model = backend.model_name

@@ -36,6 +36,7 @@ class PromptResult:
     history: list[dict]                 # per epoch: epoch, loss, lr, seconds
     context: dict[str, torch.Tensor]    # the learned context vectors by name
     summary: dict = field(default_factory=dict)
+    checkpoint: Path | None = None      # the per-epoch checkpoint: the stage removes it once its outputs are written
 
 
 def _targets(params: Params, labels: LabelSet, split: str, ids: list[str]) -> np.ndarray:
@@ -91,8 +92,9 @@ def run_prompt_method(params: Params, labels: LabelSet) -> PromptResult:
     setup = {"names": list(labels.names), "n_ctx": p.n_ctx, "class_specific": hp["class_specific"],
              "generator": torch.Generator().manual_seed(p.seed), "ctx_init": p.ctx_init}
     fitting = {"epochs": hp["epochs"], "lr": hp["lr"], "batch_size": hp["batch_size"], "seed": p.seed,
-               "checkpoint": paths.PROMPT_CHECKPOINT, "fingerprint": _fingerprint(params, labels, hp, encoder.identity),
+               "fingerprint": _fingerprint(params, labels, hp, encoder.identity),
                "loss_weight": defaults.resolved_loss_weight(p.method, p.loss_weight)}
+    fitting["checkpoint"] = paths.prompt_checkpoint(fitting["fingerprint"])   # per-user cache; see stages/prompt.py
     runner = {"coop": _coop, "dualcoop": _dualcoop, "taidpt": _taidpt}[p.method]
     ids, scores, targets, n_train, history, context = runner(params, labels, model, encoder.device, setup, fitting)
     scores = scores.detach().cpu().double().numpy()
@@ -104,7 +106,8 @@ def run_prompt_method(params: Params, labels: LabelSet) -> PromptResult:
                "n_template_texts": len(labels) * TEMPLATES_PER_LABEL if p.method == "taidpt" and p.taidpt_templates else 0,
                "selected_epoch": _selected_epoch(history),
                "final_loss": history[-1]["loss"], "seconds_per_epoch": float(np.mean([h["seconds"] for h in history]))}
-    return PromptResult(ids, scores, targets, history, {k: v.detach().cpu() for k, v in context.items()}, summary)
+    return PromptResult(ids, scores, targets, history, {k: v.detach().cpu() for k, v in context.items()}, summary,
+                        fitting["checkpoint"])
 
 
 def _selected_epoch(history: list[dict]) -> int:
