@@ -228,13 +228,15 @@ def batched(args) -> None:
           f"model {resolve_model(base.model).name}, {args.n} combinations, temperature {base.temperature}, "
           f"max_tokens {base.max_tokens}, single_sentence {str(base.single_sentence).lower()}, {args.threads} "
           f"thread(s); load average {os.getloadavg()[0]:.1f}", flush=True)
-    seconds, answers, tokens = one_at_a_time(base)
-    loop = answers / seconds
-    print(f"one at a time, create_chat_completion: {loop:.2f} captions/s ({tokens / seconds:.0f} tokens/s)", flush=True)
-    print("| sequences at once | bare batched loop, captions/s | x the one-at-a-time loop | stage, kept captions/s "
-          "| x the one-at-a-time loop | stage / bare batched | stage model calls per kept caption | load average |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("The one-at-a-time loop (create_chat_completion) is run again beside each width, since the load of a shared "
+          "machine drifts within minutes; each row's ratios are to the loop measured just before it.")
+    print("| sequences at once | one-at-a-time loop, captions/s | bare batched loop, captions/s | x the loop "
+          "| stage, kept captions/s | x the loop | stage / bare batched | stage model calls per kept caption "
+          "| load average |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for width in args.widths:
+        seconds, answers, tokens = one_at_a_time(base)
+        loop = answers / seconds
         seconds, answers, tokens, _ = bare_batched_run(base, width)
         bare = answers / seconds
         p = dataclasses.replace(base, parallel=width)
@@ -247,10 +249,8 @@ def batched(args) -> None:
             stage = summary.llm_texts / (time.perf_counter() - started)
         calls = summary.llm_calls / max(summary.llm_texts, 1)
         backend.close()
-        print(f"| {width} | {bare:.2f} | {bare / loop:.2f} | {stage:.2f} | {stage / loop:.2f} | {stage / bare:.2f} "
-              f"| {calls:.2f} | {os.getloadavg()[0]:.1f} |", flush=True)
-    seconds, answers, tokens = one_at_a_time(base)
-    print(f"one at a time again: {answers / seconds:.2f} captions/s; load average {os.getloadavg()[0]:.1f}")
+        print(f"| {width} | {loop:.2f} | {bare:.2f} | {bare / loop:.2f} | {stage:.2f} | {stage / loop:.2f} "
+              f"| {stage / bare:.2f} | {calls:.2f} | {os.getloadavg()[0]:.1f} |", flush=True)
 
 
 def one_at_a_time(p: GenerateParams) -> tuple[float, int, int]:

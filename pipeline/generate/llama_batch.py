@@ -82,6 +82,7 @@ class BatchDecoder:
                  prefix: list[int]):
         import llama_cpp
         from llama_cpp import _internals
+        from llama_cpp._utils import suppress_stdout_stderr
 
         self._llama_cpp = llama_cpp
         self.llm = llm
@@ -94,7 +95,9 @@ class BatchDecoder:
         params.n_seq_max = width + 1          # sequence 0 holds the shared prefix
         params.kv_unified = True              # one cache: the prefix's cells are shared, not copied
         params.n_batch = params.n_ubatch = N_BATCH
-        self.ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
+        with suppress_stdout_stderr(disable=False):   # llama.cpp warns that n_ctx exceeds the training context: it
+            # is the sum over the sequences, each of which stays within n_ctx
+            self.ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
         self.batch = _internals.LlamaBatch(n_tokens=N_BATCH, embd=0, n_seq_max=1, verbose=False)
         self.memory = llama_cpp.llama_get_memory(self.ctx.ctx)
         self.eos = llm.token_eos()
