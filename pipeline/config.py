@@ -286,7 +286,7 @@ class GenerateParams:
         if not isinstance(self.parallel, int) or isinstance(self.parallel, bool) or not 1 <= self.parallel <= MAX_PARALLEL:
             raise ParamsError(
                 f"{key}.parallel = {self.parallel!r} is out of range: use 1 (one chat at a time) to {MAX_PARALLEL} "
-                f"sequences decoded at once (8 is the measured best on 2 cores; docs/generation.md)"
+                f"sequences decoded at once (the default 8: docs/generation.md)"
             )
 
 
