@@ -4,10 +4,16 @@
     (`create_chat_completion` of a plain llama-cpp Llama over the same model, prompts, seeds and max_tokens, so both
     get the same first answers, except that the stage ends a looping one early
     (pipeline.generate.loops); the stage may then ask again for a shorter or usable one);
-(b) the stage's `openai` backend with two local llama-cpp-python servers against one.
+(b) the stage's `openai` backend with two local llama-cpp-python servers against one;
+(c) generate.parallel: captions/s at 1, 2, 4, 8 and 16 sequences decoded at once, in one run: the
+    one-at-a-time bare loop of (a), a batched bare loop of each width (one `llama_decode` per step over
+    the width's sequences, the shared prompt prefix decoded once and copied, unified KV cache, the same
+    sampler chain per sequence; written here, apart from the stage's decoder), and the stage itself
+    at that width (kept captions, its retries and shortening turns included); model loads not counted.
 
-    python benchmarks/generation.py --n 40            # both, (a) with generate.single_sentence off and on
+    python benchmarks/generation.py --n 40            # (a) with generate.single_sentence off and on, (b)
     python benchmarks/generation.py --n 40 --skip-servers --single-sentence on
+    python benchmarks/generation.py --batched --n 64  # only (c), with the default params (single_sentence on)
 
 With generate.single_sentence on, the bare loop sends the same stop sequences (so the first answers
 are still the same). (a) also prints what the stage keeps and drops, and its model calls per kept
@@ -47,6 +53,23 @@ class CountingBackend:
         self.inner, self.calls, self.tokens = inner, 0, 0
         self.first_turns, self.first_turn_seconds = 0, 0.0   # chats of one user message: what the bare loop does
         self.model_name, self.concurrency = inner.model_name, inner.concurrency
+        if hasattr(inner, "chat_group"):   # a batching backend: count its calls as they pass
+            self.parallel = inner.parallel
+            self.chat_group = self._chat_group
+
+    def _chat_group(self, chats):
+        return self.inner.chat_group([self._counted(chat) for chat in chats])
+
+    def _counted(self, chat):
+        try:
+            messages, seed = next(chat)
+            while True:
+                self.calls += 1
+                reply = yield messages, seed
+                self.tokens += getattr(reply, "tokens", None) or 0
+                messages, seed = chat.send(reply)
+        except StopIteration as stop:
+            return stop.value
 
     def chat(self, messages, *, seed):
         self.calls += 1
@@ -100,6 +123,166 @@ def bare_run(p: GenerateParams) -> tuple[float, float, int, int]:
     return seconds, cpu, answers, tokens
 
 
+def bare_batched_run(p: GenerateParams, width: int) -> tuple[float, int, int, list[str]]:
+    """(seconds, answers, tokens, answers' texts) of a plain batched llama.cpp loop over the stage's first prompts:
+    `width` sequences per llama_decode, the shared prefix decoded once into sequence 0 and copied, one sampler
+    chain per sequence (create_chat_completion's), ending at an end token, a stop sequence or max_tokens."""
+    import llama_cpp
+    from llama_cpp import Llama, _internals
+
+    plan = plan_combinations(VOC_LABELS, seed=p.seed, n=p.n_combinations, max_labels=p.max_labels, llm_fraction=1.0)
+    llm = Llama(model_path=str(resolve_model(p.model)), n_ctx=p.n_ctx, n_threads=p.n_threads,
+                n_threads_batch=p.n_threads, verbose=False, **_no_repack())
+    template = llama_cpp.llama_chat_format.Jinja2ChatFormatter(
+        llm.metadata["tokenizer.chat_template"], llm._model.token_get_text(llm.token_eos()),
+        llm._model.token_get_text(llm.token_bos()))
+    prompts = [llm.tokenize(template(messages=[{"role": "user", "content": fill(p.prompt, c.words)}]).prompt.encode(),
+                            add_bos=False, special=True) for c in plan]
+    prefix = 0
+    while all(len(t) > prefix + 1 and t[prefix] == prompts[0][prefix] for t in prompts):
+        prefix += 1
+    params = llama_cpp.llama_context_params.from_buffer_copy(llm.context_params)
+    params.n_ctx, params.n_seq_max, params.kv_unified = p.n_ctx * width, width + 1, True
+    ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
+    memory = llama_cpp.llama_get_memory(ctx.ctx)
+    batch = _internals.LlamaBatch(n_tokens=max(512, width * p.n_ctx), embd=0, n_seq_max=1, verbose=False)
+    stops = [s.encode() for s in STOP] if p.single_sentence else []
+
+    def add(token, pos, seq, logits):
+        b = batch.batch
+        i = b.n_tokens
+        b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = token, pos, 1, logits
+        b.seq_id[i][0] = seq
+        b.n_tokens = i + 1
+        return i
+
+    started = time.perf_counter()
+    batch.reset()
+    for i, token in enumerate(prompts[0][:prefix]):
+        add(token, i, 0, False)
+    ctx.decode(batch)
+    texts, tokens = [], 0
+    for start in range(0, len(plan), width):
+        group = list(range(start, min(start + width, len(plan))))
+        samplers, done, outs, at = {}, {}, {i: [] for i in group}, {}
+        batch.reset()
+        for slot, i in enumerate(group, 1):
+            llama_cpp.llama_memory_seq_rm(memory, slot, -1, -1)
+            llama_cpp.llama_memory_seq_cp(memory, 0, slot, 0, prefix)
+            llm.set_seed(derive_seed(plan[i].seed, 0, 1))
+            samplers[i] = llm._init_sampler(temp=p.temperature, repeat_penalty=1.0)
+            rest = prompts[i][prefix:]
+            for j, token in enumerate(rest):
+                at[i] = add(token, prefix + j, slot, j == len(rest) - 1)
+        while True:
+            ctx.decode(batch)
+            nxt = {}
+            for i in group:
+                if i in done:
+                    continue
+                token = samplers[i].sample(ctx, at[i])
+                if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
+                    done[i] = True
+                    continue
+                outs[i].append(token)
+                text = llm.detokenize(outs[i])
+                if any(s in text for s in stops) or len(outs[i]) >= p.max_tokens:
+                    done[i] = True
+                    continue
+                nxt[i] = token
+            if not nxt:
+                break
+            batch.reset()
+            for slot, i in enumerate(group, 1):
+                if i in nxt:
+                    at[i] = add(nxt[i], len(prompts[i]) + len(outs[i]) - 1, slot, True)
+        for i in group:
+            samplers[i].close()
+            texts.append(llm.detokenize(outs[i]).decode(errors="ignore"))
+            tokens += len(outs[i])
+    seconds = time.perf_counter() - started
+    batch.close()
+    ctx.close()
+    llm.close()
+    return seconds, len(plan), tokens, texts
+
+
+def _no_repack() -> dict:
+    """Llama(...) settings that keep llama.cpp from repacking the weights (the AMX crash), where this
+    llama-cpp-python takes them."""
+    import inspect
+
+    from llama_cpp import Llama
+
+    return {"use_extra_bufts": False} if "use_extra_bufts" in inspect.signature(Llama).parameters else {}
+
+
+def batched(args) -> None:
+    """(c): captions/s by width, the three loops side by side in one run."""
+    import platform
+
+    base = GenerateParams(n_combinations=args.n, seed=args.seed, n_threads=args.threads, llm_fraction=1.0)
+    base.check("generate")
+    cpu = _cpu_name()
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {cpu}, {_cores()} cores, {platform.machine()}; "
+          f"model {resolve_model(base.model).name}, {args.n} combinations, temperature {base.temperature}, "
+          f"max_tokens {base.max_tokens}, single_sentence {str(base.single_sentence).lower()}, {args.threads} "
+          f"thread(s); load average {os.getloadavg()[0]:.1f}", flush=True)
+    print("The one-at-a-time loop (create_chat_completion) is run again beside each width, since the load of a shared "
+          "machine drifts within minutes; each row's ratios are to the loop measured just before it.")
+    print("| sequences at once | one-at-a-time loop, captions/s | bare batched loop, captions/s | x the loop "
+          "| stage, kept captions/s | x the loop | stage / bare batched | stage model calls per kept caption "
+          "| load average |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for width in args.widths:
+        seconds, answers, tokens = one_at_a_time(base)
+        loop = answers / seconds
+        seconds, answers, tokens, _ = bare_batched_run(base, width)
+        bare = answers / seconds
+        p = dataclasses.replace(base, parallel=width)
+        backend = CountingBackend(make_backend(p))
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp)
+            started = time.perf_counter()
+            summary = generate_texts(p, VOC_LABELS, texts_path=out / "t.parquet", report_path=out / "r.parquet",
+                                     journal_dir=out / "journal", backend=backend, progress=False)
+            stage = summary.llm_texts / (time.perf_counter() - started)
+        calls = summary.llm_calls / max(summary.llm_texts, 1)
+        backend.close()
+        print(f"| {width} | {loop:.2f} | {bare:.2f} | {bare / loop:.2f} | {stage:.2f} | {stage / loop:.2f} "
+              f"| {stage / bare:.2f} | {calls:.2f} | {os.getloadavg()[0]:.1f} |", flush=True)
+
+
+def one_at_a_time(p: GenerateParams) -> tuple[float, int, int]:
+    """bare_run without the model load: (seconds, answers, tokens)."""
+    from llama_cpp import Llama
+
+    plan = plan_combinations(VOC_LABELS, seed=p.seed, n=p.n_combinations, max_labels=p.max_labels, llm_fraction=1.0)
+    llm = Llama(model_path=str(resolve_model(p.model)), n_ctx=p.n_ctx, n_threads=p.n_threads,
+                n_threads_batch=p.n_threads, verbose=False, **_no_repack())
+    started, tokens = time.perf_counter(), 0
+    for c in plan:
+        out = llm.create_chat_completion(messages=[{"role": "user", "content": fill(p.prompt, c.words)}],
+                                         temperature=p.temperature, max_tokens=p.max_tokens,
+                                         seed=derive_seed(c.seed, 0, 1), stop=list(STOP) if p.single_sentence else None)
+        tokens += out["usage"]["completion_tokens"]
+    seconds = time.perf_counter() - started
+    llm.close()
+    return seconds, len(plan), tokens
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor() or "unknown CPU"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -141,7 +324,12 @@ def main() -> None:
     ap.add_argument("--skip-servers", action="store_true", help="only (a)")
     ap.add_argument("--single-sentence", choices=("off", "on", "both"), default="both",
                     help="generate.single_sentence for (a): off (the paper), on, or both in turn (default); (b) uses the last")
+    ap.add_argument("--batched", action="store_true", help="only (c): generate.parallel, captions/s by width")
+    ap.add_argument("--widths", type=int, nargs="+", default=[1, 2, 4, 8, 16], help="(c): sequences at once")
     args = ap.parse_args()
+    if args.batched:
+        batched(args)
+        return
 
     settings = {"off": (False,), "on": (True,), "both": (False, True)}[args.single_sentence]
     base = GenerateParams(n_combinations=args.n, seed=args.seed, n_threads=args.threads, llm_fraction=1.0)

@@ -186,6 +186,7 @@ INTEGRATE_PROMPT = "prompt"
 # its rows and the texts table take about 2 KB per caption in memory (measured: 200,000 template
 # captions of VOC peak near 580 MiB), so 2 million is ~4 GB, and days of LLM time.
 MAX_CAPTIONS = 2_000_000
+MAX_PARALLEL = 64   # generate.parallel: llama.cpp sequences decoded at once
 
 # The paper's other captioning prompt (generate.alt_prompt).
 PAPER_ALT_PROMPT = "please organize the words {labels} into a sentence to describe an image."
@@ -222,6 +223,7 @@ class GenerateParams:
     journal_every_s: float = 2.0      # finished captions reach the resume journal at least this often
     label_rule: str = "combination"   # combination (the paper's) | mentions (plus labels named in the text)
     require_labels: str = "any"       # ours: none (the paper's) | any | all of its combination's labels an LLM caption must name
+    parallel: int = 8                 # ours: llama_cpp chats decoded at once (llama.cpp batch API); 1: one at a time
     openai: OpenAIParams = field(default_factory=OpenAIParams)
 
     def check(self, key: str) -> None:
@@ -251,6 +253,7 @@ class GenerateParams:
         _positive(f"{key}.journal_every_s", self.journal_every_s)
         _one_of(f"{key}.label_rule", self.label_rule, LABEL_RULES)
         _one_of(f"{key}.require_labels", self.require_labels, REQUIRE_LABELS)
+        self._check_parallel(key)
         if not self.model:
             raise ParamsError(
                 f"{key}.model is empty: use 'smollm2' (embedded), a hub reference such as {HUB_REFERENCE_EXAMPLE}, "
@@ -283,6 +286,13 @@ class GenerateParams:
             if "{labels}" not in template:
                 raise ParamsError(f"{key}.templates[{i}] ({template!r}) has no '{{labels}}' placeholder: add it")
         self.openai.check(f"{key}.openai")
+
+    def _check_parallel(self, key: str) -> None:
+        if not isinstance(self.parallel, int) or isinstance(self.parallel, bool) or not 1 <= self.parallel <= MAX_PARALLEL:
+            raise ParamsError(
+                f"{key}.parallel = {self.parallel!r} is out of range: use 1 (one chat at a time) to {MAX_PARALLEL} "
+                f"sequences decoded at once (the default 8: docs/generation.md)"
+            )
 
 
 @dataclass(frozen=True)

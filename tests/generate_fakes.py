@@ -51,6 +51,56 @@ class ScriptedBackend:
         pass
 
 
+class GroupingBackend(ScriptedBackend):
+    """A batching backend like llama_cpp's (`chat_group`): the chats of a group advance in lock-step
+    rounds; `batch` holds the size of the round being answered, for `answer` to put in its text, as a
+    batched decode's floating point depends on what else is in the batch. `interrupt_at` (call, round) raises KeyboardInterrupt
+    in that chat_group call's round, after its earlier rounds were answered: a kill mid-group."""
+
+    def __init__(self, answer: Callable, *, parallel: int, interrupt_at: tuple[int, int] | None = None, **kwargs):
+        super().__init__(answer, **kwargs)
+        self.parallel = parallel
+        self.interrupt_at = interrupt_at
+        self.groups: list[int] = []      # chats per chat_group call
+        self.rounds: list[int] = []      # requests per round
+        self.batch = 0
+
+    def identity(self) -> dict:
+        return {"backend": "grouping", "model": self.model_name, "parallel": self.parallel}
+
+    def chat_group(self, chats: list) -> list:
+        call = len(self.groups)
+        self.groups.append(len(chats))
+        results: list = [None] * len(chats)
+        requests = {}
+        for i, chat in enumerate(chats):
+            try:
+                requests[i] = next(chat)
+            except StopIteration as stop:
+                results[i] = stop.value
+        round_ = 0
+        while requests:
+            if self.interrupt_at == (call, round_):
+                raise KeyboardInterrupt("killed mid-group")
+            self.rounds.append(len(requests))
+            answers = {}
+            self.batch = len(requests)   # what `answer` may put in the text
+            for i, (messages, seed) in requests.items():
+                try:
+                    reply = self.chat(messages, seed=seed)
+                except BackendError as e:
+                    reply = e
+                answers[i] = reply
+            requests = {}
+            for i, reply in answers.items():
+                try:
+                    requests[i] = chats[i].send(reply)
+                except StopIteration as stop:
+                    results[i] = stop.value
+            round_ += 1
+        return results
+
+
 def echo_caption(messages, seed) -> str:
     """A well-behaved model: a short caption naming the labels of the first user turn, varied by seed."""
     first = messages[0]["content"]
@@ -116,4 +166,4 @@ def completion(content: str | None, model: str = "fake-model", finish_reason: st
     }).encode()
 
 
-__all__ = ["BackendError", "ChatServerLog", "FakeChatServer", "ScriptedBackend", "completion", "echo_caption"]
+__all__ = ["BackendError", "ChatServerLog", "FakeChatServer", "GroupingBackend", "ScriptedBackend", "completion", "echo_caption"]

@@ -1,11 +1,13 @@
 """Chat backends: one `chat(messages, seed=...) -> Reply` call per model turn.
 
 - `LlamaCppBackend`: a GGUF run in-process by llama-cpp-python; the model's own chat template
-  (from the GGUF metadata) is applied by `create_chat_completion`. Before every call the context
-  is rewound to the tokens every chat shares (the chat template's head and the first prompt up to
-  its labels, evaluated once, on their own) and the sampler is seeded, so an answer depends only on
-  (messages, seed): work order and resumption cannot change it. A looping answer is ended early
-  (pipeline.generate.loops).
+  (from the GGUF metadata) is applied by llama-cpp-python's chat handler, and the chats are decoded
+  `parallel` at a time by llama.cpp's batch API (pipeline.generate.llama_batch) with
+  `create_chat_completion`'s sampling. `chat_group(chats)` decodes a group of chats; every group
+  starts from the same state (the tokens every chat shares, the chat template's head and the first
+  prompt up to its labels, decoded once and restored), so an answer depends only on its group's
+  chats: work order and resumption cannot change it (pipeline.generate.run rebuilds the same groups).
+  A looping answer is ended early (pipeline.generate.loops).
 - `OpenAIBackend`: any OpenAI-compatible server (`POST {base_url}/chat/completions`), several
   servers for scale-out, requests spread to the least busy one, retries with exponential backoff.
 
@@ -25,7 +27,7 @@ from typing import Callable, Protocol
 
 from pipeline.config import GenerateParams, OpenAIParams, ParamsError
 from pipeline.generate.llama_load import load_llama
-from pipeline.generate.loops import LOOPED, LoopGuard
+from pipeline.generate.loops import LOOPED
 from pipeline.generate.models import model_identity, resolve_model
 from pipeline.generate.sentence import STOP
 
@@ -59,14 +61,16 @@ class ChatBackend(Protocol):
 
 
 class LlamaCppBackend:
-    concurrency = 1
+    concurrency = 1   # one thread: the chats run side by side inside chat_group
 
     def __init__(self, model_path: str | Path, *, n_ctx: int, n_threads: int, temperature: float, max_tokens: int,
-                 stop: tuple[str, ...] = (), prompt: str = "{labels}", repack_weights: bool = False):
+                 stop: tuple[str, ...] = (), prompt: str = "{labels}", repack_weights: bool = False,
+                 parallel: int = 1):
         self.model_path = Path(model_path)
         self.model_name = self.model_path.name
         self.temperature = temperature
         self.max_tokens = max_tokens
+        self.parallel = parallel   # sequences decoded at once (generate.parallel): the size of a group
         self.stop = list(stop)   # stop sequences (generate.single_sentence); none by default
         self.llm = load_llama(   # weight repacking off unless generate.repack_weights (pipeline.generate.llama_load)
             self.model_path,
@@ -85,20 +89,33 @@ class LlamaCppBackend:
                 self.model_name,
             )
         self._prefix = self._shared_prefix(prompt)
-        self._rewind(fresh=True)
+        from pipeline.generate.llama_batch import BatchDecoder
+
+        self._decoder = BatchDecoder(self.llm, n_ctx=n_ctx, width=parallel, temperature=temperature,
+                                     max_tokens=max_tokens, prefix=self._prefix)
+
+    def _request(self, messages: list[dict[str, str]], seed: int):
+        """What `create_chat_completion(messages, ...)` would decode: the prompt's tokens and its stop sequences,
+        from the model's own chat handler (its template, its end text), which is handed a stand-in for the
+        Llama that records the completion it asks for instead of running it."""
+        from llama_cpp import llama_chat_format
+
+        from pipeline.generate.llama_batch import Request
+
+        llm = self.llm
+        handler = (llm.chat_handler or llm._chat_handlers.get(llm.chat_format)
+                   or llama_chat_format.get_chat_completion_handler(llm.chat_format))
+        recorder = _CompletionRecorder(llm)
+        handler(llama=recorder, messages=messages, temperature=self.temperature, max_tokens=self.max_tokens,
+                seed=seed, stop=self.stop or None)
+        return Request(recorder.prompt, recorder.stop, seed)
 
     def _shared_prefix(self, prompt: str) -> list[int]:
         """The tokens every chat starts with: the chat template's (system prompt, user header) and the
         first-turn `prompt`'s up to its {labels} ("... an image that contains"), so that no call
-        evaluates them again."""
-        prompts = []
-        for probe in ("cat", "dog"):
-            self.llm.reset()
-            out = self.llm.create_chat_completion(
-                messages=[{"role": "user", "content": prompt.replace("{labels}", probe)}], max_tokens=1,
-                temperature=0.0, seed=0,
-            )
-            prompts.append([int(t) for t in self.llm.input_ids[: out["usage"]["prompt_tokens"]]])
+        decodes them again."""
+        prompts = [self._request([{"role": "user", "content": prompt.replace("{labels}", probe)}], 0).tokens
+                   for probe in ("cat", "dog")]
         shared = 0
         for a, b in zip(*prompts):
             if a != b:
@@ -106,47 +123,73 @@ class LlamaCppBackend:
             shared += 1
         return prompts[0][:shared]
 
-    def _rewind(self, fresh: bool = False) -> None:
-        """Cut the context back to the shared prefix, evaluated on its own.
+    def chat_group(self, chats: list) -> list:
+        """Run a group of chats, `parallel` sequences at a time; each chat's return value.
 
-        Every chat thus starts from the same state and evaluates its prompt from the same point in
-        the same batches: its answer depends on (messages, seed) only, never on the chat before it.
-        (llama-cpp's own reuse of whatever prefix the last chat left makes answers depend on the
-        order of work; starting from an empty context each time costs ~30% throughput.)"""
-        k = len(self._prefix)
-        if not fresh and k and self.llm.n_tokens >= k and [int(t) for t in self.llm.input_ids[:k]] == self._prefix:
-            self.llm.n_tokens = k   # the KV cache past k is dropped by the next prompt's prefix match
-        else:
-            self.llm.reset()
-            if k:
-                self.llm.eval(self._prefix)
-        if hasattr(self.llm, "_requires_eval"):
-            self.llm._requires_eval = True
+        A chat is a generator that yields (messages, seed) and is sent a Reply, or a BackendError when
+        none came (pipeline.generate.refine.caption_turns)."""
+        return self._decoder.run([self._translated(chat) for chat in chats])
+
+    def _translated(self, chat):
+        """`chat` as the decoder sees it: (messages, seed) -> Request, Completion -> Reply."""
+        from pipeline.generate.llama_batch import Completion
+
+        try:
+            messages, seed = next(chat)
+            while True:
+                answer = yield self._request(messages, seed)
+                if isinstance(answer, Completion):
+                    # model None: the `model` column takes model_name, the file's name now (a journaled answer
+                    # of the same file under another name or path is the same answer)
+                    reply = Reply(answer.text, LOOPED if answer.looped else answer.finish_reason, None, answer.tokens)
+                else:   # context overflow, decode failure: drop this combination, keep going
+                    reply = BackendError(f"llama_cpp: {type(answer).__name__}: {answer}")
+                messages, seed = chat.send(reply)
+        except StopIteration as stop:
+            return stop.value
 
     def chat(self, messages: list[dict[str, str]], *, seed: int) -> Reply:
-        self._rewind()  # the same starting state for every chat: the answer depends on messages + seed only
-        guard = LoopGuard(self.llm.token_eos())   # a looping answer ends early, reported as cut (pipeline.generate.loops)
-        try:
-            out = self.llm.create_chat_completion(
-                messages=messages, temperature=self.temperature, max_tokens=self.max_tokens, seed=seed,
-                stop=self.stop or None, logits_processor=[guard],
-            )
-            choice = out["choices"][0]
-            tokens = out.get("usage", {}).get("completion_tokens")
-            finish = LOOPED if guard.fired else choice.get("finish_reason")
-            # model None: the `model` column takes model_name, the file's name now (a journaled answer of the
-            # same file under another name or path is the same answer)
-            return Reply(choice["message"].get("content") or "", finish, None, tokens)
-        except Exception as e:  # context overflow, decode failure: drop this combination, keep going
-            raise BackendError(f"llama_cpp: {type(e).__name__}: {e}") from e
+        """One chat turn, decoded as a group of its own."""
+        def one():
+            return (yield messages, seed)
+
+        reply = self.chat_group([one()])[0]
+        if isinstance(reply, BackendError):
+            raise reply
+        return reply
 
     def identity(self) -> dict:
-        return {"backend": "llama_cpp", **model_identity(self.model_path)}   # the content, not the name
+        # the content, not the name; parallel: an answer depends on its group (pipeline.generate.llama_batch)
+        return {"backend": "llama_cpp", **model_identity(self.model_path), "parallel": self.parallel}
 
     def close(self) -> None:
+        decoder, self._decoder = getattr(self, "_decoder", None), None
+        if decoder is not None:
+            decoder.close()
         llm, self.llm = getattr(self, "llm", None), None
         if llm is not None:
             llm.close()
+
+
+class _CompletionRecorder:
+    """Stands in for a Llama when its chat handler runs: keeps the prompt tokens and stop sequences the
+    handler would complete, completes nothing (answers an empty completion)."""
+
+    def __init__(self, llm):
+        self._llm = llm
+        self.prompt: list[int] = []
+        self.stop: tuple[str, ...] = ()
+
+    def __getattr__(self, name):
+        return getattr(self._llm, name)
+
+    def create_completion(self, *, prompt, stop=None, **_):
+        self.prompt = [int(t) for t in prompt]
+        self.stop = tuple([stop] if isinstance(stop, str) else stop or ())
+        return {"id": "recorded", "object": "text_completion", "created": 0, "model": "",
+                "choices": [{"text": "", "index": 0, "logprobs": None, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": len(self.prompt), "completion_tokens": 0,
+                          "total_tokens": len(self.prompt)}}
 
 
 # --------------------------------------------------------------------------------------- openai
@@ -319,5 +362,6 @@ def make_backend(params: GenerateParams) -> ChatBackend:
             stop=stop,
             prompt=params.prompt,
             repack_weights=params.repack_weights,
+            parallel=params.parallel,
         )
     return OpenAIBackend(params.openai, temperature=params.temperature, max_tokens=params.max_tokens, stop=stop)  # "openai"

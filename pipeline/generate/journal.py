@@ -112,10 +112,11 @@ class Journal:
                 path.unlink(missing_ok=True)
         return pl.concat(frames) if frames else pl.DataFrame(schema=ROW_SCHEMA)
 
-    def add(self, rows: list[dict]) -> None:
-        """All rows of one finished combination."""
+    def add(self, rows: list[dict], combinations: int = 1) -> None:
+        """All rows of one finished combination, or of a group decoded together (`combinations` of them): a
+        group reaches one chunk whole, since a resumed run must decode its unjournaled groups whole again."""
         self._pending.extend(rows)
-        self._pending_combinations += 1
+        self._pending_combinations += combinations
         if self._pending_combinations >= self.every_n or time.monotonic() - self._last_flush >= self.every_s:
             self.flush()
 

@@ -54,8 +54,14 @@ class LoopGuard:
     def __call__(self, input_ids, scores):
         if self.start is None:
             self.start = len(input_ids)
-        if self.fired or loops(input_ids[self.start :]):
-            self.fired = True
+        if self.check(input_ids[self.start :]):
             scores[:] = -np.inf
             scores[self.end_token] = 0.0
         return scores
+
+    def check(self, answer) -> bool:
+        """Whether the answer so far (generated ids) loops: then only `end_token` may follow. The batched
+        decoder (pipeline.generate.llama_batch) asks this before each token instead of filtering logits."""
+        if not self.fired and loops(answer):
+            self.fired = True
+        return self.fired

@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Callable, Generator, Mapping
 
 from pipeline.generate.backends import BackendError, ChatBackend, Reply
 from pipeline.generate.combinations import derive_seed
@@ -81,8 +81,26 @@ def reply_of(record: dict) -> Reply:
     return Reply(record["text"] or "", record["finish_reason"], record["model"], record["tokens"])
 
 
-def caption_chat(
-    backend: ChatBackend,
+def caption_chat(backend: ChatBackend, first_prompt: str, **settings) -> list[Outcome]:
+    """The chat's outcomes, one per caption, asking `backend.chat` one turn at a time (caption_turns)."""
+    return drive(caption_turns(first_prompt, **settings), backend.chat)
+
+
+def drive(chat: Generator, ask: Callable[..., Reply]):
+    """Run a chat generator (caption_turns) to its end, each turn answered by `ask(messages, seed=...)`."""
+    try:
+        messages, seed = next(chat)
+        while True:
+            try:
+                reply = ask(messages, seed=seed)
+            except BackendError as e:
+                reply = e
+            messages, seed = chat.send(reply)
+    except StopIteration as stop:
+        return stop.value
+
+
+def caption_turns(
     first_prompt: str,
     *,
     seed: int,
@@ -96,9 +114,12 @@ def caption_chat(
     limit: int = CLIP_CONTEXT,
     check: Callable[[str], str | None] | None = None,
     answered: Mapping[str, Reply] | None = None,
-) -> list[Outcome]:
-    """The chat's outcomes, one per caption. `check(caption)` says why a caption is off topic (None: it
-    is not); `answered` holds earlier answers by call_key, asked again of nobody."""
+) -> Generator[tuple[list[dict[str, str]], int], Reply | BackendError, list[Outcome]]:
+    """The chat as a generator: it yields each model call it needs, (messages, seed), is sent the Reply
+    (or the BackendError), and returns the outcomes, one per caption. `check(caption)` says why a
+    caption is off topic (None: it is not); `answered` holds earlier answers by call_key, asked again
+    of nobody. Driven one turn at a time (drive) or with other chats in a batch (the llama_cpp
+    backend's chat_group)."""
     answered = answered or {}
     messages: list[dict[str, str]] = []
     outcomes: list[Outcome] = []
@@ -117,10 +138,9 @@ def caption_chat(
             key = call_key(messages, call_seed)
             reply = answered.get(key)
             if reply is None:
-                try:
-                    reply = backend.chat(messages, seed=call_seed)
-                except BackendError as e:
-                    detail = f"{e}"
+                reply = yield list(messages), call_seed
+                if isinstance(reply, BackendError):
+                    detail = f"{reply}"
                     outcomes.append(outcome(None, None, BACKEND_ERROR, detail, raw))
                     outcomes.extend(
                         Outcome(j, None, None, BACKEND_ERROR, f"not asked: the chat stopped at caption {k}: {detail}", None, 0)

@@ -52,7 +52,8 @@ from pipeline.generate.combinations import LLM, TEMPLATE, Combination, derive_se
 from pipeline.generate.journal import ROW_SCHEMA, Journal
 from pipeline.generate.models import model_identity, resolve_model
 from pipeline.generate.probe import check_decodes
-from pipeline.generate.refine import BACKEND_ERROR, OFF_TOPIC, TOO_LONG, Outcome, caption_chat, fill, reply_of
+from pipeline.generate.refine import (BACKEND_ERROR, OFF_TOPIC, TOO_LONG, Outcome, caption_turns, drive, fill,
+                                     reply_of)
 from pipeline.generate.templates import template_texts
 from pipeline.generate.tokens import CLIP_CONTEXT, clip_token_count
 from pipeline.io import write_parquet
@@ -157,10 +158,12 @@ def journal_meta(params: GenerateParams, labels: LabelSet, backend_identity: dic
     """What the journal fingerprint covers: every answer-changing input, no transport detail."""
     answer_params = dataclasses.asdict(params)
     for key in ("n_combinations", "llm_fraction", "templates", "use_synonyms", "n_threads", "model", "openai",
-                "journal_every_s", "label_rule", "require_labels"):
+                "journal_every_s", "label_rule", "require_labels", "parallel"):
         # combination i's answers do not depend on them (require_labels decides which are asked for: the
-        # journal keeps every answer, and a chat is replayed from them); the model is in backend_identity
+        # journal keeps every answer, and a chat is replayed from them); the model is in backend_identity,
+        # and so is `parallel` where the backend batches
         answer_params.pop(key, None)
+    answer_params.update(_group_params(params, backend_identity))
     return {
         "code": _answer_code_hash(),
         "generate": answer_params,
@@ -169,8 +172,21 @@ def journal_meta(params: GenerateParams, labels: LabelSet, backend_identity: dic
     }
 
 
+def _group_params(params: GenerateParams, backend_identity: dict) -> dict:
+    """What a batching backend's answers depend on besides the chat: the group a combination is decoded in
+    (pipeline.generate.llama_batch). Groups follow from the plan (n_combinations, llm_fraction) and, step
+    by step, from every chat of the group (require_labels decides which turns they ask): a journal of
+    other values would resume answers that a fresh run decodes beside other turns, so it is not used.
+    One combination per group (parallel 1), or a backend that does not batch: none of them matters."""
+    if backend_identity.get("parallel", 1) <= 1:
+        return {}
+    return {"n_combinations": params.n_combinations, "llm_fraction": params.llm_fraction,
+            "require_labels": params.require_labels}
+
+
 # The code that turns a combination into captions (sampling, parsing, the chat rules), beside this file.
-ANSWER_CODE = ("combinations.py", "loops.py", "parse.py", "refine.py", "sentence.py", "tokens.py")
+ANSWER_CODE = ("combinations.py", "llama_batch.py", "loops.py", "parse.py", "refine.py", "sentence.py",
+               "tokens.py")
 
 
 def _answer_code_hash() -> str:
@@ -314,15 +330,18 @@ def _llm_rows(
     )
     rows: list[dict] = []   # every chat runs, replayed from the journal where it can (require_labels may ask for more)
 
-    def work(c: Combination) -> tuple[str, list[Outcome]]:
-        prompt = fill(first_prompt(c, params), c.words)
-        return prompt, caption_chat(
-            backend, prompt, seed=c.seed, n_captions=params.captions_per_combination,
+    def turns(c: Combination):
+        """Combination c's chat as a generator of model calls (refine.caption_turns)."""
+        return caption_turns(
+            fill(first_prompt(c, params), c.words), seed=c.seed, n_captions=params.captions_per_combination,
             different_prompt=params.different_prompt, shorten_prompt=params.shorten_prompt,
             max_shorten_rounds=params.max_shorten_rounds, max_retries=params.max_retries,
             single_sentence=params.single_sentence, check=label_check(params.require_labels, labels, c.labels),
             answered=answered.get(c.id),
         )
+
+    def work(c: Combination) -> tuple[str, list[Outcome]]:
+        return fill(first_prompt(c, params), c.words), drive(turns(c), backend.chat)
 
     from tqdm import tqdm
 
@@ -332,7 +351,8 @@ def _llm_rows(
     failing_in_a_row = 0
     started = time.perf_counter()
 
-    def finished(c: Combination, prompt: str, outcomes: list[Outcome]) -> None:
+    def finished(c: Combination, prompt: str, outcomes: list[Outcome]) -> list[dict]:
+        """Count combination c's outcomes; its rows for the journal (none when resumed whole or failed)."""
         nonlocal failing_in_a_row
         new = _outcome_rows(c, prompt, outcomes, backend.model_name)
         rows.extend(new)
@@ -340,10 +360,8 @@ def _llm_rows(
         if not failed and not any(o.fresh_calls for o in outcomes):
             summary.resumed += 1   # every answer came from the journal
             bar.update(len(outcomes))
-            return
+            return []
         summary.generated += 1
-        if not failed:
-            journal.add(new)   # a backend failure is not an answer: that combination is retried next run
         counts.update("kept" if o.kept else o.reason for o in outcomes)
         summary.new_llm_texts += sum(o.kept for o in outcomes)
         bar.update(len(outcomes))
@@ -356,11 +374,22 @@ def _llm_rows(
                 "Check the server(s) in generate.openai.base_urls or generate.model; finished captions are kept in "
                 "the journal and a rerun resumes from there"
             )
+        return [] if failed else new   # a backend failure is not an answer: that combination is retried next run
 
     try:
-        if backend.concurrency <= 1:
+        if hasattr(backend, "chat_group"):
+            # fixed groups of `parallel` combinations in plan order, each decoded together and journaled whole:
+            # an answer depends on its group (pipeline.generate.llama_batch), which a resumed run rebuilds
+            for group in _groups(plan, backend.parallel):
+                outcomes = backend.chat_group([turns(c) for c in group])
+                new = [row for c, o in zip(group, outcomes) for row in finished(c, fill(first_prompt(c, params), c.words), o)]
+                if new:
+                    journal.add(new, combinations=len({row["combination_id"] for row in new}))
+        elif backend.concurrency <= 1:
             for c in plan:
-                finished(c, *work(c))
+                new = finished(c, *work(c))
+                if new:
+                    journal.add(new)
         else:
             with ThreadPoolExecutor(backend.concurrency, thread_name_prefix="generate") as pool:
                 pending = {pool.submit(work, c): c for c in plan}
@@ -368,7 +397,9 @@ def _llm_rows(
                     while pending:
                         ready, _ = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                         for future in ready:
-                            finished(pending.pop(future), *future.result())
+                            new = finished(pending.pop(future), *future.result())
+                            if new:
+                                journal.add(new)
                         journal.maybe_flush()
                 except BaseException:
                     for future in pending:
@@ -381,6 +412,12 @@ def _llm_rows(
     log.info("LLM: %d combinations asked the model in %.1fs (%s); %d answered whole by the journal",
              summary.generated, summary.llm_seconds, dict(counts), summary.resumed)
     return rows
+
+
+def _groups(plan: list[Combination], size: int) -> list[list[Combination]]:
+    """The plan cut into consecutive groups of `size` combinations (the last may be smaller): a function of
+    the plan alone, so every run of it makes the same groups."""
+    return [plan[i:i + size] for i in range(0, len(plan), size)]
 
 
 def label_check(require: str, labels: LabelSet, combination: tuple[str, ...]):
