@@ -128,11 +128,13 @@ def bare_batched_run(p: GenerateParams, width: int) -> tuple[float, int, int, li
     `width` sequences per llama_decode, the shared prefix decoded once into sequence 0 and copied, one sampler
     chain per sequence (create_chat_completion's), ending at an end token, a stop sequence or max_tokens."""
     import llama_cpp
-    from llama_cpp import Llama, _internals
+    from llama_cpp import _internals
+
+    from pipeline.generate.llama_load import load_llama
 
     plan = plan_combinations(VOC_LABELS, seed=p.seed, n=p.n_combinations, max_labels=p.max_labels, llm_fraction=1.0)
-    llm = Llama(model_path=str(resolve_model(p.model)), n_ctx=p.n_ctx, n_threads=p.n_threads,
-                n_threads_batch=p.n_threads, verbose=False, **_no_repack())
+    llm = load_llama(resolve_model(p.model), repack_weights=p.repack_weights, n_ctx=p.n_ctx, n_threads=p.n_threads,
+                     n_threads_batch=p.n_threads, verbose=False)
     template = llama_cpp.llama_chat_format.Jinja2ChatFormatter(
         llm.metadata["tokenizer.chat_template"], llm._model.token_get_text(llm.token_eos()),
         llm._model.token_get_text(llm.token_bos()))
@@ -207,16 +209,6 @@ def bare_batched_run(p: GenerateParams, width: int) -> tuple[float, int, int, li
     return seconds, len(plan), tokens, texts
 
 
-def _no_repack() -> dict:
-    """Llama(...) settings that keep llama.cpp from repacking the weights (the AMX crash), where this
-    llama-cpp-python takes them."""
-    import inspect
-
-    from llama_cpp import Llama
-
-    return {"use_extra_bufts": False} if "use_extra_bufts" in inspect.signature(Llama).parameters else {}
-
-
 def batched(args) -> None:
     """(c): captions/s by width, the three loops side by side in one run."""
     import platform
@@ -255,11 +247,11 @@ def batched(args) -> None:
 
 def one_at_a_time(p: GenerateParams) -> tuple[float, int, int]:
     """bare_run without the model load: (seconds, answers, tokens)."""
-    from llama_cpp import Llama
+    from pipeline.generate.llama_load import load_llama
 
     plan = plan_combinations(VOC_LABELS, seed=p.seed, n=p.n_combinations, max_labels=p.max_labels, llm_fraction=1.0)
-    llm = Llama(model_path=str(resolve_model(p.model)), n_ctx=p.n_ctx, n_threads=p.n_threads,
-                n_threads_batch=p.n_threads, verbose=False, **_no_repack())
+    llm = load_llama(resolve_model(p.model), repack_weights=p.repack_weights, n_ctx=p.n_ctx, n_threads=p.n_threads,
+                     n_threads_batch=p.n_threads, verbose=False)
     started, tokens = time.perf_counter(), 0
     for c in plan:
         out = llm.create_chat_completion(messages=[{"role": "user", "content": fill(p.prompt, c.words)}],
