@@ -98,11 +98,11 @@ def test_the_stage_removes_its_staging_folder_once_its_output_is_in_place(tmp_pa
 
     def encode_and_look(*args, **kwargs):
         skipped = real(*args, **kwargs)
-        staged.append(sorted(p.name for p in args[6].glob("chunk-*.arrow")))   # the batches wait there...
+        staged.append((args[6], sorted(p.name for p in args[6].glob("chunk-*.arrow"))))   # the batches wait there...
         return skipped
 
     monkeypatch.setattr(stage_module, "encode_dense", encode_and_look)
     run_stages(project, "prepare", "encode_dense")
-    assert staged and staged[0], "the stage staged no batch"
+    assert staged and staged[0][1], "the stage staged no batch"
     assert (project / paths.DENSE_EMBEDDINGS).is_dir()
-    assert not (project / paths.DENSE_STAGING).exists()                        # ...until the output is in place
+    assert not any(folder.exists() for folder, _ in staged)                    # ...until the output is in place

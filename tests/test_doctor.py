@@ -49,13 +49,17 @@ def test_doctor_runs_here_and_finds_nothing_but_drift_from_the_lock(monkeypatch)
 def test_each_faked_problem_is_one_line_naming_the_fix_and_exit_1(tmp_path, monkeypatch):
     params = params_file(
         tmp_path,
-        **{"encode.runtime": "openvino", "encode.model": str(tmp_path / "missing.pt"), "encode.precision": "fp16",
+        **{"encode.runtime": "onnxruntime", "encode.model": str(tmp_path / "missing.pt"), "encode.precision": "fp16",
            "prepare.root": str(tmp_path / "my-voc")},
     )
     (tmp_path / "constraints.txt").write_text("torch==0.0.1\nnot-installed-anywhere==1.0\n")
     monkeypatch.setattr(probe, "child_command",
                         lambda *a: [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"])
     monkeypatch.setattr(doctor, "MIN_FREE_BYTES", 1 << 62)
+    import pipeline.image_engine as image_engine
+
+    real_installed = image_engine.installed
+    monkeypatch.setattr(image_engine, "installed", lambda runtime: runtime != "onnxruntime" and real_installed(runtime))
     monkeypatch.setattr(doctor, "check_python", lambda: check_python(claimed=">=2.0,<3.0"))
 
     findings = run_checks(params, root=tmp_path, probe_cache_dir=tmp_path / "probe")
@@ -68,7 +72,7 @@ def test_each_faked_problem_is_one_line_naming_the_fix_and_exit_1(tmp_path, monk
     assert "TAI_CACHE_DIR" in by_topic["cache"].fix
     assert "outside the Pythons" in by_topic["python"].text
     images = [f for f in problems(findings) if f.topic == "images"]
-    assert any("openvino" in f.text and ".[openvino]" in f.fix for f in images), images
+    assert any("onnxruntime" in f.text and ".[onnx]" in f.fix for f in images), images
     assert any("fp16" in f.text for f in images), images
     text = render(findings)
     problem_lines = [line for line in text.splitlines() if line.startswith("  ")]

@@ -80,6 +80,7 @@ def make_project(path: Path, tiny_clip: Path, model: str | None = None) -> Path:
         "prepare": {"dataset": "folder", "root": "data/images", "labels_file": "data/labels.csv",
                     "label_names": "data/labels.txt", "splits": ["test"]},
         "zeroshot": {"split": "test"}, "evaluate": {"split": "test"},
+        "generate": {"n_combinations": 6, "llm_fraction": 0.0},   # template texts: evaluate draws texts vs images
         "encode": {"model": model or str(tiny_clip), "image_resolution": 64, "partial_resolution": None,
                    "batch_size": 4, "num_workers": 0},
     }
@@ -145,6 +146,8 @@ def test_evaluate_counts_and_warns_about_the_test_images_it_could_not_score(proj
     torch.manual_seed(0)
     AdapterBundle(Adapter(AdapterConfig(64, 2, 8, 0.0)), ("cat", "dog"), False, "tiny", 64).save(
         project / "artifacts" / "model" / "adapter.pt")
+    for name in ("generate", "encode_text"):   # the modality-gap picture reads the texts
+        assert (done := stage(project, name)).returncode == 0, done.stderr
     result = stage(project, "evaluate")
     assert result.returncode == 0, result.stderr
     assert "WARNING 4 of 14 test images have no embedding (encode_eval_images could not read them" in result.stderr

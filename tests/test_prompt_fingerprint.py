@@ -55,17 +55,39 @@ def test_the_fingerprint_follows_every_input(project):
     assert not unchanged, f"the fingerprint ignores {unchanged}"
 
 
-def test_the_stage_ignores_a_stale_checkpoint_and_resumes_its_own(project, caplog):
-    """The first and last runs in-process (cheaper), the one that must ignore the stale checkpoint as dvc runs it."""
+def test_the_stage_ignores_a_stale_checkpoint_and_resumes_its_own(project, caplog, monkeypatch):
+    """Checkpoints live in the per-user cache under the stage's fingerprint: a prompt.lr change gives another
+    file, and a checkpoint of other params found at that name (moved there) is refused by the fingerprint it
+    holds, as dvc runs the stage; put back under its own name, the same params resume from it. The first runs
+    are in-process (cheaper), with each checkpoint copied as it is written, since the stage removes it at the end."""
     import logging
 
+    import pipeline.prompt.fit as fit
 
+    written: dict[Path, bytes] = {}
+    real = fit.write_torch
+
+    def keep(obj, path, *args, **kwargs):
+        out = real(obj, path, *args, **kwargs)
+        written[Path(path)] = Path(path).read_bytes()
+        return out
+
+    monkeypatch.setattr(fit, "write_torch", keep)
     run_stages(project, "prompt")
-    assert (project / paths.PROMPT_CHECKPOINT).is_file()
+    (own, checkpoint), = written.items()
+    assert not own.exists()                               # removed once the outputs were written
+    written.clear()
     change_params(project, **{"prompt.lr": 0.0123})
+    run_stages(project, "prompt")
+    (other, _), = written.items()
+    assert other != own                                   # the stage's fingerprint follows prompt.lr
+    other.parent.mkdir(parents=True, exist_ok=True)
+    other.write_bytes(checkpoint)                         # the first params' checkpoint under the second's name
     stale = stage(project, "prompt")
     assert stale.returncode == 0, stale.stderr[-3000:]
     assert "belongs to other data or params" in stale.stderr and "resuming" not in stale.stderr, stale.stderr[-3000:]
+    own.write_bytes(checkpoint)
+    change_params(project, **{"prompt.lr": None})
     with caplog.at_level(logging.INFO, "pipeline.prompt.fit"):
         run_stages(project, "prompt")
     assert "after epoch 2 of 2" in caplog.text and "belongs to other" not in caplog.text
