@@ -135,3 +135,25 @@ def test_resume_after_a_kill_gives_the_same_weights(tmp_path):
     assert [round(r["loss"], 6) for r in history] == [round(r["loss"], 6) for r in whole_history]
     for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b)
+
+
+def test_the_train_checkpoint_is_named_by_every_train_param_and_the_data():
+    """A --temp or queued experiment finds the per-user resume folder too: the checkpoint's name (its fingerprint)
+    must differ for any other data or train param, or another setting's checkpoint would be resumed."""
+    from dataclasses import replace
+
+    from pipeline import paths
+    from pipeline.train import run_fingerprint
+
+    rng = np.random.default_rng(0)
+    data = TrainingSet(torch.tensor(rng.normal(size=(8, 4)), dtype=torch.float32), torch.zeros(8, 2), 25.0)
+    params = TrainParams()
+    base = paths.train_checkpoint(run_fingerprint(data, params))
+    others = [
+        paths.train_checkpoint(run_fingerprint(data, replace(params, radius=params.radius + 1))),
+        paths.train_checkpoint(run_fingerprint(data, replace(params, seed=params.seed + 1))),
+        paths.train_checkpoint(run_fingerprint(replace(data, text_radius=10.0), params)),
+        paths.train_checkpoint(run_fingerprint(replace(data, text=data.text + 1), params)),
+    ]
+    assert base == paths.train_checkpoint(run_fingerprint(data, params))
+    assert base not in others and len(set(others)) == len(others)
