@@ -20,7 +20,6 @@ KEY_PACKAGES = {
     "clip-anytorch": "clip",
     "open_clip_torch": "open_clip",
     "onnxruntime": "onnxruntime",
-    "openvino": "openvino",
     "llama-cpp-python": "llama_cpp_python",
     "numpy": "numpy",
     "polars": "polars",

@@ -87,7 +87,7 @@ def cache_root() -> Path:
     override = os.environ.get(CACHE_ENV)
     if override:
         return Path(override).expanduser()
-    return user_cache_root() / "embeddings"
+    return user_cache_root()
 
 
 def user_cache_root() -> Path:
