@@ -140,3 +140,21 @@ def test_a_gguf_without_chat_template_is_warned_about(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="pipeline.generate.backends"):
         LlamaCppBackend(resolve_model("smollm2"), n_ctx=256, n_threads=1, temperature=0.7, max_tokens=8).close()
     assert "chat template" not in caplog.text
+
+
+def test_a_model_file_is_hashed_once_per_version(tmp_path, monkeypatch):
+    """The probe's key and the backend's identity both ask for the sha256: one read of a multi-GB file, and a
+    rewritten file (same name, same size) is hashed again."""
+    import hashlib
+
+    from pipeline.generate import models
+
+    model = tmp_path / "m.gguf"
+    model.write_bytes(b"abc")
+    first = models.model_identity(model)
+    reads = []
+    real = hashlib.sha256
+    monkeypatch.setattr(models.hashlib, "sha256", lambda *a: reads.append(1) or real(*a))
+    assert models.model_identity(model) == first and reads == []
+    model.write_bytes(b"abd")
+    assert models.model_identity(model) == {"sha256": real(b"abd").hexdigest(), "size": 3} and reads == [1]

@@ -14,6 +14,7 @@ docs/models.md lists tested references with their sizes and speeds.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 from pathlib import Path
@@ -94,9 +95,18 @@ def _from_hub(spec: str, key: str) -> Path:
 
 def model_identity(path: Path, chunk: int = 1 << 24) -> dict:
     """The file's content: sha256 and size (not its name or place). Hashing reads the whole file
-    (about 0.5 GB/s on this project's 2-core machine: 10 s for an 8B model at Q4_K_M, once per run)."""
+    (about 0.5 GB/s on this project's 2-core machine: 10 s for an 8B model at Q4_K_M), so it is done once per
+    process and file version: the decode probe's key and the backend's identity both ask for it."""
+    stat = Path(path).stat()
+    sha256 = _sha256(str(Path(path).resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, chunk)
+    return {"sha256": sha256, "size": stat.st_size}
+
+
+@functools.lru_cache(maxsize=8)
+def _sha256(path: str, inode: int, size: int, mtime_ns: int, ctime_ns: int, chunk: int) -> str:
+    """The file's sha256, remembered per version of the file (inode, size and times: a rewrite is hashed again)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
             digest.update(block)
-    return {"sha256": digest.hexdigest(), "size": path.stat().st_size}
+    return digest.hexdigest()
