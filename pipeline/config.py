@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from .errors import UserError
+from .peers import PEERS   # prompt.method's names: the peers' own table, torch-free
 
 
 # A number as YAML 1.2 (and so DVC) reads it; PyYAML (YAML 1.1) reads 1e-4 and 1e12 as text.
@@ -39,14 +40,6 @@ class PrepareParams:
     annotations: dict[str, str] | None = None   # coco: split -> COCO-format instances JSON
     keep_unannotated: bool = False               # coco, coco2014: keep images without any annotation
     image_root: str | None = None                # nuswide: the image folder; null = <root>/Flickr
-
-    @property
-    def has_images(self) -> bool:
-        """False for a labels-only project (`dataset: labels`): no manifest, no image stage does work."""
-        from .datasets.specs import DATASETS
-
-        spec = DATASETS.get(self.dataset)
-        return spec is None or spec.has_images
 
     def check(self, key: str) -> None:
         from .datasets.specs import DATASETS   # one spec per dataset: its keys, splits, builder, download
@@ -440,15 +433,13 @@ class TrainParams:
         _one_of(f"{key}.device", self.device, DEVICES)
 
 
-# prompt.method: the paper's comparisons, trained on the same data and CLIP (pipeline/prompt/).
-PROMPT_METHODS = ("none", "coop", "dualcoop", "taidpt")
 # prompt.coop_loss: CoOp is single-label (softmax cross-entropy) upstream; for multi-label images the
 # project offers TaI-DPT's ranking loss (default) or BCE on the logits, TaI-DPT's only few-shot objective.
 COOP_LOSSES = ("ranking", "bce")
 # prompt.select: the epoch whose prompts score the test split. last: the final one (no selection);
-# val: the best mAP on a seeded held-out slice of the method's own training set (pipeline/prompt/defaults.py).
+# val: the best mAP on a seeded held-out slice of the method's own training set (pipeline/prompt/fit.py).
 PROMPT_SELECTIONS = ("last", "val")
-# The peers' own values a null param takes live in pipeline/prompt/defaults.py, a dep of the prompt stage:
+# The peers' own values a null param takes live in pipeline/peers.py, a dep of the stages that read the Plan:
 # config.py only reads and checks, so an edit here never changes a result (tests/test_stale_cache.py).
 
 
@@ -457,7 +448,7 @@ class PromptParams:
     """Stage `prompt` (pipeline/prompt/): a peer method on the same data, CLIP and evaluation, whose test
     scores `evaluate.integrate_with: prompt` averages with the adapter's (the paper's starred rows).
     none: the stage writes empty scores and a metrics file without a mAP. Null hyperparameters take
-    the method's own default (pipeline/prompt/defaults.py)."""
+    the method's own default (pipeline/peers.py)."""
 
     method: str = "none"                 # none | coop (few-shot) | dualcoop (partial labels) | taidpt (texts)
     n_ctx: int = 16                      # learnable context vectors per prompt (all three peers: 16)
@@ -467,14 +458,14 @@ class PromptParams:
     batch_size: int | None = None        # null: the method's own
     seed: int = 0                        # context initialisation and batch order
     device: str = "auto"
-    loss_weight: float | None = None     # the loss's multiplier; null: the method's own (prompt/defaults.py: DualCoOp 0.03)
+    loss_weight: float | None = None     # the loss's multiplier; null: the method's own (pipeline/peers.py: DualCoOp 0.03)
     coop_loss: str = "ranking"           # CoOp's multi-label loss (COOP_LOSSES): ranking (TaI-DPT's) | bce (ours)
     ctx_init: str | None = None          # initialise the context from these words ("a photo of a", CoOp's); null: random
     taidpt_templates: bool = True        # TaI-DPT trains on its template sentences too (9 x "a photo of a {}." + 80 ImageNet)
     select: str = "last"                 # last: the final epoch | val: the best epoch on a held-out slice of the training set
 
     def check(self, key: str) -> None:
-        _one_of(f"{key}.method", self.method, PROMPT_METHODS)
+        _one_of(f"{key}.method", self.method, tuple(PEERS))
         if self.loss_weight is not None:
             _positive(f"{key}.loss_weight", self.loss_weight)
         _one_of(f"{key}.coop_loss", self.coop_loss, COOP_LOSSES)
@@ -527,61 +518,7 @@ class Params:
     def check(self) -> None:
         for f in dataclasses.fields(self):
             getattr(self, f.name).check(f.name)
-        _check_prompt_setting(self)
-        if self.fewshot.enabled and self.partial.enabled:
-            raise ParamsError(
-                "fewshot.shots and partial.known_proportion are both set: the paper's settings are separate; "
-                "set fewshot.shots to 0 or partial.known_proportion to null"
-            )
-        if not self.prepare.has_images:
-            for enabled, what in ((self.fewshot.enabled, "fewshot.shots"), (self.partial.enabled, "partial.known_proportion")):
-                if enabled:
-                    raise ParamsError(
-                        f"{what} is set but prepare.dataset is 'labels' (no images): few-shot and partial labels "
-                        "need labelled images; turn the setting off (fewshot.shots: 0, partial.known_proportion: "
-                        "null) or use a dataset with images"
-                    )
-            return  # nothing is encoded or evaluated on images
-        if self.partial.enabled and self.encode.partial_resolution is None:
-            raise ParamsError(
-                "partial.known_proportion is set but encode.partial_resolution is null: set it (448 in the paper)"
-            )
-        needs = [(self.evaluate.split, "evaluate.split"), (self.zeroshot.split, "zeroshot.split")]
-        if self.fewshot.enabled:
-            needs.append((self.fewshot.split, "fewshot.split"))
-        if self.partial.enabled:
-            needs.append((self.partial.split, "partial.split"))
-        for split, key in needs:
-            if split not in self.prepare.splits:
-                raise ParamsError(f"{key} = {split!r} is not in prepare.splits = {list(self.prepare.splits)}: add it there")
-
-
-def _check_prompt_setting(params: "Params") -> None:
-    """A peer in a setting it cannot run in is refused, naming the fix."""
-    method = params.prompt.method
-    if method == "none":   # evaluate.integrate_with: prompt then writes null integrated_map (a grid over none,coop runs)
-        return
-    if not params.prepare.has_images:
-        raise ParamsError(
-            f"prompt.method = {method!r} but prepare.dataset is 'labels' (no images to score): set prompt.method "
-            "to none, or use a dataset with images"
-        )
-    if params.encode.model.startswith(OPEN_CLIP_PREFIX):
-        raise ParamsError(
-            f"prompt.method = {method!r} learns prompts through an OpenAI CLIP's text encoder, as the peers do, but "
-            f"encode.model is {params.encode.model!r}: set encode.model to an OpenAI CLIP (RN50 for the paper's "
-            "tables), or prompt.method to none"
-        )
-    if method == "coop" and not params.fewshot.enabled:
-        raise ParamsError(
-            "prompt.method = 'coop' trains on the few-shot support images but fewshot.shots is 0: set fewshot.shots "
-            "(1, 2, 4, 8 or 16), or use prompt.method taidpt (texts only) for the zero-shot setting"
-        )
-    if method == "dualcoop" and not params.partial.enabled:
-        raise ParamsError(
-            "prompt.method = 'dualcoop' trains on partially labelled images but partial.known_proportion is null: "
-            "set it (0.1 to 0.9: DualCoOp learns only from known entries), or use prompt.method coop (few-shot) or taidpt (texts only)"
-        )
+        # what spans keys (the setting, a peer's needs, the splits they read) is checked by pipeline.settings.plan
 
 
 def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None) -> Params:

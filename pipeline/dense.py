@@ -38,32 +38,8 @@ import torch.nn.functional as F
 
 from . import paths
 from .clip_model import ClipError, resize_positional_embedding
-from .config import Params
 
 log = logging.getLogger(__name__)
-
-DENSE_METHODS = ("dualcoop", "taidpt")   # prompt.method values that read dense features
-
-
-@dataclass(frozen=True)
-class DenseSet:
-    split: str
-    resolution: int
-
-
-def dense_sets(params: Params) -> list[DenseSet]:
-    """The dense feature sets `prompt.method` reads: DualCoOp trains on partial.split and is scored on
-    evaluate.split, both at encode.partial_resolution; TaI-DPT is scored on evaluate.split at
-    encode.image_resolution (it trains on texts). Nothing for the other methods."""
-    method, e = params.prompt.method, params.encode
-    if method == "dualcoop":
-        wanted = [DenseSet(params.partial.split, e.partial_resolution), DenseSet(params.evaluate.split, e.partial_resolution)]
-    elif method == "taidpt":
-        wanted = [DenseSet(params.evaluate.split, e.image_resolution)]
-    else:
-        wanted = []
-    return list(dict.fromkeys(wanted)) if params.prepare.has_images else []
-
 
 def check_dense_model(model, method: str) -> None:
     visual = getattr(model, "visual", None)
@@ -188,6 +164,14 @@ class DenseFeatures:
 
 def dense_dir(split: str, resolution: int, root: Path = paths.DENSE_EMBEDDINGS) -> Path:
     return paths.image_embeddings_dir(root, split, resolution)
+
+
+def read_dense(split: str, resolution: int) -> DenseFeatures:
+    """The dense features the encode_dense_images stage wrote for `split` at `resolution` (a set of the Plan's)."""
+    directory = dense_dir(split, resolution)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory}: no dense features for {split} at {resolution} px; run `dvc repro encode_dense_images`")
+    return DenseFeatures(directory)
 
 
 def grid_of(locations: int) -> int:

@@ -228,11 +228,13 @@ def run_checks(params_path: Path = Path("params.yaml"), root: Path | None = None
                probe_cache_dir: Path | None = None) -> list[Finding]:
     """Every check, in the order printed; a check that raises becomes a problem naming what it said."""
     from pipeline.config import load_params
+    from pipeline.settings import plan
 
     root = project_root() if root is None else root
     found = _guarded("versions", lambda: check_versions(root)) + _guarded("cpu", check_machine)
     try:
         params = load_params(params_path)
+        plan(params)   # keys that cannot work together
     except Exception as e:
         from pipeline.errors import one_line
 

@@ -170,8 +170,10 @@ def export_workspace(out_dir: str | Path, adapter: str | Path, params_file: str 
     from .classifier import load_classifier, read_thresholds
     from .config import load_params
     from .model_card import model_card
+    from .settings import plan
 
     params = load_params(params_file)
+    the_plan = plan(params)
     labels = read_labels(params.prepare.dataset)
     classifier = load_classifier(adapter, device="cpu", clip_model=clip_model)
     if classifier.labels != labels.names:
@@ -192,5 +194,5 @@ def export_workspace(out_dir: str | Path, adapter: str | Path, params_file: str 
         config["threshold_source"] = f"{Path(thresholds_file).name} (tai export --thresholds)" + (
             "" if bundle.threshold_source == "none" else f"; labels it does not name: {bundle.threshold_source}")
     config["onnx"] = {"file": ONNX_FILE} if onnx else None
-    card = model_card(config, params, read_reports(Path(reports_dir)))
+    card = model_card(config, params, the_plan, read_reports(Path(reports_dir)))
     return write_export(out_dir, classifier, config, card, onnx)

@@ -36,7 +36,7 @@ def labelled_images(dataset: str, labels: LabelSet, split: str, resolution: int,
     """Embeddings of the split's readable images (unreadable ones were skipped by the encode stage).
 
     `purpose` is "eval" (images that are scored), "support" or "partial" (images the adapter learns
-    from): each has its own encode stage, which encodes only what the setting needs (`pipeline.image_sets`)."""
+    from): each has its own encode stage, which encodes only what the setting needs (the Plan's sets, `pipeline.settings`)."""
     root = paths.IMAGE_EMBEDDINGS[purpose]
     directory = paths.image_embeddings_dir(root, split, resolution)
     if not directory.is_dir():

@@ -1,10 +1,12 @@
 """The model card (README.md) of an exported classifier: what it is for, its labels, how its texts were
 made, the params, the measured numbers from `reports/`, and its limits. Plain Markdown from the export's
-config, the params and the reports, so it says only what the workspace recorded."""
+config, the params, their Plan (pipeline.settings: the setting and noise it describes, never re-derived) and
+the reports, so it says only what the workspace recorded."""
 
 from __future__ import annotations
 
 from .config import Params
+from .settings import FEW_SHOT, PARTIAL, Plan
 
 PAPER = "Text as Image: Learning Transferable Adapter for Multi-Label Classification (TaI-Adapter)"
 
@@ -15,14 +17,14 @@ def _number(value) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def _setting(params: Params) -> str:
-    if params.fewshot.enabled:
+def _setting(params: Params, plan: Plan) -> str:
+    if plan.setting == FEW_SHOT:
         return (f"few-shot: texts plus {params.fewshot.shots} labelled images per class from split "
                 f"`{params.fewshot.split}` (seed {params.fewshot.seed})")
-    if params.partial.enabled:
+    if plan.setting == PARTIAL:
         return (f"partial labels: texts shifted towards the images of split `{params.partial.split}`, "
                 f"{params.partial.known_proportion:.0%} of its labels known (`partial.shift: {params.partial.shift}`)")
-    return "zero-shot: texts only, no labelled image"
+    return f"{plan.setting}: texts only, no labelled image"
 
 
 def _texts(params: Params, generate: dict) -> list[str]:
@@ -66,8 +68,9 @@ def _metrics(params: Params, reports: dict[str, dict]) -> list[str]:
             "", "mAP: mean over labels of the non-interpolated average precision (labels with a positive image)."]
 
 
-def model_card(config: dict, params: Params, reports: dict[str, dict]) -> str:
-    """README.md of an export. `config` is its config.json; `reports` maps a stage to its reports/<stage>.json."""
+def model_card(config: dict, params: Params, plan: Plan, reports: dict[str, dict]) -> str:
+    """README.md of an export. `config` is its config.json; `plan` that of `params`; `reports` maps a stage to
+    its reports/<stage>.json."""
     clip, adapter, labels = config["clip"], config["adapter"], config["labels"]
     t, train = params.train, reports.get("train") or {}
     onnx = "\n- `model.onnx`: preprocessed pixels to probabilities in one graph (CLIP image encoder + adapter)." \
@@ -86,7 +89,7 @@ def model_card(config: dict, params: Params, reports: dict[str, dict]) -> str:
         f"{adapter['n_labels']} MLP) over the image embeddings of a frozen CLIP (`{clip['model']}`), trained on CLIP "
         f"*text* embeddings of captions of label combinations, perturbed with noise so that it transfers to image "
         f"embeddings: the method of \"{PAPER}\", as implemented by the tai-adapter project "
-        f"(version {config['project_version']}). Setting: {_setting(params)}.",
+        f"(version {config['project_version']}). Setting: {_setting(params, plan)}.",
         "",
         "## Intended use",
         "",
@@ -113,7 +116,7 @@ def model_card(config: dict, params: Params, reports: dict[str, dict]) -> str:
         f"- Adapter: hidden {adapter['hidden_dim']}, dropout {adapter['dropout']:g}, inputs "
         f"{'L2-normalised' if adapter['normalize_input'] else 'raw (not normalised)'}.",
         f"- {t.epochs} epochs, batch {t.batch_size}, AdamW (weight decay {t.weight_decay:g}), one-cycle to "
-        f"{t.max_lr:g}, BCE; `{t.noise}` noise of radius {train.get('text_radius', t.radius):g} on the text "
+        f"{t.max_lr:g}, BCE; `{plan.text_noise.kind}` noise of radius {plan.text_noise.radius:g} on the text "
         f"embeddings (mean text-embedding norm {_number(train.get('mean_text_norm', '?'))}); seed {t.seed}.",
         f"- Trained on {_number(train.get('n_texts', '?'))} texts and {_number(train.get('n_images', 0))} images "
         "(`reports/train.json`).",

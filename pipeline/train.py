@@ -59,7 +59,8 @@ class TrainingSet:
     image_known: torch.Tensor | None = None     # 1 where a label is known; unknown entries are ignored by the loss
     image_radius: float = 0.0
     image_weight: float = 0.0                   # share of each batch drawn from the images
-    image_noise: str | None = None              # noise kind for the images; None = the texts' (TrainParams.noise)
+    image_noise: str | None = None              # noise kind for the images; None = the texts'
+    text_noise: str | None = None               # noise kind for the texts (the Plan's); None = TrainParams.noise
 
     def fingerprint(self) -> str:
         """A hash of the data, so a checkpoint of another run is never resumed."""
@@ -69,6 +70,8 @@ class TrainingSet:
         digest.update(repr((self.text_radius, self.image_radius, self.image_weight)).encode())
         if self.image_noise is not None:
             digest.update(self.image_noise.encode())
+        if self.text_noise is not None:
+            digest.update(b"text:" + self.text_noise.encode())
         return digest.hexdigest()
 
 
@@ -167,7 +170,9 @@ def train_adapter(
         else:
             log.info("ignoring checkpoint %s: it belongs to other data or params", checkpoint)
 
-    def prepare(x: torch.Tensor, radius: float, offsets: torch.Tensor | None, kind: str = params.noise) -> torch.Tensor:
+    text_kind = data.text_noise or params.noise
+
+    def prepare(x: torch.Tensor, radius: float, offsets: torch.Tensor | None, kind: str = text_kind) -> torch.Tensor:
         if offsets is not None:
             x = x + offsets
         if params.normalize:
@@ -188,7 +193,7 @@ def train_adapter(
             known = torch.ones_like(y)
             if images_per_batch:
                 img = torch.randint(len(images), (images_per_batch,), generator=generator)
-                x = torch.cat([x, prepare(images[img], data.image_radius, None, data.image_noise or params.noise)])
+                x = torch.cat([x, prepare(images[img], data.image_radius, None, data.image_noise or text_kind)])
                 y = torch.cat([y, data.image_targets[img].float()])
                 mask = torch.ones(len(img), n_labels) if data.image_known is None else data.image_known[img].float()
                 known = torch.cat([known, mask])

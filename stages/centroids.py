@@ -28,17 +28,16 @@ from pipeline.labelled_images import labelled_images
 from pipeline.labels import read_labels
 from pipeline.partial import MASK_PATH, mask_arrays
 from pipeline.plots import centroids_figure, combination_panel, placeholder_figure
-from pipeline.stage import run
+from pipeline.settings import plan
+from pipeline.stage import run, skipped
 from pipeline.texts import read_texts, text_embeddings
 
 log = logging.getLogger("centroids")
 
 
 def main(params) -> None:
-    p = params.partial
-    if not p.enabled:
-        log.info("partial.known_proportion is null (partial labels off): skipping centroids, writing empty tables "
-                 "and a placeholder picture")
+    p, the_plan = params.partial, plan(params)
+    if skipped(the_plan.off, "centroids", "empty tables and a placeholder picture"):
         write_parquet(empty_visual(), VISUAL_PATH)
         write_parquet(empty_combinations(), COMBINATIONS_PATH)
         write_parquet(empty_gaps(), GAPS_PATH)
@@ -51,7 +50,8 @@ def main(params) -> None:
                  "centroid and no combination an offset; texts keep their place (partial.shift global needs no label)")
     labels = read_labels(params.prepare.dataset)
     mask = pl.read_parquet(MASK_PATH)
-    images = labelled_images(params.prepare.dataset, labels, p.split, params.encode.partial_resolution, "partial")
+    s = the_plan.training_images   # the partially labelled split at encode.partial_resolution
+    images = labelled_images(params.prepare.dataset, labels, s.split, s.resolution, s.purpose)
     known_positive, _ = mask_arrays(mask, labels, images.ids)
     visual = visual_centroids(images.vectors, known_positive, labels)
 

@@ -61,7 +61,7 @@ def main(params) -> None:
     check_reachable(p)
     paths.DOWNLOADS.mkdir(parents=True, exist_ok=True)
     target = spec.download_root(paths.DOWNLOADS)
-    ours = target is not None and spec.has_images and _same_folder(p.root, target)
+    ours = target is not None and _same_folder(p.root, target)   # a dataset without images has no download
     fetched_before = ours and spec.downloadable and (paths.DOWNLOADS / MARKER).is_file()
     missing = spec.missing(p)
     if not missing and not fetched_before:

@@ -1,5 +1,5 @@
 """encode_dense_images: per-location CLIP RN50 features (`pipeline.dense`) of exactly the image sets
-prompt.method reads (DualCoOp: partial.split and evaluate.split at encode.partial_resolution; TaI-DPT:
+prompt.method reads (the Plan's peer, `pipeline.settings`: DualCoOp: partial.split and evaluate.split at encode.partial_resolution; TaI-DPT:
 evaluate.split at encode.image_resolution; nothing otherwise), float16, into
 artifacts/embeddings/dense/<split>-<px>/; unreadable images are skipped and listed in skipped.parquet.
 Finished batches wait in the per-user cache (pipeline.paths.dense_staging, one folder per image set and
@@ -12,11 +12,12 @@ import shutil
 import polars as pl
 
 from pipeline import paths
-from pipeline.dense import check_dense_model, dense_dir, dense_sets, encode_dense, staging_key
+from pipeline.dense import check_dense_model, dense_dir, encode_dense, staging_key
 from pipeline.embeddings import SKIPPED_SCHEMA
 from pipeline.encoders import load_clip
 from pipeline.io import atomic_dir, write_parquet
 from pipeline.manifest import read_split
+from pipeline.settings import plan
 from pipeline.stage import run
 
 log = logging.getLogger("encode_dense_images")
@@ -24,12 +25,13 @@ log = logging.getLogger("encode_dense_images")
 
 def main(params) -> None:
     p = params.encode
-    wanted = dense_sets(params)
+    peer = plan(params).peer
+    wanted = peer.dense
     log.info("dense feature sets: %s", ", ".join(f"{s.split}@{s.resolution}px" for s in wanted) or
              "none (prompt.method does not read them)")
     if wanted:   # load CLIP first: a bad encode.model fails before anything is written
         encoder = load_clip(p.model, p.device)
-        check_dense_model(encoder.model, params.prompt.method)
+        check_dense_model(encoder.model, peer.name)
     skipped, staged = [], []
     with atomic_dir(paths.DENSE_EMBEDDINGS) as tmp:
         for dense_set in wanted:

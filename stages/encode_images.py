@@ -1,5 +1,5 @@
 """encode_eval_images / encode_support_images / encode_partial_images: CLIP image embeddings of exactly the image sets the
-setting needs (`pipeline.image_sets`), through the shared embedding cache; unreadable images are
+setting needs (the Plan's, `pipeline.settings`), through the shared embedding cache; unreadable images are
 skipped and listed in <out>/skipped.parquet.
 
     python -m stages.encode_images eval    # -> artifacts/embeddings/eval/<split>-<px>/
@@ -16,9 +16,9 @@ from pipeline import paths
 from pipeline.encoders import load_clip
 from pipeline.embeddings import SKIPPED_SCHEMA, EmbeddingCache, write_shards
 from pipeline.encode import encode_images
-from pipeline.image_sets import ImageSet, eval_sets
 from pipeline.io import atomic_dir, write_parquet
 from pipeline.manifest import read_split
+from pipeline.settings import plan
 from pipeline.stage import run
 
 PURPOSES = tuple(paths.IMAGE_EMBEDDINGS)   # eval, support, partial
@@ -26,22 +26,9 @@ PURPOSES = tuple(paths.IMAGE_EMBEDDINGS)   # eval, support, partial
 log = logging.getLogger("encode_images")
 
 
-def wanted_sets(params, purpose: str) -> list[ImageSet]:
-    """The image sets of `purpose` this setting needs (none in a labels-only project)."""
-    e = params.encode
-    if not params.prepare.has_images:
-        return []
-    if purpose == "eval":
-        return eval_sets(params.zeroshot.split, params.evaluate.split, e.image_resolution,
-                         e.partial_resolution if params.partial.enabled else None)
-    if purpose == "support":
-        return [ImageSet(params.fewshot.split, e.image_resolution, support_only=True)] if params.fewshot.enabled else []
-    return [ImageSet(params.partial.split, e.partial_resolution)] if params.partial.enabled else []
-
-
 def main(params, purpose: str) -> None:
     p = params.encode
-    wanted = wanted_sets(params, purpose)
+    wanted = plan(params).encode[purpose]   # the sets the setting's readers read, and no other
     root = paths.IMAGE_EMBEDDINGS[purpose]
     log.info("%s image sets: %s", purpose, ", ".join(f"{s.split}@{s.resolution}px" + (" (support)" if s.support_only else "")
                                                     for s in wanted) or "none (not needed by this setting)")

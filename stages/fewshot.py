@@ -1,7 +1,7 @@
 """fewshot: the few-shot support set, `fewshot.shots` labelled images per class of `fewshot.split`.
 
 Writes `artifacts/fewshot/support.parquet` (image_id Utf8, labels List[Utf8], picked_for Utf8;
-see `pipeline.fewshot`), an empty table with those columns when fewshot.shots is 0.
+see `pipeline.fewshot`), an empty table with those columns outside the few-shot setting (pipeline.settings).
 """
 
 import logging
@@ -10,15 +10,15 @@ from pipeline.fewshot import SUPPORT_PATH, empty_support, positives_per_class, s
 from pipeline.io import write_parquet
 from pipeline.labels import read_labels
 from pipeline.manifest import read_split
-from pipeline.stage import run
+from pipeline.settings import plan
+from pipeline.stage import run, skipped
 
 log = logging.getLogger("fewshot")
 
 
 def main(params) -> None:
     p = params.fewshot
-    if not p.enabled:
-        log.info("fewshot.shots is 0 (zero-shot setting): skipping support sampling, writing an empty %s", SUPPORT_PATH)
+    if skipped(plan(params).off, "fewshot", f"an empty {SUPPORT_PATH}"):
         write_parquet(empty_support(), SUPPORT_PATH)
         return
     labels = read_labels(params.prepare.dataset)

@@ -11,16 +11,15 @@ from pipeline.io import write_parquet
 from pipeline.labels import read_labels
 from pipeline.manifest import read_split
 from pipeline.partial import MASK_PATH, empty_mask, known_summary, sample_mask
-from pipeline.stage import run
+from pipeline.settings import plan
+from pipeline.stage import run, skipped
 
 log = logging.getLogger("mask")
 
 
 def main(params) -> None:
     p = params.partial
-    if not p.enabled:
-        log.info("partial.known_proportion is null (partial labels off): skipping the mask, writing an empty %s",
-                 MASK_PATH)
+    if skipped(plan(params).off, "mask", f"an empty {MASK_PATH}"):
         write_parquet(empty_mask(), MASK_PATH)
         return
     labels = read_labels(params.prepare.dataset)

@@ -14,7 +14,8 @@ from pipeline import paths
 from pipeline.evaluation import write_empty_evaluation, write_evaluation
 from pipeline.io import write_json, write_text, write_torch
 from pipeline.labels import read_labels
-from pipeline.stage import run
+from pipeline.settings import plan
+from pipeline.stage import run, skipped
 
 log = logging.getLogger("prompt")
 
@@ -22,9 +23,9 @@ EMPTY_SUMMARY = {"map": None, "n_train": 0, "epochs": 0, "final_loss": None, "se
 
 
 def main(params) -> None:
-    labels = read_labels(params.prepare.dataset)
-    if params.prompt.method == "none":
-        log.info("prompt.method is none: writing empty tables under %s and a metrics file without a mAP", paths.PROMPT)
+    labels, the_plan = read_labels(params.prepare.dataset), plan(params)
+    peer = the_plan.peer
+    if skipped(the_plan.off, "prompt", f"empty tables under {paths.PROMPT} and a metrics file without a mAP"):
         write_empty_evaluation(paths.PROMPT, paths.PROMPT_METRICS, labels)
         write_json({**EMPTY_SUMMARY, "n_images": 0, "n_classes_scored": 0}, paths.PROMPT_METRICS)
         write_text("epoch,loss,lr,seconds\n", paths.PROMPT_LOG)
@@ -32,14 +33,13 @@ def main(params) -> None:
         return
     from pipeline.prompt.run import run_prompt_method
 
-    result = run_prompt_method(params, labels)
-    write_torch({"method": params.prompt.method, "labels": list(labels.names), "model": params.encode.model,
+    result = run_prompt_method(params, peer, labels)
+    write_torch({"method": peer.name, "labels": list(labels.names), "model": params.encode.model,
                  "context": result.context, **result.summary}, paths.PROMPT_CONTEXT)
     write_text(pl.DataFrame(result.history).write_csv(), paths.PROMPT_LOG)
     metrics = write_evaluation(paths.PROMPT, paths.PROMPT_METRICS, result.ids, result.scores.astype(np.float32),
                                result.targets, labels, result.summary)
-    log.info("%s: mAP %.4f on %d images of %s", params.prompt.method, metrics["map"], metrics["n_images"],
-             params.evaluate.split)
+    log.info("%s: mAP %.4f on %d images of %s", peer.name, metrics["map"], metrics["n_images"], params.evaluate.split)
     result.checkpoint.unlink(missing_ok=True)   # per-user cache (no DVC out): nothing is left to resume
 
 

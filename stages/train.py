@@ -14,6 +14,7 @@ from pipeline.adapter import AdapterBundle
 from pipeline.embeddings import read_metadata
 from pipeline.io import write_json, write_text
 from pipeline.labels import read_labels
+from pipeline.settings import plan
 from pipeline.stage import run
 from pipeline.thresholds import ZERO_SHOT_MESSAGE, choose_thresholds, holdout_rows
 from pipeline.train import run_fingerprint, train_adapter
@@ -23,10 +24,11 @@ log = logging.getLogger("train")
 
 
 def training_set(params, labels):
-    """`build_training_set` for this setting: (training set, the resolution to evaluate at)."""
-    e = params.encode
-    return build_training_set(labels, params.prepare.dataset, params.train.radius, e.image_resolution,
-                              e.partial_resolution, params.fewshot, params.partial)
+    """`build_training_set` for this run's Plan: (training set, the resolution to evaluate at)."""
+    p = plan(params)
+    data = build_training_set(labels, params.prepare.dataset, p.text_noise, p.text_shift,
+                              p.training_images if p.image_noise else None, p.image_noise, p.image_weight)
+    return data, p.eval_resolution
 
 
 def hold_out_images(data, params):
@@ -58,7 +60,8 @@ def with_thresholds(bundle: AdapterBundle, held, params) -> tuple[AdapterBundle,
     scores = bundle.scores(held.images).numpy()
     known = None if held.image_known is None else held.image_known.numpy()
     thresholds, chosen = choose_thresholds(scores, held.image_targets.numpy(), known)
-    source = "few-shot support images" if params.fewshot.enabled else "known entries of partially labelled images"
+    source = "few-shot support images" if plan(params).training_images.support_only else \
+        "known entries of partially labelled images"
     source = (f"{len(held.images)} {source} held out of training (train.threshold_holdout "
               f"{params.train.threshold_holdout:g}, seed {params.train.seed}); F1-best per label")
     log.info("thresholds chosen for %d of %d labels on %s", int(chosen.sum()), len(chosen), source)

@@ -8,15 +8,17 @@ from pipeline.labelled_images import labelled_images
 from pipeline.labels import read_labels
 from pipeline.encoders import load_clip
 from pipeline.evaluation import write_empty_evaluation, write_evaluation
-from pipeline.stage import run, skip_without_images
+from pipeline.settings import plan
+from pipeline.stage import run, skipped
 
 
 def main(params) -> None:
-    labels = read_labels(params.prepare.dataset)
-    if skip_without_images(params.prepare.has_images, "zeroshot", f"empty tables and metrics under {paths.ZEROSHOT}"):
+    labels, the_plan = read_labels(params.prepare.dataset), plan(params)
+    if skipped(the_plan.off, "zeroshot", f"empty tables and metrics under {paths.ZEROSHOT}"):
         write_empty_evaluation(paths.ZEROSHOT, paths.ZEROSHOT_METRICS, labels)
         return
-    images = labelled_images(params.prepare.dataset, labels, params.zeroshot.split, params.encode.image_resolution, "eval")
+    s = the_plan.zeroshot_images
+    images = labelled_images(params.prepare.dataset, labels, s.split, s.resolution, s.purpose)
     encoder = load_clip(params.encode.model, params.encode.device, params.encode.precision)   # prompts as texts are encoded
     prompts = [params.zeroshot.prompt.format(label=name) for name in labels.names]
     image_units = normalize(torch.from_numpy(images.vectors)).double()

@@ -307,10 +307,12 @@ def test_prepare_params_for_the_new_sources(prepare: dict, match: str) -> None:
 
 
 def test_labels_only_refuses_fewshot_and_partial_but_needs_no_image_split() -> None:
+    from pipeline.settings import LABELS_ONLY, plan
+
     base = {"prepare.dataset": "labels", "prepare.label_names": "l.txt", "evaluate.split": "x"}
     params = load_params(ROOT / "params.yaml", overrides=base)
-    assert not params.prepare.has_images
+    assert plan(params).setting == LABELS_ONLY
     for key, value in (("fewshot.shots", 4), ("partial.known_proportion", 0.5)):
         pattern = key.replace(".", r"\.") + r" is set but prepare\.dataset is 'labels'"
         with pytest.raises(ParamsError, match=pattern):
-            load_params(ROOT / "params.yaml", overrides={**base, key: value})
+            plan(load_params(ROOT / "params.yaml", overrides={**base, key: value}))

@@ -4,6 +4,7 @@ import pytest
 import yaml
 
 from pipeline.config import ParamsError, load_params
+from pipeline.settings import plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,9 +67,9 @@ def test_bad_values_name_the_key(tmp_path, change, key):
 
 def test_settings_that_cannot_work_together_are_refused(tmp_path):
     with pytest.raises(ParamsError, match="both set"):
-        load_params(write_params(tmp_path, **{"fewshot.shots": 4, "partial.known_proportion": 0.5}))
+        plan(load_params(write_params(tmp_path, **{"fewshot.shots": 4, "partial.known_proportion": 0.5})))
     with pytest.raises(ParamsError, match=r"fewshot\.split = 'train' is not in prepare\.splits"):
-        load_params(write_params(tmp_path, **{"fewshot.shots": 4, "fewshot.split": "train"}))
+        plan(load_params(write_params(tmp_path, **{"fewshot.shots": 4, "fewshot.split": "train"})))
 
 
 def test_missing_params_file_says_where(tmp_path):

@@ -92,8 +92,10 @@ def test_shots_are_checked(tmp_path: Path) -> None:
     assert load_params(params, {"fewshot.shots": 16}).fewshot.enabled
     with pytest.raises(ParamsError, match="shots"):
         load_params(params, {"fewshot.shots": 3})
+    from pipeline.settings import plan
+
     with pytest.raises(ParamsError, match="both set"):
-        load_params(params, {"fewshot.shots": 4, "partial.known_proportion": 0.5})
+        plan(load_params(params, {"fewshot.shots": 4, "partial.known_proportion": 0.5}))
 
 
 # --------------------------------------------------------------------------------------------- stage + data

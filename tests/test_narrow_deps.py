@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DVC_YAML = ROOT / "dvc.yaml"
 
 NOT_DEPS = {
-    "generate": {"pipeline/embeddings.py", "pipeline/image_sets.py"},
+    "generate": {"pipeline/embeddings.py", "pipeline/settings.py"},
     "centroids": {"pipeline/train.py", "pipeline/adapter.py", "pipeline/perturb.py"},
 }
 

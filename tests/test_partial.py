@@ -97,8 +97,10 @@ def test_known_proportion_range_and_partial_resolution_are_checked(tmp_path: Pat
     assert load_params(params).partial.image_weight == 0.0   # the paper: texts only
     with pytest.raises(ParamsError, match="known_proportion"):
         load_params(params, {"partial.known_proportion": 0.95})
-    with pytest.raises(ParamsError, match="partial_resolution"):
-        load_params(params, {"partial.known_proportion": 0.5, "encode.partial_resolution": None})
+    from pipeline.settings import plan
+
+    with pytest.raises(ParamsError, match="partial_resolution"):   # two keys: the Plan's check
+        plan(load_params(params, {"partial.known_proportion": 0.5, "encode.partial_resolution": None}))
     with pytest.raises(ParamsError, match="image_weight"):
         load_params(params, {"partial.image_weight": 1.5})
 

@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from pipeline.config import ParamsError, load_params
-from pipeline.prompt.defaults import resolved_loss_weight
 from prompt_world import NAMES, PromptWorld, tiny_clip_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -188,9 +187,11 @@ def test_loss_weight_multiplies_the_loss_and_defaults_to_dualcoops_readme(clip_m
                                  loss_weight=weight)
         losses.append(history[0]["loss"])
     assert losses[1] == pytest.approx(0.03 * losses[0], rel=1e-5)
-    prompt = load_params(ROOT / "params.yaml", {"prompt.method": "dualcoop", "partial.known_proportion": 0.5}).prompt
-    assert prompt.loss_weight is None and resolved_loss_weight(prompt.method, prompt.loss_weight) == 0.03
-    assert resolved_loss_weight("taidpt", None) == 1.0
+    from pipeline.settings import plan
+
+    params = load_params(ROOT / "params.yaml", {"prompt.method": "dualcoop", "partial.known_proportion": 0.5})
+    assert params.prompt.loss_weight is None and plan(params).peer.hyperparameters["loss_weight"] == 0.03
+    assert plan(load_params(ROOT / "params.yaml", {"prompt.method": "taidpt"})).peer.hyperparameters["loss_weight"] == 1.0
 
 
 def test_coop_trains_with_either_multilabel_loss(clip_model, one_thread):

@@ -3,6 +3,7 @@ peers' defaults, and the paper's integration rule checked to 1e-9 on hand-made s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 
@@ -11,7 +12,8 @@ import polars as pl
 import pytest
 
 from pipeline.config import ParamsError, load_params
-from pipeline.prompt.defaults import PEER_DEFAULTS, image_spatial_scale, resolved
+from pipeline.peers import PEERS
+from pipeline.settings import DenseSet, plan
 from pipeline.evaluation import write_evaluation
 from pipeline.labels import LabelSet
 from pipeline.metrics import mean_ap
@@ -37,14 +39,14 @@ def test_the_default_pipeline_runs_no_prompt_method():
 ])
 def test_a_peer_setting_that_makes_no_sense_is_refused_naming_the_fix(tmp_path, change, says):
     with pytest.raises(ParamsError, match=says.replace("(", r"\(").replace(")", r"\)")):
-        load_params(write_params(tmp_path, **change))
+        plan(load_params(write_params(tmp_path, **change)))
 
 
 def test_prompt_method_in_a_labels_only_project_is_refused(tmp_path):
     path = write_params(tmp_path, **{"prepare.dataset": "labels", "prepare.label_names": "labels.txt",
                                      "prompt.method": "taidpt"})
     with pytest.raises(ParamsError, match="no images to score"):
-        load_params(path)
+        plan(load_params(path))
 
 
 def test_a_bad_prompt_param_stops_the_stage_with_one_line(tmp_path):
@@ -57,24 +59,26 @@ def test_a_bad_prompt_param_stops_the_stage_with_one_line(tmp_path):
 
 
 def test_null_hyperparameters_take_the_peers_own():
-    def hp(overrides: dict, **where) -> dict:
-        params = load_params(ROOT / "params.yaml", overrides)
-        p = params.prompt
-        return resolved(p.method, epochs=p.epochs, lr=p.lr, batch_size=p.batch_size, class_specific=p.class_specific,
-                        **where)
+    def hp(overrides: dict, dataset: str = "voc2007") -> dict:
+        params = load_params(ROOT / "params.yaml", overrides)   # the Plan resolves for the dataset and the shots
+        params = dataclasses.replace(params, prepare=dataclasses.replace(params.prepare, dataset=dataset))
+        return plan(params).peer.hyperparameters
 
-    coop = {"prompt.method": "coop", "fewshot.shots": 16}
-    assert hp(coop, shots=16) == {"epochs": 200, "lr": 0.002, "batch_size": 32, "class_specific": False}
-    assert hp(coop, shots=1)["epochs"] == 50 and hp(coop, shots=4)["epochs"] == 100   # CoOp's rn50_ep50 / rn50_ep100
+    coop = {"prompt.method": "coop"}
+    assert hp({**coop, "fewshot.shots": 16}) == {"epochs": 200, "lr": 0.002, "batch_size": 32, "class_specific": False,
+                                                 "loss_weight": 1.0}
+    assert hp({**coop, "fewshot.shots": 1})["epochs"] == 50                 # CoOp's rn50_ep50
+    assert hp({**coop, "fewshot.shots": 4})["epochs"] == 100                # rn50_ep100
     dual = {"prompt.method": "dualcoop", "partial.known_proportion": 0.5, "prompt.lr": 0.002}
-    assert hp(dual) == {**PEER_DEFAULTS["dualcoop"], "lr": 0.002}
-    assert hp({"prompt.method": "taidpt"}) == PEER_DEFAULTS["taidpt"]
+    assert hp(dual) == {**PEERS["dualcoop"].defaults, "lr": 0.002, "loss_weight": 0.03}
+    assert hp({"prompt.method": "taidpt"}) == {**PEERS["taidpt"].defaults, "loss_weight": 1.0}
     # where a peer's config differs by dataset: TaI-DPT on NUS-WIDE, DualCoOp on COCO
-    assert hp({"prompt.method": "taidpt"}, dataset="nuswide")["lr"] == 0.001
-    assert image_spatial_scale("taidpt", "nuswide") == 4.0
-    assert image_spatial_scale("taidpt", "voc2007") is None            # the module's 40 (VOC and COCO configs)
-    assert hp(dual, dataset="coco2014")["lr"] == 0.002                   # prompt.lr set: it wins
-    assert hp({"prompt.method": "dualcoop", "partial.known_proportion": 0.5}, dataset="coco2014")["lr"] == 0.002
+    assert hp({"prompt.method": "taidpt"}, "nuswide")["lr"] == 0.001
+    assert hp({"prompt.method": "taidpt"}, "nuswide")["image_spatial_scale"] == 4.0
+    assert "image_spatial_scale" not in hp({"prompt.method": "taidpt"})   # the module's 40 (VOC and COCO configs)
+    assert hp(dual, "coco2014")["lr"] == 0.002                             # prompt.lr set: it wins
+    assert hp({"prompt.method": "dualcoop", "partial.known_proportion": 0.5}, "coco2014")["lr"] == 0.002
+    assert hp({"prompt.method": "dualcoop", "partial.known_proportion": 0.5})["lr"] == 0.001
 
 
 # ---- integration: per-class scaling (ours; the default, global, is in tests/test_peer_fidelity.py) -----
@@ -112,15 +116,13 @@ def test_integration_per_class_to_1e_9(tmp_path):
 
 
 def test_dense_features_are_encoded_only_for_the_methods_that_read_them():
-    from pipeline.dense import DenseSet, dense_sets
-
     def sets(**overrides):
-        return dense_sets(load_params(ROOT / "params.yaml", overrides))
+        return plan(load_params(ROOT / "params.yaml", overrides)).peer.dense
 
-    assert sets() == [] and sets(**{"prompt.method": "coop", "fewshot.shots": 4}) == []
-    assert sets(**{"prompt.method": "taidpt"}) == [DenseSet("test", 224)]
-    assert sets(**{"prompt.method": "dualcoop", "partial.known_proportion": 0.3}) == [DenseSet("trainval", 448),
-                                                                                       DenseSet("test", 448)]
+    assert sets() == () and sets(**{"prompt.method": "coop", "fewshot.shots": 4}) == ()
+    assert sets(**{"prompt.method": "taidpt"}) == (DenseSet("test", 224),)
+    assert sets(**{"prompt.method": "dualcoop", "partial.known_proportion": 0.3}) == (DenseSet("trainval", 448),
+                                                                                       DenseSet("test", 448))
 
 
 def test_a_clip_without_an_attention_pool_gets_one_line_naming_the_fix():

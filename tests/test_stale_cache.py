@@ -101,8 +101,8 @@ def test_a_peer_default_edit_marks_the_prompt_stage(project):
     """Wherever the peers' defaults live, editing that file reruns `prompt`: moving them back into an
     infrastructure module (config.py, as before) fails here."""
     home = [p for p in (ROOT / "pipeline").rglob("*.py")
-            if re.search(r"^PEER_DEFAULTS\b", p.read_text(), flags=re.M)]
-    assert len(home) == 1, f"PEER_DEFAULTS should be defined once, found in {home}"
+            if re.search(r"^PEERS\b", p.read_text(), flags=re.M)]
+    assert len(home) == 1, f"PEERS (each peer's spec and defaults) should be defined once, found in {home}"
     assert "prompt" in changed_stages(project, home[0].relative_to(ROOT).as_posix())
 
 
@@ -117,5 +117,5 @@ def test_infrastructure_holds_no_default_a_result_depends_on():
     param resolves to: such tables belong beside the code that uses them, where the stage's deps see them."""
     for module in sorted(INFRASTRUCTURE):
         text = (ROOT / module).read_text()
-        assert not re.search(r"^(PEER_\w+|COOP_EPOCHS_BY_SHOTS|PROMPT_VAL_FRACTION)\s*[:=]", text, flags=re.M), module
+        assert not re.search(r"^(PEERS?_?\w*|COOP_EPOCHS_BY_SHOTS|PROMPT_VAL_FRACTION)\s*[:=]", text, flags=re.M), module
         assert "def resolved" not in text, module

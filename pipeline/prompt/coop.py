@@ -22,7 +22,9 @@ import torch
 from torch import nn
 
 from ..adapter import normalize
-from .fit import fit, shuffled_batches
+from ..labelled_images import labelled_images
+from ..metrics import mean_ap
+from .fit import Fitted, fit, shuffled_batches, train_and_held_out
 from .losses import multilabel_bce, ranking_loss
 from .text import FrozenTextEncoder, LabelPrompts, check_text_encoder
 
@@ -61,3 +63,19 @@ def train_coop(model: CoOp, images: torch.Tensor, targets: torch.Tensor, epochs:
 
     return fit(model, batches, lambda rows: loss_weight * criterion(model(images[rows]), targets[rows]), epochs, lr,
                warmup_epochs, on_epoch, checkpoint, fingerprint, select_by)
+
+
+def fit_coop(peer, prompt, dataset: str, labels, model, device, setup: dict, fitting: dict) -> Fitted:
+    """Few-shot support images -> CoOp; scored on the evaluation split's global embeddings (the Plan's
+    `peer.train_images` and `peer.test_images`; pipeline/prompt/run.py calls it through pipeline/peers.py)."""
+    train_set, test_set = peer.train_images, peer.test_images
+    support = labelled_images(dataset, labels, train_set.split, train_set.resolution, train_set.purpose)
+    test = labelled_images(dataset, labels, test_set.split, test_set.resolution, test_set.purpose)
+    method = CoOp(model, **setup).to(device)
+    images, targets = torch.from_numpy(support.vectors), torch.from_numpy(support.targets)
+    train, val = train_and_held_out(prompt.select, len(images), prompt.seed)
+    select_by = None if val is None else (
+        lambda: mean_ap(method.scores(images[val].to(device)).cpu().double().numpy(), support.targets[val]))
+    history = train_coop(method, images[train], targets[train], **fitting, loss=prompt.coop_loss, select_by=select_by)
+    scores = method.scores(torch.from_numpy(test.vectors).to(device))
+    return Fitted(test.ids, scores, test.targets, len(train), history, {"ctx": method.prompts.context.ctx})

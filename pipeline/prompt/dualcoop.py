@@ -25,12 +25,17 @@ epoch (docs/benchmarks.md gives that cost); ours are computed once (our reading)
 
 from __future__ import annotations
 
+import numpy as np
+import polars as pl
 import torch
 from torch import nn
 
 from ..adapter import normalize
-from ..dense import with_positions
-from .fit import fit, shuffled_batches
+from ..dense import grid_of, positional_term, read_dense, with_positions
+from ..manifest import read_split
+from ..metrics import known_mean_ap
+from ..partial import MASK_PATH, mask_arrays
+from .fit import Fitted, fit, shuffled_batches, train_and_held_out
 from .losses import dual_asymmetric_loss
 from .text import FrozenTextEncoder, LabelPrompts, check_text_encoder
 
@@ -90,3 +95,25 @@ def train_dualcoop(model: DualCoOp, dense_rows, targets: torch.Tensor, known: to
 
     return fit(model, lambda epoch: shuffled_batches(len(targets), batch_size, seed, epoch), loss_of, epochs, lr,
                warmup_epochs, on_epoch, checkpoint, fingerprint, select_by)
+
+
+def fit_dualcoop(peer, prompt, dataset: str, labels, model, device, setup: dict, fitting: dict) -> Fitted:
+    """The partially labelled split's dense features and known entries -> DualCoOp; scored on the
+    evaluation split's dense features (the Plan's `peer.train_dense` and `peer.test_dense`, both at
+    encode.partial_resolution)."""
+    train, test = read_dense(peer.train_dense.split, peer.train_dense.resolution), \
+        read_dense(peer.test_dense.split, peer.test_dense.resolution)
+    targets, known = mask_arrays(pl.read_parquet(MASK_PATH), labels, train.ids)
+    attnpool = model.visual.attnpool
+    positional = positional_term(attnpool, attnpool.positional_embedding, grid_of(train.locations))
+    method = DualCoOp(model, positional=positional, **setup).to(device)
+    rows, val = train_and_held_out(prompt.select, len(train.ids), prompt.seed)
+    select_by = None if val is None else (lambda: known_mean_ap(
+        method.scores(lambda r: train.take(val[r.numpy()]), len(val)).cpu().double().numpy(), targets[val], known[val]))
+    history = train_dualcoop(method, lambda r: train.take(rows[np.asarray(r)]), torch.from_numpy(targets[rows]),
+                             torch.from_numpy(known[rows]), **fitting, select_by=select_by)
+    scores = method.scores(test.take, len(test.ids))   # Delta = positive - negative logit
+    context = {"positive": method.positive.context.ctx, "negative": method.negative.context.ctx}
+    manifest = read_split(dataset, peer.test_dense.split).select("image_id", "labels")
+    aligned = pl.DataFrame({"image_id": test.ids}).join(manifest, on="image_id", how="left", maintain_order="left")
+    return Fitted(test.ids, scores, labels.multi_hot(aligned["labels"].to_list()), len(rows), history, context)

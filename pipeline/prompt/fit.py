@@ -15,9 +15,11 @@ from __future__ import annotations
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -136,3 +138,30 @@ def shuffled_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[tor
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
     order = torch.randperm(n, generator=generator)
     return [rows for rows in order.split(batch_size) if len(rows)]   # torch splits an empty range into one empty batch
+
+
+# prompt.select: val holds this share of the method's own training set out (seeded by prompt.seed), never test.
+PROMPT_VAL_FRACTION = 0.2
+
+
+def train_and_held_out(select: str, n: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(rows trained on, held-out rows or None): prompt.select val holds out a seeded slice of the
+    method's own training set (never the test split)."""
+    if select != "val":
+        return np.arange(n), None
+    train, val = held_out(n, seed, PROMPT_VAL_FRACTION)
+    log.info("prompt.select val: %d of %d training rows held out to pick the epoch", len(val), n)
+    return train.numpy(), val.numpy()
+
+
+@dataclass
+class Fitted:
+    """What a peer's fit function (pipeline/peers.py: PeerSpec.fit) returns."""
+
+    ids: list[str]                      # the evaluation split's scored images
+    scores: torch.Tensor                # (images, labels)
+    targets: np.ndarray
+    n_train: int                        # rows trained on
+    history: list[dict]                 # per epoch: epoch, loss, lr, seconds
+    context: dict[str, torch.Tensor]    # the learned context vectors by name
+    n_template_texts: int = 0           # TaI-DPT: its template sentences among the rows

@@ -28,13 +28,19 @@ augmented, so every epoch would compute the same numbers).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..adapter import normalize
-from .fit import fit, shuffled_batches
+from ..dense import read_dense
+from ..labelled_images import labelled_images
+from ..metrics import mean_ap
+from ..texts import read_texts
+from .fit import Fitted, fit, shuffled_batches, train_and_held_out
 from .losses import ranking_loss
 from ..clip_model import tokenize
+from .templates import TEMPLATES_PER_LABEL, with_templates
 from .text import FrozenTextEncoder, LabelPrompts, check_text_encoder
 
 LOGIT_SCALE = 4.0          # TaI-DPT: logit_scale = 4.0 unless TRAIN.IF_LEARN_SCALE
@@ -159,3 +165,33 @@ def train_taidpt(model: TaIDPT, texts: TextTokens, targets: torch.Tensor, epochs
 
     return fit(model, lambda epoch: shuffled_batches(len(rows), batch_size, seed, epoch), loss_of, epochs, lr,
                warmup_epochs, on_epoch, checkpoint, fingerprint, select_by)
+
+
+def fit_taidpt(peer, prompt, dataset: str, labels, model, device, setup: dict, fitting: dict) -> Fitted:
+    """The generated texts -> TaI-DPT; scored on the evaluation split's global and dense features (the Plan's
+    `peer.test_images` and `peer.test_dense`, at encode.image_resolution)."""
+    texts = read_texts(labels)
+    sentences, targets = texts["text"].to_list(), labels.multi_hot(texts["labels"].to_list())
+    if prompt.taidpt_templates:   # TaI-DPT's own training set adds its template sentences
+        sentences, targets = with_templates(sentences, targets, list(labels.names))
+    scale = peer.hyperparameters.get("image_spatial_scale", IMAGE_SPATIAL_SCALE)
+    method = TaIDPT(model, **setup, image_spatial_scale=scale).to(device)
+    tokens = TextTokens.encode(method.encoder, sentences)
+    rows, val = train_and_held_out(prompt.select, len(tokens), prompt.seed)
+    select_by = None if val is None else (lambda: mean_ap(
+        method.text_scores(tokens, torch.from_numpy(val)).cpu().double().numpy(), targets[val]))
+    history = train_taidpt(method, tokens, torch.from_numpy(targets), **fitting, rows=torch.from_numpy(rows),
+                           select_by=select_by)
+    test_set = peer.test_images
+    test = labelled_images(dataset, labels, test_set.split, test_set.resolution, test_set.purpose)
+    dense = read_dense(peer.test_dense.split, peer.test_dense.resolution)
+    row_of = {image_id: row for row, image_id in enumerate(dense.ids)}
+    lacking = [i for i in test.ids if i not in row_of]
+    if lacking:
+        raise FileNotFoundError(f"{len(lacking)} evaluation image(s) have no dense features, e.g. {lacking[:3]}: "
+                                "run `dvc repro encode_dense_images`")
+    dense_rows = np.array([row_of[i] for i in test.ids])
+    scores = method.scores(torch.from_numpy(test.vectors), lambda rows: dense.take(dense_rows[rows.numpy()]))
+    context = {"global": method.global_prompts.context.ctx, "local": method.local_prompts.context.ctx}
+    n_templates = len(labels) * TEMPLATES_PER_LABEL if prompt.taidpt_templates else 0
+    return Fitted(test.ids, scores, test.targets, len(rows), history, context, n_templates)
