@@ -60,8 +60,8 @@ def with_thresholds(bundle: AdapterBundle, held, params) -> tuple[AdapterBundle,
     scores = bundle.scores(held.images).numpy()
     known = None if held.image_known is None else held.image_known.numpy()
     thresholds, chosen = choose_thresholds(scores, held.image_targets.numpy(), known)
-    source = "few-shot support images" if plan(params).training_images.support_only else \
-        "known entries of partially labelled images"
+    # partially labelled images carry their mask (image_known); few-shot support images are labelled in full
+    source = "few-shot support images" if held.image_known is None else "known entries of partially labelled images"
     source = (f"{len(held.images)} {source} held out of training (train.threshold_holdout "
               f"{params.train.threshold_holdout:g}, seed {params.train.seed}); F1-best per label")
     log.info("thresholds chosen for %d of %d labels on %s", int(chosen.sum()), len(chosen), source)

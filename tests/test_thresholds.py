@@ -71,8 +71,7 @@ def test_thresholds_chosen_on_support_images_beat_half_on_held_out_support_image
     data = TrainingSet(torch.from_numpy(text_x), torch.from_numpy(labels.multi_hot(text_labels)), 1.0,
                        images=torch.from_numpy(support_x), image_targets=torch.from_numpy(labels.multi_hot(support_labels)),
                        image_radius=0.5, image_weight=0.05)
-    params = SimpleNamespace(train=train_params(threshold_holdout=0.5, epochs=4, hidden_dim=32),
-                             fewshot=SimpleNamespace(enabled=True))
+    params = SimpleNamespace(train=train_params(threshold_holdout=0.5, epochs=4, hidden_dim=32))
     kept, held = hold_out_images(data, params)
     assert len(kept.images) == len(held.images) == 40
     model, _ = train_adapter(kept, params.train)
@@ -89,7 +88,7 @@ def test_thresholds_chosen_on_support_images_beat_half_on_held_out_support_image
 
 def test_without_labelled_images_thresholds_stay_half_and_the_log_names_the_options(caplog):
     data = TrainingSet(torch.zeros(4, 8), torch.zeros(4, 2), 1.0)
-    params = SimpleNamespace(train=train_params(threshold_holdout=0.0), fewshot=SimpleNamespace(enabled=False))
+    params = SimpleNamespace(train=train_params(threshold_holdout=0.0))
     kept, held = hold_out_images(data, params)
     bundle = AdapterBundle(Adapter(AdapterConfig(8, 2, 4, 0.0)), ("a", "b"), False, "synthetic", 64)
     with caplog.at_level("INFO"):
@@ -172,7 +171,7 @@ def test_partial_labels_hold_out_images_with_their_known_entries():
     known[:, 1] = 0                                              # label b is never known
     data = TrainingSet(torch.zeros(4, 8), torch.zeros(4, 2), 1.0, images=torch.from_numpy(rng.normal(size=(20, 8)).astype(np.float32)),
                        image_targets=targets, image_known=known, image_weight=0.5)
-    params = SimpleNamespace(train=train_params(threshold_holdout=0.25), fewshot=SimpleNamespace(enabled=False))
+    params = SimpleNamespace(train=train_params(threshold_holdout=0.25))
     kept, held = hold_out_images(data, params)
     assert len(kept.images) == 15 and len(held.images) == 5 and held.image_known.shape == (5, 2)
     bundle = AdapterBundle(Adapter(AdapterConfig(8, 2, 4, 0.0)), ("a", "b"), False, "synthetic", 64)
