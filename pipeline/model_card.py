@@ -24,7 +24,7 @@ def _setting(params: Params, plan: Plan) -> str:
     if plan.setting == PARTIAL:
         return (f"partial labels: texts shifted towards the images of split `{params.partial.split}`, "
                 f"{params.partial.known_proportion:.0%} of its labels known (`partial.shift: {params.partial.shift}`)")
-    return f"{plan.setting}: texts only, no labelled image"
+    return "zero-shot: texts only, no labelled image"   # a labels-only project trains so too
 
 
 def _texts(params: Params, generate: dict) -> list[str]:
