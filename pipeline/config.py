@@ -43,6 +43,7 @@ class PrepareParams:
     @property
     def has_images(self) -> bool:
         """False for a labels-only project (`dataset: labels`): no manifest, no image stage does work."""
+        # lazy, here and in check: `import pipeline.config` stays free of polars and numpy (0.1 s, not 0.4 s)
         from .datasets.specs import DATASETS
 
         spec = DATASETS.get(self.dataset)

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from .clip_model import CONTEXT_LENGTH, ClipEncoder
 from .decode import DECODING, decoded_batches
 from .embeddings import EmbeddingCache, content_key
+from .encode_ray import ray_batches
 
 log = logging.getLogger(__name__)
 
@@ -138,8 +139,6 @@ def encode_images(
     log.info("images @%dpx: %d cached, %d to encode, %d unreadable", resolution, len(paths) - len(missing) - len(skipped), len(missing), len(skipped))
     transform = encoder.transform(resolution, resize)
     if engine == "ray":
-        from .encode_ray import ray_batches
-
         batches = ray_batches(encoder, paths, missing, resolution, transform, batch_size, num_workers, ray_address)
     else:   # "local"
         batches = _local_batches(encoder, paths, missing, resolution, transform, batch_size, num_workers)

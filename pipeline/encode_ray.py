@@ -26,6 +26,7 @@ from .clip_model import ClipEncoder
 
 from .encoders import load_clip
 from .decode import decode_image
+from .errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def ray_batches(encoder: ClipEncoder, paths: list[str], positions: list[int], re
     requested = getattr(encoder, "requested_device", "auto")
     gpus = int(ray.cluster_resources().get("GPU", 0)) if requested != "cpu" else 0
     if requested == "cuda" and not gpus:
-        raise RuntimeError("encode.device is cuda but the Ray cluster has no GPU: set encode.device to auto or cpu")
+        raise UserError("encode.device is cuda but the Ray cluster has no GPU: set encode.device to auto or cpu")
     actors = gpus or max(1, num_workers)
     model = str(Path(encoder.name).resolve()) if Path(encoder.name).is_file() else encoder.name  # workers may run elsewhere
     log.info("ray: %d %s actor(s) for %d images @%dpx", actors, "GPU" if gpus else "CPU", len(positions), resolution)

@@ -24,11 +24,15 @@ import torch
 from torch import nn
 
 from .adapter import AdapterBundle, normalize
+from .classifier import load_classifier, read_thresholds
+from .config import load_params
 from .thresholds import DEFAULT_THRESHOLD
 from .export_format import (CARD_FILE, CONFIG_FILE, FORMAT, FORMAT_VERSION, ONNX_FILE, WEIGHTS_FILE, ExportError,
                             read_config)
 from .image_engine import ONNX_OPSET, export_onnx
 from .io import atomic_dir
+from .labels import read_labels
+from .model_card import model_card
 
 log = logging.getLogger(__name__)
 
@@ -166,11 +170,6 @@ def export_workspace(out_dir: str | Path, adapter: str | Path, params_file: str 
                      reports_dir: str | Path = "reports", thresholds_file: str | Path | None = None,
                      onnx: bool = False, clip_model: str | None = None) -> Path:
     """Export the workspace's trained adapter with its labels, CLIP, params and reports (`tai export`)."""
-    from .labels import read_labels
-    from .classifier import load_classifier, read_thresholds
-    from .config import load_params
-    from .model_card import model_card
-
     params = load_params(params_file)
     labels = read_labels(params.prepare.dataset)
     classifier = load_classifier(adapter, device="cpu", clip_model=clip_model)

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import PRECISIONS, RUNTIMES
+from .errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def choose_runtime(runtime: str, precision: str, device: torch.device) -> str:
     """The runtime that will run: `runtime` itself, or what `auto` resolves to. bf16 / fp16 run under
     autocast, as a TorchScript graph on a CPU (runtime auto or torchscript), else eagerly."""
     if runtime not in RUNTIMES:
-        raise ValueError(f"encode.runtime = {runtime!r}: use one of {list(RUNTIMES)}")
+        raise UserError(f"encode.runtime = {runtime!r}: use one of {list(RUNTIMES)}")
     if precision != "fp32":
         return "torchscript" if device.type == "cpu" and runtime in ("auto", "torchscript") else "torch"
     if runtime != "auto":

@@ -9,6 +9,7 @@ from pipeline import paths
 from pipeline.adapter import AdapterBundle
 from pipeline.config import INTEGRATE_PROMPT
 from pipeline.environment import run_record
+from pipeline.errors import UserError
 from pipeline.io import write_json
 from pipeline.labelled_images import labelled_images
 from pipeline.labels import read_labels
@@ -46,7 +47,11 @@ def main(params) -> None:
         return
     bundle = AdapterBundle.load(paths.MODEL)
     if bundle.labels != labels.names:
-        raise ValueError("the adapter was trained on another label set: run `dvc repro train` again")
+        only_model = [n for n in bundle.labels if n not in labels.names][:5]
+        only_data = [n for n in labels.names if n not in bundle.labels][:5]
+        raise UserError(f"{paths.MODEL} was trained on another label set than prepare.dataset "
+                        f"{params.prepare.dataset!r} has ({len(bundle.labels)} vs {len(labels.names)} labels; only in "
+                        f"the adapter: {only_model}, only in the dataset: {only_data}): run `dvc repro train` again")
     images = labelled_images(params.prepare.dataset, labels, params.evaluate.split, bundle.image_resolution, "eval")
     scores = bundle.scores(torch.from_numpy(images.vectors)).numpy()
     extra = {"image_resolution": bundle.image_resolution, "n_images_skipped": images.n_skipped}

@@ -15,6 +15,7 @@ from PIL import Image
 from pipeline import image_engine
 from pipeline.clip_model import ClipEncoder, ClipError
 from pipeline.embeddings import EmbeddingCache, content_key
+from pipeline.errors import UserError
 from pipeline.image_engine import EXACT_ATOL, ImageEngine, build_engine, choose_runtime, installed, precision_problem
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
@@ -85,7 +86,7 @@ def test_auto_takes_the_first_installed_runtime_and_plain_torch_on_a_gpu(monkeyp
     assert choose_runtime("auto", "bf16", CPU) == "torchscript"     # a graph traced under autocast
     assert choose_runtime("onnxruntime", "bf16", CPU) == "torch"    # fp32-only runtimes: eager autocast
     assert choose_runtime("auto", "fp16", CUDA) == "torch"          # the GPU analogue: eager fp16 autocast
-    with pytest.raises(ValueError, match="encode.runtime"):
+    with pytest.raises(UserError, match=r"encode.runtime = 'tensorrt': use one of"):
         choose_runtime("tensorrt", "fp32", CPU)
 
 

@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from pipeline import io, paths
+from pipeline.datasets.specs import dataset_spec
 from pipeline.labels import LabelSet
 from pipeline.manifest import MANIFEST_SCHEMA, DatasetError, Prepared, manifest_frame, read_manifest
 
@@ -50,8 +52,6 @@ def prepare_dataset(params: "PrepareParams") -> Prepared:
 
     Raises DatasetError (missing/malformed source) or LabelError (unknown label) before anything is written.
     """
-    from pipeline.datasets.specs import dataset_spec
-
     return dataset_spec(params.dataset).build(params)
 
 
@@ -75,8 +75,6 @@ def write_dataset(
     leaves the previous output intact and splits dropped from params.yaml do not linger.
     Returns the written paths (relative to `base`).
     """
-    from pipeline import io, paths
-
     for split, frame in manifests.items():
         if dict(frame.schema) != MANIFEST_SCHEMA:
             raise ValueError(f"manifest for split {split!r} has schema {frame.schema}, expected {MANIFEST_SCHEMA}")

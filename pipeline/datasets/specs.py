@@ -24,8 +24,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from pipeline import paths
-from pipeline.datasets.voc import VOC2007_DOWNLOAD
+from pipeline.datasets.coco import COCO2014_SPLITS, build_coco, build_coco2014
+from pipeline.datasets.folder import build_folder
+from pipeline.datasets.nuswide import NUSWIDE_SPLITS, build_nuswide
+from pipeline.datasets.voc import VOC2007_DOWNLOAD, build_voc2007
 from pipeline.download import Archive, Download, DownloadError, ManualDataset, ManualDownloadError, download
+from pipeline.labels import read_label_file
 from pipeline.manifest import DatasetError, Prepared
 
 if TYPE_CHECKING:
@@ -62,45 +66,32 @@ class DatasetSpec:
 
 
 # ------------------------------------------------------------------------------------------ builders
-# Each imports its module when called: the spec table stays cheap to read.
 
 def _build_voc2007(p: "PrepareParams") -> "Prepared":
-    from pipeline.datasets.voc import build_voc2007
-
     return Prepared(*build_voc2007(p.root, p.splits))
 
 
 def _build_folder(p: "PrepareParams") -> "Prepared":
-    from pipeline.datasets.folder import build_folder
-
     if not p.labels_file:
         raise DatasetError("prepare.labels_file is null: set it to a CSV or Parquet with columns path, labels, split")
     return Prepared(*build_folder(p.root, p.labels_file, p.splits, p.label_names))
 
 
 def _build_coco2014(p: "PrepareParams") -> "Prepared":
-    from pipeline.datasets.coco import build_coco2014
-
     return Prepared(*build_coco2014(p.root, p.splits, p.keep_unannotated))
 
 
 def _build_coco(p: "PrepareParams") -> "Prepared":
-    from pipeline.datasets.coco import build_coco
-
     return Prepared(*build_coco(p.root, p.annotations or {}, p.splits, p.keep_unannotated, p.label_names))
 
 
 def _build_nuswide(p: "PrepareParams") -> "Prepared":
-    from pipeline.datasets.nuswide import build_nuswide
-
     labels, manifests, missing = build_nuswide(p.root, p.splits, p.image_root)
     extras = {paths.missing_images_path("nuswide", split): frame for split, frame in missing.items()}
     return Prepared(labels, manifests, extras)
 
 
 def _build_labels(p: "PrepareParams") -> "Prepared":
-    from pipeline.labels import read_label_file
-
     if not p.label_names:
         raise DatasetError("prepare.label_names is null: point it at a text file, one label per line")
     return Prepared(read_label_file(p.label_names), {})
@@ -119,8 +110,6 @@ def _needs_voc2007(p: "PrepareParams") -> Needs:
 
 
 def _needs_coco2014(p: "PrepareParams") -> Needs:
-    from pipeline.datasets.coco import COCO2014_SPLITS
-
     root = Path(p.root)
     found: Needs = []
     for split in p.splits:
@@ -135,8 +124,6 @@ def _needs_coco(p: "PrepareParams") -> Needs:
 
 
 def _needs_nuswide(p: "PrepareParams") -> Needs:
-    from pipeline.datasets.nuswide import NUSWIDE_SPLITS
-
     root = Path(p.root)
     images = ("prepare.image_root", Path(p.image_root)) if p.image_root else ("prepare.root", root / "Flickr")
     lists = [root / "ImageList" / NUSWIDE_SPLITS[s][0] for s in p.splits if s in NUSWIDE_SPLITS]

@@ -17,12 +17,18 @@ import torch
 from .. import paths
 from ..config import Params
 from ..dense import DENSE_METHODS, DenseFeatures, check_dense_model, dense_dir, grid_of, positional_term
+from ..encoders import load_clip
 from ..labelled_images import labelled_images
 from ..labels import LabelSet
 from ..manifest import read_split
 from ..metrics import known_mean_ap, mean_ap
+from ..partial import MASK_PATH, mask_arrays
+from ..texts import read_texts
 from . import defaults
+from .coop import CoOp, train_coop
+from .dualcoop import DualCoOp, train_dualcoop
 from .fit import PromptDiverged, held_out
+from .taidpt import IMAGE_SPATIAL_SCALE, TaIDPT, TextTokens, train_taidpt
 from .templates import TEMPLATES_PER_LABEL, with_templates
 
 log = logging.getLogger(__name__)
@@ -80,8 +86,6 @@ def resolved_hyperparameters(params: Params) -> dict:
 
 
 def run_prompt_method(params: Params, labels: LabelSet) -> PromptResult:
-    from ..encoders import load_clip
-
     p = params.prompt
     hp = resolved_hyperparameters(params)
     encoder = load_clip(params.encode.model, p.device)   # float32 on every device: the contexts train in it
@@ -129,8 +133,6 @@ def _split(params: Params, n: int) -> tuple[np.ndarray, np.ndarray | None]:
 
 def _coop(params: Params, labels: LabelSet, model, device, setup: dict, fitting: dict):
     """Few-shot support images -> CoOp; scored on the evaluation split's global embeddings."""
-    from .coop import CoOp, train_coop
-
     support = labelled_images(params.prepare.dataset, labels, params.fewshot.split, params.encode.image_resolution, "support")
     test = labelled_images(params.prepare.dataset, labels, params.evaluate.split, params.encode.image_resolution, "eval")
     method = CoOp(model, **setup).to(device)
@@ -147,9 +149,6 @@ def _coop(params: Params, labels: LabelSet, model, device, setup: dict, fitting:
 def _dualcoop(params: Params, labels: LabelSet, model, device, setup: dict, fitting: dict):
     """The partially labelled split's dense features and known entries -> DualCoOp; scored on the
     evaluation split's dense features, both at encode.partial_resolution."""
-    from ..partial import MASK_PATH, mask_arrays
-    from .dualcoop import DualCoOp, train_dualcoop
-
     resolution = params.encode.partial_resolution
     train, test = _dense(params.partial.split, resolution), _dense(params.evaluate.split, resolution)
     targets, known = mask_arrays(pl.read_parquet(MASK_PATH), labels, train.ids)
@@ -168,9 +167,6 @@ def _dualcoop(params: Params, labels: LabelSet, model, device, setup: dict, fitt
 
 def _taidpt(params: Params, labels: LabelSet, model, device, setup: dict, fitting: dict):
     """The generated texts -> TaI-DPT; scored on the evaluation split's global and dense features."""
-    from ..texts import read_texts
-    from .taidpt import IMAGE_SPATIAL_SCALE, TaIDPT, TextTokens, train_taidpt
-
     texts = read_texts(labels)
     sentences, targets = texts["text"].to_list(), labels.multi_hot(texts["labels"].to_list())
     if params.prompt.taidpt_templates:   # TaI-DPT's own training set adds its template sentences
