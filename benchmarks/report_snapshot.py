@@ -17,6 +17,7 @@ CLIP through the module tests/conftest.py imports it from. Left out, as no resul
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import importlib
 import json
@@ -41,7 +42,7 @@ SETTINGS = {   # setting -> dotted params over the e2e project's (tests/e2e_proj
 }
 GRID = ("train.radius", (0.5, 2.0))      # the queued grid, run on the zero-shot project
 LLM_FRACTION = 0.25                      # the zero-shot project captions a quarter of its texts with the embedded LLM
-VOLATILE = re.compile(r"(seconds|_s|time|timestamp|duration|elapsed|date)$")   # how long, when: never a result
+VOLATILE = re.compile(r"second|time|duration|elapsed|date|_s$")   # how long, when: keys and CSV columns, never a result
 SKIPPED_REPORTS = {"environment.json"}   # versions, CPU, GPU of the machine
 
 
@@ -52,7 +53,12 @@ def tiny_clip(folder: Path) -> Path:
 
 
 def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """Of the file's bytes; of a CSV's cells without its VOLATILE columns (train_log.csv's seconds per epoch)."""
+    if path.suffix != ".csv":
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    rows = list(csv.reader(path.read_text().splitlines()))
+    keep = [i for i, name in enumerate(rows[0] if rows else []) if not VOLATILE.search(name.lower())]
+    return hashlib.sha256(json.dumps([[row[i] for i in keep] for row in rows]).encode()).hexdigest()
 
 
 def stable(value):
@@ -120,10 +126,14 @@ def queued_grid(project: Path, timeout_s: float = 900) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="the JSON file to write")
+    parser.add_argument("--workdir", type=Path, help="build the projects in this new folder and keep them "
+                        "(to see why two snapshots differ); default: a temporary folder, removed")
     args = parser.parse_args()
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="tai-snapshot-") as tmp:
-        tmp = Path(tmp)
+    if args.workdir:
+        args.workdir.mkdir(parents=True)
+    with tempfile.TemporaryDirectory(prefix="tai-snapshot-") as scratch:
+        tmp = args.workdir.resolve() if args.workdir else Path(scratch)
         os.environ["TAI_CACHE_DIR"] = str(tmp / "cache")   # no embedding from an earlier run is reused
         os.environ.setdefault("DVC_NO_ANALYTICS", "1")
         clip = tiny_clip(tmp)
