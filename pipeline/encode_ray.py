@@ -25,6 +25,7 @@ import torch
 from .clip_model import ClipEncoder
 
 from .encoders import load_clip
+from .image_engine import image_encoder
 from .decode import decode_image
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class ClipActor:
     def __init__(self, model: str, device: str, resolution: int, transform, precision: str = "fp32",
                  runtime: str = "auto"):
         self.encoder = load_clip(model, device, precision, runtime)
+        self.images = image_encoder(self.encoder)
         self.resolution, self.transform = resolution, transform
         self.pool = ThreadPoolExecutor(DECODE_THREADS)
 
@@ -56,7 +58,7 @@ class ClipActor:
         vectors = np.zeros((len(decoded), self.encoder.embed_dim), np.float32)
         if good:
             pixels = torch.stack([decoded[i][0] for i in good])
-            vectors[good] = self.encoder.encode_images(pixels, self.resolution)
+            vectors[good] = self.images(pixels, self.resolution)
         errors = np.array([error or "" for _, error in decoded], dtype=object)
         return {"position": batch["position"], "embedding": vectors, "error": errors}
 
