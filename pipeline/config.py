@@ -123,7 +123,7 @@ class OpenAIParams:
 # trusts it, and tests/test_choices.py checks that each value has its own behaviour there.
 # Image preprocessing of pipeline.clip_model.image_transform (encode.resize).
 RESIZE_MODES = ("square", "center_crop")
-# Where images are encoded (encode.engine; pipeline.encode): this process, or a Ray cluster (ours).
+# Where images are encoded (encode.engine; pipeline.encode_images): this process, or a Ray cluster (ours).
 ENGINES = ("local", "ray")
 # encode.device, train.device (pipeline.device).
 DEVICES = ("auto", "cpu", "cuda")

@@ -2,7 +2,7 @@
 
 Ray Data spreads the images over a pool of CLIP actors, one per GPU of the cluster (or
 `encode.num_workers` CPU actors where it has none); each actor decodes its batch with the
-same `decode_image` as the local engine and encodes it. The driver (`pipeline.encode`)
+same `decode_image` as the local engine and encodes it. The driver (`pipeline.encode_images`)
 hashes the files, sends only those missing from the cache, and writes every returned batch
 to the cache itself, so both engines leave the same cache entries and the same shards.
 

@@ -1,6 +1,7 @@
 """Noise on a hypersphere: the random perturbation that lets text stand in for images.
 
-Three kinds (`train.noise`, `fewshot.noise`, `partial.image_noise`; `pipeline.config` checks the name):
+Three kinds (`train.noise`, `fewshot.noise`, `partial.image_noise`; their names in `pipeline.noise_kinds`, which
+config checks against):
 
 - surface: norm exactly `radius`, in a uniformly random direction (the paper's text noise).
 - interior: norm uniform in [0, radius], in a uniformly random direction (the paper's
