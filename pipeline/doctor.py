@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from pipeline import environment, paths
-from pipeline.config import RUNTIMES, load_params
+from pipeline.config import load_params
 from pipeline.errors import UserError, one_line
+from pipeline.runtimes import RUNTIMES
 
 LOCK_FILE = "constraints.txt"
 INSTALL_FROM_LOCK = 'python -m pip install -e ".[test]" -c constraints.txt'
@@ -173,7 +174,8 @@ def _open_clip_weights(model: str) -> Finding:
 
 def check_image_runtimes(params) -> list[Finding]:
     from pipeline.device import resolve_device   # lazy: see check_llm
-    from pipeline.image_engine import PACKAGES, choose_runtime, installed, precision_problem
+    from pipeline.image_engine import PACKAGES, choose_runtime, installed
+    from pipeline.precision import precision_problem
 
     e = params.encode
     found = [Finding("images", "runtimes installed: " + ", ".join(r for r in RUNTIMES if r != "auto" and installed(r)))]

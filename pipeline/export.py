@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .adapter import AdapterBundle, normalize
+from .adapter import AdapterBundle
 from .classifier import load_classifier, read_thresholds
 from .config import load_params
 from .thresholds import DEFAULT_THRESHOLD
@@ -33,6 +33,7 @@ from .image_engine import ONNX_OPSET, export_onnx
 from .io import atomic_dir
 from .labels import read_labels
 from .model_card import model_card
+from .vectors import normalize
 
 log = logging.getLogger(__name__)
 
