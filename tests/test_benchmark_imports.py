@@ -25,14 +25,9 @@ def top_level_imports(path: Path) -> set[str]:
     return names
 
 
-# report_snapshot.py is the one exception: its job is to run the end-to-end tests' own projects (their builders in
-# tests/) before and after a change and compare every result, so it reads them from tests/ on purpose.
-RUNS_THE_TESTS_PROJECTS = {"report_snapshot.py"}
-
-
 def test_no_sys_path_edits_and_no_test_helpers():
     found = {}
-    for path in (p for p in SCRIPTS if p.name not in RUNS_THE_TESTS_PROJECTS):
+    for path in SCRIPTS:
         bad = sorted(top_level_imports(path) & TEST_MODULES) + (["sys.path"] if "sys.path" in path.read_text() else [])
         if bad:
             found[path.name] = bad

@@ -6,7 +6,7 @@ experiments, and writes what they produced: every metric in reports/*.json, a sh
 reports/ and artifacts/, and the metrics `dvc exp show --json` holds for each queued experiment. Run it on the
 commit before and the commit after, then compare the two files (`cmp`, or `diff` them as JSON):
 
-    python benchmarks/report_snapshot.py --out before.json
+    python tests/report_snapshot.py --out before.json
 
 About 4 CPU-minutes: 17 minutes of wall time on this project's 2 cores shared with other jobs (load 7). Two runs
 of the same commit write identical files (checked on 81bc18b, in different folders and at once).
@@ -33,10 +33,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))   # the tests' builders sit beside this script (tests/), the project at ROOT
 
-from e2e_project import commit, make_project, run  # noqa: E402  (the tests' builders, found through sys.path)
+from e2e_project import commit, make_project, run  # noqa: E402  (the tests' builders, beside this script)
 
 TINY = {"prompt.epochs": 2, "prompt.n_ctx": 4, "train.epochs": 2}
 SETTINGS = {   # setting -> dotted params over the e2e project's (tests/e2e_project.make_project)
