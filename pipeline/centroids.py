@@ -79,6 +79,7 @@ import numpy as np
 import polars as pl
 
 from . import paths
+from .errors import UserError
 from .labels import LabelSet
 
 log = logging.getLogger(__name__)
@@ -223,7 +224,7 @@ def text_offsets(text_labels: list, combinations: pl.DataFrame, labels: LabelSet
             missing += 1
             continue
         if len(offset) != dim:
-            raise ValueError(f"offsets have {len(offset)} dims, the text embeddings {dim}: run `dvc repro centroids`")
+            raise UserError(f"offsets have {len(offset)} dims, the text embeddings {dim}: run `dvc repro centroids`")
         out[row] = offset
     if missing:
         log.warning("%d text(s) have a combination missing from the centroid table: left unshifted", missing)
@@ -284,7 +285,7 @@ def text_shifts(
             log.warning("no global gap (no image or no text): texts left unshifted")
             return np.zeros((len(text_labels), dim), dtype=np.float32)
         if len(offset) != dim:
-            raise ValueError(f"the global gap has {len(offset)} dims, the text embeddings {dim}: run `dvc repro centroids`")
+            raise UserError(f"the global gap has {len(offset)} dims, the text embeddings {dim}: run `dvc repro centroids`")
         return np.broadcast_to(np.asarray(offset, dtype=np.float32), (len(text_labels), dim)).copy()
     gap = np.zeros((len(labels), dim), dtype=np.float64)   # mode "label"
     has = np.zeros(len(labels), dtype=bool)
@@ -292,7 +293,7 @@ def text_shifts(
         if offset is None or name not in labels.index:
             continue
         if len(offset) != dim:
-            raise ValueError(f"label gaps have {len(offset)} dims, the text embeddings {dim}: run `dvc repro centroids`")
+            raise UserError(f"label gaps have {len(offset)} dims, the text embeddings {dim}: run `dvc repro centroids`")
         gap[labels.index[name]], has[labels.index[name]] = offset, True
     usable = labels.multi_hot(text_labels).astype(bool) & has if len(text_labels) else np.zeros((0, len(labels)), bool)
     counts = usable.sum(axis=1, keepdims=True)

@@ -31,6 +31,8 @@ import typer  # noqa: E402
 from typer.core import TyperGroup  # noqa: E402
 
 from pipeline import paths  # noqa: E402
+# Each command imports the library modules it needs inside itself: `import pipeline.cli` (`tai --help`) stays free
+# of torch, polars and pyarrow (tests/test_cli.py), 0.05 s instead of several seconds.
 from pipeline.errors import EXIT_USER_ERROR, UserError, one_line  # noqa: E402
 
 

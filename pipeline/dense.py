@@ -37,6 +37,8 @@ import torch.nn.functional as F
 
 from . import paths
 from .clip_model import ClipError, resize_positional_embedding
+from .decode import decoded_batches
+from .io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -210,8 +212,6 @@ def encode_dense(encoder, ids: list[str], image_paths: list[str], resolution: in
     output is in place."""
     from tqdm.auto import tqdm
 
-    from .decode import decoded_batches
-    from .io import atomic_path
 
     visual = encoder.model.visual
     grid, dim = resolution // 32, encoder.embed_dim

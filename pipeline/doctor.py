@@ -18,6 +18,10 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from pipeline import environment, paths
+from pipeline.config import load_params
+from pipeline.errors import UserError, one_line
+from pipeline.runtimes import RUNTIMES
+from pipeline.settings import plan
 
 LOCK_FILE = "constraints.txt"
 INSTALL_FROM_LOCK = 'python -m pip install -e ".[test]" -c constraints.txt'
@@ -107,6 +111,8 @@ def check_llm(params, cache_dir: Path | None = None) -> list[Finding]:
         return [Finding("llm", f"generate.backend {g.backend}: the model runs on the server(s), nothing to probe")]
     if environment.version("llama-cpp-python") is None:
         return [Finding("llm", "llama-cpp-python is not installed", f"python -m pip install -e . -c {LOCK_FILE}")]
+    # lazy, as every import below that loads torch, polars or llama_cpp: a broken install of one of them is
+    # a finding of the check that needs it (`_guarded`), not a traceback of `tai doctor`
     from pipeline.generate.models import model_identity, resolve_model
     from pipeline.generate.probe import failure, probe_decode
 
@@ -123,7 +129,7 @@ def check_llm(params, cache_dir: Path | None = None) -> list[Finding]:
 def check_clip(params) -> list[Finding]:
     """Whether the CLIP weights encode.model names are on disk (else the first run downloads them)."""
     model = params.encode.model
-    from pipeline.clip_model import is_open_clip
+    from pipeline.clip_model import is_open_clip   # lazy: see check_llm
 
     if is_open_clip(model):
         return [_open_clip_weights(model)]
@@ -150,7 +156,7 @@ def _open_clip_weights(model: str) -> Finding:
     if environment.version("open_clip_torch") is None:
         return Finding("clip", f"encode.model {model} needs open_clip, which is not installed",
                        f'python -m pip install -e ".[open_clip]" -c {LOCK_FILE}')
-    from pipeline.open_clip_model import OpenClipName
+    from pipeline.open_clip_model import OpenClipName   # lazy: see check_llm
 
     name = OpenClipName.parse(model)
     if name.pretrained and Path(name.pretrained).is_file():
@@ -168,15 +174,15 @@ def _open_clip_weights(model: str) -> Finding:
 
 
 def check_image_runtimes(params) -> list[Finding]:
-    from pipeline.config import RUNTIMES
-    from pipeline.device import resolve_device
-    from pipeline.image_engine import PACKAGES, choose_runtime, installed, precision_problem
+    from pipeline.device import resolve_device   # lazy: see check_llm
+    from pipeline.image_engine import PACKAGES, choose_runtime, installed
+    from pipeline.precision import precision_problem
 
     e = params.encode
     found = [Finding("images", "runtimes installed: " + ", ".join(r for r in RUNTIMES if r != "auto" and installed(r)))]
     try:
         device = resolve_device(e.device)
-    except RuntimeError as error:
+    except UserError as error:
         return found + [Finding("images", str(error), "set encode.device: auto or cpu")]
     if e.runtime != "auto" and not installed(e.runtime):
         extra = "onnx" if e.runtime == "onnxruntime" else e.runtime
@@ -204,7 +210,7 @@ def check_cache(free_bytes: Callable[[Path], int] | None = None) -> list[Finding
 
 
 def check_prepare_root(params) -> list[Finding]:
-    from pipeline.datasets.specs import dataset_spec
+    from pipeline.datasets.specs import dataset_spec   # lazy: see check_llm
 
     p = params.prepare
     spec = dataset_spec(p.dataset)
@@ -227,17 +233,12 @@ def check_prepare_root(params) -> list[Finding]:
 def run_checks(params_path: Path = Path("params.yaml"), root: Path | None = None,
                probe_cache_dir: Path | None = None) -> list[Finding]:
     """Every check, in the order printed; a check that raises becomes a problem naming what it said."""
-    from pipeline.config import load_params
-    from pipeline.settings import plan
-
     root = project_root() if root is None else root
     found = _guarded("versions", lambda: check_versions(root)) + _guarded("cpu", check_machine)
     try:
         params = load_params(params_path)
         plan(params)   # keys that cannot work together
     except Exception as e:
-        from pipeline.errors import one_line
-
         return found + [Finding("params", f"{params_path}: {one_line(e)}", "fix params.yaml as the message says, "
                                 "then run tai doctor again")]
     for topic, check in (("llm", lambda: check_llm(params, probe_cache_dir)), ("clip", lambda: check_clip(params)),
@@ -248,8 +249,6 @@ def run_checks(params_path: Path = Path("params.yaml"), root: Path | None = None
 
 
 def _guarded(topic: str, check: Callable[[], Iterable[Finding]]) -> list[Finding]:
-    from pipeline.errors import UserError, one_line
-
     try:
         return list(check())
     except UserError as e:   # bad input: its message names the fix

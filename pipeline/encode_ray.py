@@ -2,7 +2,7 @@
 
 Ray Data spreads the images over a pool of CLIP actors, one per GPU of the cluster (or
 `encode.num_workers` CPU actors where it has none); each actor decodes its batch with the
-same `decode_image` as the local engine and encodes it. The driver (`pipeline.encode`)
+same `decode_image` as the local engine and encodes it. The driver (`pipeline.encode_images`)
 hashes the files, sends only those missing from the cache, and writes every returned batch
 to the cache itself, so both engines leave the same cache entries and the same shards.
 
@@ -25,7 +25,9 @@ import torch
 from .clip_model import ClipEncoder
 
 from .encoders import load_clip
+from .image_engine import image_encoder
 from .decode import decode_image
+from .errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,7 @@ class ClipActor:
     def __init__(self, model: str, device: str, resolution: int, transform, precision: str = "fp32",
                  runtime: str = "auto"):
         self.encoder = load_clip(model, device, precision, runtime)
+        self.images = image_encoder(self.encoder)
         self.resolution, self.transform = resolution, transform
         self.pool = ThreadPoolExecutor(DECODE_THREADS)
 
@@ -56,7 +59,7 @@ class ClipActor:
         vectors = np.zeros((len(decoded), self.encoder.embed_dim), np.float32)
         if good:
             pixels = torch.stack([decoded[i][0] for i in good])
-            vectors[good] = self.encoder.encode_images(pixels, self.resolution)
+            vectors[good] = self.images(pixels, self.resolution)
         errors = np.array([error or "" for _, error in decoded], dtype=object)
         return {"position": batch["position"], "embedding": vectors, "error": errors}
 
@@ -70,7 +73,7 @@ def ray_batches(encoder: ClipEncoder, paths: list[str], positions: list[int], re
     requested = getattr(encoder, "requested_device", "auto")
     gpus = int(ray.cluster_resources().get("GPU", 0)) if requested != "cpu" else 0
     if requested == "cuda" and not gpus:
-        raise RuntimeError("encode.device is cuda but the Ray cluster has no GPU: set encode.device to auto or cpu")
+        raise UserError("encode.device is cuda but the Ray cluster has no GPU: set encode.device to auto or cpu")
     actors = gpus or max(1, num_workers)
     model = str(Path(encoder.name).resolve()) if Path(encoder.name).is_file() else encoder.name  # workers may run elsewhere
     log.info("ray: %d %s actor(s) for %d images @%dpx", actors, "GPU" if gpus else "CPU", len(positions), resolution)

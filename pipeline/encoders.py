@@ -5,13 +5,12 @@ so a stage, `tai predict` and the Ray actors read a name the same way."""
 from __future__ import annotations
 
 from .clip_model import ClipEncoder, is_open_clip
+from .open_clip_model import OpenClipEncoder
 
 
 def load_clip(model: str = "RN50", device: str = "auto", precision: str = "fp32", runtime: str = "auto") -> ClipEncoder:
     """The encoder for `model` on `device` (auto | cpu | cuda), computing in `precision` (encode.precision), its
     image tower run by `runtime` (encode.runtime); a ClipError names a model that cannot be used."""
     if is_open_clip(model):
-        from .open_clip_model import OpenClipEncoder
-
         return OpenClipEncoder(model, device, precision, runtime)
     return ClipEncoder(model, device, precision, runtime)

@@ -110,6 +110,7 @@ def run_record(runtime: str, precision: str, device: str) -> dict[str, str]:
     """What reports/environment.json holds: the key libraries' versions ("none" where not installed), the
     image runtime and precision `encode.*` give on this machine, and the CPU and GPU. Strings only, flat, so
     `dvc exp show` shows each as a column and `tai report` (numbers only) leaves them out of its table."""
+    # lazy: both load torch, and `tai doctor` imports this module to report, among others, a missing torch
     from pipeline.device import resolve_device
     from pipeline.image_engine import choose_runtime
 

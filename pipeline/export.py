@@ -23,12 +23,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from .adapter import AdapterBundle, normalize
+from .adapter import AdapterBundle
+from .classifier import load_classifier, read_thresholds
+from .config import load_params
 from .thresholds import DEFAULT_THRESHOLD
 from .export_format import (CARD_FILE, CONFIG_FILE, FORMAT, FORMAT_VERSION, ONNX_FILE, WEIGHTS_FILE, ExportError,
                             read_config)
 from .image_engine import ONNX_OPSET, export_onnx
 from .io import atomic_dir
+from .labels import read_labels
+from .model_card import model_card
+from .settings import plan
+from .vectors import normalize
 
 log = logging.getLogger(__name__)
 
@@ -166,12 +172,6 @@ def export_workspace(out_dir: str | Path, adapter: str | Path, params_file: str 
                      reports_dir: str | Path = "reports", thresholds_file: str | Path | None = None,
                      onnx: bool = False, clip_model: str | None = None) -> Path:
     """Export the workspace's trained adapter with its labels, CLIP, params and reports (`tai export`)."""
-    from .labels import read_labels
-    from .classifier import load_classifier, read_thresholds
-    from .config import load_params
-    from .model_card import model_card
-    from .settings import plan
-
     params = load_params(params_file)
     the_plan = plan(params)
     labels = read_labels(params.prepare.dataset)

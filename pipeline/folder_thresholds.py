@@ -13,8 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 
+from .datasets.folder import read_labels_file
 from .errors import UserError
+from .predict import predict_folder
 from .thresholds import DEFAULT_THRESHOLD, choose_thresholds, holdout_rows, thresholded_metrics
 
 
@@ -29,11 +32,6 @@ class FolderThresholds:
 
 def choose_on_folder(model: Path, folder: Path, labels_file: Path, check: float = 0.5, seed: int = 0,
                      device: str = "auto", clip_model: str | None = None) -> FolderThresholds:
-    import polars as pl
-
-    from .datasets.folder import read_labels_file
-    from .predict import predict_folder
-
     listed = read_labels_file(labels_file).with_columns(
         pl.col("path").map_elements(lambda p: str((folder / p).resolve()), return_dtype=pl.Utf8))
     frame, _ = predict_folder(model, folder, clip_model, 0.5, device)

@@ -30,6 +30,7 @@ import numpy as np
 import polars as pl
 
 from .errors import UserError
+from .io import write_text
 from .thresholds import DEFAULT_THRESHOLD
 
 log = logging.getLogger(__name__)
@@ -144,8 +145,6 @@ def render(data: GalleryData, items: list[dict] | None = None) -> str:
 
 
 def write_gallery(data: GalleryData, out: Path) -> Path:
-    from .io import write_text
-
     return write_text(render(data), out)
 
 
@@ -154,7 +153,7 @@ def model_thresholds(model: Path | None, threshold: float | None) -> tuple[tuple
     the model's own (an export's or an adapter bundle's), else (None, None, "none")."""
     labels, per_label, source = None, {}, "none"
     if model is not None:
-        from .classifier import load_bundle
+        from .classifier import load_bundle   # lazy: torch; a gallery of a predictions table needs none
 
         bundle, per_label = load_bundle(model)
         labels, source = bundle.labels, bundle.threshold_source

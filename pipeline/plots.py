@@ -13,11 +13,13 @@ not only that it is a PNG.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .centroids import centroid_matrix, combination_key, visual_centroids
 from .io import atomic_path
 
 
@@ -76,10 +78,6 @@ def combination_panel(
     """The `top` most frequent label combinations among `image_labels` (the images' label lists), their
     images (at most `max_images` each, seeded), and each combination's centroid = mean of its labels'
     visual centroids, estimated from `known_positive` and, when given, from `full_positive`."""
-    from collections import Counter
-
-    from .centroids import centroid_matrix, combination_key, visual_centroids
-
     image_vectors = np.asarray(image_vectors, dtype=np.float32)
     keys = [combination_key(ls, labels) for ls in image_labels]
     counts = Counter(k for k in keys if k)

@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import UserError
+from .io import write_text
 from .paper_targets import target_for
+from .plots import placeholder_figure, sweep_figure
 
 SEED_PARAMS = ("train.seed", "generate.seed", "fewshot.seed", "partial.seed")
 # The numbers the paper's tables report, in this order: the adapter's mAP, integrated with another
@@ -441,8 +443,6 @@ def curves(summary: Summary, metric: str, x: str) -> dict[str, list[tuple]]:
 
 def plot(summary: Summary, metric: str | None, x: str | None, path: str | Path) -> Path:
     """`metric` (mean, std error bars) against param `x`, one line per combination of the other varied params."""
-    from .plots import placeholder_figure, sweep_figure
-
     if metric is None:
         return placeholder_figure(path, "no metrics found in the experiments")
     if x is None:
@@ -464,8 +464,6 @@ def write_report(
     """Write `experiments.md` and `experiments.png` into `out_dir`; returns both paths and the summary.
 
     The table's metrics: `metrics` when given, else every metric with `all_metrics`, else the headline ones."""
-    from .io import write_text
-
     if metrics and all_metrics:
         raise ReportError("--metric and --all-metrics both given: name the metrics, or ask for all of them")
     runs, skipped = collect_runs(exp_show)

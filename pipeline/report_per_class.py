@@ -12,6 +12,7 @@ import io
 import subprocess
 from pathlib import Path
 
+from .io import write_text
 from .report import ReportError, Run, Summary, _metric_text, _param_text, summarize
 
 PER_CLASS_FILE = "reports/per_class.csv"
@@ -68,7 +69,5 @@ def per_class_markdown(summary: Summary, labels: list[str], method: str) -> str:
 
 
 def write_per_class_report(runs: list[Run], repo: Path, out_dir: Path, method: str = "adapter") -> Path:
-    from .io import write_text
-
     summary, labels = per_class_summary(runs, repo, method)
     return write_text(per_class_markdown(summary, labels, method), Path(out_dir) / PER_CLASS_TABLE)

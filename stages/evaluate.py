@@ -49,11 +49,15 @@ def main(params) -> None:
         return
     bundle = AdapterBundle.load(paths.MODEL)
     if bundle.labels != labels.names:
-        raise ValueError("the adapter was trained on another label set: run `dvc repro train` again")
+        only_model = [n for n in bundle.labels if n not in labels.names][:5]
+        only_data = [n for n in labels.names if n not in bundle.labels][:5]
+        raise UserError(f"{paths.MODEL} was trained on another label set than prepare.dataset "
+                        f"{params.prepare.dataset!r} has ({len(bundle.labels)} vs {len(labels.names)} labels; only in "
+                        f"the adapter: {only_model}, only in the dataset: {only_data}): run `dvc repro train` again")
     s = the_plan.evaluation_images
     if bundle.image_resolution != s.resolution:
-        raise UserError(f"the adapter was trained for {bundle.image_resolution} px but this setting evaluates at "
-                         f"{s.resolution} px: run `dvc repro train` again")
+        raise UserError(f"{paths.MODEL} was trained for {bundle.image_resolution} px but this setting evaluates at "
+                        f"{s.resolution} px: run `dvc repro train` again")
     images = labelled_images(params.prepare.dataset, labels, s.split, s.resolution, s.purpose)
     scores = bundle.scores(torch.from_numpy(images.vectors)).numpy()
     extra = {"image_resolution": bundle.image_resolution, "n_images_skipped": images.n_skipped}

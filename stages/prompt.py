@@ -31,7 +31,7 @@ def main(params) -> None:
         write_text("epoch,loss,lr,seconds\n", paths.PROMPT_LOG)
         write_torch({"method": "none"}, paths.PROMPT_CONTEXT)
         return
-    from pipeline.prompt.run import run_prompt_method
+    from pipeline.prompt.run import run_prompt_method   # lazy: prompt.method none loads no peer, CLIP or dense code
 
     result = run_prompt_method(params, peer, labels)
     write_torch({"method": peer.name, "labels": list(labels.names), "model": params.encode.model,

@@ -3,13 +3,13 @@
 import torch
 
 from pipeline import paths
-from pipeline.adapter import normalize
 from pipeline.labelled_images import labelled_images
 from pipeline.labels import read_labels
 from pipeline.encoders import load_clip
 from pipeline.evaluation import write_empty_evaluation, write_evaluation
 from pipeline.settings import plan
 from pipeline.stage import run, skipped
+from pipeline.vectors import normalize
 
 
 def main(params) -> None:

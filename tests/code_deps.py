@@ -15,8 +15,8 @@ import yaml
 # on any edit. Left out of dvc.yaml on purpose.
 INFRASTRUCTURE = {"pipeline/__init__.py", "pipeline/io.py", "pipeline/paths.py", "pipeline/config.py", "pipeline/stage.py",
                   "pipeline/errors.py", "pipeline/environment.py"}
-# Packages listed as one folder dep (every module inside them counts, and so does what each imports).
-PACKAGES = ("pipeline/generate/", "pipeline/datasets/", "pipeline/prompt/")
+# Packages listed as one folder dep (every module inside them counts).
+PACKAGES = ("pipeline/generate", "pipeline/datasets", "pipeline/prompt")
 
 
 def _module_file(root: Path, dotted: str) -> Path | None:
@@ -82,16 +82,13 @@ def code_deps(root: Path, module: str) -> set[str]:
         if path.relative_to(root).as_posix() in INFRASTRUCTURE:
             continue   # what infrastructure imports (stage.py's error classes) is not a dep of the stage
         todo.extend(imports(root, path) - seen)
-        rel = path.relative_to(root).as_posix()
-        if (path.name == "__init__.py" and path.parent.name != "pipeline") or rel.startswith(PACKAGES):
-            # a package's modules come with it; a package listed whole brings every module's imports too
-            # (pipeline/prompt/run.py reaches a peer's module by the name pipeline/peers.py gives, not by an import)
+        if path.name == "__init__.py" and path.parent.name != "pipeline":   # a package's modules come with it
             todo.extend(set(path.parent.glob("*.py")) - seen)
     deps = set()
     for path in seen:
         rel = path.relative_to(root).as_posix()
-        package = next((p for p in PACKAGES if rel.startswith(p)), None)
-        deps.add(package.rstrip("/") if package else rel)
+        package = next((p for p in PACKAGES if rel.startswith(p + "/")), None)
+        deps.add(package or rel)
     return deps - INFRASTRUCTURE
 
 

@@ -16,6 +16,7 @@ from pipeline.centroids import (
 )
 from pipeline.config import EncodeParams, Params, PartialParams, PrepareParams
 from pipeline.embeddings import write_shards
+from pipeline.errors import UserError
 from pipeline.io import write_parquet
 from pipeline.labels import LabelSet
 from pipeline.partial import MASK_PATH, sample_mask
@@ -80,7 +81,7 @@ def test_text_offsets_leave_unknown_combinations_unshifted_and_check_dims() -> N
     frame, _ = combination_offsets(np.array([[0.0, 0.0]]), [["a"]], visual, LABELS)
     out = text_offsets([["a"], ["b"]], frame, LABELS, 2)
     np.testing.assert_allclose(out, [[2, 0], [0, 0]])
-    with pytest.raises(ValueError, match="dims"):
+    with pytest.raises(UserError, match=r"offsets have 2 dims, the text embeddings 3: run `dvc repro centroids`"):
         text_offsets([["a"]], frame, LABELS, 3)
 
 
@@ -104,8 +105,10 @@ def test_label_and_global_gaps_by_hand() -> None:
     global_shift = text_shifts("global", text_labels, pl.DataFrame(schema=COMBINATION_SCHEMA), gaps, LABELS, 2)
     np.testing.assert_allclose(global_shift, [[2.25, 1.5]] * 4)
     np.testing.assert_allclose(text_shifts("none", text_labels, None, gaps, LABELS, 2), 0)
-    with pytest.raises(ValueError, match="dims"):
+    with pytest.raises(UserError, match=r"label gaps have 2 dims, the text embeddings 3: run `dvc repro centroids`"):
         text_shifts("label", text_labels, None, gaps, LABELS, 3)
+    with pytest.raises(UserError, match=r"global gap has 2 dims, the text embeddings 3: run `dvc repro centroids`"):
+        text_shifts("global", text_labels, None, gaps, LABELS, 3)
 
 
 def test_combination_key_sorts_in_label_order() -> None:

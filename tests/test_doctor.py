@@ -6,13 +6,19 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
 import pipeline.doctor as doctor
 import pipeline.generate.probe as probe
 from pipeline.cli import app
-from pipeline.doctor import Finding, check_cache, check_python, check_versions, read_lock, render, run_checks
+from pipeline.config import load_params
+from pipeline.device import resolve_device
+from pipeline.doctor import (
+    Finding, check_cache, check_image_runtimes, check_python, check_versions, read_lock, render, run_checks,
+)
+from pipeline.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("python", "library", "lock", "cpu", "gpu", "llm", "clip", "images", "cache", "data")
@@ -93,6 +99,16 @@ def test_a_check_that_raises_is_a_problem_not_a_traceback(tmp_path, monkeypatch)
     findings = run_checks(params_file(tmp_path), root=tmp_path, probe_cache_dir=tmp_path)
     (llm,) = [f for f in findings if f.topic == "llm"]
     assert "OSError" in llm.text and "reinstall from the lock" in llm.fix
+
+
+def test_a_cuda_device_without_a_gpu_is_a_user_error_and_a_doctor_problem(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserError, match="no CUDA GPU is visible: set device to auto or cpu"):
+        resolve_device("cuda")
+    findings = check_image_runtimes(load_params(params_file(tmp_path, **{"encode.device": "cuda"})))
+    assert [f.fix for f in problems(findings)] == ["set encode.device: auto or cpu"], findings
 
 
 def test_bad_params_are_one_problem_naming_the_key(tmp_path):

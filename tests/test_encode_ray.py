@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pipeline import encode_ray
 from pipeline.embeddings import EmbeddingCache, read_shards, write_shards
+from pipeline.errors import UserError
 
 ray = pytest.importorskip("ray")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,9 +41,23 @@ def cache_contents(root):
     return {key: cache.get(key) for key in cache._load()}
 
 
+def test_a_cuda_device_on_a_ray_cluster_without_a_gpu_is_a_user_error(monkeypatch):
+    class CpuCluster:
+        @staticmethod
+        def cluster_resources():
+            return {"CPU": 2.0}
+
+    class CudaEncoder:
+        name, requested_device = "RN50", "cuda"
+
+    monkeypatch.setattr(encode_ray, "connect", lambda address: CpuCluster)
+    with pytest.raises(UserError, match="the Ray cluster has no GPU: set encode.device to auto or cpu"):
+        next(encode_ray.ray_batches(CudaEncoder(), ["a.jpg"], [0], 64, None, 4, 1, None))
+
+
 def test_ray_engine_equals_local_engine(tmp_path, tiny_clip, local_ray):
     from pipeline.encoders import load_clip
-    from pipeline.encode import encode_images
+    from pipeline.encode_images import encode_images
 
     paths = make_images(tmp_path)
     encoder = load_clip(str(tiny_clip), "cpu")
@@ -70,7 +86,7 @@ def test_ray_engine_runs_an_open_clip_backbone(tmp_path, tiny_open_clip, local_r
     """The actors load the backbone by name (the registered tiny architecture included) and preprocess
     with its own normalisation, as the local engine does."""
     from pipeline.encoders import load_clip
-    from pipeline.encode import encode_images
+    from pipeline.encode_images import encode_images
 
     paths = make_images(tmp_path)
     encoder = load_clip(tiny_open_clip, "cpu")

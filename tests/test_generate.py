@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 from pipeline.config import GenerateParams, OpenAIParams, ParamsError, load_params
+from pipeline.errors import UserError
 from pipeline.generate import (
     CLIP_CONTEXT,
     REPORT_SCHEMA,
@@ -84,6 +85,11 @@ def test_combination_size_is_capped_at_the_label_count():
     small = LabelSet.from_names(["cat", "dog"])
     plan = plan_combinations(small, seed=0, n=50, max_labels=5, llm_fraction=1.0)
     assert {len(c.labels) for c in plan} == {1, 2}
+
+
+def test_an_empty_label_table_is_a_user_error_naming_the_fix():
+    with pytest.raises(UserError, match=r"label table is empty.*dvc repro prepare"):
+        plan_combinations(LabelSet.from_names([]), seed=0, n=5, max_labels=2, llm_fraction=0.0)
 
 
 # ---------------------------------------------------------------------------------- templates

@@ -155,6 +155,23 @@ def test_evaluate_counts_and_warns_about_the_test_images_it_could_not_score(proj
     assert metrics["n_images"] == 10 and metrics["n_images_skipped"] == 4
 
 
+def test_an_adapter_of_another_label_set_is_refused_in_one_line_naming_both(project):
+    import torch
+
+    from pipeline.adapter import Adapter, AdapterBundle, AdapterConfig
+
+    torch.manual_seed(0)
+    AdapterBundle(Adapter(AdapterConfig(64, 2, 8, 0.0)), ("cat", "horse"), False, "tiny", 64).save(
+        project / "artifacts" / "model" / "adapter.pt")
+    result = stage(project, "evaluate")
+    assert result.returncode == 2, result.stderr
+    lines = [l for l in result.stderr.splitlines() if l.strip() and " INFO " not in l]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "adapter.pt was trained on another label set than prepare.dataset 'folder'" in lines[0]
+    assert "only in the adapter: ['horse'], only in the dataset: ['dog']" in lines[0]
+    assert "run `dvc repro train` again" in lines[0]
+
+
 def test_a_clip_path_that_is_not_a_checkpoint_gets_one_line_naming_the_param(tmp_path, tiny_clip):
     project = make_project(tmp_path, tiny_clip, model="data/labels.csv")
     assert stage(project, "prepare").returncode == 0

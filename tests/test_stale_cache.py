@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from code_deps import INFRASTRUCTURE, code_deps, stage_modules
 
@@ -97,18 +98,41 @@ def test_each_library_module_edit_marks_exactly_the_stages_that_import_it(projec
     assert wrong == {}
 
 
+def peer_defaults_homes() -> list[str]:
+    """The library modules that define the peers' defaults (PEER_DEFAULTS, or a PEERS table holding them),
+    wherever they live: pipeline/prompt/ today, another room after a move."""
+    homes = [p.relative_to(ROOT).as_posix() for p in sorted((ROOT / "pipeline").rglob("*.py"))
+             if re.search(r"^(PEER_DEFAULTS|PEERS)\b\s*(:[^=\n]*)?=", p.read_text(), flags=re.M)]
+    assert homes, "no module defines PEER_DEFAULTS or PEERS"
+    return homes
+
+
+def stage_deps(stage: str) -> list[str]:
+    return [d for d in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]["deps"]]
+
+
+def test_the_prompt_stage_lists_the_module_of_the_peer_defaults_as_a_dep():
+    """Dropping the defaults' module (or its package folder) from the prompt stage's deps fails here; the
+    mutation `peer-defaults-out-of-prompt-deps` (tests/mutations.yaml) does just that."""
+    deps = stage_deps("prompt")
+    for home in peer_defaults_homes():
+        assert home in deps or any(home.startswith(d.rstrip("/") + "/") for d in deps), (home, deps)
+
+
 def test_a_peer_default_edit_marks_the_prompt_stage(project):
     """Wherever the peers' defaults live, editing that file reruns `prompt`: moving them back into an
     infrastructure module (config.py, as before) fails here."""
-    home = [p for p in (ROOT / "pipeline").rglob("*.py")
-            if re.search(r"^PEERS\b", p.read_text(), flags=re.M)]
-    assert len(home) == 1, f"PEERS (each peer's spec and defaults) should be defined once, found in {home}"
-    assert "prompt" in changed_stages(project, home[0].relative_to(ROOT).as_posix())
+    for home in peer_defaults_homes():
+        assert "prompt" in changed_stages(project, home), home
 
 
 def test_a_noise_edit_marks_train_and_nothing_upstream(project):
-    marked = changed_stages(project, "pipeline/perturb.py")
+    (noise,) = (ROOT / "pipeline").rglob("perturb.py")   # the noise module, in whichever room it lives
+    marked = changed_stages(project, noise.relative_to(ROOT).as_posix())
     assert "train" in marked
+    upstream = {"download", "prepare", "generate", "encode_text", "encode_eval_images", "encode_support_images",
+                "encode_partial_images", "encode_dense_images", "zeroshot", "fewshot", "mask", "centroids", "prompt"}
+    assert not marked & upstream, marked
     assert marked <= {"train", "evaluate"}   # evaluate draws the noise in its modality-gap picture
 
 
@@ -117,5 +141,5 @@ def test_infrastructure_holds_no_default_a_result_depends_on():
     param resolves to: such tables belong beside the code that uses them, where the stage's deps see them."""
     for module in sorted(INFRASTRUCTURE):
         text = (ROOT / module).read_text()
-        assert not re.search(r"^(PEERS?_?\w*|COOP_EPOCHS_BY_SHOTS|PROMPT_VAL_FRACTION)\s*[:=]", text, flags=re.M), module
+        assert not re.search(r"^(PEER_\w+|COOP_EPOCHS_BY_SHOTS|PROMPT_VAL_FRACTION)\s*[:=]", text, flags=re.M), module
         assert "def resolved" not in text, module

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from pipeline.config import GenerateParams, OpenAIParams, ParamsError
+from pipeline.generate.llama_batch import BatchDecoder, Completion, Request
 from pipeline.generate.llama_load import load_llama
 from pipeline.generate.loops import LOOPED
 from pipeline.generate.models import model_identity, resolve_model
@@ -89,7 +90,6 @@ class LlamaCppBackend:
                 self.model_name,
             )
         self._prefix = self._shared_prefix(prompt)
-        from pipeline.generate.llama_batch import BatchDecoder
 
         self._decoder = BatchDecoder(self.llm, n_ctx=n_ctx, width=parallel, temperature=temperature,
                                      max_tokens=max_tokens, prefix=self._prefix)
@@ -100,7 +100,6 @@ class LlamaCppBackend:
         Llama that records the completion it asks for instead of running it."""
         from llama_cpp import llama_chat_format
 
-        from pipeline.generate.llama_batch import Request
 
         llm = self.llm
         handler = (llm.chat_handler or llm._chat_handlers.get(llm.chat_format)
@@ -132,8 +131,6 @@ class LlamaCppBackend:
 
     def _translated(self, chat):
         """`chat` as the decoder sees it: (messages, seed) -> Request, Completion -> Reply."""
-        from pipeline.generate.llama_batch import Completion
-
         try:
             messages, seed = next(chat)
             while True:

@@ -10,6 +10,7 @@ import hashlib
 import random
 from dataclasses import dataclass
 
+from pipeline.errors import UserError
 from pipeline.labels import LabelSet
 
 LLM = "llm"
@@ -64,7 +65,8 @@ def llm_ids(seed: int, n: int, fraction: float) -> set[int]:
 
 def plan_combinations(labels: LabelSet, *, seed: int, n: int, max_labels: int, llm_fraction: float) -> list[Combination]:
     if len(labels) == 0:
-        raise ValueError("the label set is empty: nothing to combine")
+        raise UserError("the label table is empty: nothing to combine; list at least one label for prepare "
+                        "(prepare.label_names or prepare.labels_file) and run `dvc repro prepare`")
     to_llm = llm_ids(seed, n, llm_fraction)
     plan = []
     for cid in range(n):

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from pipeline import environment, paths
 from pipeline.errors import UserError
+from pipeline.generate.llama_load import load_llama
 
 PROBE_PROMPT = "Please briefly caption an image that contains a cat and a dog."
 PROBE_TIMEOUT_S = 600.0   # loading a multi-GB GGUF from a slow disk; a hung child is a failure too
@@ -122,8 +123,6 @@ def _package_root() -> str:
 
 
 def _child(model_path: str, repack_weights: str, n_threads: str) -> None:
-    from pipeline.generate.llama_load import load_llama
-
     threads = int(n_threads)
     llm = load_llama(model_path, repack_weights=bool(int(repack_weights)), n_ctx=256, n_threads=threads,
                      n_threads_batch=threads, seed=0, verbose=False)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..adapter import normalize
+from ..vectors import normalize
 from ..labelled_images import labelled_images
 from ..metrics import mean_ap
 from .fit import Fitted, fit, shuffled_batches, train_and_held_out

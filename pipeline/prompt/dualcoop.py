@@ -30,7 +30,7 @@ import polars as pl
 import torch
 from torch import nn
 
-from ..adapter import normalize
+from ..vectors import normalize
 from ..dense import grid_of, positional_term, read_dense, with_positions
 from ..manifest import read_split
 from ..metrics import known_mean_ap

@@ -19,8 +19,10 @@ import torch
 from .. import paths
 from ..config import Params
 from ..dense import check_dense_model
+from ..encoders import load_clip
 from ..labels import LabelSet
 from ..settings import Peer
+from . import coop, dualcoop, taidpt   # the peers' modules, loaded here: PEERS names their fit functions
 from .fit import PromptDiverged
 
 log = logging.getLogger(__name__)
@@ -58,8 +60,6 @@ def _fingerprint(params: Params, labels: LabelSet, hp: dict, clip_identity: str)
 
 def run_prompt_method(params: Params, peer: Peer, labels: LabelSet) -> PromptResult:
     """`peer` is the Plan's (pipeline.settings): its spec names the function that trains and scores it."""
-    from ..encoders import load_clip
-
     p, hp = params.prompt, peer.hyperparameters
     encoder = load_clip(params.encode.model, p.device)   # float32 on every device: the contexts train in it
     model = encoder.model

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..adapter import normalize
+from ..vectors import normalize
 from ..dense import read_dense
 from ..labelled_images import labelled_images
 from ..metrics import mean_ap
