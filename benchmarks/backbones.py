@@ -24,6 +24,7 @@ import torch
 
 from pipeline.clip_model import is_open_clip
 from pipeline.encoders import load_clip
+from pipeline.image_engine import image_encoder
 from pipeline.random_clip import save_random_clip
 from toy_project import template_captions
 
@@ -51,7 +52,7 @@ def image_gflops(encoder, resolution: int) -> float:
     torch.backends.mha.set_fastpath_enabled(False)   # the fused attention kernel is invisible to the counter
     try:
         with counter:
-            encoder.encode_images(torch.zeros(1, 3, resolution, resolution), resolution)
+            image_encoder(encoder)(torch.zeros(1, 3, resolution, resolution), resolution)
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
     return counter.get_total_flops() / 1e9
@@ -85,7 +86,7 @@ def main() -> None:
                 for resolution in resolutions:
                     start = time.perf_counter()
                     for batch in pixels[resolution].split(args.batch_size):
-                        encoder.encode_images(batch, resolution)
+                        image_encoder(encoder)(batch, resolution)
                     times.append(time.perf_counter() - start)
                 start = time.perf_counter()
                 for batch in tokens[backbone].split(args.batch_size * 2):

@@ -15,7 +15,7 @@ as the real weights'), saved and loaded through `clip.load(path)` like a checkpo
    pre-decoded 224 px tensors, images/s over eager fp32 torch, the largest absolute difference
    (and relative to the largest value) and the smallest cosine. A runtime that is not installed
    is skipped with a note; `compile` only with `--compile` (it takes about a minute to build).
-3. The stage: `pipeline.encode.encode_images` (hashing, decoding in `--num-workers`
+3. The stage: `pipeline.encode_images.encode_images` (hashing, decoding in `--num-workers`
    threads, the default runtime, cache writes) on VOC-sized JPEGs, over the bare loop
    (PIL decode + preprocessing + eager `model.encode_image`) and over the same runtime on the
    pre-decoded tensors (the model alone); the same for bf16, and for torchscript (the core install's
@@ -54,8 +54,10 @@ from pipeline.encoders import load_clip  # noqa: E402
 from pipeline.config import EncodeParams  # noqa: E402
 from pipeline.decode import decoded_batches  # noqa: E402
 from pipeline.embeddings import EmbeddingCache  # noqa: E402
-from pipeline.encode import encode_images, encode_texts  # noqa: E402
-from pipeline.image_engine import PACKAGES, ImageEngine, choose_runtime, installed, precision_problem  # noqa: E402
+from pipeline.encode import encode_texts  # noqa: E402
+from pipeline.encode_images import encode_images  # noqa: E402
+from pipeline.image_engine import PACKAGES, ImageEngine, choose_runtime, image_encoder, installed  # noqa: E402
+from pipeline.precision import precision_problem  # noqa: E402
 from pipeline.random_clip import save_random_clip  # noqa: E402
 from toy_project import template_captions  # noqa: E402
 
@@ -236,12 +238,12 @@ def section_stage(args, encoder: ClipEncoder, others: dict[str, ClipEncoder], pa
     model, device = encoder.model, encoder.device
     variants = {
         "bare loop (PIL + preprocess + eager fp32)": lambda r: bare_images(model, preprocess, paths, args.batch_size, device),
-        "model alone (default runtime)": lambda r: np.concatenate([encoder.encode_images(b, resolution) for b in batches]),
+        "model alone (default runtime)": lambda r: np.concatenate([image_encoder(encoder)(b, resolution) for b in batches]),
         "stage (default runtime)": lambda r: encode_images(encoder, paths, resolution, EmbeddingCache(tmp / f"cache-stage-{r}"),
                                                            args.batch_size, args.num_workers).vectors,
     }
     for name, other in others.items():
-        variants[f"model alone ({name})"] = lambda r, e=other: np.concatenate([e.encode_images(b, resolution) for b in batches])
+        variants[f"model alone ({name})"] = lambda r, e=other: np.concatenate([image_encoder(e)(b, resolution) for b in batches])
         variants[f"stage ({name})"] = lambda r, e=other, name=name: encode_images(
             e, paths, resolution, EmbeddingCache(tmp / f"cache-{name}-{r}"), args.batch_size, args.num_workers).vectors
     for run in variants.values():
@@ -251,7 +253,7 @@ def section_stage(args, encoder: ClipEncoder, others: dict[str, ClipEncoder], pa
     decode_cpu = cpu_seconds(lambda: pre_decoded(paths, preprocess, args.batch_size), threads=1)   # as in a decoding thread
     model_cores = best["model alone (default runtime)"] * torch.get_num_threads()
     print(f"  decoding + preprocessing: {1000 * decode_cpu / n:.1f} ms of one core per image; the model "
-          f"({encoder._image_engines[resolution].runtime}): {1000 * model_cores / n:.1f} core-ms per image "
+          f"({image_encoder(encoder).engines[resolution].runtime}): {1000 * model_cores / n:.1f} core-ms per image "
           f"({torch.get_num_threads()} threads): where decoding takes its cores from the model, the stage reaches at most "
           f"{model_cores / (model_cores + decode_cpu):.2f} of the model alone")
     bare = values["bare loop (PIL + preprocess + eager fp32)"]
@@ -259,7 +261,7 @@ def section_stage(args, encoder: ClipEncoder, others: dict[str, ClipEncoder], pa
         print(f"  {name}: {n / best[name]:.1f} images/s")
     bare_s = best["bare loop (PIL + preprocess + eager fp32)"]
     for name, goal in (("default runtime", 1.5), *((name, 2.5 if name == "bf16" else 1.5) for name in others)):
-        used = (encoder if name == "default runtime" else others[name])._image_engines[resolution].runtime
+        used = image_encoder(encoder if name == "default runtime" else others[name]).engines[resolution].runtime
         print(f"stage ({name}: {used}) over the bare fp32 loop: {bare_s / best[f'stage ({name})']:.2f} x (goal >= {goal}); "
               f"over its model alone: {best[f'model alone ({name})'] / best[f'stage ({name})']:.2f} (goal >= 0.9); "
               f"{compare(bare, values[f'stage ({name})'])}")
@@ -301,7 +303,7 @@ def memory_probe(args) -> None:
     folder = Path(args.probe_dir)
     paths = make_tiny_images(folder / "images", args.memory_probe)
     encoder = load_clip(args.checkpoint, "cpu")
-    encoder.encode_images(torch.zeros(1, 3, 64, 64), 64)
+    image_encoder(encoder)(torch.zeros(1, 3, 64, 64), 64)
     before = peak_rss_mib()
     started = time.perf_counter()
     tracemalloc.start()

@@ -16,8 +16,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .io import write_torch
 from .errors import UserError
+from .io import write_torch
+from .vectors import normalize
 
 
 class AdapterError(UserError, ValueError):
@@ -47,10 +48,6 @@ class Adapter(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
-
-
-def normalize(x: torch.Tensor) -> torch.Tensor:
-    return x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 
 @dataclass(frozen=True)

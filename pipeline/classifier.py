@@ -26,6 +26,7 @@ from .encoders import load_clip
 from .decode import as_rgb, decode_image
 from .errors import UserError
 from .export_format import read_export
+from .image_engine import image_encoder
 from .thresholds import DEFAULT_THRESHOLD   # a label's threshold when nothing (a file, --threshold, the model) names one
 
 
@@ -98,7 +99,7 @@ class Classifier:
 
     def scores(self, pixels: torch.Tensor) -> np.ndarray:
         """(n, 3, r, r) preprocessed pixels -> (n, n_labels) probabilities (float64)."""
-        embeddings = self.encoder.encode_images(pixels, self.bundle.image_resolution)
+        embeddings = image_encoder(self.encoder)(pixels, self.bundle.image_resolution)
         return self.bundle.scores(torch.from_numpy(embeddings)).numpy()
 
     def predict(self, images, threshold: float | None = None, top_k: int | None = None,

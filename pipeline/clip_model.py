@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from .config import OPEN_CLIP_PREFIX
 from .device import resolve_device
 from .errors import UserError
-from .image_engine import ImageEngine, autocast, precision_problem
+from .precision import autocast, precision_problem
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,8 @@ def text_mask_is_causal(model) -> bool:
 
 
 class ClipEncoder:
-    """One loaded CLIP model; text and image features as float32 numpy arrays (raw, not normalised).
+    """One loaded CLIP model; text features as float32 numpy arrays (raw, not normalised). Its image tower is
+    run by `pipeline.image_engine.ImageEncoder` (set_resolution and transform here prepare it).
 
     `pipeline.encoders.load_clip` makes one for any backbone: this class for OpenAI names and checkpoints,
     `pipeline.open_clip_model.OpenClipEncoder` (a subclass with the same methods) for open_clip names."""
@@ -139,8 +140,7 @@ class ClipEncoder:
         problem = precision_problem(precision, self.device)
         if problem:   # before the model loads: no work is done in a precision this machine cannot run
             raise ClipError(problem)
-        self.precision, self.runtime = precision, runtime
-        self._image_engines: dict[int, ImageEngine] = {}   # per resolution: a graph bakes in the positional embedding
+        self.precision, self.runtime = precision, runtime   # runtime: how `pipeline.image_engine` runs the image tower
         try:
             self.model, _ = clip.load(model, device=self.device, jit=False)
         except Exception as e:  # a corrupt or foreign checkpoint: say which file and our fix, not torch's advice
@@ -165,6 +165,8 @@ class ClipEncoder:
         return self.model.dtype
 
     def set_resolution(self, resolution: int) -> None:
+        if resolution == self.model.visual.input_resolution:
+            return
         if resolution % self._patch:
             raise ClipError(f"resolution {resolution} is not a multiple of the model's stride {self._patch}")
         grid = resolution // self._patch
@@ -205,16 +207,3 @@ class ClipEncoder:
 
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         return self.encode_tokens(self.tokenize(texts))
-
-    def encode_images(self, pixels: torch.Tensor, resolution: int) -> np.ndarray:
-        """Features of preprocessed pixels at `resolution`, run by `encode.runtime` in `encode.precision`
-        (`pipeline.image_engine`: within 1e-5 of eager fp32 torch for every fp32 runtime)."""
-        if self.model.visual.input_resolution != resolution:
-            self.set_resolution(resolution)
-        return self.image_engine(resolution)(pixels).numpy()
-
-    def image_engine(self, resolution: int) -> ImageEngine:
-        """The image tower at `resolution` (already set) as `encode.runtime` runs it; built once per resolution."""
-        if resolution not in self._image_engines:
-            self._image_engines[resolution] = ImageEngine(self.model.visual, resolution, self.runtime, self.precision, self.device)
-        return self._image_engines[resolution]

@@ -19,6 +19,8 @@ from typing import Any
 import yaml
 
 from .errors import UserError
+from .noise_kinds import NOISE_KINDS   # choices that live beside the code that gives them meaning, torch-free
+from .runtimes import PRECISIONS, REMOVED_RUNTIMES, RUNTIMES
 
 
 # A number as YAML 1.2 (and so DVC) reads it; PyYAML (YAML 1.1) reads 1e-4 and 1e12 as text.
@@ -29,10 +31,20 @@ class ParamsError(UserError, ValueError):
     """A params.yaml value is missing, unknown or out of range."""
 
 
+DEFAULT_DATASET = "voc2007"
+
+
+def _default_root() -> str:
+    """prepare.root's default: where the download stage puts the default dataset (its spec's download folder)."""
+    from .datasets.specs import DATASETS   # here, not at the top: the spec table's package loads polars (0.3 s)
+
+    return DATASETS[DEFAULT_DATASET].download_root().as_posix()
+
+
 @dataclass(frozen=True)
 class PrepareParams:
-    dataset: str = "voc2007"
-    root: str = "data/downloads/VOCdevkit/VOC2007"
+    dataset: str = DEFAULT_DATASET
+    root: str = field(default_factory=_default_root)
     splits: tuple[str, ...] = ("trainval", "test")
     labels_file: str | None = None
     label_names: str | None = None
@@ -49,63 +61,27 @@ class PrepareParams:
         return spec is None or spec.has_images
 
     def check(self, key: str) -> None:
-        from .datasets.specs import DATASETS   # one spec per dataset: its keys, splits, builder, download
+        from .datasets.specs import DATASETS   # one spec per dataset: its keys, splits, rules and download
 
         _one_of(f"{key}.dataset", self.dataset, tuple(DATASETS))
         spec = DATASETS[self.dataset]
-        uses = spec.keys
-        defaults = {"labels_file": None, "label_names": None, "annotations": None, "keep_unannotated": False,
-                    "image_root": None}
-        for name, default in defaults.items():
-            if name not in uses and getattr(self, name) != default:
-                readers = [d for d, other in DATASETS.items() if name in other.keys]
-                raise ParamsError(
-                    f"{key}.{name} is set but {key}.dataset is {self.dataset!r}, which ignores it: set it to "
-                    f"{'false' if default is False else 'null'}, or set {key}.dataset to one of {readers}"
-                )
-        if self.dataset == "folder" and not self.labels_file:
-            raise ParamsError(
-                f"{key}.labels_file is null but {key}.dataset is 'folder': set it to a CSV or Parquet "
-                "with columns path, labels ('a|b'), split"
-            )
-        if self.dataset == "labels":
-            if not self.label_names:
-                raise ParamsError(
-                    f"{key}.label_names is null but {key}.dataset is 'labels': point it at a text file with one "
-                    "label per line, synonyms after ':' (\"tv monitor: tv, television\")"
-                )
-            return  # no images: root and splits are not read
-        if not self.splits:
-            raise ParamsError(f"{key}.splits is empty: list at least one split, e.g. [trainval, test]")
-        if not self.root:
-            raise ParamsError(f"{key}.root is empty: set it to the dataset folder, e.g. data/downloads/VOCdevkit/VOC2007")
-        dupes = sorted({s for s in self.splits if self.splits.count(s) > 1})
-        if dupes:
-            raise ParamsError(f"{key}.splits lists {dupes} more than once: list each split once")
-        for split in self.splits:
-            # a split names a file, artifacts/data/<dataset>/<split>.parquet
-            if not split or split.startswith(".") or any(c in split for c in "/\\:"):
-                raise ParamsError(
-                    f"{key}.splits: {split!r} is not a usable split name: use letters, digits, '-', '_' (e.g. test)"
-                )
-        if spec.splits is not None:
-            for i, split in enumerate(self.splits):
-                _one_of(f"{key}.splits[{i}]", split, spec.splits)
-        if self.dataset == "coco":
-            if not self.annotations:
-                raise ParamsError(
-                    f"{key}.annotations is empty but {key}.dataset is 'coco': map each split to its COCO instances "
-                    "JSON, e.g. {train: data/my/train.json, test: data/my/test.json}"
-                )
-            lacking = [s for s in self.splits if s not in self.annotations]
-            if lacking:
-                raise ParamsError(
-                    f"{key}.splits lists {lacking} but {key}.annotations maps only {sorted(self.annotations)}: "
-                    "add a JSON file for each split, or drop the split"
-                )
-            for split, path in self.annotations.items():
-                if not str(path).lower().endswith(".json"):
-                    raise ParamsError(f"{key}.annotations.{split} = {path!r}: use a COCO instances .json file")
+        if spec.has_images:   # a labels-only project reads neither root nor splits
+            if not self.splits:
+                raise ParamsError(f"{key}.splits is empty: list at least one split, e.g. [trainval, test]")
+            if not self.root:
+                raise ParamsError(f"{key}.root is empty: set it to the dataset folder, e.g. {_default_root()}")
+            dupes = sorted({s for s in self.splits if self.splits.count(s) > 1})
+            if dupes:
+                raise ParamsError(f"{key}.splits lists {dupes} more than once: list each split once")
+            for split in self.splits:
+                # a split names a file, artifacts/data/<dataset>/<split>.parquet
+                if not split or split.startswith(".") or any(c in split for c in "/\\:"):
+                    raise ParamsError(
+                        f"{key}.splits: {split!r} is not a usable split name: use letters, digits, '-', '_' (e.g. test)"
+                    )
+        problem = spec.problem(self, key)   # what this dataset reads, needs and calls its splits
+        if problem:
+            raise ParamsError(problem)
         if self.labels_file and not self.labels_file.lower().endswith((".csv", ".parquet", ".pq")):
             raise ParamsError(
                 f"{key}.labels_file = {self.labels_file!r}: use a .csv or .parquet file "
@@ -147,7 +123,7 @@ class OpenAIParams:
 # trusts it, and tests/test_choices.py checks that each value has its own behaviour there.
 # Image preprocessing of pipeline.clip_model.image_transform (encode.resize).
 RESIZE_MODES = ("square", "center_crop")
-# Where images are encoded (encode.engine; pipeline.encode): this process, or a Ray cluster (ours).
+# Where images are encoded (encode.engine; pipeline.encode_images): this process, or a Ray cluster (ours).
 ENGINES = ("local", "ray")
 # encode.device, train.device (pipeline.device).
 DEVICES = ("auto", "cpu", "cuda")
@@ -157,14 +133,6 @@ BACKENDS = ("llama_cpp", "openai")
 SHOT_COUNTS = (0, 1, 2, 4, 8, 16)
 # encode.model names starting so are open_clip models (pipeline.open_clip_model).
 OPEN_CLIP_PREFIX = "open_clip:"
-# encode.precision: what the CLIP encoders compute in (pipeline.image_engine); fp16 is for CUDA GPUs.
-PRECISIONS = ("fp32", "bf16", "fp16")
-# encode.runtime: how the fp32 image encoder executes (pipeline.image_engine); the outputs agree to 1e-5.
-RUNTIMES = ("auto", "torch", "torchscript", "onnxruntime", "compile")
-# removed runtimes and the one line that names their replacement
-REMOVED_RUNTIMES = {"openvino": "it was removed (its tests never ran in CI, and it was no faster than onnxruntime): use onnxruntime (pip install -e '.[onnx]')"}
-# Noise kinds of pipeline.perturb (train.noise, fewshot.noise, partial.image_noise).
-NOISE_KINDS = ("surface", "interior", "ball")
 # How a text's training labels are set (generate.label_rule): exactly its combination (the paper's),
 # or the combination plus every label named in the text (ours).
 LABEL_RULES = ("combination", "mentions")

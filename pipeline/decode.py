@@ -1,4 +1,4 @@
-"""Image files to pixels, shared by both encode engines (`pipeline.encode`, `pipeline.encode_ray`) and
+"""Image files to pixels, shared by both encode engines (`pipeline.encode_images`, `pipeline.encode_ray`) and
 `tai predict`: 8-bit RGB decoding, CLIP preprocessing, and unreadable files reported instead of raised."""
 
 from __future__ import annotations

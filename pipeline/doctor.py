@@ -168,9 +168,10 @@ def _open_clip_weights(model: str) -> Finding:
 
 
 def check_image_runtimes(params) -> list[Finding]:
-    from pipeline.config import RUNTIMES
     from pipeline.device import resolve_device
-    from pipeline.image_engine import PACKAGES, choose_runtime, installed, precision_problem
+    from pipeline.image_engine import PACKAGES, choose_runtime, installed
+    from pipeline.precision import precision_problem
+    from pipeline.runtimes import RUNTIMES
 
     e = params.encode
     found = [Finding("images", "runtimes installed: " + ", ".join(r for r in RUNTIMES if r != "auto" and installed(r)))]

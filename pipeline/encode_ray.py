@@ -2,7 +2,7 @@
 
 Ray Data spreads the images over a pool of CLIP actors, one per GPU of the cluster (or
 `encode.num_workers` CPU actors where it has none); each actor decodes its batch with the
-same `decode_image` as the local engine and encodes it. The driver (`pipeline.encode`)
+same `decode_image` as the local engine and encodes it. The driver (`pipeline.encode_images`)
 hashes the files, sends only those missing from the cache, and writes every returned batch
 to the cache itself, so both engines leave the same cache entries and the same shards.
 
@@ -25,6 +25,7 @@ import torch
 from .clip_model import ClipEncoder
 
 from .encoders import load_clip
+from .image_engine import image_encoder
 from .decode import decode_image
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class ClipActor:
     def __init__(self, model: str, device: str, resolution: int, transform, precision: str = "fp32",
                  runtime: str = "auto"):
         self.encoder = load_clip(model, device, precision, runtime)
+        self.images = image_encoder(self.encoder)
         self.resolution, self.transform = resolution, transform
         self.pool = ThreadPoolExecutor(DECODE_THREADS)
 
@@ -56,7 +58,7 @@ class ClipActor:
         vectors = np.zeros((len(decoded), self.encoder.embed_dim), np.float32)
         if good:
             pixels = torch.stack([decoded[i][0] for i in good])
-            vectors[good] = self.encoder.encode_images(pixels, self.resolution)
+            vectors[good] = self.images(pixels, self.resolution)
         errors = np.array([error or "" for _, error in decoded], dtype=object)
         return {"position": batch["position"], "embedding": vectors, "error": errors}
 

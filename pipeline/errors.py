@@ -10,6 +10,10 @@ class UserError(Exception):
     """Bad input: the message says what is wrong and how to fix it. Exit status 2, no traceback."""
 
 
+class DatasetError(UserError, ValueError):
+    """A dataset source is missing, incomplete or malformed (the message says where and how to fix it)."""
+
+
 EXIT_USER_ERROR = 2
 
 

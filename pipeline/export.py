@@ -23,12 +23,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .adapter import AdapterBundle, normalize
+from .adapter import AdapterBundle
 from .thresholds import DEFAULT_THRESHOLD
 from .export_format import (CARD_FILE, CONFIG_FILE, FORMAT, FORMAT_VERSION, ONNX_FILE, WEIGHTS_FILE, ExportError,
                             read_config)
 from .image_engine import ONNX_OPSET, export_onnx
 from .io import atomic_dir
+from .vectors import normalize
 
 log = logging.getLogger(__name__)
 

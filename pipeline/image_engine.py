@@ -17,6 +17,9 @@ eagerly instead, with one log line saying why.
 `encode.precision` bf16 (a CPU with bf16 instructions, or a GPU that has it) and fp16 (CUDA) run under
 autocast, channels_last: on a CPU as a TorchScript graph traced under autocast, on a GPU eagerly.
 Different numbers, so the precision is part of the cache key (`pipeline.encode`).
+
+`ImageEncoder` runs a loaded CLIP's image tower so, at any resolution; the text tower needs none of this
+(`pipeline.clip_model`), so encoding texts does not depend on this file.
 """
 
 from __future__ import annotations
@@ -29,12 +32,15 @@ import logging
 import os
 import sys
 import warnings
+import weakref
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .config import PRECISIONS, RUNTIMES
+from .precision import autocast
+from .runtimes import RUNTIMES
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +48,6 @@ EXACT_ATOL = 1e-5   # an fp32 runtime's largest absolute difference from eager t
 # fastest first on this project's CPU (docs/encoding.md)
 AUTO_ORDER = ("onnxruntime", "torchscript")
 PACKAGES = {"onnxruntime": ("onnx", "onnxruntime")}
-AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 LOW_PRECISION_MIN_COSINE = 0.999   # a bf16 / fp16 graph's probe embeddings against fp32: catches a broken graph
 TRACE_IMAGES, PROBE_IMAGES = 2, 3   # a graph is built on one batch and checked on another of another size
 
@@ -52,26 +57,6 @@ Engine = Callable[[torch.Tensor], torch.Tensor]   # pixels (n, 3, r, r) float32 
 def installed(runtime: str) -> bool:
     """Whether the packages a runtime needs can be imported (torch's own runtimes always can)."""
     return all(importlib.util.find_spec(name) is not None for name in PACKAGES.get(runtime, ()))
-
-
-def cpu_has_bf16() -> bool:
-    """Whether oneDNN runs bf16 natively on this CPU (AVX512-BF16 or AMX), rather than emulating it."""
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-def precision_problem(precision: str, device: torch.device) -> str | None:
-    """Why `precision` cannot run on `device` (one line, naming the fix), or None where it can."""
-    if precision not in PRECISIONS:
-        return f"encode.precision = {precision!r} is not allowed: use one of {list(PRECISIONS)}"
-    if precision == "fp16" and device.type != "cuda":
-        return ("encode.precision = 'fp16' needs a CUDA GPU (none is used here): use bf16 on a CPU with bf16 "
-                "instructions, or fp32")
-    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        return "encode.precision = 'bf16' but this GPU has no bf16: use fp16 on it, or fp32"
-    if precision == "bf16" and device.type == "cpu" and not cpu_has_bf16():
-        return ("encode.precision = 'bf16' but this CPU has no bf16 instructions (AVX512-BF16 or AMX), where torch "
-                "would emulate bf16 more slowly than fp32: use fp32")
-    return None
 
 
 def choose_runtime(runtime: str, precision: str, device: torch.device) -> str:
@@ -88,13 +73,6 @@ def choose_runtime(runtime: str, precision: str, device: torch.device) -> str:
     return next((r for r in AUTO_ORDER if installed(r)), "torch")
 
 
-def autocast(precision: str, device: torch.device):
-    """The context both encoders run in: autocast to bf16 / fp16, nothing for fp32."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=AUTOCAST[precision])
-
-
 class ImageEngine:
     """The image tower at one resolution, run as `build_engine` decides; `runtime` names what runs."""
 
@@ -105,6 +83,40 @@ class ImageEngine:
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
         """(n, 3, r, r) pixels -> (n, d) float32 embeddings on the CPU."""
         return self._run(pixels)
+
+
+class ImageEncoder:
+    """A loaded CLIP's (`pipeline.encoders.load_clip`) image tower as its `encode.runtime` runs it in its
+    `encode.precision`, at any resolution: one ImageEngine per resolution (a graph bakes in the positional
+    embedding), built the first time that resolution is asked for and reused when it comes back."""
+
+    def __init__(self, encoder):
+        self.encoder = encoder
+        self.engines: dict[int, ImageEngine] = {}
+
+    def __call__(self, pixels: torch.Tensor, resolution: int) -> np.ndarray:
+        """Features of preprocessed pixels at `resolution` (raw, float32): within 1e-5 of eager fp32 torch
+        for every fp32 runtime."""
+        self.encoder.set_resolution(resolution)
+        return self.engine(resolution)(pixels).numpy()
+
+    def engine(self, resolution: int) -> ImageEngine:
+        """The engine at `resolution` (already set on the encoder)."""
+        if resolution not in self.engines:
+            e = self.encoder
+            self.engines[resolution] = ImageEngine(e.model.visual, resolution, e.runtime, e.precision, e.device)
+        return self.engines[resolution]
+
+
+_IMAGE_ENCODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def image_encoder(encoder) -> ImageEncoder:
+    """The one ImageEncoder of a loaded CLIP, so every caller (each image set a stage encodes, a benchmark's
+    variants) reuses the graphs built for it rather than building them again."""
+    if encoder not in _IMAGE_ENCODERS:
+        _IMAGE_ENCODERS[encoder] = ImageEncoder(encoder)
+    return _IMAGE_ENCODERS[encoder]
 
 
 def _eager(visual: torch.nn.Module, device: torch.device, dtype: torch.dtype) -> Engine:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 
 import polars as pl
 
-from .errors import UserError
+from .errors import DatasetError
 from .paths import manifest_path
 
 if TYPE_CHECKING:
@@ -24,10 +24,6 @@ MANIFEST_SCHEMA = {
     "labels": pl.List(pl.Utf8),
     "difficult": pl.List(pl.Utf8),
 }
-
-
-class DatasetError(UserError, ValueError):
-    """A dataset source is missing, incomplete or malformed (the message says where and how to fix it)."""
 
 
 @dataclass

@@ -41,7 +41,7 @@ import torch
 from .clip_model import ClipEncoder, ClipError, file_digest, resize_positional_embedding
 from .config import OPEN_CLIP_PREFIX as PREFIX
 from .device import resolve_device
-from .image_engine import autocast, precision_problem
+from .precision import autocast, precision_problem
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,6 @@ class OpenClipEncoder(ClipEncoder):
         if problem:   # before the weights load, as for OpenAI models
             raise ClipError(problem)
         self.precision, self.runtime = precision, runtime
-        self._image_engines = {}   # per resolution (`ClipEncoder.image_engine`)
         name = OpenClipName.parse(model)
         try:
             self.model, _, _ = open_clip.create_model_and_transforms(name.architecture, pretrained=name.pretrained,
@@ -271,9 +270,3 @@ class OpenClipEncoder(ClipEncoder):
             n = max(self.token_lengths(tokens))
             with _first_positions(_text_tower(self.model), n):
                 return self.model.encode_text(tokens[:, :n]).float().cpu().numpy()
-
-    def encode_images(self, pixels: torch.Tensor, resolution: int) -> np.ndarray:
-        """As `ClipEncoder.encode_images`: the tower (`encode_image` without normalising is `visual`) run by
-        `encode.runtime` in `encode.precision`; a tower a runtime cannot convert runs eagerly."""
-        self.set_resolution(resolution)
-        return self.image_engine(resolution)(pixels).numpy()

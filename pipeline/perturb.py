@@ -1,6 +1,7 @@
 """Noise on a hypersphere: the random perturbation that lets text stand in for images.
 
-Three kinds (`train.noise`, `fewshot.noise`, `partial.image_noise`; `pipeline.config` checks the name):
+Three kinds (`train.noise`, `fewshot.noise`, `partial.image_noise`; their names in `pipeline.noise_kinds`, which
+config checks against):
 
 - surface: norm exactly `radius`, in a uniformly random direction (the paper's text noise).
 - interior: norm uniform in [0, radius], in a uniformly random direction (the paper's
@@ -17,12 +18,14 @@ from __future__ import annotations
 
 import torch
 
+from .vectors import normalize
+
 
 def sphere_noise(shape: tuple[int, ...], radius: float, kind: str = "surface", generator=None, device=None) -> torch.Tensor:
     """Noise of `kind` surface, interior or ball (see above) in the last dimension of `shape`."""
     # drawn on the CPU generator, then moved: the same seed gives the same noise on any device
     direction = torch.randn(shape, generator=generator).to(device)
-    direction = direction / direction.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    direction = normalize(direction)
     if kind == "surface":
         return radius * direction
     u = torch.rand((*shape[:-1], 1), generator=generator).to(device)

@@ -17,7 +17,7 @@ from .classifier import (DEFAULT_THRESHOLD, load_bundle, load_encoder, read_thre
                          threshold_vector)
 from .config import EncodeParams
 from .embeddings import EmbeddingCache
-from .encode import encode_images
+from .encode_images import encode_images
 from .paths import embedding_cache_dir
 
 log = logging.getLogger(__name__)

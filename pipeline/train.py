@@ -21,12 +21,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .adapter import Adapter, AdapterConfig, normalize
+from .adapter import Adapter, AdapterConfig
 from .config import TrainParams
 from .device import resolve_device
 from .io import read_checkpoint, write_torch
 from .perturb import perturb
 from .errors import UserError
+from .vectors import normalize
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from pipeline import paths
 from pipeline.datasets.specs import DatasetSpec, Needs, check_reachable, dataset_spec, download_dataset
 from pipeline.download import MARKER
 from pipeline.io import write_text
-from pipeline.manifest import DatasetError
+from pipeline.errors import DatasetError
 from pipeline.stage import run
 
 log = logging.getLogger("download")

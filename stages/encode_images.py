@@ -15,7 +15,7 @@ import polars as pl
 from pipeline import paths
 from pipeline.encoders import load_clip
 from pipeline.embeddings import SKIPPED_SCHEMA, EmbeddingCache, write_shards
-from pipeline.encode import encode_images
+from pipeline.encode_images import encode_images
 from pipeline.image_sets import ImageSet, eval_sets
 from pipeline.io import atomic_dir, write_parquet
 from pipeline.manifest import read_split

@@ -66,6 +66,13 @@ def with_thresholds(bundle: AdapterBundle, held, params) -> tuple[AdapterBundle,
         int(chosen.sum())
 
 
+def encoded_with(text_metadata: dict[str, str]) -> tuple[str | None, str]:
+    """(CLIP identity, precision) that encode_text recorded in the text embeddings: predict encodes images with
+    the same CLIP in the same precision. Read there, not from encode.precision, so train depends on the
+    embeddings it learns from, not on a param (sets written before encode.precision existed were fp32)."""
+    return text_metadata.get("model_identity"), text_metadata.get("precision", "fp32")
+
+
 def main(params) -> None:
     labels = read_labels(params.prepare.dataset)
     data, eval_resolution = training_set(params, labels)
@@ -84,9 +91,8 @@ def main(params) -> None:
     summary["n_images"] -= summary["n_images_threshold_holdout"]
     checkpoint = paths.train_checkpoint(run_fingerprint(data, params.train))
     model, history = train_adapter(data, params.train, checkpoint=checkpoint)
-    clip_identity = read_metadata(paths.TEXT_EMBEDDINGS).get("model_identity")   # the CLIP encode_text ran
     bundle = AdapterBundle(model.cpu(), labels.names, params.train.normalize, params.encode.model, eval_resolution,
-                           params.encode.resize, clip_identity, params.encode.precision)
+                           params.encode.resize, *encoded_with(read_metadata(paths.TEXT_EMBEDDINGS)))
     bundle, summary["n_thresholds_chosen"] = with_thresholds(bundle, held, params)
     bundle.save(paths.MODEL)
     write_text(pl.DataFrame(history).write_csv(), paths.TRAIN_LOG)

@@ -3,12 +3,12 @@
 import torch
 
 from pipeline import paths
-from pipeline.adapter import normalize
 from pipeline.labelled_images import labelled_images
 from pipeline.labels import read_labels
 from pipeline.encoders import load_clip
 from pipeline.evaluation import write_empty_evaluation, write_evaluation
 from pipeline.stage import run, skip_without_images
+from pipeline.vectors import normalize
 
 
 def main(params) -> None:

@@ -45,7 +45,8 @@ def writer(job: dict, index: int) -> None:
     import torch
 
     from pipeline.encoders import load_clip
-    from pipeline.encode import encode_images, encode_texts
+    from pipeline.encode import encode_texts
+    from pipeline.encode_images import encode_images
 
     torch.set_num_threads(1)
     out = Path(job["out"])

@@ -50,7 +50,8 @@ def reference(tiny_clip: Path, texts: list[str], images: list[str], cache_dir: P
     from pipeline.encoders import load_clip
 
     from pipeline.encoders import load_clip
-    from pipeline.encode import encode_images, encode_texts
+    from pipeline.encode import encode_texts
+    from pipeline.encode_images import encode_images
 
     torch.set_num_threads(1)
     encoder = load_clip(str(tiny_clip), "cpu")
@@ -62,7 +63,7 @@ def reference(tiny_clip: Path, texts: list[str], images: list[str], cache_dir: P
 
 def keys_of(tiny_clip: Path, texts: list[str], images: list[str]) -> set[str]:
     from pipeline.encoders import load_clip
-    from pipeline.encode import _file_key
+    from pipeline.encode_images import _file_key
 
     encoder = load_clip(str(tiny_clip), "cpu")
     return {content_key(encoder.identity, "text", t) for t in texts} | {

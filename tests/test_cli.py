@@ -32,7 +32,7 @@ def invoke(*args: str):
 
 def register_download(monkeypatch, source: dl.Download) -> None:
     """A dataset spec named like `source` whose download is `source` (for `tai download NAME`)."""
-    monkeypatch.setitem(DATASETS, source.name, DatasetSpec(source.name, (), None, None, lambda p: [], source))
+    monkeypatch.setitem(DATASETS, source.name, DatasetSpec(source.name, (), None, lambda p: [], source))
 
 
 def make_tar(path: Path, files: dict[str, bytes]) -> tuple[Path, str]:

@@ -316,3 +316,15 @@ def test_stage_fails_before_writing_anything(tmp_path: Path, monkeypatch) -> Non
     (tmp_path / "names.txt").write_text("dog\ncat\n")
     stage.main(load_params())
     assert pl.read_parquet("artifacts/data/folder/test.parquet")["labels"].to_list() == [["cat"]]
+
+
+def test_every_spec_has_a_builder_and_the_default_root_is_the_default_specs_download_folder():
+    """The spec table (what a dataset needs) and the builders (how it is read) name the same datasets, and
+    prepare.root's default is where the download stage unpacks the default dataset: one definition of each."""
+    from pipeline.config import PrepareParams
+    from pipeline.datasets.builders import BUILDERS
+    from pipeline.datasets.specs import DATASETS
+
+    assert sorted(BUILDERS) == sorted(DATASETS)
+    default = PrepareParams()
+    assert default.root == DATASETS[default.dataset].download_root().as_posix() == "data/downloads/VOCdevkit/VOC2007"

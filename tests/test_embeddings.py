@@ -49,7 +49,7 @@ class CountingEncoder:
     """Wraps a ClipEncoder to count what actually reaches the model."""
 
     def __init__(self, inner):
-        self.inner, self.texts, self.images = inner, 0, 0
+        self.inner, self.texts, self.images = inner, 0, 0   # images: counted by `counting_images`
         self.identity, self.embed_dim, self.precision = inner.identity, inner.embed_dim, inner.precision
 
     def tokenize(self, texts):
@@ -59,12 +59,21 @@ class CountingEncoder:
         self.texts += len(tokens)
         return self.inner.encode_tokens(tokens)
 
-    def encode_images(self, pixels, resolution):
-        self.images += len(pixels)
-        return self.inner.encode_images(pixels, resolution)
-
     def __getattr__(self, name):   # everything else (transform, token_lengths, set_resolution) as the inner one
         return getattr(self.inner, name)
+
+
+def counting_images(monkeypatch, encoder: CountingEncoder) -> None:
+    """Count, on `encoder`, the images the image tower runs on (`pipeline.image_engine.ImageEncoder`)."""
+    import pipeline.encode_images as encoding
+    from pipeline.image_engine import ImageEncoder
+
+    class Counting(ImageEncoder):
+        def __call__(self, pixels, resolution):
+            encoder.images += len(pixels)
+            return super().__call__(pixels, resolution)
+
+    monkeypatch.setattr(encoding, "image_encoder", Counting)
 
 
 def test_changing_ten_percent_of_texts_encodes_only_those(tmp_path, tiny_clip):
@@ -83,8 +92,8 @@ def test_changing_ten_percent_of_texts_encodes_only_those(tmp_path, tiny_clip):
     np.testing.assert_allclose(second.vectors[90:], encoder.inner.encode_texts(changed[90:]), rtol=1e-5, atol=1e-6)
 
 
-def test_unreadable_images_are_skipped_and_reported(tmp_path, tiny_clip):
-    from pipeline.encode import encode_images
+def test_unreadable_images_are_skipped_and_reported(tmp_path, tiny_clip, monkeypatch):
+    from pipeline.encode_images import encode_images
     from pipeline.encoders import load_clip
 
     good = tmp_path / "good.jpg"
@@ -93,6 +102,7 @@ def test_unreadable_images_are_skipped_and_reported(tmp_path, tiny_clip):
     corrupt.write_bytes(b"not a jpeg at all")
     paths = [str(good), str(corrupt), str(tmp_path / "missing.jpg"), str(good)]
     encoder = CountingEncoder(load_clip(str(tiny_clip), "cpu"))
+    counting_images(monkeypatch, encoder)
     result = encode_images(encoder, paths, 64, EmbeddingCache(tmp_path / "cache"), batch_size=2)
     assert result.kept == [0, 3]
     assert [p for p, _ in result.skipped] == [1, 2]

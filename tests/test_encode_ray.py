@@ -41,7 +41,7 @@ def cache_contents(root):
 
 def test_ray_engine_equals_local_engine(tmp_path, tiny_clip, local_ray):
     from pipeline.encoders import load_clip
-    from pipeline.encode import encode_images
+    from pipeline.encode_images import encode_images
 
     paths = make_images(tmp_path)
     encoder = load_clip(str(tiny_clip), "cpu")
@@ -70,7 +70,7 @@ def test_ray_engine_runs_an_open_clip_backbone(tmp_path, tiny_open_clip, local_r
     """The actors load the backbone by name (the registered tiny architecture included) and preprocess
     with its own normalisation, as the local engine does."""
     from pipeline.encoders import load_clip
-    from pipeline.encode import encode_images
+    from pipeline.encode_images import encode_images
 
     paths = make_images(tmp_path)
     encoder = load_clip(tiny_open_clip, "cpu")

@@ -15,7 +15,9 @@ from PIL import Image
 from pipeline import image_engine
 from pipeline.clip_model import ClipEncoder, ClipError
 from pipeline.embeddings import EmbeddingCache, content_key
-from pipeline.image_engine import EXACT_ATOL, ImageEngine, build_engine, choose_runtime, installed, precision_problem
+from pipeline import precision
+from pipeline.image_engine import EXACT_ATOL, ImageEncoder, ImageEngine, build_engine, choose_runtime, installed
+from pipeline.precision import precision_problem
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 GRAPH_RUNTIMES = ("torchscript", "onnxruntime")
@@ -62,17 +64,17 @@ def test_each_runtime_is_within_1e_5_of_plain_torch_at_224_and_448(request, runt
 
 
 def test_the_encoder_builds_one_graph_per_resolution_and_each_stays_exact(tiny_clip, one_thread):
-    encoder = ClipEncoder(str(tiny_clip), "cpu", runtime="torchscript")
-    reference = ClipEncoder(str(tiny_clip), "cpu", runtime="torch")
+    encoder = ImageEncoder(ClipEncoder(str(tiny_clip), "cpu", runtime="torchscript"))
+    reference = ImageEncoder(ClipEncoder(str(tiny_clip), "cpu", runtime="torch"))
     built = []
     for resolution in (64, 224, 64, 448, 224):   # back to resolutions whose graphs were built before
         x = pixels(3, resolution)
-        ours, theirs = encoder.encode_images(x, resolution), reference.encode_images(x, resolution)
+        ours, theirs = encoder(x, resolution), reference(x, resolution)
         assert np.abs(ours - theirs).max() <= EXACT_ATOL
-        built.append(id(encoder._image_engines[resolution]))
+        built.append(id(encoder.engines[resolution]))
     assert built[0] == built[2] and built[1] == built[4]   # each graph built once, reused when its resolution returns
-    assert sorted(encoder._image_engines) == [64, 224, 448]
-    assert {e.runtime for e in encoder._image_engines.values()} == {"torchscript"}
+    assert sorted(encoder.engines) == [64, 224, 448]
+    assert {e.runtime for e in encoder.engines.values()} == {"torchscript"}
 
 
 def test_auto_takes_the_first_installed_runtime_and_plain_torch_on_a_gpu(monkeypatch):
@@ -171,8 +173,9 @@ def test_bf16_keeps_cosine_to_fp32_and_fp32_stays_the_default(tiny_clip, one_thr
     fp32 = ClipEncoder(str(tiny_clip), "cpu", runtime="torch")
     bf16 = ClipEncoder(str(tiny_clip), "cpu", "bf16")
     x = pixels(4, 224)
-    a, b = torch.from_numpy(fp32.encode_images(x, 224)), torch.from_numpy(bf16.encode_images(x, 224))
-    assert bf16._image_engines[224].runtime == "torchscript-bf16"
+    low = ImageEncoder(bf16)
+    a, b = torch.from_numpy(ImageEncoder(fp32)(x, 224)), torch.from_numpy(low(x, 224))
+    assert low.engines[224].runtime == "torchscript-bf16"
     assert float(torch.nn.functional.cosine_similarity(a, b).min()) >= 0.999
     assert not torch.equal(a, b)   # it does compute in bf16
     texts = ["a dog on a sofa", "there are a car and a person in the photo."]
@@ -199,7 +202,7 @@ def test_a_precision_the_machine_cannot_run_is_refused_in_one_line(tiny_clip, mo
         ClipEncoder(str(tiny_clip), "cpu", "fp16")
     assert str(error.value) == ("encode.precision = 'fp16' needs a CUDA GPU (none is used here): use bf16 on a CPU with "
                                 "bf16 instructions, or fp32")
-    monkeypatch.setattr(image_engine, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
     with pytest.raises(ClipError, match=r"^encode.precision = 'bf16' but this CPU has no bf16 instructions .*: use fp32$"):
         ClipEncoder(str(tiny_clip), "cpu", "bf16")
     assert precision_problem("fp16", CUDA) is None and precision_problem("fp32", CPU) is None
@@ -211,7 +214,8 @@ def _jpeg(path, colour) -> str:
 
 
 def test_the_runtime_shares_cache_entries_and_the_precision_does_not(tmp_path, tiny_clip, monkeypatch):
-    from pipeline.encode import encode_images, encode_texts
+    from pipeline.encode import encode_texts
+    from pipeline.encode_images import encode_images
 
     paths = [_jpeg(tmp_path / f"{i}.jpg", (40 * i, 10, 200)) for i in range(3)]
     cache_dir = tmp_path / "cache"
@@ -263,7 +267,7 @@ def test_the_adapter_bundle_carries_the_precision_and_predict_encodes_in_it(tmp_
     folder.mkdir()
     paths = [_jpeg(folder / f"{i}.jpg", (90 * i, 30, 60)) for i in range(2)]
     frame, _ = predict_folder(tmp_path / "a.pt", folder, device="cpu", cache_dir=tmp_path / "cache")
-    from pipeline.encode import encode_images
+    from pipeline.encode_images import encode_images
 
     expected = encode_images(ClipEncoder(str(tiny_clip), "cpu", "bf16"), paths, 64, EmbeddingCache(tmp_path / "other"))
     scores = bundle.scores(torch.from_numpy(expected.vectors)).numpy()

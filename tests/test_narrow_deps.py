@@ -3,11 +3,17 @@
 tests/test_dvc_deps.py keeps dvc.yaml equal to the import graph; this keeps the graph narrow where it
 once was not: `generate` reads only the label table, so an edit to the embedding shard format or to
 which image sets are encoded must not rerun caption generation; `centroids` computes offsets from
-embeddings, so an edit to the training loop, the adapter or the noise must not rerun it."""
+embeddings, so an edit to the training loop, the adapter or the noise must not rerun it. Issue 26 added:
+`zeroshot` and `prompt` normalise vectors but run no adapter (`pipeline.vectors` holds the normaliser), so an
+adapter edit reruns neither the CLIP baseline nor the peers' training; `encode_text` runs no image tower, so
+the image runtime code does not rerun it; `download` reads the spec table only, not the label table or the
+manifest format; and `train` stamps the bundle's precision from the text embeddings' own metadata, so that
+param is no reason of its own to retrain."""
 
 from pathlib import Path
 
 import pytest
+import yaml
 
 from code_deps import code_deps, listed_code_deps, stage_modules
 
@@ -17,6 +23,15 @@ DVC_YAML = ROOT / "dvc.yaml"
 NOT_DEPS = {
     "generate": {"pipeline/embeddings.py", "pipeline/image_sets.py"},
     "centroids": {"pipeline/train.py", "pipeline/adapter.py", "pipeline/perturb.py"},
+    "zeroshot": {"pipeline/adapter.py"},
+    "prompt": {"pipeline/adapter.py"},
+    "encode_text": {"pipeline/image_engine.py", "pipeline/decode.py", "pipeline/encode_ray.py",
+                    "pipeline/encode_images.py"},
+    "download": {"pipeline/labels.py", "pipeline/manifest.py"},
+}
+# params a stage must not list: it reads what they decided from its inputs (train: the text embeddings' metadata)
+NOT_PARAMS = {
+    "train": {"encode.precision"},
 }
 
 
@@ -25,3 +40,17 @@ def test_stage_does_not_depend_on_code_it_does_not_run(stage):
     imported = code_deps(ROOT, stage_modules(DVC_YAML)[stage])
     listed = listed_code_deps(DVC_YAML)[stage]
     assert sorted(imported & NOT_DEPS[stage]) == [] and sorted(listed & NOT_DEPS[stage]) == []
+
+
+@pytest.mark.parametrize("stage", sorted(NOT_PARAMS))
+def test_stage_does_not_list_params_its_inputs_already_record(stage):
+    listed = set(yaml.safe_load(DVC_YAML.read_text())["stages"][stage]["params"])
+    assert sorted(listed & NOT_PARAMS[stage]) == []
+
+
+def test_the_bundle_takes_its_clip_and_precision_from_the_text_embeddings():
+    """What `train` stamps into the bundle is what encode_text recorded (sets from before encode.precision: fp32)."""
+    from stages.train import encoded_with
+
+    assert encoded_with({"model_identity": "openai:RN50", "precision": "bf16", "kind": "text"}) == ("openai:RN50", "bf16")
+    assert encoded_with({"model_identity": "openai:RN50"}) == ("openai:RN50", "fp32")

@@ -16,7 +16,9 @@ from pipeline.clip_model import ClipError, image_transform
 from pipeline.encoders import load_clip
 from pipeline.config import ParamsError, load_params
 from pipeline.embeddings import EmbeddingCache
-from pipeline.encode import encode_images, encode_texts
+from pipeline.encode import encode_texts
+from pipeline.encode_images import encode_images
+from pipeline.image_engine import ImageEncoder
 from pipeline.open_clip_model import OpenClipEncoder, OpenClipName, open_clip_identity
 
 TEXTS = ["a cat", "a photo of a dog and a cat on a red mat in the afternoon sun", "there is a car in the photo."]
@@ -134,11 +136,12 @@ def test_preprocessing_is_the_models_under_the_projects_resize_rule(tmp_path, ti
 
 def test_a_vit_encodes_at_twice_its_resolution_and_back(vit):
     pixels = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
-    native = vit.encode_images(pixels, 64)
-    large = vit.encode_images(torch.nn.functional.interpolate(pixels, size=128), 128)
+    images = ImageEncoder(vit)
+    native = images(pixels, 64)
+    large = images(torch.nn.functional.interpolate(pixels, size=128), 128)
     assert large.shape == (2, 32) and np.isfinite(large).all()
     assert vit.model.visual.positional_embedding.shape[0] == 8 * 8 + 1
-    np.testing.assert_array_equal(vit.encode_images(pixels, 64), native)   # back to the native grid exactly
+    np.testing.assert_array_equal(images(pixels, 64), native)   # back to the native grid exactly
     with pytest.raises(ClipError, match="not a multiple of .* patch size 16"):
         vit.set_resolution(72)
 
@@ -159,7 +162,7 @@ def register(tmp_path, name: str, vision: dict) -> str:
 def test_a_resnet_tower_encodes_at_twice_its_resolution(tmp_path):
     encoder = load_clip(register(tmp_path, "tai-tiny-rn", {"layers": [1, 1, 1, 1], "width": 8, "image_size": 64}), "cpu")
     pixels = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
-    assert encoder.encode_images(pixels, 128).shape == (2, 32)
+    assert ImageEncoder(encoder)(pixels, 128).shape == (2, 32)
     assert encoder.model.visual.attnpool.positional_embedding.shape[0] == 4 * 4 + 1   # 2 x 2 grid at 64 px -> 4 x 4
     with pytest.raises(ClipError, match="not a multiple of .* patch size 32"):
         encoder.set_resolution(80)
@@ -169,9 +172,10 @@ def test_a_timm_tower_refuses_another_resolution_with_the_reason(tmp_path):
     name = register(tmp_path, "tai-tiny-timm", {"timm_model_name": "vit_tiny_patch16_224", "timm_model_pretrained": False,
                                                 "timm_pool": "token", "timm_proj": "linear", "image_size": 224})
     encoder = load_clip(name, "cpu")
-    assert encoder.encode_images(torch.zeros(1, 3, 224, 224), 224).shape == (1, 32)
+    images = ImageEncoder(encoder)
+    assert images(torch.zeros(1, 3, 224, 224), 224).shape == (1, 32)
     with pytest.raises(ClipError, match=r"encodes at 224 px only .*set the resolution to 224, not 448"):
-        encoder.encode_images(torch.zeros(1, 3, 448, 448), 448)
+        images(torch.zeros(1, 3, 448, 448), 448)
 
 
 def test_images_are_encoded_and_cached_under_the_backbone(tmp_path, vit):
@@ -184,7 +188,7 @@ def test_images_are_encoded_and_cached_under_the_backbone(tmp_path, vit):
     again = encode_images(vit, paths, 64, cache, batch_size=2)
     assert first.n_encoded == 3 and again.n_cached == 3
     pixels = torch.stack([vit.transform(64, "square")(Image.open(p).convert("RGB")) for p in paths])
-    np.testing.assert_allclose(first.vectors, vit.encode_images(pixels, 64), atol=1e-5)
+    np.testing.assert_allclose(first.vectors, ImageEncoder(vit)(pixels, 64), atol=1e-5)
     with pytest.raises(ClipError, match="patch size 16"):   # before any image is hashed or encoded
         encode_images(vit, paths, 72, cache)
 
@@ -220,21 +224,22 @@ def test_an_open_clip_tower_runs_through_the_image_runtimes_with_its_embeddings(
     from pipeline.image_engine import AUTO_ORDER, EXACT_ATOL, installed
 
     pixels = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
-    encoder = load_clip(tiny_open_clip, "cpu")
-    vectors = encoder.encode_images(pixels, 64)
+    images = ImageEncoder(load_clip(tiny_open_clip, "cpu"))
+    encoder = images.encoder
+    vectors = images(pixels, 64)
     with torch.no_grad():
         eager = encoder.model.encode_image(pixels).numpy()
     np.testing.assert_allclose(vectors, eager, rtol=0, atol=EXACT_ATOL)
-    assert encoder.image_engine(64).runtime == next(r for r in AUTO_ORDER if installed(r))
+    assert images.engine(64).runtime == next(r for r in AUTO_ORDER if installed(r))
     printed = capfd.readouterr()
     assert "Torch IR graph" not in printed.out + printed.err    # the exporter's dump of the whole graph
-    named = load_clip(tiny_open_clip, "cpu", runtime="torch")
-    np.testing.assert_allclose(named.encode_images(pixels, 64), eager, rtol=0, atol=EXACT_ATOL)
-    assert named.image_engine(64).runtime == "torch"
+    named = ImageEncoder(load_clip(tiny_open_clip, "cpu", runtime="torch"))
+    np.testing.assert_allclose(named(pixels, 64), eager, rtol=0, atol=EXACT_ATOL)
+    assert named.engine(64).runtime == "torch"
 
 
 def test_a_refused_resolution_hashes_no_image(tmp_path, vit, monkeypatch):
-    import pipeline.encode as encode
+    import pipeline.encode_images as encode
 
     paths = []
     for i in range(3):

@@ -11,7 +11,7 @@ from pipeline.clip_model import image_transform
 
 from pipeline.encoders import load_clip
 from pipeline.embeddings import EmbeddingCache
-from pipeline.encode import encode_images
+from pipeline.encode_images import encode_images
 
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from pipeline.clip_model import ClipEncoder, ClipError, resize_positional_embedding
 
 from pipeline.encoders import load_clip
+from pipeline.image_engine import ImageEncoder
 
 RESOLUTIONS = (64, 96, 128, 224, 448)  # multiples of 32; the tiny CLIP is native at 64 px (2 x 2 grid)
 
@@ -123,7 +124,7 @@ def test_set_resolution_rejects_a_non_multiple_of_32(encoder: ClipEncoder) -> No
 @pytest.mark.parametrize("resolution", [224, 448])
 def test_encoding_runs_at_224_and_448(encoder: ClipEncoder, resolution: int) -> None:
     pixels = torch.randn(2, 3, resolution, resolution, generator=torch.Generator().manual_seed(resolution))
-    vectors = encoder.encode_images(pixels, resolution)
+    vectors = ImageEncoder(encoder)(pixels, resolution)
     assert vectors.shape == (2, encoder.embed_dim) and vectors.dtype == np.float32
     assert np.isfinite(vectors).all()
     assert encoder.model.visual.input_resolution == resolution
@@ -133,16 +134,18 @@ def test_encoding_runs_at_224_and_448(encoder: ClipEncoder, resolution: int) -> 
 
 def test_going_back_to_native_gives_the_native_outputs(encoder: ClipEncoder) -> None:
     pixels = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
-    before = encoder.encode_images(pixels, 64)
-    encoder.encode_images(torch.randn(1, 3, 448, 448), 448)
-    after = encoder.encode_images(pixels, 64)
+    images = ImageEncoder(encoder)
+    before = images(pixels, 64)
+    images(torch.randn(1, 3, 448, 448), 448)
+    after = images(pixels, 64)
     np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-6)
 
 
 def test_resolutions_other_than_native_change_the_embedding(encoder: ClipEncoder) -> None:
     """The same picture at 64 and 128 px goes through different grids: different embeddings, not a copy."""
     image = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(4))
-    small = encoder.encode_images(image, 64)
-    large = encoder.encode_images(F.interpolate(image, size=(128, 128), mode="bilinear", align_corners=False), 128)
+    images = ImageEncoder(encoder)
+    small = images(image, 64)
+    large = images(F.interpolate(image, size=(128, 128), mode="bilinear", align_corners=False), 128)
     encoder.set_resolution(encoder.native_resolution)
     assert np.isfinite(large).all() and not np.allclose(small, large)

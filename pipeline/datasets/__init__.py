@@ -23,7 +23,7 @@ Outputs, under `artifacts/data/<dataset>/` (see `pipeline.paths`):
   Row order follows the source (VOC: ImageSets/Main/<split>.txt; folder: the labels file;
   COCO: the file's images; NUS-WIDE: the image list).
 
-Sources (`prepare.dataset`, one spec each in `pipeline.datasets.specs`): `voc2007` (`pipeline.datasets.voc`), `folder`
+Sources (`prepare.dataset`, one spec each in `pipeline.datasets.specs`, one builder each in `pipeline.datasets.builders`): `voc2007` (`pipeline.datasets.voc`), `folder`
 (`pipeline.datasets.folder`), `coco2014` and `coco` (`pipeline.datasets.coco`), `nuswide`
 (`pipeline.datasets.nuswide`, which also writes `missing_<split>.parquet`: listed images not on
 disk) and `labels` (a label list only: the label table and no manifest). Every check runs before
@@ -46,13 +46,14 @@ if TYPE_CHECKING:
 
 
 def prepare_dataset(params: "PrepareParams") -> Prepared:
-    """Read the source named by `params.dataset`, with the builder of its spec (`pipeline.datasets.specs`).
+    """Read the source named by `params.dataset` (checked by config against its spec, `pipeline.datasets.specs`)
+    with its builder (`pipeline.datasets.builders`).
 
     Raises DatasetError (missing/malformed source) or LabelError (unknown label) before anything is written.
     """
-    from pipeline.datasets.specs import dataset_spec
+    from pipeline.datasets.builders import BUILDERS   # here, not at the top: config reads the spec table alone
 
-    return dataset_spec(params.dataset).build(params)
+    return BUILDERS[params.dataset](params)
 
 
 def build_dataset(params: "PrepareParams") -> tuple[LabelSet, dict[str, pl.DataFrame]]:

@@ -32,12 +32,12 @@ from typing import Mapping, Sequence
 
 import polars as pl
 
+from pipeline.datasets.specs import COCO2014_SPLITS
 from pipeline.manifest import DatasetError, manifest_frame
 from pipeline.labels import LabelError, LabelSet, read_label_file
 
 log = logging.getLogger(__name__)
 
-COCO2014_SPLITS = {"train": "train2014", "test": "val2014"}   # our split name -> COCO's
 COCO2014_COUNTS = {"train2014": (82_081, 82_783), "val2014": (40_137, 40_504)}  # (annotated, all images)
 LABEL_TABLE = Path(__file__).with_name("coco_labels.txt")
 BACKGROUND_NAMES = {"background", "bg", "__background__", "_background_", "background_"}
@@ -155,9 +155,6 @@ def build_coco2014(
 ) -> tuple[LabelSet, dict[str, pl.DataFrame]]:
     """MS-COCO 2014 from its standard layout; split `train` = train2014, `test` = val2014."""
     root = Path(root)
-    unknown = [s for s in splits if s not in COCO2014_SPLITS]
-    if unknown:
-        raise DatasetError(f"prepare.splits: {unknown} are not COCO 2014 splits; use train (train2014), test (val2014)")
     for split in splits:
         coco = COCO2014_SPLITS[split]
         for needed in (root / "annotations" / f"instances_{coco}.json", root / coco):

@@ -27,12 +27,12 @@ from typing import Sequence
 import numpy as np
 import polars as pl
 
+from pipeline.datasets.specs import NUSWIDE_SPLITS
 from pipeline.manifest import DatasetError, manifest_frame
 from pipeline.labels import LabelSet, read_label_file
 
 log = logging.getLogger(__name__)
 
-NUSWIDE_SPLITS = {"train": ("TrainImagelist.txt", "Train"), "test": ("TestImagelist.txt", "Test")}
 NUSWIDE_COUNTS = {"train": 161_789, "test": 107_859}
 LABEL_TABLE = Path(__file__).with_name("nuswide_labels.txt")
 MISSING_SCHEMA = {"image_id": pl.Utf8, "path": pl.Utf8}
@@ -86,9 +86,6 @@ def build_nuswide(
     images = Path(image_root) if image_root else root / "Flickr"
     if not root.is_dir():
         raise DatasetError(missing_nuswide_message(root, f"the folder {root}"))
-    unknown = [s for s in splits if s not in NUSWIDE_SPLITS]
-    if unknown:
-        raise DatasetError(f"prepare.splits: {unknown} are not NUS-WIDE splits; use train, test")
     if not images.is_dir():
         raise DatasetError(
             f"the NUS-WIDE image folder {images} does not exist: set prepare.image_root to the folder holding the "

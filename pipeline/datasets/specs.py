@@ -1,18 +1,18 @@
 """One spec per dataset: what `prepare.dataset: NAME` needs, in one place.
 
-A `DatasetSpec` says which optional `prepare` keys the dataset reads (config refuses the others),
-its fixed split names (if any), the builder `prepare` calls, the files that show it is in place
-(checked by the `download` stage before it fetches anything), and how to get it: a `Download` of
-public archives, a `ManualDataset` with instructions, or nothing (your own data).
+A `DatasetSpec` says which optional `prepare` keys the dataset reads and which it needs, its fixed
+split names (if any), the files that show it is in place (checked by the `download` stage before it
+fetches anything), and how to get it: a `Download` of public archives, a `ManualDataset` with
+instructions, or nothing (your own data). `DatasetSpec.problem` holds its rules: config raises what it
+finds as a ParamsError, before any work. How each dataset is read is its builder
+(`pipeline.datasets.builders`), kept apart so that the download stage, which reads this table, does not
+depend on the readers, the label table or the manifest format.
 
 The download stage never fetches what `prepare.root` (or `annotations`, `image_root`, ...) already
 holds: `missing(params)` lists what is absent, and only when something is absent *and*
 `prepare.root` is the folder the download unpacks to does it fetch. `check_reachable` stops a
 queued or `--temp` experiment, which runs in a fresh copy of the repository, from reading a folder
 outside the project (DVC cannot give it to that copy) with one line saying what to do.
-
-Builders and layouts import their dataset's module when called, so config reads the table without
-loading every reader.
 """
 
 from __future__ import annotations
@@ -24,17 +24,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from pipeline import paths
-from pipeline.datasets.voc import VOC2007_DOWNLOAD
 from pipeline.download import Archive, Download, DownloadError, ManualDataset, ManualDownloadError, download
-from pipeline.manifest import DatasetError, Prepared
+from pipeline.errors import DatasetError
 
 if TYPE_CHECKING:
     from pipeline.config import PrepareParams
 
 log = logging.getLogger(__name__)
 
-# Optional prepare keys a dataset may read (config.PrepareParams); each spec names those it does.
-OPTIONAL_KEYS = ("labels_file", "label_names", "annotations", "keep_unannotated", "image_root")
+# Optional prepare keys a dataset may read (config.PrepareParams), with the value that leaves them unset;
+# each spec names those it reads.
+OPTIONAL_KEYS = {"labels_file": None, "label_names": None, "annotations": None, "keep_unannotated": False,
+                 "image_root": None}
 
 Needs = list[tuple[str, Path]]   # (params key that points there, a path that must exist)
 
@@ -44,10 +45,30 @@ class DatasetSpec:
     name: str
     keys: tuple[str, ...]                      # optional prepare keys it reads; any other must stay unset
     splits: tuple[str, ...] | None             # fixed split names; None: any (they come from the files)
-    build: Callable[["PrepareParams"], "Prepared"]
     needs: Callable[["PrepareParams"], Needs]  # paths that show it is in place, with the key naming each
     source: Download | ManualDataset | None = None   # how to get it; None: your own data
     has_images: bool = True
+    required: dict[str, str] | None = None     # optional keys it cannot do without -> what to set them to
+    check: Callable[["PrepareParams", str], str | None] | None = None   # its own rules beyond the keys and splits
+
+    def problem(self, p: "PrepareParams", key: str = "prepare") -> str | None:
+        """What in `p` (the `key` section of params.yaml) this dataset cannot use, in one line naming the key
+        and the fix, or None: keys it ignores set, keys it needs unset, split names that are not its own."""
+        for name, default in OPTIONAL_KEYS.items():
+            if name not in self.keys and getattr(p, name) != default:
+                readers = [d for d, other in DATASETS.items() if name in other.keys]
+                return (f"{key}.{name} is set but {key}.dataset is {self.name!r}, which ignores it: set it to "
+                        f"{'false' if default is False else 'null'}, or set {key}.dataset to one of {readers}")
+        for name, fix in (self.required or {}).items():
+            if not getattr(p, name):
+                return f"{key}.{name} is null but {key}.dataset is {self.name!r}: {fix}"
+        if not self.has_images:
+            return None   # no images: root and splits are not read
+        if self.splits is not None:
+            for i, split in enumerate(p.splits):
+                if split not in self.splits:
+                    return f"{key}.splits[{i}] = {split!r} is not allowed: use one of {list(self.splits)}"
+        return self.check(p, key) if self.check else None
 
     @property
     def downloadable(self) -> bool:
@@ -61,49 +82,25 @@ class DatasetSpec:
         return [(key, path) for key, path in self.needs(params) if not path.exists()]
 
 
-# ------------------------------------------------------------------------------------------ builders
-# Each imports its module when called: the spec table stays cheap to read.
+# ----------------------------------------------------------------------------- split names, layouts
 
-def _build_voc2007(p: "PrepareParams") -> "Prepared":
-    from pipeline.datasets.voc import build_voc2007
-
-    return Prepared(*build_voc2007(p.root, p.splits))
+VOC2007_SPLITS = ("train", "val", "trainval", "test")
+COCO2014_SPLITS = {"train": "train2014", "test": "val2014"}   # our split name -> COCO's
+NUSWIDE_SPLITS = {"train": ("TrainImagelist.txt", "Train"), "test": ("TestImagelist.txt", "Test")}   # -> list, suffix
 
 
-def _build_folder(p: "PrepareParams") -> "Prepared":
-    from pipeline.datasets.folder import build_folder
-
-    if not p.labels_file:
-        raise DatasetError("prepare.labels_file is null: set it to a CSV or Parquet with columns path, labels, split")
-    return Prepared(*build_folder(p.root, p.labels_file, p.splits, p.label_names))
-
-
-def _build_coco2014(p: "PrepareParams") -> "Prepared":
-    from pipeline.datasets.coco import build_coco2014
-
-    return Prepared(*build_coco2014(p.root, p.splits, p.keep_unannotated))
-
-
-def _build_coco(p: "PrepareParams") -> "Prepared":
-    from pipeline.datasets.coco import build_coco
-
-    return Prepared(*build_coco(p.root, p.annotations or {}, p.splits, p.keep_unannotated, p.label_names))
-
-
-def _build_nuswide(p: "PrepareParams") -> "Prepared":
-    from pipeline.datasets.nuswide import build_nuswide
-
-    labels, manifests, missing = build_nuswide(p.root, p.splits, p.image_root)
-    extras = {paths.missing_images_path("nuswide", split): frame for split, frame in missing.items()}
-    return Prepared(labels, manifests, extras)
-
-
-def _build_labels(p: "PrepareParams") -> "Prepared":
-    from pipeline.labels import read_label_file
-
-    if not p.label_names:
-        raise DatasetError("prepare.label_names is null: point it at a text file, one label per line")
-    return Prepared(read_label_file(p.label_names), {})
+def _check_coco(p: "PrepareParams", key: str) -> str | None:
+    if not p.annotations:
+        return (f"{key}.annotations is empty but {key}.dataset is 'coco': map each split to its COCO instances "
+                "JSON, e.g. {train: data/my/train.json, test: data/my/test.json}")
+    lacking = [s for s in p.splits if s not in p.annotations]
+    if lacking:
+        return (f"{key}.splits lists {lacking} but {key}.annotations maps only {sorted(p.annotations)}: "
+                "add a JSON file for each split, or drop the split")
+    for split, path in p.annotations.items():
+        if not str(path).lower().endswith(".json"):
+            return f"{key}.annotations.{split} = {path!r}: use a COCO instances .json file"
+    return None
 
 
 # ----------------------------------------------------------------------------- what shows it is there
@@ -119,8 +116,6 @@ def _needs_voc2007(p: "PrepareParams") -> Needs:
 
 
 def _needs_coco2014(p: "PrepareParams") -> Needs:
-    from pipeline.datasets.coco import COCO2014_SPLITS
-
     root = Path(p.root)
     found: Needs = []
     for split in p.splits:
@@ -135,8 +130,6 @@ def _needs_coco(p: "PrepareParams") -> Needs:
 
 
 def _needs_nuswide(p: "PrepareParams") -> Needs:
-    from pipeline.datasets.nuswide import NUSWIDE_SPLITS
-
     root = Path(p.root)
     images = ("prepare.image_root", Path(p.image_root)) if p.image_root else ("prepare.root", root / "Flickr")
     lists = [root / "ImageList" / NUSWIDE_SPLITS[s][0] for s in p.splits if s in NUSWIDE_SPLITS]
@@ -151,6 +144,17 @@ def _needs_folder(p: "PrepareParams") -> Needs:
 
 # ------------------------------------------------------------------------------------------ sources
 
+VOC2007_URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2007"
+VOC2007_DOWNLOAD = Download(
+    name="voc2007",
+    description="Pascal VOC 2007 trainval + test (about 900 MB)",
+    # URLs and MD5s as in torchvision.datasets.VOCDetection
+    archives=(
+        Archive(f"{VOC2007_URL}/VOCtrainval_06-Nov-2007.tar", "c52e279531787c972589f7e41ab4ae64"),
+        Archive(f"{VOC2007_URL}/VOCtest_06-Nov-2007.tar", "b6e924de25625d8de591ea690078ad9f"),
+    ),
+    extracts_to="VOCdevkit/VOC2007",   # under data/downloads/: the default prepare.root
+)
 COCO_URL = "http://images.cocodataset.org"
 NUSWIDE_PAGE = "https://lms.comp.nus.edu.sg/wp-content/uploads/2019/research/nuswide/NUS-WIDE.html"
 
@@ -184,20 +188,20 @@ NUSWIDE_MANUAL = ManualDataset(
 
 # ------------------------------------------------------------------------------------------- the table
 
+FOLDER_FIX = "set it to a CSV or Parquet with columns path, labels ('a|b'), split"
+LABELS_FIX = "point it at a text file with one label per line, synonyms after ':' (\"tv monitor: tv, television\")"
+
 DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
-        DatasetSpec("voc2007", (), ("train", "val", "trainval", "test"), _build_voc2007, _needs_voc2007,
-                    VOC2007_DOWNLOAD),
-        DatasetSpec("coco2014", ("keep_unannotated",), ("train", "test"), _build_coco2014, _needs_coco2014,
-                    COCO2014_DOWNLOAD),
-        DatasetSpec("nuswide", ("image_root",), ("train", "test"), _build_nuswide, _needs_nuswide, NUSWIDE_MANUAL),
-        DatasetSpec("coco", ("annotations", "label_names", "keep_unannotated"), None, _build_coco, _needs_coco),
-        DatasetSpec("folder", ("labels_file", "label_names"), None, _build_folder, _needs_folder),
-        DatasetSpec("labels", ("label_names",), None, _build_labels, _label_names, has_images=False),
+        DatasetSpec("voc2007", (), VOC2007_SPLITS, _needs_voc2007, VOC2007_DOWNLOAD),
+        DatasetSpec("coco2014", ("keep_unannotated",), tuple(COCO2014_SPLITS), _needs_coco2014, COCO2014_DOWNLOAD),
+        DatasetSpec("nuswide", ("image_root",), tuple(NUSWIDE_SPLITS), _needs_nuswide, NUSWIDE_MANUAL),
+        DatasetSpec("coco", ("annotations", "label_names", "keep_unannotated"), None, _needs_coco, check=_check_coco),
+        DatasetSpec("folder", ("labels_file", "label_names"), None, _needs_folder, required={"labels_file": FOLDER_FIX}),
+        DatasetSpec("labels", ("label_names",), None, _label_names, has_images=False, required={"label_names": LABELS_FIX}),
     )
 }
-
 
 def dataset_spec(name: str) -> DatasetSpec:
     if name not in DATASETS:

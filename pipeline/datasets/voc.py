@@ -22,36 +22,23 @@ from typing import Sequence
 
 import polars as pl
 
-from pipeline.download import Archive, Download
+from pipeline.datasets.specs import DATASETS, VOC2007_DOWNLOAD
 from pipeline.manifest import DatasetError, manifest_frame
 from pipeline.labels import VOC_LABELS, LabelSet
 
-VOC_SPLITS = ("train", "val", "trainval", "test")
 # VOC's class names in the XML -> our label names
 VOC_NAME_TO_LABEL = {name.replace(" ", ""): name for name in VOC_LABELS.names}
-DEFAULT_ROOT = "data/downloads/VOCdevkit/VOC2007"
-
-VOC2007_URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2007"
-VOC2007_DOWNLOAD = Download(
-    name="voc2007",
-    description="Pascal VOC 2007 trainval + test (about 900 MB)",
-    # URLs and MD5s as in torchvision.datasets.VOCDetection
-    archives=(
-        Archive(f"{VOC2007_URL}/VOCtrainval_06-Nov-2007.tar", "c52e279531787c972589f7e41ab4ae64"),
-        Archive(f"{VOC2007_URL}/VOCtest_06-Nov-2007.tar", "b6e924de25625d8de591ea690078ad9f"),
-    ),
-    extracts_to="VOCdevkit/VOC2007",
-)
 
 
 def missing_voc_message(root: Path, what: str) -> str:
     urls = "\n".join(f"    {a.url}  (md5 {a.md5})" for a in VOC2007_DOWNLOAD.archives)
+    default = DATASETS["voc2007"].download_root().as_posix()
     return (
         f"Pascal VOC 2007 not found: {what} is missing (prepare.root = {str(root)!r}).\n"
         f"Expected layout:\n"
-        f"    {DEFAULT_ROOT}/Annotations/*.xml\n"
-        f"    {DEFAULT_ROOT}/ImageSets/Main/trainval.txt, test.txt\n"
-        f"    {DEFAULT_ROOT}/JPEGImages/*.jpg\n"
+        f"    {default}/Annotations/*.xml\n"
+        f"    {default}/ImageSets/Main/trainval.txt, test.txt\n"
+        f"    {default}/JPEGImages/*.jpg\n"
         f"`dvc repro` gets it (stage download: fetches, checks and unpacks both archives into data/downloads/), "
         f"and so does `tai download voc2007`; or download\n"
         f"{urls}\n"
@@ -104,9 +91,6 @@ def build_voc2007(root: str | Path, splits: Sequence[str]) -> tuple[LabelSet, di
     for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
         if not (root / sub).is_dir():
             raise DatasetError(missing_voc_message(root, f"the folder {root / sub}"))
-    for split in splits:
-        if split not in VOC_SPLITS:
-            raise DatasetError(f"prepare.splits: {split!r} is not a VOC 2007 split; use some of {list(VOC_SPLITS)}")
     split_ids = {split: read_split_ids(root, split) for split in splits}
 
     manifests: dict[str, pl.DataFrame] = {}

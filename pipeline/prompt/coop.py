@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..adapter import normalize
+from ..vectors import normalize
 from .fit import fit, shuffled_batches
 from .losses import multilabel_bce, ranking_loss
 from .text import FrozenTextEncoder, LabelPrompts, check_text_encoder

@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..adapter import normalize
+from ..vectors import normalize
 from ..dense import with_positions
 from .fit import fit, shuffled_batches
 from .losses import dual_asymmetric_loss

@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..adapter import normalize
+from ..vectors import normalize
 from .fit import fit, shuffled_batches
 from .losses import ranking_loss
 from ..clip_model import tokenize
