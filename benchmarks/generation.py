@@ -5,15 +5,17 @@
     get the same first answers, except that the stage ends a looping one early
     (pipeline.generate.loops); the stage may then ask again for a shorter or usable one);
 (b) the stage's `openai` backend with two local llama-cpp-python servers against one;
-(c) generate.parallel: captions/s at 1, 2, 4, 8 and 16 sequences decoded at once, in one run: the
+(c) generate.parallel: throughput at 1, 2, 4, 8 and 16 sequences decoded at once, in one run: the
     one-at-a-time bare loop of (a), a batched bare loop of each width (one `llama_decode` per step over
-    the width's sequences, the shared prompt prefix decoded once and copied, unified KV cache, the same
-    sampler chain per sequence; written here, apart from the stage's decoder), and the stage itself
-    at that width (kept captions, its retries and shortening turns included); model loads not counted.
+    the width's sequences, a finished one replaced at once by the next prompt, the shared prompt prefix
+    decoded once and copied, unified KV cache, the same sampler chain per sequence; written here, apart
+    from the stage's decoder), and the stage itself at that width: its kept captions/s, and its model
+    answers/s and generated tokens/s (its resamples and shortening turns included), the same units as
+    the bare loops'; model loads not counted.
 
     python benchmarks/generation.py --n 40            # (a) with generate.single_sentence off and on, (b)
     python benchmarks/generation.py --n 40 --skip-servers --single-sentence on
-    python benchmarks/generation.py --batched --n 64  # only (c), with the default params (single_sentence on)
+    python benchmarks/generation.py --batched --n 32 --threads 2   # only (c), the default params otherwise
 
 With generate.single_sentence on, the bare loop sends the same stop sequences (so the first answers
 are still the same). (a) also prints what the stage keeps and drops, and its model calls per kept
@@ -54,7 +56,7 @@ class CountingBackend:
         self.first_turns, self.first_turn_seconds = 0, 0.0   # chats of one user message: what the bare loop does
         self.model_name, self.concurrency = inner.model_name, inner.concurrency
         if hasattr(inner, "chat_group"):   # a batching backend: count its calls as they pass
-            self.parallel = inner.parallel
+            self.parallel, self.group = inner.parallel, inner.group
             self.chat_group = self._chat_group
 
     def _chat_group(self, chats):
@@ -123,10 +125,13 @@ def bare_run(p: GenerateParams) -> tuple[float, float, int, int]:
     return seconds, cpu, answers, tokens
 
 
-def bare_batched_run(p: GenerateParams, width: int) -> tuple[float, int, int, list[str]]:
-    """(seconds, answers, tokens, answers' texts) of a plain batched llama.cpp loop over the stage's first prompts:
-    `width` sequences per llama_decode, the shared prefix decoded once into sequence 0 and copied, one sampler
-    chain per sequence (create_chat_completion's), ending at an end token, a stop sequence or max_tokens."""
+def bare_batched_run(p: GenerateParams, width: int) -> tuple[float, int, int]:
+    """(seconds, answers, tokens) of a plain batched llama.cpp loop over the stage's first prompts: `width` sequences
+    per llama_decode, a finished one's place taken by the next prompt at once (continuous batching, as llama-server
+    does), the shared prefix decoded once into sequence 0 and copied, one sampler chain per sequence
+    (create_chat_completion's), ending at an end token, a stop sequence or max_tokens."""
+    from collections import deque
+
     import llama_cpp
     from llama_cpp import _internals
 
@@ -163,86 +168,107 @@ def bare_batched_run(p: GenerateParams, width: int) -> tuple[float, int, int, li
     for i, token in enumerate(prompts[0][:prefix]):
         add(token, i, 0, False)
     ctx.decode(batch)
-    texts, tokens = [], 0
-    for start in range(0, len(plan), width):
-        group = list(range(start, min(start + width, len(plan))))
-        samplers, done, outs, at = {}, {}, {i: [] for i in group}, {}
+    batch.reset()
+    waiting, slots, answers, tokens = deque(range(len(plan))), [None] * width, 0, 0
+    while True:
+        for slot in range(width):   # a free place takes the next prompt
+            if slots[slot] is None and waiting:
+                i = waiting.popleft()
+                llama_cpp.llama_memory_seq_rm(memory, slot + 1, -1, -1)
+                llama_cpp.llama_memory_seq_cp(memory, 0, slot + 1, 0, prefix)
+                llm.set_seed(derive_seed(plan[i].seed, 0, 1))
+                rest = prompts[i][prefix:]
+                for j, token in enumerate(rest):
+                    at = add(token, prefix + j, slot + 1, j == len(rest) - 1)
+                slots[slot] = (i, llm._init_sampler(temp=p.temperature, repeat_penalty=1.0), [], [at])
+        if not any(slots):
+            break
+        ctx.decode(batch)
         batch.reset()
-        for slot, i in enumerate(group, 1):
-            llama_cpp.llama_memory_seq_rm(memory, slot, -1, -1)
-            llama_cpp.llama_memory_seq_cp(memory, 0, slot, 0, prefix)
-            llm.set_seed(derive_seed(plan[i].seed, 0, 1))
-            samplers[i] = llm._init_sampler(temp=p.temperature, repeat_penalty=1.0)
-            rest = prompts[i][prefix:]
-            for j, token in enumerate(rest):
-                at[i] = add(token, prefix + j, slot, j == len(rest) - 1)
-        while True:
-            ctx.decode(batch)
-            nxt = {}
-            for i in group:
-                if i in done:
-                    continue
-                token = samplers[i].sample(ctx, at[i])
-                if llama_cpp.llama_vocab_is_eog(llm._model.vocab, token):
-                    done[i] = True
-                    continue
-                outs[i].append(token)
-                text = llm.detokenize(outs[i])
-                if any(s in text for s in stops) or len(outs[i]) >= p.max_tokens:
-                    done[i] = True
-                    continue
-                nxt[i] = token
-            if not nxt:
-                break
-            batch.reset()
-            for slot, i in enumerate(group, 1):
-                if i in nxt:
-                    at[i] = add(nxt[i], len(prompts[i]) + len(outs[i]) - 1, slot, True)
-        for i in group:
-            samplers[i].close()
-            texts.append(llm.detokenize(outs[i]).decode(errors="ignore"))
-            tokens += len(outs[i])
+        for slot, seq in enumerate(slots):
+            if seq is None:
+                continue
+            i, sampler, out, at = seq
+            token = sampler.sample(ctx, at[0])
+            done = llama_cpp.llama_vocab_is_eog(llm._model.vocab, token)
+            if not done:
+                out.append(token)
+                done = any(s in llm.detokenize(out) for s in stops) or len(out) >= p.max_tokens
+            if done:
+                sampler.close()
+                answers, tokens, slots[slot] = answers + 1, tokens + len(out), None
+            else:
+                at[0] = add(token, len(prompts[i]) + len(out) - 1, slot + 1, True)
     seconds = time.perf_counter() - started
     batch.close()
     ctx.close()
     llm.close()
-    return seconds, len(plan), tokens, texts
+    return seconds, answers, tokens
 
 
-def batched(args) -> None:
-    """(c): captions/s by width, the three loops side by side in one run."""
-    import platform
-
-    base = GenerateParams(n_combinations=args.n, seed=args.seed, n_threads=args.threads, llm_fraction=1.0)
-    base.check("generate")
-    cpu = _cpu_name()
-    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {cpu}, {_cores()} cores, {platform.machine()}; "
-          f"model {resolve_model(base.model).name}, {args.n} combinations, temperature {base.temperature}, "
-          f"max_tokens {base.max_tokens}, single_sentence {str(base.single_sentence).lower()}, {args.threads} "
-          f"thread(s); load average {os.getloadavg()[0]:.1f}", flush=True)
-    print("The one-at-a-time loop (create_chat_completion) is run again beside each width, since the load of a shared "
-          "machine drifts within minutes; each row's ratios are to the loop measured just before it.")
-    print("| sequences at once | one-at-a-time loop, captions/s | bare batched loop, captions/s | x the loop "
-          "| stage, kept captions/s | x the loop | stage / bare batched | stage model calls per kept caption "
-          "| load average |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for width in args.widths:
-        seconds, answers, tokens = one_at_a_time(base)
-        loop = answers / seconds
-        seconds, answers, tokens, _ = bare_batched_run(base, width)
-        bare = answers / seconds
-        p = dataclasses.replace(base, parallel=width)
-        backend = CountingBackend(make_backend(p))
+def stage_batched(p: GenerateParams) -> tuple[float, int, int, int]:
+    """(seconds, kept captions, model answers, generated tokens) of generate_texts at p.parallel, model load not counted."""
+    backend = CountingBackend(make_backend(p))
+    try:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp)
             started = time.perf_counter()
             summary = generate_texts(p, VOC_LABELS, texts_path=out / "t.parquet", report_path=out / "r.parquet",
                                      journal_dir=out / "journal", backend=backend, progress=False)
-            stage = summary.llm_texts / (time.perf_counter() - started)
-        calls = summary.llm_calls / max(summary.llm_texts, 1)
+            seconds = time.perf_counter() - started
+    finally:
         backend.close()
-        print(f"| {width} | {loop:.2f} | {bare:.2f} | {bare / loop:.2f} | {stage:.2f} | {stage / loop:.2f} "
-              f"| {stage / bare:.2f} | {calls:.2f} | {os.getloadavg()[0]:.1f} |", flush=True)
+    return seconds, summary.llm_texts, backend.calls, backend.tokens
+
+
+def batched(args) -> None:
+    """(c): throughput by width, the three loops side by side in one run."""
+    import platform
+
+    from pipeline.generate.tokens import clip_token_count
+
+    base = GenerateParams(n_combinations=args.n, seed=args.seed, n_threads=args.threads, llm_fraction=1.0)
+    base.check("generate")
+    clip_token_count("a cat.")   # the stage's CLIP tokenizer loads once per process: not in the first row's time
+    started = time.perf_counter()
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {_cpu_name()}, {_cores()} cores, "
+          f"{platform.machine()}; llama-cpp-python {_llama_version()}; model {resolve_model(base.model).name}, "
+          f"{args.n} combinations, temperature {base.temperature}, max_tokens {base.max_tokens}, single_sentence "
+          f"{str(base.single_sentence).lower()}, {args.threads} thread(s), best of {args.repeats}; load average "
+          f"{os.getloadavg()[0]:.1f}", flush=True)
+    print("answers/s: model answers per second (the bare loops make one per caption; the stage also resamples and "
+          "shortens); tok/s: generated tokens per second; kept/s: the stage's kept captions per second. Model loads "
+          "are not counted. The one-at-a-time loop is run again beside each width (the load of a shared machine "
+          "drifts within minutes); each row's ratios are to the loops of that row.")
+    print("| sequences at once | loop answers/s | loop tok/s | batched bare answers/s | batched bare tok/s "
+          "| stage kept/s | stage answers/s | stage tok/s | stage answers per kept | stage answers/s ÷ loop "
+          "| stage answers/s ÷ batched bare | stage tok/s ÷ batched bare | stage kept/s ÷ loop "
+          "| stage kept/s ÷ batched bare | load average |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for width in args.widths:
+        p = dataclasses.replace(base, parallel=width)
+        loop, bare, stage = [], [], []   # best (fastest) run of each, alternating
+        for _ in range(args.repeats):
+            loop.append(one_at_a_time(base))
+            bare.append(bare_batched_run(base, width))
+            stage.append(stage_batched(p))
+        seconds, answers, tokens = min(loop)
+        loop_a, loop_t = answers / seconds, tokens / seconds
+        seconds, answers, tokens = min(bare)
+        bare_a, bare_t = answers / seconds, tokens / seconds
+        seconds, kept, calls, tokens = min(stage)
+        kept_s, stage_a, stage_t = kept / seconds, calls / seconds, tokens / seconds
+        print(f"| {width} | {loop_a:.2f} | {loop_t:.0f} | {bare_a:.2f} | {bare_t:.0f} | {kept_s:.2f} | {stage_a:.2f} "
+              f"| {stage_t:.0f} | {calls / max(kept, 1):.2f} | {stage_a / loop_a:.2f} | {stage_a / bare_a:.2f} "
+              f"| {stage_t / bare_t:.2f} | {kept_s / loop_a:.2f} | {kept_s / bare_a:.2f} | {os.getloadavg()[0]:.1f} |",
+              flush=True)
+    print(f"took {time.perf_counter() - started:.0f} s; load average {os.getloadavg()[0]:.1f}")
+
+
+def _llama_version() -> str:
+    import llama_cpp
+
+    return llama_cpp.__version__
 
 
 def one_at_a_time(p: GenerateParams) -> tuple[float, int, int]:

@@ -1,11 +1,13 @@
 """What generate.require_labels costs and removes, with a real model (the embedded SmolLM2 by default).
 
-For each setting (none, any, all) the stage runs from an empty journal over the same combinations
-(VOC labels, the default params otherwise) and prints: kept texts, drops by reason, the shares of
-kept LLM texts naming all / some / none of their labels, model calls per kept text, and wall time.
+For each setting (none, any, all), and each generate.parallel given, the stage runs from an empty
+journal over the same combinations (VOC labels, the default params otherwise) and prints: kept texts,
+drops by reason, the shares of kept LLM texts naming all / some / none of their labels, model calls
+per kept text, and wall time.
 
     python benchmarks/require_labels.py --n 120 --threads 1
     python benchmarks/require_labels.py --n 120 --model hf:bartowski/Qwen2.5-0.5B-Instruct-GGUF/Qwen2.5-0.5B-Instruct-Q4_K_M.gguf
+    python benchmarks/require_labels.py --n 120 --threads 1 --settings any --parallel 1 8   # batching's effect
 
 Each setting runs once, in the order given; the load average is printed before and after each run
 (the machine may be shared: compare calls per text and shares, which load does not change; time does).
@@ -49,22 +51,25 @@ def main() -> None:
     ap.add_argument("--model", default=GenerateParams().model)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--settings", nargs="+", default=list(REQUIRE_LABELS), choices=REQUIRE_LABELS)
+    ap.add_argument("--parallel", type=int, nargs="+", default=[GenerateParams().parallel],
+                    help="generate.parallel values to run each setting at (default: the default)")
     args = ap.parse_args()
 
     base = GenerateParams(n_combinations=args.n, seed=args.seed, n_threads=args.threads, model=args.model)
     base.check("generate")
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; model {args.model}, {args.n} VOC combinations, "
           f"{args.threads} thread(s), max_retries {base.max_retries}")
-    print("| require_labels | kept / dropped | drops by reason | naming all / some / none (of kept) "
+    print("| require_labels | parallel | kept / dropped | drops by reason | naming all / some / none (of kept) "
           "| model calls per kept text | seconds | load average before, after |")
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for setting in args.settings:
-        result = run(dataclasses.replace(base, require_labels=setting))
-        s, m = result["summary"], result["summary"].metrics()
-        shares = " / ".join(f"{m[f'share_llm_texts_naming_{k}_labels']:.3f}" for k in ("all", "some", "none"))
-        print(f"| {setting} | {s.texts} / {sum(s.dropped.values())} | {dict(sorted(s.dropped.items())) or '-'} "
-              f"| {shares} | {m['model_calls_per_llm_text']:.3f} | {result['seconds']:.0f} "
-              f"| {result['load_before']:.1f}, {result['load_after']:.1f} |", flush=True)
+        for parallel in args.parallel:
+            result = run(dataclasses.replace(base, require_labels=setting, parallel=parallel))
+            s, m = result["summary"], result["summary"].metrics()
+            shares = " / ".join(f"{m[f'share_llm_texts_naming_{k}_labels']:.3f}" for k in ("all", "some", "none"))
+            print(f"| {setting} | {parallel} | {s.texts} / {sum(s.dropped.values())} "
+                  f"| {dict(sorted(s.dropped.items())) or '-'} | {shares} | {m['model_calls_per_llm_text']:.3f} "
+                  f"| {result['seconds']:.0f} | {result['load_before']:.1f}, {result['load_after']:.1f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Callable
@@ -52,32 +53,42 @@ class ScriptedBackend:
 
 
 class GroupingBackend(ScriptedBackend):
-    """A batching backend like llama_cpp's (`chat_group`): the chats of a group advance in lock-step
-    rounds; `batch` holds the size of the round being answered, for `answer` to put in its text, as a
-    batched decode's floating point depends on what else is in the batch. `interrupt_at` (call, round) raises KeyboardInterrupt
-    in that chat_group call's round, after its earlier rounds were answered: a kill mid-group."""
+    """A batching backend like llama_cpp's (`chat_group`): up to `parallel` chats of a group in flight,
+    answered in lock-step rounds, a finished chat's place taken by the group's next one (so a group may
+    hold more chats than `parallel`); `batch` holds the size of the round being answered, for `answer`
+    to put in its text, as a batched decode's floating point depends on what else is in the batch.
+    `interrupt_at` (call, round) raises KeyboardInterrupt in that chat_group call's round, after its
+    earlier rounds were answered: a kill mid-group."""
 
-    def __init__(self, answer: Callable, *, parallel: int, interrupt_at: tuple[int, int] | None = None, **kwargs):
+    def __init__(self, answer: Callable, *, parallel: int, group: int | None = None,
+                 interrupt_at: tuple[int, int] | None = None, **kwargs):
         super().__init__(answer, **kwargs)
         self.parallel = parallel
+        self.group = group or parallel   # chats per chat_group call (the llama_cpp backend's: 4 x parallel)
         self.interrupt_at = interrupt_at
         self.groups: list[int] = []      # chats per chat_group call
         self.rounds: list[int] = []      # requests per round
         self.batch = 0
 
     def identity(self) -> dict:
-        return {"backend": "grouping", "model": self.model_name, "parallel": self.parallel}
+        return {"backend": "grouping", "model": self.model_name, "parallel": self.parallel, "group": self.group}
 
     def chat_group(self, chats: list) -> list:
         call = len(self.groups)
         self.groups.append(len(chats))
         results: list = [None] * len(chats)
-        requests = {}
-        for i, chat in enumerate(chats):
-            try:
-                requests[i] = next(chat)
-            except StopIteration as stop:
-                results[i] = stop.value
+        waiting = deque(range(len(chats)))
+        requests: dict = {}   # in flight, in the order they took their places
+
+        def start() -> None:
+            while len(requests) < self.parallel and waiting:
+                i = waiting.popleft()
+                try:
+                    requests[i] = next(chats[i])
+                except StopIteration as stop:
+                    results[i] = stop.value
+
+        start()
         round_ = 0
         while requests:
             if self.interrupt_at == (call, round_):
@@ -97,6 +108,7 @@ class GroupingBackend(ScriptedBackend):
                     requests[i] = chats[i].send(reply)
                 except StopIteration as stop:
                     results[i] = stop.value
+            start()
             round_ += 1
         return results
 

@@ -39,8 +39,8 @@ def batch_sensitive(backend):
     return answer
 
 
-def grouping(parallel: int, interrupt_at=None) -> GroupingBackend:
-    backend = GroupingBackend(lambda m, s: "", parallel=parallel, interrupt_at=interrupt_at)
+def grouping(parallel: int, interrupt_at=None, group=None) -> GroupingBackend:
+    backend = GroupingBackend(lambda m, s: "", parallel=parallel, group=group, interrupt_at=interrupt_at)
     backend.answer = batch_sensitive(backend)
     return backend
 
@@ -57,16 +57,25 @@ def test_groups_are_fixed_runs_of_the_plan_and_answers_carry_their_batch(tmp_pat
     assert texts["text"].str.contains("batch of 4").any()
 
 
-def test_a_kill_mid_group_resumes_to_the_uninterrupted_table(tmp_path):
-    _, ref_texts, ref_report = run(tmp_path, P, grouping(4), name="whole")
-    with pytest.raises(KeyboardInterrupt):
-        run(tmp_path, P, grouping(4, interrupt_at=(2, 1)), name="killed")   # third group, second round
+def test_a_group_larger_than_the_width_keeps_its_places_busy(tmp_path):
+    backend = grouping(4, group=8)
+    summary, texts, report = run(tmp_path, P, backend)
+    assert backend.groups == [8, 6]
+    assert max(backend.rounds) == 4 and backend.rounds[:3] == [4, 4, 4]   # a retried chat's place taken by the next
+    assert texts.height + report.height == 14 and summary.generated == 14
+
+
+@pytest.mark.parametrize("parallel, group, groups", [(4, 4, [4, 4, 4, 2]), (2, 6, [6, 6, 2])])
+def test_a_kill_mid_group_resumes_to_the_uninterrupted_table(tmp_path, parallel, group, groups):
+    _, ref_texts, ref_report = run(tmp_path, P, grouping(parallel, group=group), name="whole")
+    with pytest.raises(KeyboardInterrupt):   # third group, second round
+        run(tmp_path, P, grouping(parallel, group=group, interrupt_at=(2, 1)), name="killed")
     journal = pl.concat([pl.read_parquet(c) for c in (tmp_path / "killed-journal").glob("*/*.parquet")])
-    assert sorted(journal["combination_id"].unique()) == list(range(8))   # whole groups only
-    resumed = grouping(4)
+    assert sorted(journal["combination_id"].unique()) == list(range(2 * group))   # whole groups only
+    resumed = grouping(parallel, group=group)
     summary, texts, report = run(tmp_path, P, resumed, name="killed")
-    assert summary.resumed == 8 and resumed.groups == [4, 4, 4, 2]       # journaled groups ask nothing
-    assert resumed.rounds[0] == 4                                        # the third group decoded whole again
+    assert summary.resumed == 2 * group and resumed.groups == groups     # journaled groups ask nothing
+    assert resumed.rounds[0] == min(parallel, groups[2])                 # the third group decoded whole again
     assert texts.equals(ref_texts) and report.equals(ref_report)
 
 
@@ -84,12 +93,14 @@ def test_the_fingerprint_covers_what_decides_a_group_only_when_batching():
     def fingerprint(identity, **changes):
         return fingerprint_of(journal_meta(dataclasses.replace(GenerateParams(), **changes), VOC_LABELS, identity))
 
-    batched, single, server = {"backend": "llama_cpp", "parallel": 8}, {"backend": "llama_cpp", "parallel": 1}, {}
+    batched = {"backend": "llama_cpp", "parallel": 8, "group": 32}
+    single, server = {"backend": "llama_cpp", "parallel": 1, "group": 1}, {}
     for change in ({"n_combinations": 5}, {"llm_fraction": 0.5}, {"require_labels": "all"}):
         assert fingerprint(batched) != fingerprint(batched, **change), change
         assert fingerprint(single) == fingerprint(single, **change), change   # one combination per group
         assert fingerprint(server) == fingerprint(server, **change), change
     assert fingerprint(batched) != fingerprint({**batched, "parallel": 4})
+    assert fingerprint(batched) != fingerprint({**batched, "group": 16})
     assert fingerprint(server, parallel=4) == fingerprint(server, parallel=8)   # the param alone changes nothing
 
 
@@ -169,3 +180,29 @@ def test_a_context_overflow_fails_its_own_chat_only(make):
     replies = backend.chat_group([one_turn(long, 1), one_turn(*CHATS[0])])
     assert isinstance(replies[0], BackendError) and "exceed context window" in str(replies[0])
     assert isinstance(replies[1], Reply) and replies[1].text
+
+
+def test_a_group_of_more_chats_than_sequences_answers_the_same_in_a_fresh_backend(make):
+    chats = lambda: [one_turn(m, s) for m, s in CHATS]   # noqa: E731  5 chats through 2 sequences
+    first = make(2).chat_group(chats())
+    assert first == make(2).chat_group(chats())
+    assert all(isinstance(r, Reply) and r.tokens for r in first)
+
+
+def test_a_resample_of_the_same_turn_decodes_only_the_answer(make):
+    """A slot keeps what it decoded: the chat's next request decodes only where it departs from it."""
+    backend = make(1)
+    decoded = []
+    decode = backend._decoder.ctx.decode
+    backend._decoder.ctx.decode = lambda batch: (decoded.append(batch.batch.n_tokens), decode(batch))[1]
+    messages, seed = CHATS[2]
+
+    def twice():
+        return [(yield messages, seed), (yield messages, seed + 1)]
+
+    first, second = backend.chat_group([twice()])[0]
+    prompt = len(backend._request(messages, seed).tokens) - len(backend._prefix)
+    assert prompt > 2
+    # the first request decodes its prompt beyond the shared prefix and its answer, the second its last prompt
+    # token again and its answer (an answer's last token is sampled, never decoded)
+    assert sum(decoded) <= prompt + first.tokens + 1 + second.tokens

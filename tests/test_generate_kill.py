@@ -1,5 +1,7 @@
 """SIGKILL the generate stage (embedded SmolLM2 through llama_cpp) mid-run, twice, rerun it, and
-compare with an uninterrupted run: same rows, nothing lost, nothing duplicated."""
+compare with an uninterrupted run: same rows, nothing lost, nothing duplicated. At the default
+generate.parallel (8) the combinations are decoded in groups of 32, journaled whole: N makes three
+groups, so that each kill falls after a finished group and inside the next."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from pipeline.labels import VOC_LABELS
 from e2e_project import kill_when, stage_command, stage_env
 
 ROOT = Path(__file__).resolve().parents[1]
-N = 30
+N = 72
 
 
 def make_project(path: Path) -> Path:

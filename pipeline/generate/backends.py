@@ -3,7 +3,9 @@
 - `LlamaCppBackend`: a GGUF run in-process by llama-cpp-python; the model's own chat template
   (from the GGUF metadata) is applied by llama-cpp-python's chat handler, and the chats are decoded
   `parallel` at a time by llama.cpp's batch API (pipeline.generate.llama_batch) with
-  `create_chat_completion`'s sampling. `chat_group(chats)` decodes a group of chats; every group
+  `create_chat_completion`'s sampling. `chat_group(chats)` decodes a group of chats (the caller
+  makes groups of `group` chats: GROUP_PER_SEQUENCE per sequence, so that a slot whose chat is
+  done takes the next one instead of idling until the group ends); every group
   starts from the same state (the tokens every chat shares, the chat template's head and the first
   prompt up to its labels, decoded once and restored), so an answer depends only on its group's
   chats: work order and resumption cannot change it (pipeline.generate.run rebuilds the same groups).
@@ -61,6 +63,15 @@ class ChatBackend(Protocol):
 # ------------------------------------------------------------------------------------ llama_cpp
 
 
+# Chats per group and sequence at parallel > 1. A sequence idles from its group's last chat to the group's end, and a
+# run killed mid-group decodes that group again: 4 groups of 8 instead of one of 32 took 1.4x the decode steps
+# (SmolLM2, 64 combinations; docs/generation.md).
+GROUP_PER_SEQUENCE = 4
+# The Llama's own context: only its vocabulary, chat template and samplers are used (the decoder has its own
+# context), so it holds a token count that allocates next to nothing.
+OWN_N_CTX = 256
+
+
 class LlamaCppBackend:
     concurrency = 1   # one thread: the chats run side by side inside chat_group
 
@@ -71,12 +82,14 @@ class LlamaCppBackend:
         self.model_name = self.model_path.name
         self.temperature = temperature
         self.max_tokens = max_tokens
-        self.parallel = parallel   # sequences decoded at once (generate.parallel): the size of a group
+        self.parallel = parallel   # sequences decoded at once (generate.parallel)
+        # chats per group; at 1 sequence a group of one: an answer then depends on its chat alone
+        self.group = parallel if parallel == 1 else GROUP_PER_SEQUENCE * parallel
         self.stop = list(stop)   # stop sequences (generate.single_sentence); none by default
         self.llm = load_llama(   # weight repacking off unless generate.repack_weights (pipeline.generate.llama_load)
             self.model_path,
             repack_weights=repack_weights,
-            n_ctx=n_ctx,
+            n_ctx=OWN_N_CTX,
             n_threads=n_threads,
             n_threads_batch=n_threads,
             seed=0,
@@ -123,7 +136,7 @@ class LlamaCppBackend:
         return prompts[0][:shared]
 
     def chat_group(self, chats: list) -> list:
-        """Run a group of chats, `parallel` sequences at a time; each chat's return value.
+        """Run a group of chats (any number), `parallel` sequences at a time; each chat's return value.
 
         A chat is a generator that yields (messages, seed) and is sent a Reply, or a BackendError when
         none came (pipeline.generate.refine.caption_turns)."""
@@ -156,8 +169,9 @@ class LlamaCppBackend:
         return reply
 
     def identity(self) -> dict:
-        # the content, not the name; parallel: an answer depends on its group (pipeline.generate.llama_batch)
-        return {"backend": "llama_cpp", **model_identity(self.model_path), "parallel": self.parallel}
+        # the content, not the name; parallel and group: an answer depends on its group (pipeline.generate.llama_batch)
+        return {"backend": "llama_cpp", **model_identity(self.model_path), "parallel": self.parallel,
+                "group": self.group}
 
     def close(self) -> None:
         decoder, self._decoder = getattr(self, "_decoder", None), None

@@ -9,9 +9,12 @@ generator that yields `Request`s (prompt tokens, stop sequences, seed) one at a 
 each one's `Completion` (or the exception that stopped it); its return value is the group's answer
 for it. Each request has a slot (llama.cpp sequence id 1..width) from start to end; a finished
 request's slot takes the same chat's next request, or the next chat of the group that has not
-started. The prompt's tokens shared with every chat (the chat template's head, the first prompt up to
-its labels) are decoded once into sequence 0 and copied into each slot (`llama_memory_seq_cp`,
-unified KV cache).
+started, in group order: a group of more chats than slots keeps every slot busy until its queue
+runs out. The prompt's tokens shared with every chat (the chat template's head, the first prompt up
+to its labels) are decoded once into sequence 0 and copied into each slot (`llama_memory_seq_cp`,
+unified KV cache). A slot keeps what it decoded: a request that starts with more of it than the
+shared prefix (a resample of the same turn, the chat's next turn) decodes only the rest, as
+`create_chat_completion` reuses the longest common prefix of its last call.
 
 Determinism: the floating-point result of a decode depends on what else is in the batch, so an
 answer depends on its group, not on (messages, seed) alone. Every group starts from the same state
@@ -69,7 +72,6 @@ class _Sequence:
     guard: LoopGuard
     max_tokens: int
     pending: list[int]         # prompt tokens still to decode
-    pos: int                   # position of the next token to decode
     completion: list[int] = field(default_factory=list)
     multibyte_fix: int = 0
     logits_at: int | None = None   # this step's batch index of its logits
@@ -103,6 +105,7 @@ class BatchDecoder:
         self.eos = llm.token_eos()
         self.prefix = list(prefix)
         self._prefix_state = self._decode_prefix()
+        self._cached: list[list[int]] = [[] for _ in range(width)]   # per slot: the tokens its KV cells hold
 
     # ------------------------------------------------------------------------------- state
 
@@ -129,6 +132,7 @@ class BatchDecoder:
         """The state every group starts from: an empty cache but for the shared prefix in sequence 0."""
         lc = self._llama_cpp
         lc.llama_memory_clear(self.memory, True)
+        self._cached = [[] for _ in range(self.width)]
         if self._prefix_state is not None:
             n = len(self._prefix_state)
             if lc.llama_state_seq_set_data(self.ctx.ctx, self._prefix_state, n, 0) != n:
@@ -151,21 +155,25 @@ class BatchDecoder:
         n = len(request.tokens)
         if n >= self.n_ctx:
             raise ContextOverflow(f"Requested tokens ({n}) exceed context window of {self.n_ctx}")
-        shared = 0
-        for a, b in zip(self.prefix, request.tokens):
-            if a != b:
-                break
-            shared += 1
-        shared = min(shared, n - 1)   # at least one prompt token is decoded: its logits give the first answer token
-        if shared:
-            self._llama_cpp.llama_memory_seq_cp(self.memory, 0, slot + 1, 0, shared)
+        lc, cached = self._llama_cpp, self._cached[slot]
+        from_prefix, from_slot = _common(self.prefix, request.tokens), _common(cached, request.tokens)
+        # at least one prompt token is decoded: its logits give the first answer token
+        if from_slot > from_prefix:   # keep the slot's cells up to where the request departs from them
+            keep = min(from_slot, n - 1)
+            lc.llama_memory_seq_rm(self.memory, slot + 1, keep, -1)
+        else:                         # start from the shared prefix
+            keep = min(from_prefix, n - 1)
+            lc.llama_memory_seq_rm(self.memory, slot + 1, -1, -1)
+            if keep:
+                lc.llama_memory_seq_cp(self.memory, 0, slot + 1, 0, keep)
+        self._cached[slot] = list(request.tokens[:keep])
         llm = self.llm
         llm.set_seed(request.seed)
         sampler = llm._init_sampler(top_k=40, top_p=0.95, min_p=0.05, typical_p=1.0, temp=self.temperature,
                                     repeat_penalty=1.0, frequency_penalty=0.0, presence_penalty=0.0, tfs_z=1.0,
                                     mirostat_mode=0, mirostat_tau=5.0, mirostat_eta=0.1, penalize_nl=True)
         max_tokens = self.max_tokens if self.max_tokens + n < self.n_ctx else self.n_ctx - n
-        return _Sequence(chat, request, sampler, LoopGuard(self.eos), max_tokens, list(request.tokens[shared:]), shared)
+        return _Sequence(chat, request, sampler, LoopGuard(self.eos), max_tokens, list(request.tokens[keep:]))
 
     def _next_token(self, seq: _Sequence) -> Completion | None:
         """Sample `seq`'s next token from this step's logits; its Completion once it is done."""
@@ -227,9 +235,12 @@ class BatchDecoder:
                 while slots[slot] is None and waiting:
                     advance(waiting.popleft(), slot, None)
 
-        def release(slot: int) -> _Sequence:
+        def release(slot: int, keep: bool = True) -> _Sequence:
+            """Free `slot` for the next request; its cells stay for it to reuse unless `keep` is false."""
             seq = slots[slot]
-            self._llama_cpp.llama_memory_seq_rm(self.memory, slot + 1, -1, -1)
+            if not keep:
+                self._llama_cpp.llama_memory_seq_rm(self.memory, slot + 1, -1, -1)
+                self._cached[slot] = []
             seq.sampler.close()
             slots[slot] = None
             return seq
@@ -242,22 +253,23 @@ class BatchDecoder:
                     continue
                 seq.logits_at = None
                 room = N_BATCH - self.batch.batch.n_tokens
+                cached = self._cached[slot]
                 if seq.pending:
                     part, seq.pending = seq.pending[:room], seq.pending[room:]
                     for j, token in enumerate(part):
-                        at = self._add(token, seq.pos, slot + 1, not seq.pending and j == len(part) - 1)
-                        seq.pos += 1
+                        at = self._add(token, len(cached), slot + 1, not seq.pending and j == len(part) - 1)
+                        cached.append(token)
                     if not seq.pending and part:
                         seq.logits_at = at
                 elif room:
-                    seq.logits_at = self._add(seq.completion[-1], seq.pos, slot + 1, True)
-                    seq.pos += 1
+                    seq.logits_at = self._add(seq.completion[-1], len(cached), slot + 1, True)
+                    cached.append(seq.completion[-1])
             try:
                 self.ctx.decode(self.batch)
             except Exception as e:   # the whole step failed: every request in flight gets the error
                 for slot, seq in enumerate(slots):
                     if seq is not None:
-                        release(slot)
+                        release(slot, keep=False)   # what its cells hold is not known
                         advance(seq.chat, slot, e)
                 fill()
                 continue
@@ -274,3 +286,13 @@ class BatchDecoder:
     def close(self) -> None:
         self.batch.close()
         self.ctx.close()
+
+
+def _common(a: list[int], b: list[int]) -> int:
+    """How many tokens `a` and `b` share from the start."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n

@@ -161,7 +161,7 @@ def journal_meta(params: GenerateParams, labels: LabelSet, backend_identity: dic
                 "journal_every_s", "label_rule", "require_labels", "parallel"):
         # combination i's answers do not depend on them (require_labels decides which are asked for: the
         # journal keeps every answer, and a chat is replayed from them); the model is in backend_identity,
-        # and so is `parallel` where the backend batches
+        # and so are `parallel` and the group size where the backend batches
         answer_params.pop(key, None)
     answer_params.update(_group_params(params, backend_identity))
     return {
@@ -178,7 +178,7 @@ def _group_params(params: GenerateParams, backend_identity: dict) -> dict:
     by step, from every chat of the group (require_labels decides which turns they ask): a journal of
     other values would resume answers that a fresh run decodes beside other turns, so it is not used.
     One combination per group (parallel 1), or a backend that does not batch: none of them matters."""
-    if backend_identity.get("parallel", 1) <= 1:
+    if backend_identity.get("group", 1) <= 1:
         return {}
     return {"n_combinations": params.n_combinations, "llm_fraction": params.llm_fraction,
             "require_labels": params.require_labels}
@@ -378,9 +378,9 @@ def _llm_rows(
 
     try:
         if hasattr(backend, "chat_group"):
-            # fixed groups of `parallel` combinations in plan order, each decoded together and journaled whole:
-            # an answer depends on its group (pipeline.generate.llama_batch), which a resumed run rebuilds
-            for group in _groups(plan, backend.parallel):
+            # fixed groups of `backend.group` combinations in plan order, each decoded together and journaled
+            # whole: an answer depends on its group (pipeline.generate.llama_batch), which a resumed run rebuilds
+            for group in _groups(plan, backend.group):
                 outcomes = backend.chat_group([turns(c) for c in group])
                 new = [row for c, o in zip(group, outcomes) for row in finished(c, fill(first_prompt(c, params), c.words), o)]
                 if new:
