@@ -29,6 +29,7 @@ import re
 import shutil
 import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -219,3 +220,35 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+KEEP_UNUSED_S = 7 * 24 * 3600   # how long resume state of other settings stays after it was last written
+
+
+def prune_unused(folder: Path, keep: Path, what: str, older_than_s: float = KEEP_UNUSED_S) -> list[str]:
+    """Delete the entries of a per-user resume folder other than `keep` that nobody has written for
+    `older_than_s`: another setting's state stays while a parallel run may use it, and switching a param back
+    within that time still finds it. Returns the names removed."""
+    removed = []
+    now = time.time()
+    for entry in folder.iterdir() if folder.is_dir() else ():
+        if entry == keep or now - _last_written(entry) < older_than_s:
+            continue
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry.name)
+    if removed:
+        logging.getLogger(__name__).info("%s: removed %d entr%s of other settings, unused for %.0f days: %s", what, len(removed),
+                 "y" if len(removed) == 1 else "ies", older_than_s / 86400, removed)
+    return removed
+
+
+def _last_written(entry: Path) -> float:
+    """The newest modification time in `entry` (a file, or a folder and its files); 0 if it vanished."""
+    try:
+        times = [entry.stat().st_mtime] + ([p.stat().st_mtime for p in entry.iterdir()] if entry.is_dir() else [])
+    except FileNotFoundError:
+        return 0.0
+    return max(times)

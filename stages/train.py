@@ -1,7 +1,8 @@
 """train: the adapter on perturbed text embeddings (plus images in the few-shot and
 partial-label settings); resumes from the last finished epoch after a kill. The per-epoch checkpoint lives
-in the per-user cache, named by the training set and params (pipeline.paths.train_checkpoint), and is
-removed once the model is written: no DVC out, so a queued or --temp experiment's fresh copy lacks nothing."""
+in the per-user cache, named by the training set and params (pipeline.paths.train_checkpoint): no DVC out, so a
+queued or --temp experiment's fresh copy lacks nothing. The last one stays as the finished weights, so a rerun
+that changes only what the bundle records (encode.resize, the resolution to evaluate at) trains no epoch."""
 
 import dataclasses
 import logging
@@ -12,7 +13,7 @@ import torch
 from pipeline import paths
 from pipeline.adapter import AdapterBundle
 from pipeline.embeddings import read_metadata
-from pipeline.io import write_json, write_text
+from pipeline.io import prune_unused, write_json, write_text
 from pipeline.labels import read_labels
 from pipeline.settings import plan
 from pipeline.stage import run
@@ -100,7 +101,10 @@ def main(params) -> None:
     bundle.save(paths.MODEL)
     write_text(pl.DataFrame(history).write_csv(), paths.TRAIN_LOG)
     write_json({**summary, "final_loss": history[-1]["loss"]}, paths.TRAIN_METRICS)
-    checkpoint.unlink(missing_ok=True)   # the outputs are written: nothing is left to resume
+    # The last epoch's checkpoint stays: the finished weights of this training set and these params. A rerun
+    # that changes no training input (an encode.resize or encode.image_resolution sweep in the zero-shot
+    # setting, which only restamps the bundle) resumes after the last epoch and trains none.
+    prune_unused(checkpoint.parent, checkpoint, "train checkpoints")   # other settings' after a week unused
 
 
 if __name__ == "__main__":

@@ -74,7 +74,8 @@ def test_train_killed_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_path):
     _, log = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, log
     assert f"after epoch {kept} of {EPOCHS}" in log
-    assert checkpoints(killed) == [] and not (killed / "artifacts" / "train").exists()   # removed once done
+    assert checkpoint_state(killed)["epoch"] == EPOCHS   # kept: the finished weights
+    assert not (killed / "artifacts" / "train").exists()
     assert reference.wait(timeout=300) == 0, reference.communicate()[1]
 
     a = torch.load(whole / "artifacts" / "model" / "adapter.pt", weights_only=True)["state_dict"]
@@ -85,3 +86,27 @@ def test_train_killed_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_path):
     columns = ["epoch", "loss", "lr"]
     assert pl.read_csv(whole / "reports" / "train_log.csv")[columns].equals(
         pl.read_csv(killed / "reports" / "train_log.csv")[columns])
+
+
+def test_a_rerun_that_changes_only_the_bundles_stamp_trains_no_epoch(tmp_path):
+    """A zero-shot encode.resize sweep reruns `train` (the bundle records the resize for tai predict), but the
+    weights are those of the same texts and train params: the rerun resumes after the last epoch and trains
+    none, writing the same weights and loss log with the new resize."""
+    project = train_project(tmp_path, "sweep")
+    first = train(project)
+    assert first.wait(timeout=300) == 0, first.communicate()[1]
+    weights = torch.load(project / "artifacts" / "model" / "adapter.pt", weights_only=True)
+    log_before = pl.read_csv(project / "reports" / "train_log.csv")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    assert weights["resize"] != "center_crop"
+    (project / "params.yaml").write_text(yaml.safe_dump({**params, "encode": {"resize": "center_crop"}}))
+
+    rerun = train(project)
+    _, log = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, log
+    assert f"after epoch {EPOCHS} of {EPOCHS}" in log
+    restamped = torch.load(project / "artifacts" / "model" / "adapter.pt", weights_only=True)
+    assert restamped["resize"] == "center_crop"
+    for name, tensor in weights["state_dict"].items():
+        torch.testing.assert_close(restamped["state_dict"][name], tensor, rtol=0, atol=0)
+    assert pl.read_csv(project / "reports" / "train_log.csv").equals(log_before)

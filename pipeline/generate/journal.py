@@ -29,18 +29,17 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import time
 from pathlib import Path
 
 import polars as pl
 
-from pipeline.io import write_json, write_parquet
+from pipeline.io import KEEP_UNUSED_S, prune_unused, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
 JOURNAL_VERSION = 2   # bump when the row format changes (the answer code is hashed into the fingerprint)
-KEEP_OTHERS_S = 7 * 24 * 3600   # how long a journal of other settings stays after it was last written
+KEEP_OTHERS_S = KEEP_UNUSED_S   # how long a journal of other settings stays after it was last written
 
 CALL_SCHEMA = pl.Struct({
     "key": pl.Utf8,            # pipeline.generate.refine.call_key: the chat so far and the seed
@@ -138,26 +137,4 @@ class Journal:
     def prune(self, keep_others_s: float = KEEP_OTHERS_S) -> list[str]:
         """Delete what in the journal folder is not this fingerprint's and was last written more than
         `keep_others_s` ago (another setting's journal, or a parallel run's, stays while it is in use)."""
-        removed = []
-        now = time.time()
-        for entry in self.root.iterdir():
-            if entry == self.dir or now - _last_written(entry) < keep_others_s:
-                continue
-            if entry.is_dir():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
-            removed.append(entry.name)
-        if removed:
-            log.info("journal: removed %d entr%s of other settings, unused for %.0f days: %s", len(removed),
-                     "y" if len(removed) == 1 else "ies", keep_others_s / 86400, removed)
-        return removed
-
-
-def _last_written(entry: Path) -> float:
-    """The newest modification time in `entry` (a file, or a folder and its files); 0 if it vanished."""
-    try:
-        times = [entry.stat().st_mtime] + ([p.stat().st_mtime for p in entry.iterdir()] if entry.is_dir() else [])
-    except FileNotFoundError:
-        return 0.0
-    return max(times)
+        return prune_unused(self.root, self.dir, "journal", keep_others_s)
