@@ -3,7 +3,8 @@
 config.py reads params.yaml and checks each key alone; everything that spans keys is decided here, and
 nowhere else: the setting (zero-shot, few-shot, partial labels, labels only), the noise on each side, which
 image sets each encode stage writes and which one each reader reads, the evaluation resolution, the dense
-sets and the peer with its values resolved for the dataset and shots. A combination that cannot work is a
+sets and the peer with the sets it reads (its values, nulls resolved for the dataset and shots, are the prompt
+stage's alone: pipeline.prompt.values, so a peer default edit reruns only `prompt`). A combination that cannot work is a
 ParamsError naming the keys and the fix; `pipeline.stage.run` makes the Plan before any stage does work.
 
 Stages and library functions take the Plan's plain values, so a writer and its reader cannot disagree about
@@ -12,11 +13,10 @@ a set, and no module below re-derives a setting. Torch-free; a dep of every stag
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from .config import OPEN_CLIP_PREFIX, Params, ParamsError
-from .datasets.specs import DATASETS
-from .peers import PEERS, PeerSpec, hyperparameters
+from .dataset_kinds import LABELS_ONLY_DATASETS
+from .peers import PEERS, PeerSpec
 
 ZERO_SHOT, FEW_SHOT, PARTIAL, LABELS_ONLY = "zero-shot", "few-shot", "partial labels", "labels only"
 SETTINGS = (ZERO_SHOT, FEW_SHOT, PARTIAL, LABELS_ONLY)
@@ -44,10 +44,10 @@ class DenseSet:
 
 @dataclass(frozen=True)
 class Peer:
-    """prompt.method resolved: its spec, its values (nulls replaced by its own) and the sets it reads."""
+    """prompt.method resolved: its spec and the sets it reads. Its values (nulls replaced by its own) are
+    resolved by the prompt stage (pipeline.prompt.values.resolved): a default edit reruns `prompt` only."""
 
     spec: PeerSpec
-    hyperparameters: dict[str, Any]   # epochs, lr, batch_size, class_specific, loss_weight (+ its per-dataset extras)
     train_images: ImageSet | None     # CoOp: the support images (the Plan's training_images); None for the others
     test_images: ImageSet | None      # the evaluation split's global features at the peer's resolution
     train_dense: DenseSet | None      # DualCoOp: the partially labelled split
@@ -110,8 +110,7 @@ def plan(params: Params) -> Plan:
 
 
 def _setting(params: Params) -> str:
-    spec = DATASETS.get(params.prepare.dataset)
-    if spec is not None and not spec.has_images:
+    if params.prepare.dataset in LABELS_ONLY_DATASETS:
         return LABELS_ONLY
     if params.fewshot.enabled:
         return FEW_SHOT
@@ -120,14 +119,11 @@ def _setting(params: Params) -> str:
 
 def _peer(params: Params, training: ImageSet | None) -> Peer:
     spec, e, test_split = PEERS[params.prompt.method], params.encode, params.evaluate.split
-    p = params.prompt
-    values = hyperparameters(spec, epochs=p.epochs, lr=p.lr, batch_size=p.batch_size, class_specific=p.class_specific,
-                             loss_weight=p.loss_weight, shots=params.fewshot.shots, dataset=params.prepare.dataset)
     if spec.fit is None:
-        return Peer(spec, values, None, None, None, None)
+        return Peer(spec, None, None, None, None)
     resolution = e.partial_resolution if spec.resolution == "partial" else e.image_resolution
     train_split = {FEW_SHOT: params.fewshot.split, PARTIAL: params.partial.split}.get(spec.needs)
-    return Peer(spec, values,
+    return Peer(spec,
                 training if "train" in spec.features else None,
                 ImageSet("eval", test_split, resolution) if "test" in spec.features else None,
                 DenseSet(train_split, resolution) if "train" in spec.dense else None,

@@ -28,6 +28,10 @@ NOT_DEPS = {
     "encode_text": {"pipeline/image_engine.py", "pipeline/decode.py", "pipeline/encode_ray.py",
                     "pipeline/encode_images.py"},
     "download": {"pipeline/labels.py", "pipeline/manifest.py"},
+    # the Plan's readers: a peer's values, the dataset readers and the download code change none of their results
+    "train": {"pipeline/prompt", "pipeline/datasets", "pipeline/download.py"},
+    "encode_eval_images": {"pipeline/prompt"},
+    "evaluate": {"pipeline/prompt", "pipeline/download.py"},
 }
 # params a stage must not list: it reads what they decided from its inputs (train: the text embeddings' metadata)
 NOT_PARAMS = {

@@ -187,11 +187,11 @@ def test_loss_weight_multiplies_the_loss_and_defaults_to_dualcoops_readme(clip_m
                                  loss_weight=weight)
         losses.append(history[0]["loss"])
     assert losses[1] == pytest.approx(0.03 * losses[0], rel=1e-5)
-    from pipeline.settings import plan
+    from pipeline.prompt.values import resolved
 
     params = load_params(ROOT / "params.yaml", {"prompt.method": "dualcoop", "partial.known_proportion": 0.5})
-    assert params.prompt.loss_weight is None and plan(params).peer.hyperparameters["loss_weight"] == 0.03
-    assert plan(load_params(ROOT / "params.yaml", {"prompt.method": "taidpt"})).peer.hyperparameters["loss_weight"] == 1.0
+    assert params.prompt.loss_weight is None and resolved(params)["loss_weight"] == 0.03
+    assert resolved(load_params(ROOT / "params.yaml", {"prompt.method": "taidpt"}))["loss_weight"] == 1.0
 
 
 def test_coop_trains_with_either_multilabel_loss(clip_model, one_thread):

@@ -28,12 +28,12 @@ def project(tmp_path_factory, tiny_clip):
 
 def test_the_fingerprint_follows_every_input(project):
     from pipeline.prompt.run import TRAINING_INPUTS, _fingerprint
-    from pipeline.settings import plan
+    from pipeline.prompt.values import resolved
 
     with in_project(project):
         params = load_params()
         labels = LabelSet.from_names(["cat", "dog", "car", "tree"])
-        hp = plan(params).peer.hyperparameters
+        hp = resolved(params)
         base = _fingerprint(params, labels, hp, "clip-a")
         assert _fingerprint(params, labels, hp, "clip-a") == base                      # stable
         other_lr = dataclasses.replace(params, prompt=dataclasses.replace(params.prompt, lr=0.123))

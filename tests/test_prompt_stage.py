@@ -13,6 +13,7 @@ import pytest
 
 from pipeline.config import ParamsError, load_params
 from pipeline.peers import PEERS
+from pipeline.prompt.values import PEER_VALUES, resolved
 from pipeline.settings import DenseSet, plan
 from pipeline.evaluation import write_evaluation
 from pipeline.labels import LabelSet
@@ -60,9 +61,9 @@ def test_a_bad_prompt_param_stops_the_stage_with_one_line(tmp_path):
 
 def test_null_hyperparameters_take_the_peers_own():
     def hp(overrides: dict, dataset: str = "voc2007") -> dict:
-        params = load_params(ROOT / "params.yaml", overrides)   # the Plan resolves for the dataset and the shots
+        params = load_params(ROOT / "params.yaml", overrides)   # resolved for the dataset and the shots
         params = dataclasses.replace(params, prepare=dataclasses.replace(params.prepare, dataset=dataset))
-        return plan(params).peer.hyperparameters
+        return resolved(params)
 
     coop = {"prompt.method": "coop"}
     assert hp({**coop, "fewshot.shots": 16}) == {"epochs": 200, "lr": 0.002, "batch_size": 32, "class_specific": False,
@@ -70,8 +71,8 @@ def test_null_hyperparameters_take_the_peers_own():
     assert hp({**coop, "fewshot.shots": 1})["epochs"] == 50                 # CoOp's rn50_ep50
     assert hp({**coop, "fewshot.shots": 4})["epochs"] == 100                # rn50_ep100
     dual = {"prompt.method": "dualcoop", "partial.known_proportion": 0.5, "prompt.lr": 0.002}
-    assert hp(dual) == {**PEERS["dualcoop"].defaults, "lr": 0.002, "loss_weight": 0.03}
-    assert hp({"prompt.method": "taidpt"}) == {**PEERS["taidpt"].defaults, "loss_weight": 1.0}
+    assert hp(dual) == {**PEER_VALUES["dualcoop"].defaults, "lr": 0.002, "loss_weight": 0.03}
+    assert hp({"prompt.method": "taidpt"}) == {**PEER_VALUES["taidpt"].defaults, "loss_weight": 1.0}
     # where a peer's config differs by dataset: TaI-DPT on NUS-WIDE, DualCoOp on COCO
     assert hp({"prompt.method": "taidpt"}, "nuswide")["lr"] == 0.001
     assert hp({"prompt.method": "taidpt"}, "nuswide")["image_spatial_scale"] == 4.0

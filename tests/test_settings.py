@@ -39,7 +39,6 @@ def test_few_shot():
     assert p.image_weight == 0.25 and p.training_images == support and p.eval_resolution == 224
     assert p.encode["support"] == (support,) and p.encode["partial"] == ()
     assert p.peer.train_images == support and p.peer.test_images == ImageSet("eval", "test", 224)
-    assert p.peer.hyperparameters["epochs"] == 100   # CoOp's own for 4 shots
     assert set(p.off) == {"mask", "centroids"}
 
 
@@ -53,7 +52,6 @@ def test_partial_labels_texts_only_and_with_images():
     assert p.encode["eval"] == (ImageSet("eval", "test", 224), ImageSet("eval", "test", 448))
     assert p.encode["partial"] == (trainval,)
     assert p.peer.dense == (DenseSet("trainval", 448), DenseSet("test", 448))
-    assert p.peer.hyperparameters["loss_weight"] == 0.03
     weighted = planned(**{"partial.known_proportion": 0.5, "partial.image_weight": 0.3, "partial.image_radius": 0.4,
                           "partial.image_noise": "ball"})
     assert weighted.image_noise == Noise(0.4, "ball") and weighted.image_weight == 0.3
@@ -105,7 +103,7 @@ def test_config_checks_the_peer_name_against_the_peers_table():
 
 # What the Plan and the spec tables decide, and nothing below them.
 SETTING_BRANCHES = re.compile(r"\.fewshot\.enabled|\.partial\.enabled|\.method\s*[!=]=|has_images")
-DECIDERS = {"pipeline/settings.py", "pipeline/peers.py", "pipeline/datasets/specs.py"}
+DECIDERS = {"pipeline/settings.py", "pipeline/peers.py", "pipeline/datasets/specs.py", "pipeline/dataset_kinds.py"}
 
 
 def test_no_module_below_the_plan_branches_on_a_setting():

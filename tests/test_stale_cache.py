@@ -99,11 +99,11 @@ def test_each_library_module_edit_marks_exactly_the_stages_that_import_it(projec
 
 
 def peer_defaults_homes() -> list[str]:
-    """The library modules that define the peers' defaults (PEER_DEFAULTS, or a PEERS table holding them),
-    wherever they live: pipeline/prompt/ today, another room after a move."""
+    """The library modules that define the peers' defaults and table (PEER_DEFAULTS, PEER_VALUES, PEERS),
+    wherever they live: pipeline/ and pipeline/prompt/ today, another room after a move."""
     homes = [p.relative_to(ROOT).as_posix() for p in sorted((ROOT / "pipeline").rglob("*.py"))
-             if re.search(r"^(PEER_DEFAULTS|PEERS)\b\s*(:[^=\n]*)?=", p.read_text(), flags=re.M)]
-    assert homes, "no module defines PEER_DEFAULTS or PEERS"
+             if re.search(r"^(PEER_DEFAULTS|PEER_VALUES|PEERS)\b\s*(:[^=\n]*)?=", p.read_text(), flags=re.M)]
+    assert homes, "no module defines PEER_DEFAULTS, PEER_VALUES or PEERS"
     return homes
 
 
@@ -124,6 +124,13 @@ def test_a_peer_default_edit_marks_the_prompt_stage(project):
     infrastructure module (config.py, as before) fails here."""
     for home in peer_defaults_homes():
         assert "prompt" in changed_stages(project, home), home
+
+
+def test_a_peer_value_edit_marks_the_prompt_stage_alone(project):
+    """A peer's own values (lr, epochs, ...) change only the peer's result: an edit reruns `prompt` and no
+    adapter training or encoding (the Plan names the peer; only the prompt stage resolves its values)."""
+    (values,) = [p for p in (ROOT / "pipeline").rglob("*.py") if re.search(r"^PEER_VALUES\b", p.read_text(), flags=re.M)]
+    assert changed_stages(project, values.relative_to(ROOT).as_posix()) == {"prompt"}
 
 
 def test_a_noise_edit_marks_train_and_nothing_upstream(project):

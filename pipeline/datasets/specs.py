@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from pipeline import paths
+from pipeline.dataset_kinds import LABELS_ONLY_DATASETS
 from pipeline.download import Archive, Download, DownloadError, ManualDataset, ManualDownloadError, download
 from pipeline.errors import DatasetError
 
@@ -47,9 +48,12 @@ class DatasetSpec:
     splits: tuple[str, ...] | None             # fixed split names; None: any (they come from the files)
     needs: Callable[["PrepareParams"], Needs]  # paths that show it is in place, with the key naming each
     source: Download | ManualDataset | None = None   # how to get it; None: your own data
-    has_images: bool = True
     required: dict[str, str] | None = None     # optional keys it cannot do without -> what to set them to
     check: Callable[["PrepareParams", str], str | None] | None = None   # its own rules beyond the keys and splits
+
+    @property
+    def has_images(self) -> bool:
+        return self.name not in LABELS_ONLY_DATASETS   # one definition, which the Plan reads too
 
     def problem(self, p: "PrepareParams", key: str = "prepare") -> str | None:
         """What in `p` (the `key` section of params.yaml) this dataset cannot use, in one line naming the key
@@ -209,7 +213,7 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec("nuswide", ("image_root",), tuple(NUSWIDE_SPLITS), _needs_nuswide, NUSWIDE_MANUAL),
         DatasetSpec("coco", ("annotations", "label_names", "keep_unannotated"), None, _needs_coco, check=_check_coco),
         DatasetSpec("folder", ("labels_file", "label_names"), None, _needs_folder, required={"labels_file": FOLDER_FIX}),
-        DatasetSpec("labels", ("label_names",), None, _label_names, has_images=False, required={"label_names": LABELS_FIX}),
+        DatasetSpec("labels", ("label_names",), None, _label_names, required={"label_names": LABELS_FIX}),
     )
 }
 

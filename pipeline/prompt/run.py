@@ -24,6 +24,7 @@ from ..labels import LabelSet
 from ..settings import Peer
 from . import coop, dualcoop, taidpt   # the peers' modules, loaded here: PEERS names their fit functions
 from .fit import PromptDiverged
+from .values import resolved
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def _fingerprint(params: Params, labels: LabelSet, hp: dict, clip_identity: str)
 
 def run_prompt_method(params: Params, peer: Peer, labels: LabelSet) -> PromptResult:
     """`peer` is the Plan's (pipeline.settings): its spec names the function that trains and scores it."""
-    p, hp = params.prompt, peer.hyperparameters
+    p, hp = params.prompt, resolved(params)
     encoder = load_clip(params.encode.model, p.device)   # float32 on every device: the contexts train in it
     model = encoder.model
     if peer.dense:
