@@ -22,10 +22,10 @@ from pathlib import Path
 
 import torch
 
-from pipeline.clip_model import is_open_clip
-from pipeline.encoders import load_clip
-from pipeline.image_engine import image_encoder
-from pipeline.random_clip import save_random_clip
+from pipeline.encoding.image_runtime import image_encoder
+from pipeline.encoding.load import load_clip
+from pipeline.encoding.openai_clip import is_open_clip
+from pipeline.testbeds.random_clip import save_random_clip
 from toy_project import template_captions
 
 
@@ -49,7 +49,7 @@ def image_gflops(encoder, resolution: int) -> float:
 
     counter = FlopCounterMode(display=False)
     fastpath = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)   # the fused attention kernel is invisible to the counter
+    torch.backends.mha.set_fastpath_enabled(False)  # the fused attention kernel is invisible to the counter
     try:
         with counter:
             image_encoder(encoder)(torch.zeros(1, 3, resolution, resolution), resolution)
@@ -82,7 +82,7 @@ def main() -> None:
 
         def one_round() -> list[float]:
             times = []
-            for backbone, encoder in encoders.items():   # alternating: every backbone once per round
+            for backbone, encoder in encoders.items():  # alternating: every backbone once per round
                 for resolution in resolutions:
                     start = time.perf_counter()
                     for batch in pixels[resolution].split(args.batch_size):
@@ -93,23 +93,33 @@ def main() -> None:
                     encoder.encode_tokens(batch)
                 times.append(time.perf_counter() - start)
                 start = time.perf_counter()
-                with torch.no_grad():   # the bare model on the padded rows, for the trimming's gain
+                with torch.no_grad():  # the bare model on the padded rows, for the trimming's gain
                     for batch in tokens[backbone].split(args.batch_size * 2):
                         encoder.model.encode_text(batch)
                 times.append(time.perf_counter() - start)
             return times
 
-        one_round()   # warm-up: first calls allocate
+        one_round()  # warm-up: first calls allocate
         seconds = iter(best_seconds(one_round, args.repeats))
-        print(f"| backbone | embed dim | " + " | ".join(f"GFLOPs/image @{r}" for r in resolutions) + " | "
-              + " | ".join(f"images/s @{r}" for r in resolutions) + " | texts/s (`encode_tokens`) | texts/s (bare, padded) |")
+        print(
+            "| backbone | embed dim | "
+            + " | ".join(f"GFLOPs/image @{r}" for r in resolutions)
+            + " | "
+            + " | ".join(f"images/s @{r}" for r in resolutions)
+            + " | texts/s (`encode_tokens`) | texts/s (bare, padded) |"
+        )
         print("|---|---|" + "---|" * (2 * len(resolutions) + 2))
         for backbone, encoder in encoders.items():
             flops = [image_gflops(encoder, r) for r in resolutions]
             rates = [args.images / next(seconds) for _ in resolutions]
             text_rate, padded_rate = len(captions) / next(seconds), len(captions) / next(seconds)
-            print(f"| {backbone} | {encoder.embed_dim} | " + " | ".join(f"{f:.1f}" for f in flops) + " | "
-                  + " | ".join(f"{r:.3g}" for r in rates) + f" | {text_rate:.3g} | {padded_rate:.3g} |")
+            print(
+                f"| {backbone} | {encoder.embed_dim} | "
+                + " | ".join(f"{f:.1f}" for f in flops)
+                + " | "
+                + " | ".join(f"{r:.3g}" for r in rates)
+                + f" | {text_rate:.3g} | {padded_rate:.3g} |"
+            )
 
 
 if __name__ == "__main__":

@@ -6,16 +6,16 @@
 Model: a randomly initialised CLIP RN50 (the released architecture; the compute is the same
 as the real weights'), saved and loaded through `clip.load(path)` like a checkpoint.
 
-1. Texts: `pipeline.encode.encode_texts` (cache look-ups, batches of similar token length, each
+1. Texts: `pipeline.encoding.encode.encode_texts` (cache look-ups, batches of similar token length, each
    run up to its longest caption, cache writes) over a bare loop of
    `model.encode_text(clip.tokenize(batch))` padded to 77 tokens, and the largest absolute
    difference. Captions: template captions of random VOC label combinations (`--captions
    templates`) or the `text` column of a texts table (`--captions artifacts/texts.parquet`).
-2. The image model alone: each image runtime of `pipeline.image_engine` (and bf16) on the same
+2. The image model alone: each image runtime of `pipeline.encoding.image_runtime` (and bf16) on the same
    pre-decoded 224 px tensors, images/s over eager fp32 torch, the largest absolute difference
    (and relative to the largest value) and the smallest cosine. A runtime that is not installed
    is skipped with a note; `compile` only with `--compile` (it takes about a minute to build).
-3. The stage: `pipeline.encode_images.encode_images` (hashing, decoding in `--num-workers`
+3. The stage: `pipeline.encoding.encode_images.encode_images` (hashing, decoding in `--num-workers`
    threads, the default runtime, cache writes) on VOC-sized JPEGs, over the bare loop
    (PIL decode + preprocessing + eager `model.encode_image`) and over the same runtime on the
    pre-decoded tensors (the model alone); the same for bf16, and for torchscript (the core install's
@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TQDM_DISABLE", "1")   # the stage's progress bars would bury the table
+os.environ.setdefault("TQDM_DISABLE", "1")  # the stage's progress bars would bury the table
 
 import argparse
 import datetime
@@ -49,19 +49,25 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from pipeline.clip_model import ClipEncoder  # noqa: E402
-from pipeline.encoders import load_clip  # noqa: E402
 from pipeline.config import EncodeParams  # noqa: E402
-from pipeline.decode import decoded_batches  # noqa: E402
-from pipeline.embeddings import EmbeddingCache  # noqa: E402
-from pipeline.encode import encode_texts  # noqa: E402
-from pipeline.encode_images import encode_images  # noqa: E402
-from pipeline.image_engine import PACKAGES, ImageEngine, choose_runtime, image_encoder, installed  # noqa: E402
-from pipeline.precision import precision_problem  # noqa: E402
-from pipeline.random_clip import save_random_clip  # noqa: E402
+from pipeline.encoding.decode import decoded_batches  # noqa: E402
+from pipeline.encoding.embeddings import EmbeddingCache  # noqa: E402
+from pipeline.encoding.encode import encode_texts  # noqa: E402
+from pipeline.encoding.encode_images import encode_images  # noqa: E402
+from pipeline.encoding.image_runtime import (  # noqa: E402
+    PACKAGES,
+    ImageEngine,
+    choose_runtime,
+    image_encoder,
+    installed,
+)
+from pipeline.encoding.load import load_clip  # noqa: E402
+from pipeline.encoding.openai_clip import ClipEncoder  # noqa: E402
+from pipeline.encoding.precision import precision_problem  # noqa: E402
+from pipeline.testbeds.random_clip import save_random_clip  # noqa: E402
 from toy_project import template_captions  # noqa: E402
 
-RUNTIMES = ("torchscript", "onnxruntime", "compile")   # measured against eager torch
+RUNTIMES = ("torchscript", "onnxruntime", "compile")  # measured against eager torch
 
 
 def table_captions(path: str, n: int) -> list[str]:
@@ -139,7 +145,7 @@ def alternate(repeats: int, variants: dict) -> tuple[dict, dict]:
     times = {name: [] for name in variants}
     values = {}
     for r in range(repeats):
-        for name in (list(variants) if r % 2 == 0 else list(reversed(variants))):
+        for name in list(variants) if r % 2 == 0 else list(reversed(variants)):
             started = time.perf_counter()
             values[name] = variants[name](r)
             times[name].append(time.perf_counter() - started)
@@ -151,8 +157,10 @@ def alternate(repeats: int, variants: dict) -> tuple[dict, dict]:
 def compare(reference: np.ndarray, other: np.ndarray) -> str:
     a, b = torch.from_numpy(np.asarray(reference)), torch.from_numpy(np.asarray(other))
     diff = float((a - b).abs().max())
-    return (f"max abs difference {diff:.2e} ({diff / float(a.abs().max()):.1e} of the largest value), "
-            f"min cosine {float(F.cosine_similarity(a, b).min()):.6f}")
+    return (
+        f"max abs difference {diff:.2e} ({diff / float(a.abs().max()):.1e} of the largest value), "
+        f"min cosine {float(F.cosine_similarity(a, b).min()):.6f}"
+    )
 
 
 def machine() -> str:
@@ -169,24 +177,33 @@ def peak_rss_mib() -> float:
     status = Path("/proc/self/status")
     if status.exists():
         return next(int(line.split()[1]) for line in status.read_text().splitlines() if line.startswith("VmHWM")) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20   # macOS: bytes
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # macOS: bytes
 
 
 def section_texts(args, encoder: ClipEncoder, tmp: Path) -> None:
     model, device = encoder.model, encoder.device
     texts = template_captions(args.texts) if args.captions == "templates" else table_captions(args.captions, args.texts)
     lengths = encoder.tokenize(texts).argmax(dim=-1) + 1
-    print(f"\n## 1. Texts: {len(texts)} captions ({args.captions}), CLIP tokens mean {lengths.float().mean():.1f}, "
-          f"max {int(lengths.max())}; e.g. {texts[0]!r}")
+    print(
+        f"\n## 1. Texts: {len(texts)} captions ({args.captions}), CLIP tokens mean {lengths.float().mean():.1f}, "
+        f"max {int(lengths.max())}; e.g. {texts[0]!r}"
+    )
     bare_texts(model, texts[:8], 8, device)  # warm-up
-    values, best = alternate(args.repeats, {
-        "bare": lambda r: bare_texts(model, texts, args.batch_size, device),
-        "project": lambda r: encode_texts(encoder, texts, EmbeddingCache(tmp / f"cache-texts-{r}"), args.batch_size).vectors,
-    })
+    values, best = alternate(
+        args.repeats,
+        {
+            "bare": lambda r: bare_texts(model, texts, args.batch_size, device),
+            "project": lambda r: (
+                encode_texts(encoder, texts, EmbeddingCache(tmp / f"cache-texts-{r}"), args.batch_size).vectors
+            ),
+        },
+    )
     diff = float(np.abs(values["project"] - values["bare"]).max())
-    print(f"encode_text: project {best['project']:.2f} s, bare padded loop {best['bare']:.2f} s -> "
-          f"{best['bare'] / best['project']:.2f} x (goal >= 5); largest absolute difference {diff:.2e} "
-          f"(goal <= 1e-5; largest |value| {np.abs(values['bare']).max():.2f})")
+    print(
+        f"encode_text: project {best['project']:.2f} s, bare padded loop {best['bare']:.2f} s -> "
+        f"{best['bare'] / best['project']:.2f} x (goal >= 5); largest absolute difference {diff:.2e} "
+        f"(goal <= 1e-5; largest |value| {np.abs(values['bare']).max():.2f})"
+    )
 
 
 def section_model(args, encoder: ClipEncoder, batches: list[torch.Tensor]) -> None:
@@ -217,79 +234,125 @@ def section_model(args, encoder: ClipEncoder, batches: list[torch.Tensor]) -> No
         engine = ImageEngine(visual, 224, "auto", precision)
         built[engine.runtime] = time.perf_counter() - started
         variants[engine.runtime] = lambda r, engine=engine: np.concatenate([engine(b).numpy() for b in batches])
-    for run in variants.values():   # warm-up (a graph's first calls optimise it)
+    for run in variants.values():  # warm-up (a graph's first calls optimise it)
         run(-1)
     values, best = alternate(args.repeats, variants)
     reference, base = values["torch fp32 (plain)"], best["torch fp32 (plain)"]
     print("| runtime | images/s | over plain fp32 | build (s) | output against plain fp32 |")
     print("|---|---|---|---|---|")
     for name in variants:
-        print(f"| {name} | {n / best[name]:.1f} | {base / best[name]:.2f} x | {built.get(name, 0):.1f} | "
-              f"{compare(reference, values[name])} |")
+        print(
+            f"| {name} | {n / best[name]:.1f} | {base / best[name]:.2f} x | {built.get(name, 0):.1f} | "
+            f"{compare(reference, values[name])} |"
+        )
 
 
-def section_stage(args, encoder: ClipEncoder, others: dict[str, ClipEncoder], paths: list[str], batches, tmp: Path) -> None:
+def section_stage(
+    args, encoder: ClipEncoder, others: dict[str, ClipEncoder], paths: list[str], batches, tmp: Path
+) -> None:
     """The stage with `encoder` (the default runtime) and with each of `others` (bf16; the core install's
     torchscript where the default is another runtime), each against the bare loop and its model alone."""
     n, resolution = len(paths), encoder.native_resolution
-    print(f"\n## 3. The stage: {n} VOC-sized JPEGs @{resolution}px, batch {args.batch_size}, {args.num_workers} "
-          f"decoding thread(s)")
+    print(
+        f"\n## 3. The stage: {n} VOC-sized JPEGs @{resolution}px, batch {args.batch_size}, {args.num_workers} "
+        f"decoding thread(s)"
+    )
     preprocess = encoder.transform(resolution)
     model, device = encoder.model, encoder.device
     variants = {
-        "bare loop (PIL + preprocess + eager fp32)": lambda r: bare_images(model, preprocess, paths, args.batch_size, device),
-        "model alone (default runtime)": lambda r: np.concatenate([image_encoder(encoder)(b, resolution) for b in batches]),
-        "stage (default runtime)": lambda r: encode_images(encoder, paths, resolution, EmbeddingCache(tmp / f"cache-stage-{r}"),
-                                                           args.batch_size, args.num_workers).vectors,
+        "bare loop (PIL + preprocess + eager fp32)": lambda r: bare_images(
+            model, preprocess, paths, args.batch_size, device
+        ),
+        "model alone (default runtime)": lambda r: np.concatenate(
+            [image_encoder(encoder)(b, resolution) for b in batches]
+        ),
+        "stage (default runtime)": lambda r: (
+            encode_images(
+                encoder, paths, resolution, EmbeddingCache(tmp / f"cache-stage-{r}"), args.batch_size, args.num_workers
+            ).vectors
+        ),
     }
     for name, other in others.items():
-        variants[f"model alone ({name})"] = lambda r, e=other: np.concatenate([image_encoder(e)(b, resolution) for b in batches])
-        variants[f"stage ({name})"] = lambda r, e=other, name=name: encode_images(
-            e, paths, resolution, EmbeddingCache(tmp / f"cache-{name}-{r}"), args.batch_size, args.num_workers).vectors
+        variants[f"model alone ({name})"] = lambda r, e=other: np.concatenate(
+            [image_encoder(e)(b, resolution) for b in batches]
+        )
+        variants[f"stage ({name})"] = lambda r, e=other, name=name: (
+            encode_images(
+                e, paths, resolution, EmbeddingCache(tmp / f"cache-{name}-{r}"), args.batch_size, args.num_workers
+            ).vectors
+        )
     for run in variants.values():
         if run is not variants["bare loop (PIL + preprocess + eager fp32)"]:
-            run(-1)   # warm-up: builds each encoder's graph at this resolution
+            run(-1)  # warm-up: builds each encoder's graph at this resolution
     values, best = alternate(args.repeats, variants)
-    decode_cpu = cpu_seconds(lambda: pre_decoded(paths, preprocess, args.batch_size), threads=1)   # as in a decoding thread
+    decode_cpu = cpu_seconds(
+        lambda: pre_decoded(paths, preprocess, args.batch_size), threads=1
+    )  # as in a decoding thread
     model_cores = best["model alone (default runtime)"] * torch.get_num_threads()
-    print(f"  decoding + preprocessing: {1000 * decode_cpu / n:.1f} ms of one core per image; the model "
-          f"({image_encoder(encoder).engines[resolution].runtime}): {1000 * model_cores / n:.1f} core-ms per image "
-          f"({torch.get_num_threads()} threads): where decoding takes its cores from the model, the stage reaches at most "
-          f"{model_cores / (model_cores + decode_cpu):.2f} of the model alone")
+    print(
+        f"  decoding + preprocessing: {1000 * decode_cpu / n:.1f} ms of one core per image; the model "
+        f"({image_encoder(encoder).engines[resolution].runtime}): {1000 * model_cores / n:.1f} core-ms per image "
+        f"({torch.get_num_threads()} threads): where decoding takes its cores from the model, the stage reaches at most "
+        f"{model_cores / (model_cores + decode_cpu):.2f} of the model alone"
+    )
     bare = values["bare loop (PIL + preprocess + eager fp32)"]
     for name in variants:
         print(f"  {name}: {n / best[name]:.1f} images/s")
     bare_s = best["bare loop (PIL + preprocess + eager fp32)"]
     for name, goal in (("default runtime", 1.5), *((name, 2.5 if name == "bf16" else 1.5) for name in others)):
         used = image_encoder(encoder if name == "default runtime" else others[name]).engines[resolution].runtime
-        print(f"stage ({name}: {used}) over the bare fp32 loop: {bare_s / best[f'stage ({name})']:.2f} x (goal >= {goal}); "
-              f"over its model alone: {best[f'model alone ({name})'] / best[f'stage ({name})']:.2f} (goal >= 0.9); "
-              f"{compare(bare, values[f'stage ({name})'])}")
+        print(
+            f"stage ({name}: {used}) over the bare fp32 loop: {bare_s / best[f'stage ({name})']:.2f} x (goal >= {goal}); "
+            f"over its model alone: {best[f'model alone ({name})'] / best[f'stage ({name})']:.2f} (goal >= 0.9); "
+            f"{compare(bare, values[f'stage ({name})'])}"
+        )
 
 
 def section_memory(args, checkpoint: Path, tmp: Path) -> None:
     counts = [int(c) for c in args.memory_images.split(",") if c]
     if not counts:
         return
-    print(f"\n## 4. Memory: encode_images over {' and '.join(map(str, counts))} distinct tiny files at 64 px "
-          f"(RN50, 1024-d vectors), a fresh process each, {args.num_workers} decoding thread(s)")
+    print(
+        f"\n## 4. Memory: encode_images over {' and '.join(map(str, counts))} distinct tiny files at 64 px "
+        f"(RN50, 1024-d vectors), a fresh process each, {args.num_workers} decoding thread(s)"
+    )
     rows = []
     for count in counts:
-        out = subprocess.run([sys.executable, __file__, "--memory-probe", str(count), "--checkpoint", str(checkpoint),
-                              "--probe-dir", str(tmp / f"probe-{count}"), "--num-workers", str(args.num_workers),
-                              "--threads", str(args.threads)], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--memory-probe",
+                str(count),
+                "--checkpoint",
+                str(checkpoint),
+                "--probe-dir",
+                str(tmp / f"probe-{count}"),
+                "--num-workers",
+                str(args.num_workers),
+                "--threads",
+                str(args.threads),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         before, peak, held, seconds = (float(v) for v in out.stdout.split()[-4:])
         rows.append((count, held))
-        print(f"  {count} images: peak RSS {peak:.0f} MiB, {peak - before:.0f} MiB over the loaded model and its graph "
-              f"({before:.0f} MiB); at most {held:.1f} MiB of Python and numpy objects at once during the call; {seconds:.1f} s")
+        print(
+            f"  {count} images: peak RSS {peak:.0f} MiB, {peak - before:.0f} MiB over the loaded model and its graph "
+            f"({before:.0f} MiB); at most {held:.1f} MiB of Python and numpy objects at once during the call; {seconds:.1f} s"
+        )
     if len(rows) >= 2:
         (n1, held1), (n2, held2) = rows[0], rows[-1]
-        per_image = (held2 - held1) * 2**20 / (n2 - n1) + 4 * 1024   # + the cache index's row (see below)
-        print(f"what grows with the split: {per_image / 1024:.1f} KiB per image: the Python and numpy objects above (the "
-              f"result array, 4 KiB per 1024-d float32 vector, and the keys) plus the cache's in-memory index, another "
-              f"4 KiB per image held in the model's output buffers, which tracemalloc does not see -> about "
-              f"{held1 + per_image * (100_000 - n1) / 2**20:.0f} MiB for a 100,000-image split, on top of the model and "
-              f"the batches in flight (the peak RSS over the model above, which does not grow with the split)")
+        per_image = (held2 - held1) * 2**20 / (n2 - n1) + 4 * 1024  # + the cache index's row (see below)
+        print(
+            f"what grows with the split: {per_image / 1024:.1f} KiB per image: the Python and numpy objects above (the "
+            f"result array, 4 KiB per 1024-d float32 vector, and the keys) plus the cache's in-memory index, another "
+            f"4 KiB per image held in the model's output buffers, which tracemalloc does not see -> about "
+            f"{held1 + per_image * (100_000 - n1) / 2**20:.0f} MiB for a 100,000-image split, on top of the model and "
+            f"the batches in flight (the peak RSS over the model above, which does not grow with the split)"
+        )
 
 
 def memory_probe(args) -> None:
@@ -320,8 +383,12 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=64, help="0 skips the image comparisons")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--num-workers", type=int, default=EncodeParams.num_workers,
-                        help="the stage's decoding threads (encode.num_workers, default as in params.yaml)")
+    parser.add_argument(
+        "--num-workers",
+        type=int,
+        default=EncodeParams.num_workers,
+        help="the stage's decoding threads (encode.num_workers, default as in params.yaml)",
+    )
     parser.add_argument("--captions", default="templates", help="templates, or the path of a texts table")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile (about a minute to build)")
@@ -335,8 +402,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     print(f"# python {' '.join(sys.argv)}")
-    print(f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; {machine()}; {torch.get_num_threads()} "
-          f"threads; load average {os.getloadavg()[0]:.1f}; random-init RN50; best of {args.repeats} alternating runs")
+    print(
+        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; {machine()}; {torch.get_num_threads()} "
+        f"threads; load average {os.getloadavg()[0]:.1f}; random-init RN50; best of {args.repeats} alternating runs"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         checkpoint = save_random_clip(tmp / "rn50-random.pt")
@@ -350,12 +419,14 @@ def main() -> None:
             others = {}
             if not precision_problem("bf16", encoder.device):
                 others["bf16"] = load_clip(str(checkpoint), "cpu", "bf16")
-            if choose_runtime("auto", "fp32", encoder.device) != "torchscript":   # also the core install's default
+            if choose_runtime("auto", "fp32", encoder.device) != "torchscript":  # also the core install's default
                 others["torchscript"] = load_clip(str(checkpoint), "cpu", runtime="torchscript")
             section_stage(args, encoder, others, paths, batches, tmp)
         section_memory(args, checkpoint, tmp)
-    print(f"\npeak RSS of this run {peak_rss_mib():.0f} MiB (up to three RN50s and every runtime's graph); "
-          f"load average at the end {os.getloadavg()[0]:.1f}; {time.perf_counter() - started:.0f} s in all")
+    print(
+        f"\npeak RSS of this run {peak_rss_mib():.0f} MiB (up to three RN50s and every runtime's graph); "
+        f"load average at the end {os.getloadavg()[0]:.1f}; {time.perf_counter() - started:.0f} s in all"
+    )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@
     python benchmarks/experiments.py                 # 4,000 template texts over VOC's 20 labels, 60 epochs, hidden 1024
     python benchmarks/experiments.py --texts 500 --repeats 1
 
-The project (`toy_project.py`) is a tiny random CLIP (`pipeline.random_clip`, "tiny") and 28 small
+The project (`toy_project.py`) is a tiny random CLIP (`pipeline.testbeds.random_clip`, "tiny") and 28 small
 images with VOC's label names, with enough template texts and the paper's 60 epochs so that training is
 a realistic share of the time. Each measurement is repeated and the fastest kept: other work on a
 shared machine only ever slows a run down.
@@ -31,9 +31,8 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.sweep import run_sweep
-
-from pipeline.random_clip import save_random_clip
+from pipeline.experiments.sweep import run_sweep
+from pipeline.testbeds.random_clip import save_random_clip
 from toy_project import ENV, build_project, commit, init_repo, random_images, run
 
 
@@ -59,13 +58,25 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        os.environ.update({**ENV, "TAI_CACHE_DIR": str(tmp / "cache")})   # what run_sweep's dvc calls inherit
+        os.environ.update({**ENV, "TAI_CACHE_DIR": str(tmp / "cache")})  # what run_sweep's dvc calls inherit
         clip = save_random_clip(tmp / "tiny-clip.pt", "tiny")
-        project = build_project(tmp, random_images({"trainval": 16, "test": 12}), {
-            "generate.n_combinations": args.texts, "generate.max_labels": 3, "generate.llm_fraction": 0.0,
-            "encode.model": str(clip), "encode.image_resolution": 64, "encode.partial_resolution": 128,
-            "encode.batch_size": 8, "encode.num_workers": 0, "train.epochs": args.epochs, "train.hidden_dim": 1024,
-            "train.radius": 1.0})
+        project = build_project(
+            tmp,
+            random_images({"trainval": 16, "test": 12}),
+            {
+                "generate.n_combinations": args.texts,
+                "generate.max_labels": 3,
+                "generate.llm_fraction": 0.0,
+                "encode.model": str(clip),
+                "encode.image_resolution": 64,
+                "encode.partial_resolution": 128,
+                "encode.batch_size": 8,
+                "encode.num_workers": 0,
+                "train.epochs": args.epochs,
+                "train.hidden_dim": 1024,
+                "train.radius": 1.0,
+            },
+        )
         init_repo(project)
         print(f"project: {args.texts} texts, {args.epochs} epochs; first dvc repro ...", flush=True)
         run(project, "dvc", "repro")
@@ -74,8 +85,10 @@ def main() -> None:
         direct, experiment = [], []
         for i in range(args.repeats):
             radius = 2.0 + i
-            set_radius(project, radius)          # the direct run sees exactly the params the experiment will
-            direct.append(timed(project, "python", "-m", "stages.train") + timed(project, "python", "-m", "stages.evaluate"))
+            set_radius(project, radius)  # the direct run sees exactly the params the experiment will
+            direct.append(
+                timed(project, "python", "-m", "stages.train") + timed(project, "python", "-m", "stages.evaluate")
+            )
             run(project, "git", "checkout", "--", "params.yaml")
             experiment.append(timed(project, "dvc", "exp", "run", "-S", f"train.radius={radius + 0.5}"))
             print(f"  repeat {i + 1}: direct {direct[-1]:.1f} s, dvc exp run {experiment[-1]:.1f} s", flush=True)
@@ -83,7 +96,7 @@ def main() -> None:
         # the workspace now holds the last experiment's results: up to date, so repro has nothing to do
         status = [timed(project, "dvc", "status") for _ in range(args.repeats + 1)]
         noop = [timed(project, "dvc", "repro") for _ in range(args.repeats + 1)]
-        run(project, "git", "checkout", "--", "params.yaml", "dvc.lock", "reports")   # back to the baseline
+        run(project, "git", "checkout", "--", "params.yaml", "dvc.lock", "reports")  # back to the baseline
         fresh = fresh_copies(project, args.repeats)
 
     ratio = min(experiment) / min(direct)
@@ -91,26 +104,40 @@ def main() -> None:
     print()
     print("| measure | result | goal |")
     print("|---|---|---|")
-    print(f"| (a) `dvc exp run -S train.radius=...` / train + evaluate run directly | {ratio:.2f} "
-          f"({min(experiment):.1f} s vs {min(direct):.1f} s) | <= 1.2 |")
-    print(f"| (b) no-op `dvc repro` - `dvc status` | {extra:+.2f} s ({min(noop):.2f} s vs {min(status):.2f} s) | <= 1.5 s |")
+    print(
+        f"| (a) `dvc exp run -S train.radius=...` / train + evaluate run directly | {ratio:.2f} "
+        f"({min(experiment):.1f} s vs {min(direct):.1f} s) | <= 1.2 |"
+    )
+    print(
+        f"| (b) no-op `dvc repro` - `dvc status` | {extra:+.2f} s ({min(noop):.2f} s vs {min(status):.2f} s) | <= 1.5 s |"
+    )
     alone, n = min(direct), fresh["grid_n"]
     per = fresh["grid_s"] / n
     predicted = n * (alone + fresh["queued_fixed_s"])
-    print(f"| (c) queued grid of {n} (`tai sweep`, -j 1): per experiment / train + evaluate | {per / alone:.2f} "
-          f"({fresh['grid_s']:.1f} s in all, {per:.1f} s each) | |")
-    print(f"| (c) DVC's fixed cost per queued experiment (one that reruns no stage) | {fresh['queued_fixed_s']:.1f} s | |")
-    print(f"| (c) the grid / {n} x (train + evaluate + fixed cost) | {fresh['grid_s'] / predicted:.2f} "
-          f"({fresh['grid_s']:.1f} s vs {predicted:.1f} s) | <= 1.5 |")
+    print(
+        f"| (c) queued grid of {n} (`tai sweep`, -j 1): per experiment / train + evaluate | {per / alone:.2f} "
+        f"({fresh['grid_s']:.1f} s in all, {per:.1f} s each) | |"
+    )
+    print(
+        f"| (c) DVC's fixed cost per queued experiment (one that reruns no stage) | {fresh['queued_fixed_s']:.1f} s | |"
+    )
+    print(
+        f"| (c) the grid / {n} x (train + evaluate + fixed cost) | {fresh['grid_s'] / predicted:.2f} "
+        f"({fresh['grid_s']:.1f} s vs {predicted:.1f} s) | <= 1.5 |"
+    )
     print(f"| (c) stages the queued experiments ran | {fresh['stages']} | train, evaluate only |")
-    print(f"| (c) `dvc exp run --temp -S train.radius=...` / train + evaluate | {fresh['temp_s'] / alone:.2f} "
-          f"({fresh['temp_s']:.1f} s) | |")
-    print(f"| (c) DVC's fixed cost per --temp experiment (one that reruns no stage) | {fresh['temp_fixed_s']:.1f} s | |")
+    print(
+        f"| (c) `dvc exp run --temp -S train.radius=...` / train + evaluate | {fresh['temp_s'] / alone:.2f} "
+        f"({fresh['temp_s']:.1f} s) | |"
+    )
+    print(
+        f"| (c) DVC's fixed cost per --temp experiment (one that reruns no stage) | {fresh['temp_fixed_s']:.1f} s | |"
+    )
 
 
 def fresh_copies(project: Path, repeats: int) -> dict:
     """(c): the queued grid, the queued and --temp no-op experiments, one --temp radius, each in a fresh copy."""
-    say = lambda line: print("  " + line, flush=True)   # noqa: E731
+    say = lambda line: print("  " + line, flush=True)  # noqa: E731
     noop_values = iter(range(1, 100))
     queued_fixed = []
     for _ in range(repeats):
@@ -125,13 +152,23 @@ def fresh_copies(project: Path, repeats: int) -> dict:
         for stage in re.findall(r"Running stage '([^']+)'", run(project, "dvc", "queue", "logs", name).stdout):
             ran[stage] = ran.get(stage, 0) + 1
     temp = [timed(project, "dvc", "exp", "run", "--temp", "-S", f"train.radius={30 + i}") for i in range(repeats)]
-    temp_fixed = [timed(project, "dvc", "exp", "run", "--temp", "-S", f"encode.num_workers={next(noop_values)}")
-                  for _ in range(repeats)]
-    print(f"  queued no-op {[round(t, 1) for t in queued_fixed]} s, grid {grid_s:.1f} s, --temp {[round(t, 1) for t in temp]} s, "
-          f"--temp no-op {[round(t, 1) for t in temp_fixed]} s; stages run in the grid: {json.dumps(ran)}", flush=True)
-    return {"grid_s": grid_s, "grid_n": len(result.experiments), "queued_fixed_s": min(queued_fixed),
-            "stages": ", ".join(f"{stage} x{count}" for stage, count in sorted(ran.items())),
-            "temp_s": min(temp), "temp_fixed_s": min(temp_fixed)}
+    temp_fixed = [
+        timed(project, "dvc", "exp", "run", "--temp", "-S", f"encode.num_workers={next(noop_values)}")
+        for _ in range(repeats)
+    ]
+    print(
+        f"  queued no-op {[round(t, 1) for t in queued_fixed]} s, grid {grid_s:.1f} s, --temp {[round(t, 1) for t in temp]} s, "
+        f"--temp no-op {[round(t, 1) for t in temp_fixed]} s; stages run in the grid: {json.dumps(ran)}",
+        flush=True,
+    )
+    return {
+        "grid_s": grid_s,
+        "grid_n": len(result.experiments),
+        "queued_fixed_s": min(queued_fixed),
+        "stages": ", ".join(f"{stage} x{count}" for stage, count in sorted(ran.items())),
+        "temp_s": min(temp),
+        "temp_fixed_s": min(temp_fixed),
+    }
 
 
 if __name__ == "__main__":

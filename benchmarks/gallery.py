@@ -4,7 +4,7 @@
 
 Writes `--images` synthetic 640 x 480 JPEGs (noise and coloured stripes: thumbnails about as compressible as
 photos'), builds the page (thumbnails, no model: random probabilities), and opens it in headless Chromium
-(pipeline/headless_browser.py, real time) three times, reading the page's own timings from the DOM: `drawn` (ms
+(pipeline/testbeds/headless_browser.py, real time) three times, reading the page's own timings from the DOM: `drawn` (ms
 from navigation to the first page of cards built: reading and parsing the embedded JSON included; the cards
 paint in the next frame) and `first paint` (Chromium's first-contentful-paint: the header, painted while the
 page still loads; empty when Chromium dumped the DOM before it fired). The same for a page of `--small` images,
@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.gallery import GalleryData, write_gallery
-from pipeline.headless_browser import dump_dom, find_chromium, screenshot
+from pipeline.shipping.gallery import GalleryData, write_gallery
+from pipeline.testbeds.headless_browser import dump_dom, find_chromium, screenshot
 
 LABELS = tuple(f"label{i:02d}" for i in range(20))
 
@@ -44,7 +44,7 @@ def make_images(folder: Path, n: int, seed: int = 0) -> tuple[list[Path], np.nda
         if not path.exists():
             pixels = rng.integers(0, 80, (480, 640, 3), dtype=np.uint8)
             for j, c in enumerate(shown):
-                pixels[40 + j * 140: 150 + j * 140] = COLOURS[c]
+                pixels[40 + j * 140 : 150 + j * 140] = COLOURS[c]
             Image.fromarray(pixels).save(path, quality=85)
         files.append(path)
     return files, truth
@@ -56,9 +56,17 @@ def page(folder: Path, out: Path, n: int) -> tuple[Path, float]:
     files, truth = make_images(folder, n)
     rng = np.random.default_rng(1)
     noise = rng.random(truth.shape)
-    probabilities = np.where(truth > 0, 0.38 + 0.62 * noise, 0.65 * noise ** 8)
-    data = GalleryData([f.name for f in files], files, LABELS, probabilities,
-                       np.full(len(LABELS), 0.5), "benchmark (0.5 for every label)", truth, "benchmark images")
+    probabilities = np.where(truth > 0, 0.38 + 0.62 * noise, 0.65 * noise**8)
+    data = GalleryData(
+        [f.name for f in files],
+        files,
+        LABELS,
+        probabilities,
+        np.full(len(LABELS), 0.5),
+        "benchmark (0.5 for every label)",
+        truth,
+        "benchmark images",
+    )
     start = time.perf_counter()
     write_gallery(data, out)
     return out, time.perf_counter() - start
@@ -68,14 +76,17 @@ def timings(path: Path, repeats: int = 3) -> dict[str, float]:
     drawn, painted, wall = [], [], []
     for _ in range(repeats):
         start = time.perf_counter()
-        dom, requests = dump_dom(path.resolve().as_uri(), budget_ms=None)   # real time: performance.now() is real
+        dom, requests = dump_dom(path.resolve().as_uri(), budget_ms=None)  # real time: performance.now() is real
         wall.append(time.perf_counter() - start)
         assert requests == [], requests
         drawn.append(float(re.search(r'data-drawn-ms="(\d+)"', dom).group(1)))
         found = re.search(r'data-first-paint-ms="(\d+)"', dom)
         painted.append(float(found.group(1)) if found else float("nan"))
-    return {"drawn_ms": statistics.median(drawn), "first_paint_ms": statistics.median(painted),
-            "wall_s": statistics.median(wall)}
+    return {
+        "drawn_ms": statistics.median(drawn),
+        "first_paint_ms": statistics.median(painted),
+        "wall_s": statistics.median(wall),
+    }
 
 
 def shot(page_path: Path, out: Path) -> None:
@@ -92,8 +103,11 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=5000)
     parser.add_argument("--small", type=int, default=60)
     parser.add_argument("--out", type=Path, default=Path("/tmp/gallery-bench"))
-    parser.add_argument("--screenshot", type=Path, help="also save a small screenshot of the --small page sorted by "
-                        "errors (docs/gallery.png)")
+    parser.add_argument(
+        "--screenshot",
+        type=Path,
+        help="also save a small screenshot of the --small page sorted by errors (docs/gallery.png)",
+    )
     args = parser.parse_args()
     if find_chromium() is None:
         raise SystemExit("no chromium on PATH: apt-get install chromium (or run .ci/browser)")
@@ -106,8 +120,10 @@ def main() -> None:
     print("| images | page size | build (s) | first page drawn (ms) | first paint (ms) | chromium run (s) |")
     print("|---:|---:|---:|---:|---:|---:|")
     for n, size, build_s, t in rows:
-        print(f"| {n} | {size / 1e6:.2f} MB | {build_s:.1f} | {t['drawn_ms']:.0f} | {t['first_paint_ms']:.0f} | "
-              f"{t['wall_s']:.2f} |")
+        print(
+            f"| {n} | {size / 1e6:.2f} MB | {build_s:.1f} | {t['drawn_ms']:.0f} | {t['first_paint_ms']:.0f} | "
+            f"{t['wall_s']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -44,10 +44,10 @@ class Arch:
     kv_heads: int
     ffn: int
     vocab: int
-    tied: bool   # the output layer is the token embedding
+    tied: bool  # the output layer is the token embedding
 
 
-PRESETS = [   # the docs/models.md table, 0.5B to 8B, plus the paper's family (Vicuna v1.5 7B)
+PRESETS = [  # the docs/models.md table, 0.5B to 8B, plus the paper's family (Vicuna v1.5 7B)
     Arch("qwen2.5-0.5b-instruct", 896, 24, 14, 2, 4864, 151936, True),
     Arch("llama-3.2-1b-instruct", 2048, 16, 32, 8, 8192, 128256, True),
     Arch("llama-3.2-3b-instruct", 3072, 28, 24, 8, 8192, 128256, True),
@@ -75,13 +75,20 @@ def write_random_gguf(arch: Arch, path: Path, seed: int = 0) -> None:
         matrices["output.weight"] = (arch.vocab, arch.hidden)
     for i in range(arch.layers):
         b = f"blk.{i}."
-        matrices.update({
-            b + "attn_q.weight": (arch.hidden, arch.hidden), b + "attn_k.weight": (kv_dim, arch.hidden),
-            b + "attn_v.weight": (kv_dim, arch.hidden), b + "attn_output.weight": (arch.hidden, arch.hidden),
-            b + "ffn_gate.weight": (arch.ffn, arch.hidden), b + "ffn_up.weight": (arch.ffn, arch.hidden),
-            b + "ffn_down.weight": (arch.hidden, arch.ffn),
-        })
-    norms = ["output_norm.weight"] + [f"blk.{i}.{n}" for i in range(arch.layers) for n in ("attn_norm.weight", "ffn_norm.weight")]
+        matrices.update(
+            {
+                b + "attn_q.weight": (arch.hidden, arch.hidden),
+                b + "attn_k.weight": (kv_dim, arch.hidden),
+                b + "attn_v.weight": (kv_dim, arch.hidden),
+                b + "attn_output.weight": (arch.hidden, arch.hidden),
+                b + "ffn_gate.weight": (arch.ffn, arch.hidden),
+                b + "ffn_up.weight": (arch.ffn, arch.hidden),
+                b + "ffn_down.weight": (arch.hidden, arch.ffn),
+            }
+        )
+    norms = ["output_norm.weight"] + [
+        f"blk.{i}.{n}" for i in range(arch.layers) for n in ("attn_norm.weight", "ffn_norm.weight")
+    ]
 
     w = gguf.GGUFWriter(str(path), "llama")
     w.add_name(f"random {arch.name}")
@@ -107,8 +114,13 @@ def write_random_gguf(arch: Arch, path: Path, seed: int = 0) -> None:
     w.add_bos_token_id(1)
     w.add_eos_token_id(2)
     for name, (rows, cols) in matrices.items():
-        w.add_tensor_info(name, (rows, cols // block * block_bytes), np.dtype(np.uint8),
-                          rows * cols // block * block_bytes, raw_dtype=q4)
+        w.add_tensor_info(
+            name,
+            (rows, cols // block * block_bytes),
+            np.dtype(np.uint8),
+            rows * cols // block * block_bytes,
+            raw_dtype=q4,
+        )
     for name in norms:
         w.add_tensor_info(name, (arch.hidden,), np.dtype(np.float32), arch.hidden * 4)
     w.write_header_to_file()
@@ -152,7 +164,9 @@ def build(out: Path, threads: int, only: list[str] | None, k_quant: bool) -> Non
         if k_quant:
             quantize(raw, target, threads)
             raw.unlink()
-        print(f"{target.name}: {target.stat().st_size / 1e9:.2f} GB in {time.perf_counter() - started:.0f}s", flush=True)
+        print(
+            f"{target.name}: {target.stat().st_size / 1e9:.2f} GB in {time.perf_counter() - started:.0f}s", flush=True
+        )
 
 
 # ---------------------------------------------------------------------------------------- measure
@@ -166,69 +180,113 @@ def measure_one(path: Path, threads: int, prompt: int, gen: int, repeats: int, r
 
     started = time.perf_counter()
     # weight repacking off unless asked, as the generate stage loads (generate.repack_weights)
-    llm = load_llama(path, repack_weights=repack_weights, n_ctx=1024, n_threads=threads, n_threads_batch=threads, seed=0, verbose=False)
+    llm = load_llama(
+        path,
+        repack_weights=repack_weights,
+        n_ctx=1024,
+        n_threads=threads,
+        n_threads_batch=threads,
+        seed=0,
+        verbose=False,
+    )
     load_s = time.perf_counter() - started
     n_vocab = llm.n_vocab()
     rng = np.random.default_rng(0)
-    prefix = [int(t) for t in rng.integers(300, n_vocab, 30)]   # the chat template head and prompt start
+    prefix = [int(t) for t in rng.integers(300, n_vocab, 30)]  # the chat template head and prompt start
     llm.eval(prefix)
     eos = llm.token_eos()
 
-    def no_end(input_ids, scores):   # exactly `gen` tokens, and a logits processor's cost, as the stage's loop guard
+    def no_end(input_ids, scores):  # exactly `gen` tokens, and a logits processor's cost, as the stage's loop guard
         scores[eos] = -np.inf
         return scores
 
     seconds, cpu_seconds = [], []
     for r in range(repeats + 1):
-        llm.n_tokens = len(prefix)   # the stage's rewind to the shared prefix
+        llm.n_tokens = len(prefix)  # the stage's rewind to the shared prefix
         tail = [int(t) for t in rng.integers(300, n_vocab, prompt)]
         t0, c0 = time.perf_counter(), time.process_time()
-        out = llm.create_completion(prefix + tail, max_tokens=gen, temperature=0.7, seed=r,
-                                    logits_processor=llama_cpp.LogitsProcessorList([no_end]))
-        if r:   # the first call warms up
+        out = llm.create_completion(
+            prefix + tail,
+            max_tokens=gen,
+            temperature=0.7,
+            seed=r,
+            logits_processor=llama_cpp.LogitsProcessorList([no_end]),
+        )
+        if r:  # the first call warms up
             seconds.append(time.perf_counter() - t0)
             cpu_seconds.append(time.process_time() - c0)
         assert out["usage"]["completion_tokens"] == gen, out["usage"]
     llm.close()
-    return {"file": path.name, "size_bytes": path.stat().st_size, "load_s": load_s,
-            "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-            "seconds_per_call": float(np.min(seconds)), "cpu_seconds_per_call": float(np.min(cpu_seconds)),
-            "calls": len(seconds), "threads": threads,
-            "prompt_tokens": prompt, "gen_tokens": gen, "load_average": os.getloadavg()[0]}
+    return {
+        "file": path.name,
+        "size_bytes": path.stat().st_size,
+        "load_s": load_s,
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+        "seconds_per_call": float(np.min(seconds)),
+        "cpu_seconds_per_call": float(np.min(cpu_seconds)),
+        "calls": len(seconds),
+        "threads": threads,
+        "prompt_tokens": prompt,
+        "gen_tokens": gen,
+        "load_average": os.getloadavg()[0],
+    }
 
 
-def measure(out: Path, threads: int, prompt: int, gen: int, repeats: int, rounds: int, calls_per_text: float,
-            only: list[str] | None, repack_weights: bool = False) -> None:
+def measure(
+    out: Path,
+    threads: int,
+    prompt: int,
+    gen: int,
+    repeats: int,
+    rounds: int,
+    calls_per_text: float,
+    only: list[str] | None,
+    repack_weights: bool = False,
+) -> None:
     """Every model once per round, in turn; each model's best round (fewest CPU-seconds per call: on a
     shared machine wall time mostly measures the other processes) is kept, also relative to SmolLM2's."""
     from pipeline.generate.models import resolve_model
 
     files = [resolve_model("smollm2")] + sorted(out.glob("*.gguf"), key=lambda p: p.stat().st_size)
     files = [f for f in files if not only or f == files[0] or any(name in f.name for name in only)]
-    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {threads} thread(s); a call = {prompt} prompt "
-          f"tokens after the shared prefix + {gen} sampled; best of {rounds} round(s) x {repeats} call(s); "
-          f"{calls_per_text} calls per kept text; repack_weights {str(repack_weights).lower()}", flush=True)
+    print(
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {threads} thread(s); a call = {prompt} prompt "
+        f"tokens after the shared prefix + {gen} sampled; best of {rounds} round(s) x {repeats} call(s); "
+        f"{calls_per_text} calls per kept text; repack_weights {str(repack_weights).lower()}",
+        flush=True,
+    )
     best: dict[Path, dict] = {}
     for r in range(rounds):
         for path in files:
-            code = (f"import json; import llm_presets as b; "   # run beside this script, so it imports as a module
-                    f"print(json.dumps(b.measure_one(b.Path({str(path)!r}), {threads}, {prompt}, {gen}, {repeats}, {repack_weights})))")
-            result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent)
+            code = (
+                f"import json; import llm_presets as b; "  # run beside this script, so it imports as a module
+                f"print(json.dumps(b.measure_one(b.Path({str(path)!r}), {threads}, {prompt}, {gen}, {repeats}, {repack_weights})))"
+            )
+            result = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parent
+            )
             if result.returncode:
                 print(f"{path.name} failed: {result.stderr.strip().splitlines()[-1:]}", flush=True)
                 continue
             m = json.loads(result.stdout.strip().splitlines()[-1])
-            print(f"  round {r + 1}: {path.name} {m['seconds_per_call']:.2f} s, {m['cpu_seconds_per_call']:.2f} "
-                  f"CPU-s per call (load average {m['load_average']:.1f})", flush=True)
+            print(
+                f"  round {r + 1}: {path.name} {m['seconds_per_call']:.2f} s, {m['cpu_seconds_per_call']:.2f} "
+                f"CPU-s per call (load average {m['load_average']:.1f})",
+                flush=True,
+            )
             if path not in best or m["cpu_seconds_per_call"] < best[path]["cpu_seconds_per_call"]:
                 best[path] = m
     base = best.get(files[0], {}).get("cpu_seconds_per_call")
-    print("| model | file GB | peak RSS GB | s per call | CPU-s per call | x SmolLM2's CPU-s | captions per CPU-s (est.) |")
+    print(
+        "| model | file GB | peak RSS GB | s per call | CPU-s per call | x SmolLM2's CPU-s | captions per CPU-s (est.) |"
+    )
     print("|---|---|---|---|---|---|---|")
     for path, m in best.items():
         cpu = m["cpu_seconds_per_call"]
-        print(f"| {path.name} | {m['size_bytes'] / 1e9:.2f} | {m['peak_rss_bytes'] / 1e9:.2f} | {m['seconds_per_call']:.2f} "
-              f"| {cpu:.2f} | {cpu / base if base else float('nan'):.1f} | {1 / (calls_per_text * cpu):.2f} |")
+        print(
+            f"| {path.name} | {m['size_bytes'] / 1e9:.2f} | {m['peak_rss_bytes'] / 1e9:.2f} | {m['seconds_per_call']:.2f} "
+            f"| {cpu:.2f} | {cpu / base if base else float('nan'):.1f} | {1 / (calls_per_text * cpu):.2f} |"
+        )
 
 
 def main() -> None:
@@ -243,14 +301,26 @@ def main() -> None:
     ap.add_argument("--calls-per-text", type=float, default=1.07)
     ap.add_argument("--only", nargs="*", help="preset names (substrings) to build or measure")
     ap.add_argument("--k-quant", action="store_true", help="build: requantize to Q4_K_M (slow)")
-    ap.add_argument("--repack-weights", action="store_true", help="measure with llama.cpp's weight repacking on "
-                    "(generate.repack_weights; off by default, as in the stage)")
+    ap.add_argument(
+        "--repack-weights",
+        action="store_true",
+        help="measure with llama.cpp's weight repacking on (generate.repack_weights; off by default, as in the stage)",
+    )
     args = ap.parse_args()
     if args.what == "build":
         build(args.out, args.threads, args.only, args.k_quant)
     else:
-        measure(args.out, args.threads, args.prompt, args.gen, args.repeats, args.rounds, args.calls_per_text, args.only,
-                args.repack_weights)
+        measure(
+            args.out,
+            args.threads,
+            args.prompt,
+            args.gen,
+            args.repeats,
+            args.rounds,
+            args.calls_per_text,
+            args.only,
+            args.repack_weights,
+        )
 
 
 if __name__ == "__main__":

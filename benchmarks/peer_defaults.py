@@ -1,4 +1,4 @@
-"""What each default changed by issue 25 does, on the prompt methods' synthetic world (pipeline/prompt_world.py):
+"""What each default changed by issue 25 does, on the prompt methods' synthetic world (pipeline/testbeds/prompt_world.py):
 the loss weight (DualCoOp), TaI-DPT's template sentences, the integration's scaling (and DualCoOp's Delta as the
 partner's score), and CoOp's multi-label loss. Test mAP (fraction) per variant, mean over seeds; one run, so the
 variants are compared with each other, never with another day's numbers.
@@ -20,12 +20,12 @@ import numpy as np
 import polars as pl
 import torch
 
-from pipeline.metrics import integrate, mean_ap
+from pipeline.evaluation.metrics import integrate, mean_ap
 from pipeline.prompt.coop import CoOp, train_coop
 from pipeline.prompt.dualcoop import DualCoOp, train_dualcoop
 from pipeline.prompt.taidpt import TaIDPT, TextTokens, train_taidpt
 from pipeline.prompt.templates import TEMPLATES_PER_LABEL
-from pipeline.prompt_world import NAMES, PromptWorld, tiny_clip_model
+from pipeline.testbeds.prompt_world import NAMES, PromptWorld, tiny_clip_model
 
 
 def seeded(seed: int) -> torch.Generator:
@@ -37,10 +37,19 @@ def dualcoop_model(clip, world: PromptWorld, seed: int, loss_weight: float, epoc
     dense, _, targets = world.images(128)
     known = world.known(targets, 0.5)
     model = DualCoOp(clip, NAMES, torch.zeros(5, 64), 4, class_specific=True, generator=seeded(seed))
-    with torch.no_grad():   # as tests/test_prompt_methods.py: the tiny CLIP puts two random contexts far apart
+    with torch.no_grad():  # as tests/test_prompt_methods.py: the tiny CLIP puts two random contexts far apart
         model.negative.context.ctx.copy_(model.positive.context.ctx)
-    train_dualcoop(model, lambda rows: dense[rows], targets, known, epochs=epochs, lr=0.001, batch_size=32,
-                   seed=seed, loss_weight=loss_weight)
+    train_dualcoop(
+        model,
+        lambda rows: dense[rows],
+        targets,
+        known,
+        epochs=epochs,
+        lr=0.001,
+        batch_size=32,
+        seed=seed,
+        loss_weight=loss_weight,
+    )
     return model
 
 
@@ -67,7 +76,7 @@ def integration_maps(clip, seed: int) -> dict[str, float]:
     test_dense, test_global, test_targets = world.images(300)
     targets = test_targets.numpy()
     delta = dualcoop.scores(lambda rows: test_dense[rows], len(test_dense)).double().numpy()
-    probability = torch.sigmoid(torch.from_numpy(delta).float()).double().numpy()   # float32, saturating
+    probability = torch.sigmoid(torch.from_numpy(delta).float()).double().numpy()  # float32, saturating
     adapter = torch.sigmoid(taidpt.scores(test_global, lambda r: test_dense[r])).double().numpy()
     out = {"adapter side alone": mean_ap(adapter, targets), "partner alone": mean_ap(delta, targets)}
     for name, partner in (("Delta", delta), ("probability", probability)):
@@ -95,9 +104,16 @@ def main() -> None:
     rows = []
 
     def record(section: str, variant: str, values: list[float], seconds: float) -> None:
-        rows.append({"section": section, "variant": variant, "map_mean": float(np.mean(values)),
-                     "map_std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, "seeds": len(values),
-                     "seconds": round(seconds, 1)})
+        rows.append(
+            {
+                "section": section,
+                "variant": variant,
+                "map_mean": float(np.mean(values)),
+                "map_std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+                "seeds": len(values),
+                "seconds": round(seconds, 1),
+            }
+        )
         print(f"{section:<28} {variant:<44} {np.mean(values):.4f} ± {rows[-1]['map_std']:.4f}  ({seconds:.0f} s)")
 
     for weight in (1.0, 0.03):
@@ -106,15 +122,24 @@ def main() -> None:
             world = PromptWorld(100 + seed)
             model = dualcoop_model(clip, world, seed, weight)
             test_dense, _, test_targets = world.images(300)
-            maps.append(mean_ap(model.scores(lambda r: test_dense[r], len(test_dense)).double().numpy(),
-                                test_targets.numpy()))
-        record("dualcoop loss_weight", f"{weight:g}" + (" (default)" if weight == 0.03 else ""), maps,
-               time.perf_counter() - started)
+            maps.append(
+                mean_ap(model.scores(lambda r: test_dense[r], len(test_dense)).double().numpy(), test_targets.numpy())
+            )
+        record(
+            "dualcoop loss_weight",
+            f"{weight:g}" + (" (default)" if weight == 0.03 else ""),
+            maps,
+            time.perf_counter() - started,
+        )
     started = time.perf_counter()
     runs = [integration_maps(clip, seed) for seed in range(args.seeds)]
     for variant in runs[0]:
-        record("integration", variant + (" (default)" if variant == "global, partner Delta" else ""),
-               [run[variant] for run in runs], time.perf_counter() - started)
+        record(
+            "integration",
+            variant + (" (default)" if variant == "global, partner Delta" else ""),
+            [run[variant] for run in runs],
+            time.perf_counter() - started,
+        )
     for templates in (True, False):
         started = time.perf_counter()
         maps = []
@@ -122,15 +147,25 @@ def main() -> None:
             world = PromptWorld(200 + seed)
             model = taidpt_model(clip, world, seed, templates)
             test_dense, test_global, test_targets = world.images(300)
-            maps.append(mean_ap(model.scores(test_global, lambda r: test_dense[r]).double().numpy(), test_targets.numpy()))
-        record("taidpt templates", ("with" if templates else "without") + (" (default)" if templates else ""), maps,
-               time.perf_counter() - started)
+            maps.append(
+                mean_ap(model.scores(test_global, lambda r: test_dense[r]).double().numpy(), test_targets.numpy())
+            )
+        record(
+            "taidpt templates",
+            ("with" if templates else "without") + (" (default)" if templates else ""),
+            maps,
+            time.perf_counter() - started,
+        )
     for lr in (0.5, 0.002):
         for loss in ("ranking", "bce"):
             started = time.perf_counter()
             maps = [coop_run(clip, seed, loss, lr) for seed in range(args.seeds)]
-            record("coop loss", f"{loss}, lr {lr:g}" + (" (default)" if loss == "ranking" and lr == 0.002 else ""),
-                   maps, time.perf_counter() - started)
+            record(
+                "coop loss",
+                f"{loss}, lr {lr:g}" + (" (default)" if loss == "ranking" and lr == 0.002 else ""),
+                maps,
+                time.perf_counter() - started,
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     pl.DataFrame(rows).write_csv(args.out)
     print(f"wrote {args.out}")

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from pipeline import environment
 from pipeline.config import GenerateParams
+from pipeline.data.labels import VOC_LABELS
 from pipeline.generate import generate_texts, make_backend, resolve_model
-from pipeline.labels import VOC_LABELS
 
 
 def captions_per_s(p: GenerateParams) -> tuple[float, int, float]:
@@ -36,8 +36,15 @@ def captions_per_s(p: GenerateParams) -> tuple[float, int, float]:
         started = time.perf_counter()
         backend = make_backend(p)
         try:
-            summary = generate_texts(p, VOC_LABELS, texts_path=out / "texts.parquet", report_path=out / "r.parquet",
-                                     journal_dir=out / "journal", backend=backend, progress=False)
+            summary = generate_texts(
+                p,
+                VOC_LABELS,
+                texts_path=out / "texts.parquet",
+                report_path=out / "r.parquet",
+                journal_dir=out / "journal",
+                backend=backend,
+                progress=False,
+            )
         finally:
             backend.close()
         seconds = time.perf_counter() - started
@@ -46,8 +53,10 @@ def captions_per_s(p: GenerateParams) -> tuple[float, int, float]:
 
 def repack_log(model: Path, repack: bool) -> str:
     """llama.cpp's own load lines about buffer types (which tensors it repacks), from a child process."""
-    code = ("import sys; from pipeline.generate.llama_load import load_llama; "
-            f"load_llama({str(model)!r}, repack_weights={repack}, n_ctx=256, verbose=True)")
+    code = (
+        "import sys; from pipeline.generate.llama_load import load_llama; "
+        f"load_llama({str(model)!r}, repack_weights={repack}, n_ctx=256, verbose=True)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     repacked = sum("repack tensor" in line for line in done.stderr.splitlines())
     buffers = [line.split(":", 1)[-1].strip() for line in done.stderr.splitlines() if "CPU_REPACK model buffer" in line]
@@ -67,13 +76,15 @@ def main() -> None:
     model = resolve_model(base.model)
     print(f"{environment.describe()}; llama-cpp-python {environment.version('llama-cpp-python')}")
     print("CPU extensions: " + ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in environment.cpu_features().items()))
-    print(f"model {model.name}, {args.n} combinations, {args.threads} thread(s), best of {args.repeats}; "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"model {model.name}, {args.n} combinations, {args.threads} thread(s), best of {args.repeats}; "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     for repack in (False, True):
         print(f"  repack_weights {str(repack).lower()}: {repack_log(model, repack)}")
     best = {False: 0.0, True: 0.0}
     for r in range(args.repeats):
-        for repack in ((False, True) if r % 2 == 0 else (True, False)):   # either side goes first in turn
+        for repack in (False, True) if r % 2 == 0 else (True, False):  # either side goes first in turn
             rate, texts, seconds = captions_per_s(dataclasses.replace(base, repack_weights=repack))
             best[repack] = max(best[repack], rate)
             print(f"  repack_weights {str(repack).lower():5}: {texts} captions in {seconds:.1f}s = {rate:.2f}/s")

@@ -7,7 +7,7 @@ prompt methods of stage `prompt` (CoOp, DualCoOp, TaI-DPT), from 20 to 7,186 lab
 Every method trains on a batch of 64 and is charged for everything a step does (forward, loss,
 backward, optimiser):
 
-- `adapter`: `pipeline.train.train_adapter` itself (perturbation, the Adapter of pipeline/adapter.py
+- `adapter`: `pipeline.method.train.train_adapter` itself (perturbation, the Adapter of pipeline/method/adapter.py
   with train.hidden_dim 1024 on CLIP RN50's 1024-d embeddings, BCE, AdamW, one-cycle).
 - `coop`: `pipeline.prompt.coop.CoOp` through the stage's loop (`pipeline.prompt.fit.fit`: SGD on the
   context): a learnable context of 16 vectors before every label name ("X X ... X label 17."), all
@@ -63,12 +63,22 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from pipeline.config import TrainParams
 from pipeline.device import resolve_device
-from pipeline.random_clip import ARCHITECTURES
-from pipeline.train import TrainingSet, train_adapter
+from pipeline.method.train import TrainingSet, train_adapter
+from pipeline.testbeds.random_clip import ARCHITECTURES
 
 RESULTS = Path(__file__).resolve().parent / "results"
-RN50 = ARCHITECTURES["RN50"]   # clip.model.CLIP's arguments
-COLUMNS = ["method", "labels", "trainable_params", "gflops_per_batch", "step_ms", "cpu_ms", "peak_memory_mib", "source", "steps_timed"]
+RN50 = ARCHITECTURES["RN50"]  # clip.model.CLIP's arguments
+COLUMNS = [
+    "method",
+    "labels",
+    "trainable_params",
+    "gflops_per_batch",
+    "step_ms",
+    "cpu_ms",
+    "peak_memory_mib",
+    "source",
+    "steps_timed",
+]
 BATCH = TrainParams().batch_size
 N_CTX = 16
 PLOT_TITLE = f"Training step on a batch of {BATCH}; o measured, x extrapolated (linear in the label count)"
@@ -103,7 +113,7 @@ def clip_text_model(source: str | None, device: str | torch.device) -> nn.Module
 
 PEERS = ("coop", "dualcoop", "taidpt")
 METHODS = ("adapter", *PEERS)
-CAPTION_TOKENS = 20   # TaI-DPT's texts: token-level features of this many tokens each (a short caption)
+CAPTION_TOKENS = 20  # TaI-DPT's texts: token-level features of this many tokens each (a short caption)
 
 
 class PeerTraining:
@@ -131,9 +141,10 @@ class PeerTraining:
             from pipeline.prompt.dualcoop import DualCoOp
             from pipeline.prompt.losses import dual_asymmetric_loss
 
-            locations = (448 // 32) ** 2          # DualCoOp's 448 px: 14 x 14 locations (+ their mean)
-            self.module = DualCoOp(text_model, names, torch.zeros(1 + locations, dim), N_CTX,
-                                   generator=generator).to(device)
+            locations = (448 // 32) ** 2  # DualCoOp's 448 px: 14 x 14 locations (+ their mean)
+            self.module = DualCoOp(text_model, names, torch.zeros(1 + locations, dim), N_CTX, generator=generator).to(
+                device
+            )
             dense = torch.randn(BATCH, locations, dim, generator=generator).to(device)
             known = (torch.rand(BATCH, n_labels, generator=generator) < 0.5).float().to(device)
             self.loss_of = lambda rows: dual_asymmetric_loss(self.module(dense[rows]), self.targets[rows], known[rows])
@@ -154,15 +165,18 @@ class PeerTraining:
         """`steps` training steps through the stage's loop (one batch per epoch: the history times each)."""
         from pipeline.prompt.fit import fit
 
-        return fit(self.module, lambda epoch: [self.rows], self.loss_of, steps, 0.002, warmup_epochs=0,
-                   on_epoch=on_epoch)
+        return fit(
+            self.module, lambda epoch: [self.rows], self.loss_of, steps, 0.002, warmup_epochs=0, on_epoch=on_epoch
+        )
 
     def step(self) -> None:
         """One step as `fit` takes it, without reading the loss back (so it also runs on the meta device,
         where FLOPs are counted): the same loss, backward and SGD update."""
         from pipeline.prompt.fit import MOMENTUM, WEIGHT_DECAY, trainable
 
-        optimizer = torch.optim.SGD(list(trainable(self.module).values()), lr=0.002, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY)
+        optimizer = torch.optim.SGD(
+            list(trainable(self.module).values()), lr=0.002, momentum=MOMENTUM, weight_decay=WEIGHT_DECAY
+        )
         loss = self.loss_of(self.rows)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -226,8 +240,15 @@ def _warm_up(device: torch.device) -> None:
     block(x).sum().backward()
 
 
-def measure(method: str, n_labels: int, steps: int, source: str | None = None, device: str = "cpu",
-            hidden_dim: int = 1024, threads: int | None = None) -> dict:
+def measure(
+    method: str,
+    n_labels: int,
+    steps: int,
+    source: str | None = None,
+    device: str = "cpu",
+    hidden_dim: int = 1024,
+    threads: int | None = None,
+) -> dict:
     """Step time (the fastest of `steps` timed steps: other work on the machine only ever slows one down),
     peak memory of the first step, trainable parameters.
 
@@ -248,7 +269,7 @@ def measure(method: str, n_labels: int, steps: int, source: str | None = None, d
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     elif method in PEERS:
         training = PeerTraining(method, n_labels, source, device)
-        training.fit(1)                 # one step: memory and warm-up
+        training.fit(1)  # one step: memory and warm-up
         trainable = training.trainable_params
     else:
         raise ValueError(f"method {method!r} is unknown: use one of {METHODS}")
@@ -261,8 +282,11 @@ def measure(method: str, n_labels: int, steps: int, source: str | None = None, d
         # one step per epoch (a batch of 64 texts), `steps` epochs: train_adapter times each epoch's wall
         # time; the CPU time is read between epochs (the epoch's bookkeeping is a few microseconds)
         cpu_marks = [time.process_time()]
-        _, history = train_adapter(data, adapter_params(device, hidden_dim, epochs=steps),
-                                   on_epoch=lambda _: cpu_marks.append(time.process_time()))
+        _, history = train_adapter(
+            data,
+            adapter_params(device, hidden_dim, epochs=steps),
+            on_epoch=lambda _: cpu_marks.append(time.process_time()),
+        )
         seconds = min(row["seconds"] for row in history)
         cpu = min(b - a for a, b in zip(cpu_marks, cpu_marks[1:]))
     else:
@@ -275,10 +299,20 @@ def measure(method: str, n_labels: int, steps: int, source: str | None = None, d
     return {"step_ms": seconds * 1e3, "cpu_ms": cpu * 1e3, "peak_memory_mib": peak, "trainable_params": trainable}
 
 
-def measure_in_fresh_process(method: str, n_labels: int, steps: int, source: str | None, device: str, hidden_dim: int,
-                             threads: int | None) -> dict:
-    job = json.dumps({"method": method, "n_labels": n_labels, "steps": steps, "source": source, "device": device,
-                      "hidden_dim": hidden_dim, "threads": threads})
+def measure_in_fresh_process(
+    method: str, n_labels: int, steps: int, source: str | None, device: str, hidden_dim: int, threads: int | None
+) -> dict:
+    job = json.dumps(
+        {
+            "method": method,
+            "n_labels": n_labels,
+            "steps": steps,
+            "source": source,
+            "device": device,
+            "hidden_dim": hidden_dim,
+            "threads": threads,
+        }
+    )
     out = subprocess.run([sys.executable, __file__, "--worker", job], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -292,14 +326,25 @@ def extrapolate(sizes: list[int], values: list[float], n: int) -> float:
     return mean_y + slope * (n - mean_x)
 
 
-def run(labels: list[int], prompt_max_labels: int, adapter_steps: int, prompt_steps: int, source: str | None = None,
-        device: str = "auto", hidden_dim: int = 1024, threads: int | None = None, fresh_process: bool = True,
-        log=print) -> list[dict]:
+def run(
+    labels: list[int],
+    prompt_max_labels: int,
+    adapter_steps: int,
+    prompt_steps: int,
+    source: str | None = None,
+    device: str = "auto",
+    hidden_dim: int = 1024,
+    threads: int | None = None,
+    fresh_process: bool = True,
+    log=print,
+) -> list[dict]:
     device = str(resolve_device(device))
     labels = sorted(labels)
     prompt_measured = [n for n in labels if n <= prompt_max_labels]
     if not prompt_measured:
-        raise ValueError(f"--prompt-max-labels {prompt_max_labels} is below every label count {labels}: nothing to extrapolate from")
+        raise ValueError(
+            f"--prompt-max-labels {prompt_max_labels} is below every label count {labels}: nothing to extrapolate from"
+        )
     rows = []
     for method in METHODS:
         measured = {}
@@ -320,11 +365,14 @@ def run(labels: list[int], prompt_max_labels: int, adapter_steps: int, prompt_st
                     peak_memory_mib=extrapolate(sizes, [measured[s]["peak_memory_mib"] for s in sizes], n),
                     # constant for shared contexts, linear for class-specific ones (DualCoOp)
                     trainable_params=round(extrapolate(sizes, [measured[s]["trainable_params"] for s in sizes], n)),
-                    source="extrapolated", steps_timed=0,
+                    source="extrapolated",
+                    steps_timed=0,
                 )
             rows.append({k: row[k] for k in COLUMNS})
-            log(f"{method:>7} {n:>5} labels: {row['step_ms']:10.1f} ms/step ({row['cpu_ms']:10.1f} CPU ms) {row['peak_memory_mib']:10.1f} MiB "
-                f"{row['gflops_per_batch']:10.2f} GFLOPs {row['trainable_params']:>10,} trainable ({row['source']})")
+            log(
+                f"{method:>7} {n:>5} labels: {row['step_ms']:10.1f} ms/step ({row['cpu_ms']:10.1f} CPU ms) {row['peak_memory_mib']:10.1f} MiB "
+                f"{row['gflops_per_batch']:10.2f} GFLOPs {row['trainable_params']:>10,} trainable ({row['source']})"
+            )
     return rows
 
 
@@ -344,10 +392,17 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
-    for ax, key, ylabel in zip(axes, ("step_ms", "peak_memory_mib", "gflops_per_batch"),
-                               ("training step, ms (solid wall, dotted CPU time)", "peak memory (MiB)", "GFLOPs per batch of 64")):
-        for method, colour, name in (("adapter", "tab:blue", "TaI-Adapter (ours)"), ("coop", "tab:orange", "CoOp"),
-                                     ("dualcoop", "tab:green", "DualCoOp"), ("taidpt", "tab:red", "TaI-DPT")):
+    for ax, key, ylabel in zip(
+        axes,
+        ("step_ms", "peak_memory_mib", "gflops_per_batch"),
+        ("training step, ms (solid wall, dotted CPU time)", "peak memory (MiB)", "GFLOPs per batch of 64"),
+    ):
+        for method, colour, name in (
+            ("adapter", "tab:blue", "TaI-Adapter (ours)"),
+            ("coop", "tab:orange", "CoOp"),
+            ("dualcoop", "tab:green", "DualCoOp"),
+            ("taidpt", "tab:red", "TaI-DPT"),
+        ):
             mine = [r for r in rows if r["method"] == method]
             ax.plot([r["labels"] for r in mine], [r[key] for r in mine], "-", color=colour, label=name)
             if key == "step_ms":
@@ -374,8 +429,19 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 
 def read_csv(path: Path) -> list[dict]:
     with path.open() as f:
-        return [{k: (v if k in ("method", "source") else float(v) if k in ("gflops_per_batch", "step_ms", "cpu_ms", "peak_memory_mib") else int(v))
-                 for k, v in row.items()} for row in csv.DictReader(f)]
+        return [
+            {
+                k: (
+                    v
+                    if k in ("method", "source")
+                    else float(v)
+                    if k in ("gflops_per_batch", "step_ms", "cpu_ms", "peak_memory_mib")
+                    else int(v)
+                )
+                for k, v in row.items()
+            }
+            for row in csv.DictReader(f)
+        ]
 
 
 def main() -> None:
@@ -386,8 +452,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--labels", type=int, nargs="+", default=[20, 80, 1000, 7186])
     parser.add_argument("--prompt-max-labels", type=int, default=80, help="prompt learning above this is extrapolated")
-    parser.add_argument("--adapter-steps", type=int, default=30, help="timed adapter steps (after one untimed), fastest kept")
-    parser.add_argument("--prompt-steps", type=int, default=1, help="timed prompt-learning steps (after one untimed), fastest kept")
+    parser.add_argument(
+        "--adapter-steps", type=int, default=30, help="timed adapter steps (after one untimed), fastest kept"
+    )
+    parser.add_argument(
+        "--prompt-steps", type=int, default=1, help="timed prompt-learning steps (after one untimed), fastest kept"
+    )
     parser.add_argument("--clip", default=None, help="a CLIP state dict for the text encoder; default random RN50")
     parser.add_argument("--hidden-dim", type=int, default=TrainParams().hidden_dim)
     parser.add_argument("--device", default="auto")
@@ -396,22 +466,40 @@ def main() -> None:
     parser.add_argument("--plot-only", action="store_true", help="redraw scaling.png from the CSV in --out")
     args = parser.parse_args()
     if args.plot_only:
-        plot(read_csv(args.out / "scaling.csv"), args.out / "scaling.png", f"CPU, {args.threads} thread(s). {PLOT_TITLE}")
+        plot(
+            read_csv(args.out / "scaling.csv"), args.out / "scaling.png", f"CPU, {args.threads} thread(s). {PLOT_TITLE}"
+        )
         return
     started = time.perf_counter()
-    rows = run(args.labels, args.prompt_max_labels, args.adapter_steps, args.prompt_steps, args.clip, args.device,
-               args.hidden_dim, args.threads or None)
+    rows = run(
+        args.labels,
+        args.prompt_max_labels,
+        args.adapter_steps,
+        args.prompt_steps,
+        args.clip,
+        args.device,
+        args.hidden_dim,
+        args.threads or None,
+    )
     device = resolve_device(args.device)
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {args.threads or torch.get_num_threads()} thread(s)"
+    where = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"CPU, {args.threads or torch.get_num_threads()} thread(s)"
+    )
     write_csv(rows, args.out / "scaling.csv")
     plot(rows, args.out / "scaling.png", f"{where}. {PLOT_TITLE}")
     for method in METHODS:
         mine = [r for r in rows if r["method"] == method]
         small, large = mine[0], mine[-1]
-        print(f"{method} {large['labels']}/{small['labels']} labels: step time x{large['step_ms'] / small['step_ms']:.2f} "
-              f"(CPU time x{large['cpu_ms'] / small['cpu_ms']:.2f}), "
-              f"memory x{large['peak_memory_mib'] / small['peak_memory_mib']:.2f}, FLOPs x{large['gflops_per_batch'] / small['gflops_per_batch']:.2f}")
-    print(f"{where}; {time.perf_counter() - started:.0f} s; wrote {args.out / 'scaling.csv'} and {args.out / 'scaling.png'}")
+        print(
+            f"{method} {large['labels']}/{small['labels']} labels: step time x{large['step_ms'] / small['step_ms']:.2f} "
+            f"(CPU time x{large['cpu_ms'] / small['cpu_ms']:.2f}), "
+            f"memory x{large['peak_memory_mib'] / small['peak_memory_mib']:.2f}, FLOPs x{large['gflops_per_batch'] / small['gflops_per_batch']:.2f}"
+        )
+    print(
+        f"{where}; {time.perf_counter() - started:.0f} s; wrote {args.out / 'scaling.csv'} and {args.out / 'scaling.png'}"
+    )
 
 
 if __name__ == "__main__":

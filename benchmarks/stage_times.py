@@ -9,7 +9,7 @@ params.yaml) whose dataset is a folder of four tiny images carrying Pascal VOC's
 synonyms, so the label set and every stage's work on texts are the default's while the image
 stages, which this does not time, have almost nothing to do. Params are params.yaml's defaults
 except generate.n_combinations (--n) and encode.model: a randomly initialised CLIP RN50
-(`pipeline.random_clip`, the real RN50's shapes, so the cost is the same) saved as a state dict and
+(`pipeline.testbeds.random_clip`, the real RN50's shapes, so the cost is the same) saved as a state dict and
 loaded through clip.load(path), as a user's own checkpoint would be. Each stage runs as
 `python -m stages.<name>` with the project as working directory, as `dvc repro` runs it, and is
 timed from process start to exit (imports and model loads included). Goal: at most 10 minutes in
@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.random_clip import save_random_clip
+from pipeline.testbeds.random_clip import save_random_clip
 from toy_project import build_project
 
 STAGES = ("prepare", "generate", "encode_text", "train")
@@ -51,8 +51,9 @@ def run_stage(project: Path, name: str, log_dir: Path) -> float:
     env = {**os.environ, "PYTHONPATH": str(project), "PYTHONWARNINGS": "ignore"}
     started = time.perf_counter()
     with open(log_dir / f"{name}.log", "w") as log:
-        result = subprocess.run([sys.executable, "-m", f"stages.{name}"], cwd=project, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
+        result = subprocess.run(
+            [sys.executable, "-m", f"stages.{name}"], cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     seconds = time.perf_counter() - started
     if result.returncode:
         tail = (log_dir / f"{name}.log").read_text()[-3000:]
@@ -64,9 +65,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1000, help="generate.n_combinations (default 1000)")
     ap.add_argument("--epochs", type=int, default=None, help="train.epochs (default: params.yaml's)")
-    ap.add_argument("--paper-turns", action="store_true",
-                    help="generate.single_sentence: false, the paper's conversation as is (default: params.yaml's true)")
-    ap.add_argument("--keep", type=Path, default=None, help="build the project here and keep it (default: a temp folder)")
+    ap.add_argument(
+        "--paper-turns",
+        action="store_true",
+        help="generate.single_sentence: false, the paper's conversation as is (default: params.yaml's true)",
+    )
+    ap.add_argument(
+        "--keep", type=Path, default=None, help="build the project here and keep it (default: a temp folder)"
+    )
     args = ap.parse_args()
 
     import polars as pl
@@ -77,8 +83,10 @@ def main() -> None:
     try:
         t = time.perf_counter()
         project = text_side_project(folder, args.n, args.epochs, args.paper_turns)
-        print(f"project {project} built in {time.perf_counter() - t:.1f}s (random RN50 saved); "
-              f"{os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f}")
+        print(
+            f"project {project} built in {time.perf_counter() - t:.1f}s (random RN50 saved); "
+            f"{os.cpu_count()} CPU(s), load average {os.getloadavg()[0]:.1f}"
+        )
         times = {}
         for name in STAGES:
             times[name] = run_stage(project, name, folder)
@@ -88,10 +96,14 @@ def main() -> None:
         summary = json.loads((project / paths.TRAIN_METRICS).read_text())
         epochs = pl.read_csv(project / paths.TRAIN_LOG).height
         total = sum(times[n] for n in ("generate", "encode_text", "train"))
-        print(f"generate kept {texts.height} texts of {args.n} combinations, dropped {report.height} "
-              f"({dict(report['reason'].value_counts().iter_rows())}); train: {summary['n_texts']} texts, {epochs} epochs")
-        print(f"generate + encode_text + train: {total:.1f}s = {total / 60:.1f} min (goal <= {GOAL_S / 60:.0f} min); "
-              f"load average now {os.getloadavg()[0]:.1f}")
+        print(
+            f"generate kept {texts.height} texts of {args.n} combinations, dropped {report.height} "
+            f"({dict(report['reason'].value_counts().iter_rows())}); train: {summary['n_texts']} texts, {epochs} epochs"
+        )
+        print(
+            f"generate + encode_text + train: {total:.1f}s = {total / 60:.1f} min (goal <= {GOAL_S / 60:.0f} min); "
+            f"load average now {os.getloadavg()[0]:.1f}"
+        )
     finally:
         if args.keep is None:
             shutil.rmtree(folder, ignore_errors=True)

@@ -17,13 +17,18 @@ import yaml
 from PIL import Image
 
 from pipeline.config import GenerateParams
+from pipeline.data.labels import VOC_LABELS
 from pipeline.generate.combinations import plan_combinations
 from pipeline.generate.templates import template_texts
-from pipeline.labels import VOC_LABELS
 
 ROOT = Path(__file__).resolve().parents[1]
-ENV = {"DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@localhost",
-       "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@localhost"}
+ENV = {
+    "DVC_NO_ANALYTICS": "1",
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "bench@localhost",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "bench@localhost",
+}
 
 
 def build_project(folder: Path, images: list[tuple[str, str]], settings: dict) -> Path:
@@ -46,11 +51,16 @@ def build_project(folder: Path, images: list[tuple[str, str]], settings: dict) -
         Image.fromarray(rng.integers(0, 255, (32, 32, 3)).astype(np.uint8)).save(data / "images" / name)
         rows.append(f"{name},{labels},{split}\n")
     (data / "labels.csv").write_text("path,labels,split\n" + "".join(rows))
-    (data / "labels.txt").write_text("".join(
-        f"{name}: {', '.join(synonyms)}\n" for name, synonyms in zip(VOC_LABELS.names, VOC_LABELS.synonyms)))
+    (data / "labels.txt").write_text(
+        "".join(f"{name}: {', '.join(synonyms)}\n" for name, synonyms in zip(VOC_LABELS.names, VOC_LABELS.synonyms))
+    )
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    folder_dataset = {"prepare.dataset": "folder", "prepare.root": "data/images", "prepare.labels_file": "data/labels.csv",
-                      "prepare.label_names": "data/labels.txt"}
+    folder_dataset = {
+        "prepare.dataset": "folder",
+        "prepare.root": "data/images",
+        "prepare.labels_file": "data/labels.csv",
+        "prepare.label_names": "data/labels.txt",
+    }
     for dotted, value in {**folder_dataset, **settings}.items():
         section, key = dotted.split(".", 1)
         params[section][key] = value
@@ -61,15 +71,20 @@ def build_project(folder: Path, images: list[tuple[str, str]], settings: dict) -
 def random_images(n_per_split: dict[str, int], seed: int = 0) -> list[tuple[str, str]]:
     """(split, labels) rows: 1-2 random VOC labels per image."""
     rng = np.random.default_rng(seed)
-    return [(split, "|".join(rng.choice(VOC_LABELS.names, rng.integers(1, 3), replace=False)))
-            for split, n in n_per_split.items() for _ in range(n)]
+    return [
+        (split, "|".join(rng.choice(VOC_LABELS.names, rng.integers(1, 3), replace=False)))
+        for split, n in n_per_split.items()
+        for _ in range(n)
+    ]
 
 
 def run(project: Path, *command: str) -> subprocess.CompletedProcess:
     """`command` in the project folder; stops the benchmark with its output when it fails."""
     done = subprocess.run(command, cwd=project, env={**os.environ, **ENV}, capture_output=True, text=True)
     if done.returncode:
-        raise SystemExit(f"{' '.join(command)} exited with {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        raise SystemExit(
+            f"{' '.join(command)} exited with {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        )
     return done
 
 

@@ -5,8 +5,9 @@ __version__ = "0.1.0"
 
 def load_classifier(path, device: str = "auto", clip_model: str | None = None, threshold: float | None = None):
     """A trained classifier from an exported folder (`tai export`, no pickle) or an adapter bundle, with
-    `.predict(images)` and `.scores(pixels)`: see `pipeline.classifier`. Imported on call, so importing
+    `.predict(images)` and `.scores(pixels)`: see `pipeline.shipping.classifier`. Imported on call, so importing
     `pipeline` stays free of torch."""
-    from .classifier import DEFAULT_THRESHOLD, load_classifier as load
+    from .shipping.classifier import DEFAULT_THRESHOLD
+    from .shipping.classifier import load_classifier as load
 
     return load(path, device, clip_model, DEFAULT_THRESHOLD if threshold is None else threshold)

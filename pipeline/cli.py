@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from pipeline.dependency_warnings import silence
 
-silence()   # before typer and the commands' imports
+silence()  # before typer and the commands' imports
 
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -31,6 +31,7 @@ import typer  # noqa: E402
 from typer.core import TyperGroup  # noqa: E402
 
 from pipeline import paths  # noqa: E402
+
 # Each command imports the library modules it needs inside itself: `import pipeline.cli` (`tai --help`) stays free
 # of torch, polars and pyarrow (tests/test_cli.py), 0.05 s instead of several seconds.
 from pipeline.errors import EXIT_USER_ERROR, UserError, one_line  # noqa: E402
@@ -73,14 +74,16 @@ def _fail(message: str) -> "typer.Exit":
 @app.command()
 def download(
     name: str = typer.Argument(..., help="what to download: voc2007, coco2014 (nuswide: says how to get it)"),
-    dest: Path = typer.Option(paths.DOWNLOADS, "--dest", help="folder to unpack into (the download stage's, by default)"),
+    dest: Path = typer.Option(
+        paths.DOWNLOADS, "--dest", help="folder to unpack into (the download stage's, by default)"
+    ),
     keep_archives: bool = typer.Option(False, "--keep-archives", help="keep the downloaded archives in DEST"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show progress bars"),
 ) -> None:
     """Download a dataset, check its MD5 sums and unpack it into DEST (default: data/); an interrupted
     download resumes where it stopped when run again."""
-    from pipeline.datasets.specs import download_dataset
-    from pipeline.download import ManualDownloadError
+    from pipeline.data.datasets.specs import download_dataset
+    from pipeline.data.download import ManualDownloadError
 
     console = _console()
     try:
@@ -221,27 +224,43 @@ def _inspect_json(path: Path) -> None:
 @app.command()
 def predict(
     folder: Path = typer.Argument(..., help="a folder of images (searched recursively)"),
-    model: Path = typer.Option(None, "--model", help="an exported classifier folder (`tai export`); "
-                               "default: the workspace's adapter (--adapter)"),
+    model: Path = typer.Option(
+        None,
+        "--model",
+        help="an exported classifier folder (`tai export`); default: the workspace's adapter (--adapter)",
+    ),
     adapter: Path = typer.Option(paths.MODEL, "--adapter", help="a trained adapter bundle of the workspace"),
     out: Path = typer.Option(None, "--out", help="write the table here (.parquet or .csv); default: print it"),
-    threshold: float = typer.Option(None, "--threshold", min=0.0, max=1.0,
-                                    help="probability to predict a label, for every label [default: the "
-                                    "model's per-label thresholds (an export's, or chosen by train), else 0.5]"),
-    thresholds: Path = typer.Option(None, "--thresholds", help="per-label thresholds: JSON {label: t} or CSV "
-                                    "with columns label,threshold; other labels use --threshold"),
-    top_k: int = typer.Option(None, "--top-k", min=1, help="predict at most K labels per image, the most likely "
-                              "(with --threshold 0: exactly the K most likely)"),
+    threshold: float = typer.Option(
+        None,
+        "--threshold",
+        min=0.0,
+        max=1.0,
+        help="probability to predict a label, for every label [default: the "
+        "model's per-label thresholds (an export's, or chosen by train), else 0.5]",
+    ),
+    thresholds: Path = typer.Option(
+        None,
+        "--thresholds",
+        help="per-label thresholds: JSON {label: t} or CSV with columns label,threshold; other labels use --threshold",
+    ),
+    top_k: int = typer.Option(
+        None,
+        "--top-k",
+        min=1,
+        help="predict at most K labels per image, the most likely (with --threshold 0: exactly the K most likely)",
+    ),
     clip_model: str = typer.Option(None, "--clip-model", help="CLIP name or checkpoint; default: the classifier's"),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
 ) -> None:
     """Label every image in FOLDER with a trained classifier: the predicted labels and one probability per label."""
     from pipeline.io import write_parquet, write_text
-    from pipeline.predict import predict_folder
+    from pipeline.shipping.predict import predict_folder
 
-    frame, skipped = predict_folder(model or adapter, folder, clip_model, threshold, device, batch_size,
-                                    top_k=top_k, thresholds_file=thresholds)
+    frame, skipped = predict_folder(
+        model or adapter, folder, clip_model, threshold, device, batch_size, top_k=top_k, thresholds_file=thresholds
+    )
     console = _console()
     for path, why in skipped:
         console.print(f"[yellow]skipped[/] {path}: {why}", soft_wrap=True)
@@ -264,16 +283,27 @@ def export(
     adapter: Path = typer.Option(paths.MODEL, "--adapter", help="the trained adapter bundle to export"),
     params_file: Path = typer.Option(Path("params.yaml"), "--params", help="the params it was trained with"),
     reports_dir: Path = typer.Option(paths.REPORTS, "--reports", help="where the metrics the card quotes are"),
-    thresholds: Path = typer.Option(None, "--thresholds", help="per-label thresholds to ship (JSON or CSV, as "
-                                    "for predict); others keep the adapter's own (chosen by train) or 0.5"),
-    onnx: bool = typer.Option(False, "--onnx", help="also write model.onnx: pixels to probabilities, CLIP image "
-                              "encoder and adapter in one graph (pip install -e '.\\[onnx]')"),
-    clip_model: str = typer.Option(None, "--clip-model", help="where to find the adapter's CLIP, when not where "
-                                   "it was at training (its identity is checked)"),
+    thresholds: Path = typer.Option(
+        None,
+        "--thresholds",
+        help="per-label thresholds to ship (JSON or CSV, as "
+        "for predict); others keep the adapter's own (chosen by train) or 0.5",
+    ),
+    onnx: bool = typer.Option(
+        False,
+        "--onnx",
+        help="also write model.onnx: pixels to probabilities, CLIP image "
+        "encoder and adapter in one graph (pip install -e '.\\[onnx]')",
+    ),
+    clip_model: str = typer.Option(
+        None,
+        "--clip-model",
+        help="where to find the adapter's CLIP, when not where it was at training (its identity is checked)",
+    ),
 ) -> None:
     """Write the trained classifier as a folder other programs load without pickle: model.safetensors,
     config.json, a model card (README.md) and, with --onnx, model.onnx."""
-    from pipeline.export import export_workspace
+    from pipeline.shipping.export import export_workspace
 
     folder = export_workspace(out_dir, adapter, params_file, reports_dir, thresholds, onnx, clip_model)
     files = ", ".join(sorted(p.name for p in folder.iterdir()))
@@ -286,30 +316,44 @@ def export(
 @app.command()
 def thresholds(
     folder: Path = typer.Argument(..., help="a small folder of your own labelled images"),
-    labels_file: Path = typer.Argument(..., help="its labels: CSV or Parquet with columns path (relative to "
-                                       "FOLDER), labels ('a|b'), split (ignored), as prepare.labels_file"),
+    labels_file: Path = typer.Argument(
+        ...,
+        help="its labels: CSV or Parquet with columns path (relative to "
+        "FOLDER), labels ('a|b'), split (ignored), as prepare.labels_file",
+    ),
     out: Path = typer.Option(Path("thresholds.json"), "--out", help="where to write {label: threshold}"),
     model: Path = typer.Option(None, "--model", help="an exported classifier folder; default: --adapter"),
     adapter: Path = typer.Option(paths.MODEL, "--adapter", help="a trained adapter bundle of the workspace"),
-    check: float = typer.Option(0.5, "--check", min=0.0, max=0.9, help="share of the images set aside to "
-                                "measure F1 at the chosen thresholds against 0.5 (0: choose on all)"),
+    check: float = typer.Option(
+        0.5,
+        "--check",
+        min=0.0,
+        max=0.9,
+        help="share of the images set aside to measure F1 at the chosen thresholds against 0.5 (0: choose on all)",
+    ),
     seed: int = typer.Option(0, "--seed", help="which images are set aside"),
     clip_model: str = typer.Option(None, "--clip-model", help="CLIP name or checkpoint; default: the classifier's"),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda"),
 ) -> None:
     """Choose per-label thresholds maximising F1 on a labelled folder; use them with `tai predict --thresholds`
     and `tai export --thresholds`."""
-    from pipeline.folder_thresholds import choose_on_folder
     from pipeline.io import write_json
+    from pipeline.shipping.folder_thresholds import choose_on_folder
 
     result = choose_on_folder(model or adapter, folder, labels_file, check, seed, device, clip_model)
     write_json(result.thresholds, out)
     console = _console()
-    console.print(f"[green]wrote[/] {out}: thresholds for {len(result.thresholds)} label(s), chosen on "
-                  f"{result.n_chosen_on} image(s) (labels with no positive among them keep 0.5)", soft_wrap=True)
+    console.print(
+        f"[green]wrote[/] {out}: thresholds for {len(result.thresholds)} label(s), chosen on "
+        f"{result.n_chosen_on} image(s) (labels with no positive among them keep 0.5)",
+        soft_wrap=True,
+    )
     if result.f1_checked is not None:
-        console.print(f"micro F1 on the {result.n_checked} set-aside image(s): {result.f1_checked:.3f} at these "
-                      f"thresholds, {result.f1_checked_at_default:.3f} at 0.5", soft_wrap=True)
+        console.print(
+            f"micro F1 on the {result.n_checked} set-aside image(s): {result.f1_checked:.3f} at these "
+            f"thresholds, {result.f1_checked_at_default:.3f} at 0.5",
+            soft_wrap=True,
+        )
 
 
 # --------------------------------------------------------------------------------------------- gallery
@@ -317,18 +361,26 @@ def thresholds(
 
 @app.command()
 def gallery(
-    predictions: Path = typer.Argument(None, help="a `tai predict --out` table (.parquet or .csv); default: the "
-                                       "workspace's evaluation split, with its ground truth"),
+    predictions: Path = typer.Argument(
+        None,
+        help="a `tai predict --out` table (.parquet or .csv); default: the "
+        "workspace's evaluation split, with its ground truth",
+    ),
     out: Path = typer.Option(Path("gallery.html"), "--out", help="the HTML file to write"),
-    model: Path = typer.Option(None, "--model", help="the classifier whose thresholds to show (an export or an "
-                               "adapter bundle); default: the workspace's adapter when it exists"),
-    threshold: float = typer.Option(None, "--threshold", min=0.0, max=1.0, help="one threshold for every label "
-                                    "[default: the model's own, else 0.5]"),
+    model: Path = typer.Option(
+        None,
+        "--model",
+        help="the classifier whose thresholds to show (an export or an "
+        "adapter bundle); default: the workspace's adapter when it exists",
+    ),
+    threshold: float = typer.Option(
+        None, "--threshold", min=0.0, max=1.0, help="one threshold for every label [default: the model's own, else 0.5]"
+    ),
     params_file: Path = typer.Option(Path("params.yaml"), "--params", help="the workspace's params (dataset, split)"),
 ) -> None:
     """Write one self-contained HTML page (no server, no network) to browse predictions: thumbnails, predicted
     labels with probabilities, the thresholds; on the evaluation split also the truth with FP/FN marked."""
-    from pipeline.gallery import from_evaluation, from_predictions, model_thresholds, write_gallery
+    from pipeline.shipping.gallery import from_evaluation, from_predictions, model_thresholds, write_gallery
 
     if model is None and paths.MODEL.is_file():
         model = paths.MODEL
@@ -337,15 +389,22 @@ def gallery(
         data = from_predictions(predictions, labels, thresholds, source)
     else:
         from pipeline.config import load_params
-        from pipeline.manifest import read_split
+        from pipeline.data.manifest import read_split
 
         params = load_params(params_file)
         if labels is None:
             raise _fail(f"no trained adapter at {paths.MODEL}: run `dvc repro` first, or pass a predictions table")
-        data = from_evaluation(paths.EVAL / "scores.parquet", read_split(params.prepare.dataset, params.evaluate.split),
-                               labels, thresholds, source)
+        data = from_evaluation(
+            paths.EVAL / "scores.parquet",
+            read_split(params.prepare.dataset, params.evaluate.split),
+            labels,
+            thresholds,
+            source,
+        )
     write_gallery(data, out)
-    _console().print(f"[green]wrote[/] {out}: {len(data.names)} image(s), thresholds chosen on: {source}", soft_wrap=True)
+    _console().print(
+        f"[green]wrote[/] {out}: {len(data.names)} image(s), thresholds chosen on: {source}", soft_wrap=True
+    )
 
 
 # --------------------------------------------------------------------------------------------- report
@@ -355,26 +414,42 @@ def gallery(
 def report(
     out_dir: Path = typer.Option(Path("reports"), "--out-dir", help="where experiments.md and experiments.png go"),
     metric: list[str] = typer.Option(
-        None, "--metric", "-m",
+        None,
+        "--metric",
+        "-m",
         help="a metric column (e.g. eval.map); repeat for several. Default: the headline metrics in the table "
         "(eval.map, eval.integrated_map, eval.other_map, prompt.map, zeroshot.map: those present), the adapter's "
         "mAP in the plot (the first --metric when given)",
     ),
-    all_metrics: bool = typer.Option(False, "--all-metrics", help="every numeric metric in the table, not only "
-                                     "the headline ones"),
-    x: str = typer.Option(None, "--x", help="the param on the plot's x axis; default: the varied numeric param "
-                          "with the most distinct values"),
-    json_file: Path = typer.Option(None, "--json", help="read this saved `dvc exp show --json` output "
-                                   "instead of running DVC"),
-    all_commits: bool = typer.Option(False, "--all-commits", "-A", help="also the experiments of every commit, "
-                                     "not only HEAD's (passed to dvc exp show)"),
-    per_class: bool = typer.Option(False, "--per-class", help="also experiments_per_class.md: each label's AP, "
-                                   "mean ± std over seeds per group (from each run's reports/per_class.csv)"),
-    per_class_method: str = typer.Option("adapter", "--per-class-method", help="whose AP --per-class shows: "
-                                         "adapter, zeroshot, prompt or integrated"),
+    all_metrics: bool = typer.Option(
+        False, "--all-metrics", help="every numeric metric in the table, not only the headline ones"
+    ),
+    x: str = typer.Option(
+        None,
+        "--x",
+        help="the param on the plot's x axis; default: the varied numeric param with the most distinct values",
+    ),
+    json_file: Path = typer.Option(
+        None, "--json", help="read this saved `dvc exp show --json` output instead of running DVC"
+    ),
+    all_commits: bool = typer.Option(
+        False,
+        "--all-commits",
+        "-A",
+        help="also the experiments of every commit, not only HEAD's (passed to dvc exp show)",
+    ),
+    per_class: bool = typer.Option(
+        False,
+        "--per-class",
+        help="also experiments_per_class.md: each label's AP, "
+        "mean ± std over seeds per group (from each run's reports/per_class.csv)",
+    ),
+    per_class_method: str = typer.Option(
+        "adapter", "--per-class-method", help="whose AP --per-class shows: adapter, zeroshot, prompt or integrated"
+    ),
 ) -> None:
     """Summarise the DVC experiments: mean ± std over seeds per setting (Markdown) and a metric curve (PNG)."""
-    from pipeline.report import ReportError, exp_show_json, parse_exp_show, short_rev, write_report
+    from pipeline.experiments.summary import ReportError, exp_show_json, parse_exp_show, short_rev, write_report
 
     if json_file is not None:
         try:
@@ -394,8 +469,8 @@ def report(
         soft_wrap=True,
     )
     if per_class:
-        from pipeline.report import collect_runs
-        from pipeline.report_per_class import write_per_class_report
+        from pipeline.experiments.per_class_summary import write_per_class_report
+        from pipeline.experiments.summary import collect_runs
 
         runs, _ = collect_runs(data)
         console.print(f"wrote {write_per_class_report(runs, Path('.'), out_dir, per_class_method)}", soft_wrap=True)
@@ -420,24 +495,32 @@ def doctor(
 
 @app.command()
 def sweep(
-    set_param: list[str] = typer.Option(..., "--set-param", "-S", help="as `dvc exp run -S`: `train.radius=0,10,25` "
-                                        "queues one experiment per value; several -S make a grid"),
+    set_param: list[str] = typer.Option(
+        ...,
+        "--set-param",
+        "-S",
+        help="as `dvc exp run -S`: `train.radius=0,10,25` queues one experiment per value; several -S make a grid",
+    ),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="queue workers at once (each runs one experiment)"),
     out_dir: Path = typer.Option(Path("reports"), "--out-dir", help="where the report's experiments.md and .png go"),
 ) -> None:
     """Queue a grid of experiments, run it to the end (a queue worker that dies is started again), print the
     `tai report` table; exit 1 if an experiment failed."""
-    from pipeline.report import exp_show_json, write_report
-    from pipeline.sweep import run_sweep
+    from pipeline.experiments.summary import exp_show_json, write_report
+    from pipeline.experiments.sweep import run_sweep
 
     console = _console()
-    result = run_sweep(Path("."), set_param, jobs, say=lambda line: console.print(line, soft_wrap=True,
-                                                                                  highlight=False))
+    result = run_sweep(
+        Path("."), set_param, jobs, say=lambda line: console.print(line, soft_wrap=True, highlight=False)
+    )
     table, _, _ = write_report(exp_show_json("."), out_dir)
     print(table.read_text())
     if result.failed:
-        console.print(f"[red]{len(result.failed)} experiment(s) failed:[/] {', '.join(result.failed)} "
-                      "(`dvc queue logs NAME` says why)", soft_wrap=True)
+        console.print(
+            f"[red]{len(result.failed)} experiment(s) failed:[/] {', '.join(result.failed)} "
+            "(`dvc queue logs NAME` says why)",
+            soft_wrap=True,
+        )
         raise typer.Exit(code=1)
 
 

@@ -18,11 +18,10 @@ from typing import Any
 
 import yaml
 
+from .encoding.runtime_names import PRECISIONS, REMOVED_RUNTIMES, RUNTIMES
 from .errors import UserError
-from .noise_kinds import NOISE_KINDS   # choices that live beside the code that gives them meaning, torch-free
-from .peers import PEERS   # prompt.method's names: the peers' own table, torch-free
-from .runtimes import PRECISIONS, REMOVED_RUNTIMES, RUNTIMES
-
+from .method.noise_kinds import NOISE_KINDS  # choices that live beside the code that gives them meaning, torch-free
+from .peers import PEERS  # prompt.method's names: the peers' own table, torch-free
 
 # A number as YAML 1.2 (and so DVC) reads it; PyYAML (YAML 1.1) reads 1e-4 and 1e12 as text.
 YAML12_NUMBER = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
@@ -37,7 +36,7 @@ DEFAULT_DATASET = "voc2007"
 
 def _default_root() -> str:
     """prepare.root's default: where the download stage puts the default dataset (its spec's download folder)."""
-    from .datasets.specs import DATASETS   # here, not at the top: the spec table's package loads polars (0.3 s)
+    from .data.datasets.specs import DATASETS  # here, not at the top: the spec table's package loads polars (0.3 s)
 
     return DATASETS[DEFAULT_DATASET].download_root().as_posix()
 
@@ -49,16 +48,16 @@ class PrepareParams:
     splits: tuple[str, ...] = ("trainval", "test")
     labels_file: str | None = None
     label_names: str | None = None
-    annotations: dict[str, str] | None = None   # coco: split -> COCO-format instances JSON
-    keep_unannotated: bool = False               # coco, coco2014: keep images without any annotation
-    image_root: str | None = None                # nuswide: the image folder; null = <root>/Flickr
+    annotations: dict[str, str] | None = None  # coco: split -> COCO-format instances JSON
+    keep_unannotated: bool = False  # coco, coco2014: keep images without any annotation
+    image_root: str | None = None  # nuswide: the image folder; null = <root>/Flickr
 
     def check(self, key: str) -> None:
-        from .datasets.specs import DATASETS   # one spec per dataset: its keys, splits, rules and download
+        from .data.datasets.specs import DATASETS  # one spec per dataset: its keys, splits, rules and download
 
         _one_of(f"{key}.dataset", self.dataset, tuple(DATASETS))
         spec = DATASETS[self.dataset]
-        problem = spec.problem(self, key)   # what this dataset reads, needs and calls its splits (its root too)
+        problem = spec.problem(self, key)  # what this dataset reads, needs and calls its splits (its root too)
         if problem:
             raise ParamsError(problem)
         if self.labels_file and not self.labels_file.lower().endswith((".csv", ".parquet", ".pq")):
@@ -74,13 +73,13 @@ class OpenAIParams:
 
     Transport only: none of these change an answer, so none is in the generate journal's fingerprint."""
 
-    base_urls: tuple[str, ...] = ("http://127.0.0.1:8000/v1",)   # several = scale-out, least-busy first
-    model: str = "default"            # the `model` field of each request
-    api_key_env: str = "OPENAI_API_KEY"   # environment variable holding the key; unset = no auth header
-    concurrency: int = 4              # requests in flight, over all servers
-    timeout_s: float = 60.0           # per request
-    retries: int = 3                  # extra tries for a timeout, an HTTP 5xx/429 or a garbled answer
-    backoff_s: float = 1.0            # wait before retry i: backoff_s * 2**(i-1)
+    base_urls: tuple[str, ...] = ("http://127.0.0.1:8000/v1",)  # several = scale-out, least-busy first
+    model: str = "default"  # the `model` field of each request
+    api_key_env: str = "OPENAI_API_KEY"  # environment variable holding the key; unset = no auth header
+    concurrency: int = 4  # requests in flight, over all servers
+    timeout_s: float = 60.0  # per request
+    retries: int = 3  # extra tries for a timeout, an HTTP 5xx/429 or a garbled answer
+    backoff_s: float = 1.0  # wait before retry i: backoff_s * 2**(i-1)
 
     def check(self, key: str) -> None:
         if not self.base_urls:
@@ -100,9 +99,9 @@ class OpenAIParams:
 
 # Allowed values, checked here only (`Params.check`, before any work): the code that uses a value
 # trusts it, and tests/test_choices.py checks that each value has its own behaviour there.
-# Image preprocessing of pipeline.clip_model.image_transform (encode.resize).
+# Image preprocessing of pipeline.encoding.openai_clip.image_transform (encode.resize).
 RESIZE_MODES = ("square", "center_crop")
-# Where images are encoded (encode.engine; pipeline.encode_images): this process, or a Ray cluster (ours).
+# Where images are encoded (encode.engine; pipeline.encoding.encode_images): this process, or a Ray cluster (ours).
 ENGINES = ("local", "ray")
 # encode.device, train.device (pipeline.device).
 DEVICES = ("auto", "cpu", "cuda")
@@ -110,7 +109,7 @@ DEVICES = ("auto", "cpu", "cuda")
 BACKENDS = ("llama_cpp", "openai")
 # Labelled images per class in the few-shot setting (fewshot.shots; 0 = off), the paper's.
 SHOT_COUNTS = (0, 1, 2, 4, 8, 16)
-# encode.model names starting so are open_clip models (pipeline.open_clip_model).
+# encode.model names starting so are open_clip models (pipeline.encoding.open_clip_backbones).
 OPEN_CLIP_PREFIX = "open_clip:"
 # How a text's training labels are set (generate.label_rule): exactly its combination (the paper's),
 # or the combination plus every label named in the text (ours).
@@ -121,9 +120,9 @@ REQUIRE_LABELS = ("none", "any", "all")
 # generate.model as a GGUF file on the Hugging Face Hub: hf:<owner>/<repo>[@<revision>]/<path in the repo>.gguf
 HUB_REFERENCE = re.compile(r"hf:(?P<repo>[\w.-]+/[\w.-]+)(?:@(?P<revision>[^/\s]+))?/(?P<filename>[^\s]+\.gguf)")
 HUB_REFERENCE_EXAMPLE = "hf:bartowski/Qwen2.5-0.5B-Instruct-GGUF/Qwen2.5-0.5B-Instruct-Q4_K_M.gguf"
-# How partial-label texts are shifted towards the images (partial.shift; pipeline.centroids).
+# How partial-label texts are shifted towards the images (partial.shift; pipeline.method.centroids).
 SHIFT_MODES = ("combination", "label", "global", "none")
-# How evaluate.integrate_with averages another method's scores with the adapter's (pipeline.metrics).
+# How evaluate.integrate_with averages another method's scores with the adapter's (pipeline.evaluation.metrics).
 # global: each method's whole score matrix scaled (TaI-DPT's ensemble_score.py, the paper's policy);
 # per_class, both: per-class scaling of the other method's scores, or of both (ours).
 INTEGRATE_SCALINGS = ("global", "per_class", "both")
@@ -133,7 +132,7 @@ INTEGRATE_PROMPT = "prompt"
 # its rows and the texts table take about 2 KB per caption in memory (measured: 200,000 template
 # captions of VOC peak near 580 MiB), so 2 million is ~4 GB, and days of LLM time.
 MAX_CAPTIONS = 2_000_000
-MAX_PARALLEL = 64   # generate.parallel: llama.cpp sequences decoded at once
+MAX_PARALLEL = 64  # generate.parallel: llama.cpp sequences decoded at once
 
 # The paper's other captioning prompt (generate.alt_prompt).
 PAPER_ALT_PROMPT = "please organize the words {labels} into a sentence to describe an image."
@@ -151,9 +150,7 @@ class GenerateParams:
     prompt: str = "Please briefly caption an image that contains {labels}."
     alt_prompt: str = PAPER_ALT_PROMPT
     alt_prompt_fraction: float = 0.0
-    different_prompt: str = (
-        "Go ahead and add a caption to this image that is different from what you described before."
-    )
+    different_prompt: str = "Go ahead and add a caption to this image that is different from what you described before."
     shorten_prompt: str = "It's too long, please make it shorter."
     max_shorten_rounds: int = 3
     max_retries: int = 2
@@ -162,15 +159,19 @@ class GenerateParams:
     backend: str = "llama_cpp"
     model: str = "smollm2"
     n_threads: int = 2
-    repack_weights: bool = False      # ours: llama.cpp's load-time weight repacking (crashed on AMX CPUs; docs/models.md)
+    repack_weights: bool = False  # ours: llama.cpp's load-time weight repacking (crashed on AMX CPUs; docs/models.md)
     n_ctx: int = 1024
     temperature: float = 0.7
     max_tokens: int = 96
-    single_sentence: bool = True      # the LLM stops at the end of its first sentence (pipeline.generate.sentence); false: the paper's turns
-    journal_every_s: float = 2.0      # finished captions reach the resume journal at least this often
-    label_rule: str = "combination"   # combination (the paper's) | mentions (plus labels named in the text)
-    require_labels: str = "any"       # ours: none (the paper's) | any | all of its combination's labels an LLM caption must name
-    parallel: int = 8                 # ours: llama_cpp chats decoded at once (llama.cpp batch API); 1: one at a time
+    single_sentence: bool = (
+        True  # the LLM stops at the end of its first sentence (pipeline.generate.sentence); false: the paper's turns
+    )
+    journal_every_s: float = 2.0  # finished captions reach the resume journal at least this often
+    label_rule: str = "combination"  # combination (the paper's) | mentions (plus labels named in the text)
+    require_labels: str = (
+        "any"  # ours: none (the paper's) | any | all of its combination's labels an LLM caption must name
+    )
+    parallel: int = 8  # ours: llama_cpp chats decoded at once (llama.cpp batch API); 1: one at a time
     openai: OpenAIParams = field(default_factory=OpenAIParams)
 
     def check(self, key: str) -> None:
@@ -225,7 +226,7 @@ class GenerateParams:
         if self.max_shorten_rounds > 0 and not self.shorten_prompt.strip():
             raise ParamsError(
                 f"{key}.shorten_prompt is empty but {key}.max_shorten_rounds > 0: write it, e.g. "
-                "\"It's too long, please make it shorter.\", or set max_shorten_rounds to 0"
+                '"It\'s too long, please make it shorter.", or set max_shorten_rounds to 0'
             )
         if self.llm_fraction < 1 and not self.templates:
             raise ParamsError(f"{key}.templates is empty but {key}.llm_fraction < 1: add a template or set it to 1")
@@ -235,7 +236,11 @@ class GenerateParams:
         self.openai.check(f"{key}.openai")
 
     def _check_parallel(self, key: str) -> None:
-        if not isinstance(self.parallel, int) or isinstance(self.parallel, bool) or not 1 <= self.parallel <= MAX_PARALLEL:
+        if (
+            not isinstance(self.parallel, int)
+            or isinstance(self.parallel, bool)
+            or not 1 <= self.parallel <= MAX_PARALLEL
+        ):
             raise ParamsError(
                 f"{key}.parallel = {self.parallel!r} is out of range: use 1 (one chat at a time) to {MAX_PARALLEL} "
                 f"sequences decoded at once (the default 8: docs/generation.md)"
@@ -251,13 +256,14 @@ class EncodeParams:
     shard_rows: int = 100000
     num_workers: int = 2
     device: str = "auto"
-    resize: str = "square"   # square: N x N (ours, as TaI-DPT's code) | center_crop: short side to N, centre crop (CLIP's)
+    resize: str = (
+        "square"  # square: N x N (ours, as TaI-DPT's code) | center_crop: short side to N, centre crop (CLIP's)
+    )
     precision: str = "fp32"  # ours: fp32 | bf16 (CPUs with bf16 instructions, GPUs) | fp16 (CUDA); in the cache key
-    runtime: str = "auto"    # ours: auto | torch | torchscript | onnxruntime | compile (fp32 images, same outputs)
+    runtime: str = "auto"  # ours: auto | torch | torchscript | onnxruntime | compile (fp32 images, same outputs)
 
-    engine: str = "local"            # ours: local | ray (image encoding on a Ray cluster, pipeline/encode_ray.py)
-    ray_address: str | None = None   # a running Ray cluster to join; null: RAY_ADDRESS, else a local Ray
-
+    engine: str = "local"  # ours: local | ray (image encoding on a Ray cluster, pipeline/encoding/encode_ray.py)
+    ray_address: str | None = None  # a running Ray cluster to join; null: RAY_ADDRESS, else a local Ray
 
     def check(self, key: str) -> None:
         _one_of(f"{key}.resize", self.resize, RESIZE_MODES)
@@ -267,18 +273,24 @@ class EncodeParams:
             raise ParamsError(f"{key}.runtime = {self.runtime!r}: {REMOVED_RUNTIMES[self.runtime]}")
         _one_of(f"{key}.runtime", self.runtime, RUNTIMES)
         if self.engine == "ray" and importlib.util.find_spec("ray") is None:
-            raise ParamsError(f"{key}.engine = 'ray' but Ray is not installed: pip install 'ray[data]', or use engine local")
+            raise ParamsError(
+                f"{key}.engine = 'ray' but Ray is not installed: pip install 'ray[data]', or use engine local"
+            )
         if self.ray_address is not None and not (isinstance(self.ray_address, str) and self.ray_address.strip()):
-            raise ParamsError(f"{key}.ray_address = {self.ray_address!r}: use a cluster address such as 'ray://head:10001', or null")
+            raise ParamsError(
+                f"{key}.ray_address = {self.ray_address!r}: use a cluster address such as 'ray://head:10001', or null"
+            )
         open_clip = self.model.startswith(OPEN_CLIP_PREFIX)
         if open_clip and importlib.util.find_spec("open_clip") is None:
-            raise ParamsError(f"{key}.model = {self.model!r} but open_clip is not installed: "
-                              "pip install -e '.[open_clip]', or use an OpenAI CLIP name such as RN50")
+            raise ParamsError(
+                f"{key}.model = {self.model!r} but open_clip is not installed: "
+                "pip install -e '.[open_clip]', or use an OpenAI CLIP name such as RN50"
+            )
         for name in ("image_resolution", "partial_resolution"):
             value = getattr(self, name)
             if value is None:
                 continue
-            if open_clip:   # a ViT's patch (14, 16, 32) is checked when the model is loaded
+            if open_clip:  # a ViT's patch (14, 16, 32) is checked when the model is loaded
                 _at_least(f"{key}.{name}", value, 32)
             else:
                 _multiple_of_32(f"{key}.{name}", value)
@@ -301,14 +313,14 @@ class ZeroshotParams:
 @dataclass(frozen=True)
 class FewshotParams:
     """Few-shot setting (stage `fewshot`, read by `train`): `shots` labelled images per class of
-    `split`, CoOp-style seeded sampling (`pipeline.fewshot`), mixed with the texts in training."""
+    `split`, CoOp-style seeded sampling (`pipeline.data.fewshot`), mixed with the texts in training."""
 
-    shots: int = 0                 # 0 = off (zero-shot)
-    split: str = "trainval"        # manifest split the support images come from
-    seed: int = 0                  # sampling seed
-    radius: float = 1.0            # noise radius for the support images (texts use train.radius)
-    noise: str = "interior"        # noise kind for the support images (eq. 6: inside the hypersphere)
-    image_weight: float = 0.5      # share of each training batch drawn from the support images; 0 = texts only
+    shots: int = 0  # 0 = off (zero-shot)
+    split: str = "trainval"  # manifest split the support images come from
+    seed: int = 0  # sampling seed
+    radius: float = 1.0  # noise radius for the support images (texts use train.radius)
+    noise: str = "interior"  # noise kind for the support images (eq. 6: inside the hypersphere)
+    image_weight: float = 0.5  # share of each training batch drawn from the support images; 0 = texts only
 
     def check(self, key: str) -> None:
         _one_of(f"{key}.shots", self.shots, SHOT_COUNTS)
@@ -324,19 +336,19 @@ class FewshotParams:
 @dataclass(frozen=True)
 class PartialParams:
     """Partial-label setting (stages `mask`, `centroids`, read by `train`): a seeded share
-    `known_proportion` of the (image, label) entries of `split` is known (`pipeline.partial`);
-    texts are shifted towards the images (`shift`, `pipeline.centroids`) and perturbed with
+    `known_proportion` of the (image, label) entries of `split` is known (`pipeline.data.partial_labels`);
+    texts are shifted towards the images (`shift`, `pipeline.method.centroids`) and perturbed with
     `radius`. With `image_weight` > 0 (ours; the paper trains on texts only) the partially
     labelled images also join training, with a loss mask."""
 
-    known_proportion: float | None = None   # 0..0.9 turns the setting on (0: nothing known, no shift); null = off
-    split: str = "trainval"                 # manifest split of the partially labelled images
-    seed: int = 0                           # mask seed
-    radius: float = 10.0                    # text noise radius after the shift
-    shift: str = "combination"              # combination (eq. 9) | label | global | none
-    image_radius: float = 1.0               # noise radius for the partially labelled images (image_weight > 0)
-    image_noise: str = "interior"           # noise kind for those images
-    image_weight: float = 0.0               # share of each batch drawn from those images; 0 = texts only (the paper)
+    known_proportion: float | None = None  # 0..0.9 turns the setting on (0: nothing known, no shift); null = off
+    split: str = "trainval"  # manifest split of the partially labelled images
+    seed: int = 0  # mask seed
+    radius: float = 10.0  # text noise radius after the shift
+    shift: str = "combination"  # combination (eq. 9) | label | global | none
+    image_radius: float = 1.0  # noise radius for the partially labelled images (image_weight > 0)
+    image_noise: str = "interior"  # noise kind for those images
+    image_weight: float = 0.0  # share of each batch drawn from those images; 0 = texts only (the paper)
 
     def check(self, key: str) -> None:
         if self.known_proportion is not None and not 0 <= self.known_proportion <= 0.9:
@@ -369,12 +381,14 @@ class TrainParams:
     noise: str = "surface"
     normalize: bool = False
     device: str = "auto"
-    threshold_holdout: float = 0.0   # ours: share of labelled images held out of training to choose thresholds on
+    threshold_holdout: float = 0.0  # ours: share of labelled images held out of training to choose thresholds on
 
     def check(self, key: str) -> None:
         if not 0 <= self.threshold_holdout < 1:
-            raise ParamsError(f"{key}.threshold_holdout = {self.threshold_holdout!r} is out of range: use a share "
-                              "in [0, 1), e.g. 0.25 (0: no threshold chosen on images, every label at 0.5)")
+            raise ParamsError(
+                f"{key}.threshold_holdout = {self.threshold_holdout!r} is out of range: use a share "
+                "in [0, 1), e.g. 0.25 (0: no threshold chosen on images, every label at 0.5)"
+            )
         _at_least(f"{key}.epochs", self.epochs, 1)
         _at_least(f"{key}.batch_size", self.batch_size, 1)
         _positive(f"{key}.max_lr", self.max_lr)
@@ -404,19 +418,19 @@ class PromptParams:
     none: the stage writes empty scores and a metrics file without a mAP. Null hyperparameters take
     the method's own default (pipeline/peers.py)."""
 
-    method: str = "none"                 # none | coop (few-shot) | dualcoop (partial labels) | taidpt (texts)
-    n_ctx: int = 16                      # learnable context vectors per prompt (all three peers: 16)
-    class_specific: bool | None = None   # one context per label (CoOp's CSC); null: the method's own
-    epochs: int | None = None            # null: the method's own
-    lr: float | None = None              # SGD learning rate; null: the method's own
-    batch_size: int | None = None        # null: the method's own
-    seed: int = 0                        # context initialisation and batch order
+    method: str = "none"  # none | coop (few-shot) | dualcoop (partial labels) | taidpt (texts)
+    n_ctx: int = 16  # learnable context vectors per prompt (all three peers: 16)
+    class_specific: bool | None = None  # one context per label (CoOp's CSC); null: the method's own
+    epochs: int | None = None  # null: the method's own
+    lr: float | None = None  # SGD learning rate; null: the method's own
+    batch_size: int | None = None  # null: the method's own
+    seed: int = 0  # context initialisation and batch order
     device: str = "auto"
-    loss_weight: float | None = None     # the loss's multiplier; null: the method's own (pipeline/peers.py: DualCoOp 0.03)
-    coop_loss: str = "ranking"           # CoOp's multi-label loss (COOP_LOSSES): ranking (TaI-DPT's) | bce (ours)
-    ctx_init: str | None = None          # initialise the context from these words ("a photo of a", CoOp's); null: random
-    taidpt_templates: bool = True        # TaI-DPT trains on its template sentences too (9 x "a photo of a {}." + 80 ImageNet)
-    select: str = "last"                 # last: the final epoch | val: the best epoch on a held-out slice of the training set
+    loss_weight: float | None = None  # the loss's multiplier; null: the method's own (pipeline/peers.py: DualCoOp 0.03)
+    coop_loss: str = "ranking"  # CoOp's multi-label loss (COOP_LOSSES): ranking (TaI-DPT's) | bce (ours)
+    ctx_init: str | None = None  # initialise the context from these words ("a photo of a", CoOp's); null: random
+    taidpt_templates: bool = True  # TaI-DPT trains on its template sentences too (9 x "a photo of a {}." + 80 ImageNet)
+    select: str = "last"  # last: the final epoch | val: the best epoch on a held-out slice of the training set
 
     def check(self, key: str) -> None:
         _one_of(f"{key}.method", self.method, tuple(PEERS))
@@ -425,9 +439,13 @@ class PromptParams:
         _one_of(f"{key}.coop_loss", self.coop_loss, COOP_LOSSES)
         _one_of(f"{key}.select", self.select, PROMPT_SELECTIONS)
         if self.ctx_init is not None and not self.ctx_init.strip():
-            raise ParamsError(f"{key}.ctx_init is empty: write the words to start from (CoOp's 'a photo of a') or set it to null")
+            raise ParamsError(
+                f"{key}.ctx_init is empty: write the words to start from (CoOp's 'a photo of a') or set it to null"
+            )
         if not 1 <= self.n_ctx <= 60:
-            raise ParamsError(f"{key}.n_ctx = {self.n_ctx!r} is out of range: use 1 to 60 context vectors (the peers use 16)")
+            raise ParamsError(
+                f"{key}.n_ctx = {self.n_ctx!r} is out of range: use 1 to 60 context vectors (the peers use 16)"
+            )
         if self.epochs is not None:
             _at_least(f"{key}.epochs", self.epochs, 1)
         if self.lr is not None:
@@ -441,14 +459,20 @@ class PromptParams:
 class EvaluateParams:
     split: str = "test"
     integrate_with: str | None = None
-    integrate_scaling: str = "global"  # global: each method's whole score matrix scaled to [0, 1] (TaI-DPT's, the paper's policy)
-    integrate_weight: float = 0.5      # the other method's weight: 0.5 is the paper's "average" (TaI-DPT's script: 0.9 partial, 0.6 few-shot)
+    integrate_scaling: str = (
+        "global"  # global: each method's whole score matrix scaled to [0, 1] (TaI-DPT's, the paper's policy)
+    )
+    integrate_weight: float = (
+        0.5  # the other method's weight: 0.5 is the paper's "average" (TaI-DPT's script: 0.9 partial, 0.6 few-shot)
+    )
 
     def check(self, key: str) -> None:
         _one_of(f"{key}.integrate_scaling", self.integrate_scaling, INTEGRATE_SCALINGS)
         if not 0 <= self.integrate_weight <= 1:
-            raise ParamsError(f"{key}.integrate_weight = {self.integrate_weight!r} is out of range: use a weight in "
-                              "[0, 1] for the other method's scores (0.5 averages them with the adapter's)")
+            raise ParamsError(
+                f"{key}.integrate_weight = {self.integrate_weight!r} is out of range: use a weight in "
+                "[0, 1] for the other method's scores (0.5 averages them with the adapter's)"
+            )
         if self.integrate_with not in (None, INTEGRATE_PROMPT) and not Path(self.integrate_with).is_file():
             raise ParamsError(
                 f"{key}.integrate_with = {self.integrate_with!r} is not a file: use 'prompt' (the prompt stage's "
@@ -485,8 +509,10 @@ def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | No
     except yaml.YAMLError as e:
         raise ParamsError(f"{path} is not valid YAML: {e}") from e
     if not isinstance(raw, dict):
-        raise ParamsError(f"{path}: the file should be a mapping of sections (prepare:, encode:, ...), "
-                          f"not a {type(raw).__name__}; start from the repository's params.yaml")
+        raise ParamsError(
+            f"{path}: the file should be a mapping of sections (prepare:, encode:, ...), "
+            f"not a {type(raw).__name__}; start from the repository's params.yaml"
+        )
     for dotted, value in (overrides or {}).items():
         *parents, last = dotted.split(".")
         node = raw

@@ -12,13 +12,13 @@ from __future__ import annotations
 import sys
 import warnings
 
-OURS = r"(pipeline|stages)(\.|$)"   # modules whose warnings are ours (matched against the warning's module)
+OURS = r"(pipeline|stages)(\.|$)"  # modules whose warnings are ours (matched against the warning's module)
 DEPRECATIONS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
 
 
 def silence() -> None:
     """Ignore deprecation warnings raised outside our modules, and setuptools' pkg_resources notice."""
-    if sys.warnoptions:   # -W or PYTHONWARNINGS: the user chose which warnings to see
+    if sys.warnoptions:  # -W or PYTHONWARNINGS: the user chose which warnings to see
         return
     for category in DEPRECATIONS:
         warnings.filterwarnings("ignore", category=category, module=f"(?!{OURS})")

@@ -112,22 +112,26 @@ def run_record(runtime: str, precision: str, device: str) -> dict[str, str]:
     `dvc exp show` shows each as a column and `tai report` (numbers only) leaves them out of its table."""
     # lazy: both load torch, and `tai doctor` imports this module to report, among others, a missing torch
     from pipeline.device import resolve_device
-    from pipeline.image_engine import choose_runtime
+    from pipeline.encoding.image_runtime import choose_runtime
 
     torch_device = resolve_device(device)
     record = {"python": python_version()}
     record.update({short: version(dist) or "none" for dist, short in KEY_PACKAGES.items()})
-    record.update({
-        "image_runtime": choose_runtime(runtime, precision, torch_device),
-        "image_precision": precision,
-        "device": torch_device.type,
-        "cpu": cpu_model(),
-        "gpu": gpu_name() or "none",
-    })
+    record.update(
+        {
+            "image_runtime": choose_runtime(runtime, precision, torch_device),
+            "image_precision": precision,
+            "device": torch_device.type,
+            "cpu": cpu_model(),
+            "gpu": gpu_name() or "none",
+        }
+    )
     return record
 
 
 def describe() -> str:
     """One line for logs and benchmarks: CPU, cores, GPU, Python."""
-    return (f"{cpu_model()}, {cores()} cores, {gpu_name() or 'no GPU'}; Python {python_version()} "
-            f"({sys.implementation.name})")
+    return (
+        f"{cpu_model()}, {cores()} cores, {gpu_name() or 'no GPU'}; Python {python_version()} "
+        f"({sys.implementation.name})"
+    )

@@ -82,8 +82,11 @@ def read_checkpoint(path: str | Path) -> dict | None:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - torch raises many kinds for foreign or truncated files
-        logging.getLogger(__name__).warning("ignoring checkpoint %s: not a plain checkpoint of tensors (%s); "
-                                            "training from scratch", path, type(e).__name__)
+        logging.getLogger(__name__).warning(
+            "ignoring checkpoint %s: not a plain checkpoint of tensors (%s); training from scratch",
+            path,
+            type(e).__name__,
+        )
         return None
 
 
@@ -222,7 +225,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-KEEP_UNUSED_S = 7 * 24 * 3600   # how long resume state of other settings stays after it was last written
+KEEP_UNUSED_S = 7 * 24 * 3600  # how long resume state of other settings stays after it was last written
 
 
 def prune_unused(folder: Path, keep: Path, what: str, older_than_s: float = KEEP_UNUSED_S) -> list[str]:
@@ -240,8 +243,14 @@ def prune_unused(folder: Path, keep: Path, what: str, older_than_s: float = KEEP
             entry.unlink(missing_ok=True)
         removed.append(entry.name)
     if removed:
-        logging.getLogger(__name__).info("%s: removed %d entr%s of other settings, unused for %.0f days: %s", what, len(removed),
-                 "y" if len(removed) == 1 else "ies", older_than_s / 86400, removed)
+        logging.getLogger(__name__).info(
+            "%s: removed %d entr%s of other settings, unused for %.0f days: %s",
+            what,
+            len(removed),
+            "y" if len(removed) == 1 else "ies",
+            older_than_s / 86400,
+            removed,
+        )
     return removed
 
 

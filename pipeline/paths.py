@@ -14,47 +14,47 @@ Three homes, by who keeps them:
 import os
 from pathlib import Path
 
-DATA = Path("data")                            # raw datasets: user folders (`dvc add`) and the download stage's out
-DOWNLOADS = DATA / "downloads"                 # download: <dataset>/ (persisted, DVC-cached)
+DATA = Path("data")  # raw datasets: user folders (`dvc add`) and the download stage's out
+DOWNLOADS = DATA / "downloads"  # download: <dataset>/ (persisted, DVC-cached)
 
 ARTIFACTS = Path("artifacts")
-PREPARED = ARTIFACTS / "data"                  # prepare: <dataset>/labels.parquet, <dataset>/<split>.parquet
-TEXTS = ARTIFACTS / "texts.parquet"            # generate
-GENERATE_DIR = ARTIFACTS / "generate"          # generate: report.parquet, mentions.parquet
+PREPARED = ARTIFACTS / "data"  # prepare: <dataset>/labels.parquet, <dataset>/<split>.parquet
+TEXTS = ARTIFACTS / "texts.parquet"  # generate
+GENERATE_DIR = ARTIFACTS / "generate"  # generate: report.parquet, mentions.parquet
 GENERATE_REPORT = GENERATE_DIR / "report.parquet"
-GENERATE_MENTIONS = GENERATE_DIR / "mentions.parquet"   # labels `mentions` would add, most often first
-TEXT_EMBEDDINGS = ARTIFACTS / "embeddings" / "text"      # encode_text
-EVAL_EMBEDDINGS = ARTIFACTS / "embeddings" / "eval"      # encode_eval_images: <split>-<px>/, skipped.parquet
+GENERATE_MENTIONS = GENERATE_DIR / "mentions.parquet"  # labels `mentions` would add, most often first
+TEXT_EMBEDDINGS = ARTIFACTS / "embeddings" / "text"  # encode_text
+EVAL_EMBEDDINGS = ARTIFACTS / "embeddings" / "eval"  # encode_eval_images: <split>-<px>/, skipped.parquet
 SUPPORT_EMBEDDINGS = ARTIFACTS / "embeddings" / "support"  # encode_support_images: the few-shot support images
 PARTIAL_EMBEDDINGS = ARTIFACTS / "embeddings" / "partial"  # encode_partial_images: the partially labelled split
-DENSE_EMBEDDINGS = ARTIFACTS / "embeddings" / "dense"      # encode_dense_images: per-location features (prompt methods)
-ZEROSHOT = ARTIFACTS / "zeroshot"              # per_class.parquet, scores.parquet
+DENSE_EMBEDDINGS = ARTIFACTS / "embeddings" / "dense"  # encode_dense_images: per-location features (prompt methods)
+ZEROSHOT = ARTIFACTS / "zeroshot"  # per_class.parquet, scores.parquet
 FEWSHOT_SUPPORT = ARTIFACTS / "fewshot" / "support.parquet"
 PARTIAL_MASK = ARTIFACTS / "partial" / "mask.parquet"
-CENTROIDS = ARTIFACTS / "centroids"            # visual.parquet, combinations.parquet
+CENTROIDS = ARTIFACTS / "centroids"  # visual.parquet, combinations.parquet
 CENTROIDS_VISUAL = CENTROIDS / "visual.parquet"
 CENTROIDS_COMBINATIONS = CENTROIDS / "combinations.parquet"
-CENTROIDS_GAPS = CENTROIDS / "gaps.parquet"           # per-label and global text-to-image gaps (partial.shift)
+CENTROIDS_GAPS = CENTROIDS / "gaps.parquet"  # per-label and global text-to-image gaps (partial.shift)
 MODEL = ARTIFACTS / "model" / "adapter.pt"
-EVAL = ARTIFACTS / "eval"                      # per_class.parquet, scores.parquet
-PROMPT = ARTIFACTS / "prompt"                  # prompt: per_class.parquet, scores.parquet, context.pt
-PROMPT_SCORES = PROMPT / "scores.parquet"      # what evaluate.integrate_with: prompt averages with the adapter
-PROMPT_CONTEXT = PROMPT / "context.pt"         # the learned context vectors and what they were trained for
+EVAL = ARTIFACTS / "eval"  # per_class.parquet, scores.parquet
+PROMPT = ARTIFACTS / "prompt"  # prompt: per_class.parquet, scores.parquet, context.pt
+PROMPT_SCORES = PROMPT / "scores.parquet"  # what evaluate.integrate_with: prompt averages with the adapter
+PROMPT_CONTEXT = PROMPT / "context.pt"  # the learned context vectors and what they were trained for
 
 REPORTS = Path("reports")
 GENERATE_METRICS = REPORTS / "generate.json"
 ZEROSHOT_METRICS = REPORTS / "zeroshot.json"
 TRAIN_METRICS = REPORTS / "train.json"
-TRAIN_LOG = REPORTS / "train_log.csv"          # a DVC plot: loss per epoch
-CENTROIDS_PLOT = REPORTS / "centroids.png"     # the paper's Fig. 7 (placeholder when partial labels are off)
+TRAIN_LOG = REPORTS / "train_log.csv"  # a DVC plot: loss per epoch
+CENTROIDS_PLOT = REPORTS / "centroids.png"  # the paper's Fig. 7 (placeholder when partial labels are off)
 EVAL_METRICS = REPORTS / "eval.json"
 PROMPT_METRICS = REPORTS / "prompt.json"
-PROMPT_LOG = REPORTS / "prompt_log.csv"        # a DVC plot: the prompt method's loss per epoch
-PER_CLASS_PLOT = REPORTS / "per_class.csv"     # per-class AP of each method, the adapter's P/R/F1; beside it the
-                                               # DVC plots' data per_class_ap.csv and pr_<method>.csv (result_plots)
+PROMPT_LOG = REPORTS / "prompt_log.csv"  # a DVC plot: the prompt method's loss per epoch
+PER_CLASS_PLOT = REPORTS / "per_class.csv"  # per-class AP of each method, the adapter's P/R/F1; beside it the
+# DVC plots' data per_class_ap.csv and pr_<method>.csv (result_plots)
 ZEROSHOT_SCORES = ZEROSHOT / "scores.parquet"  # the CLIP baseline's scores (evaluate's per-class plot compares them)
-MODALITY_GAP_PLOT = REPORTS / "modality_gap.png"   # text and image embeddings of a few labels, before/after noise
-ENVIRONMENT_METRICS = REPORTS / "environment.json"   # evaluate: library versions, image runtime, CPU/GPU (strings)
+MODALITY_GAP_PLOT = REPORTS / "modality_gap.png"  # text and image embeddings of a few labels, before/after noise
+ENVIRONMENT_METRICS = REPORTS / "environment.json"  # evaluate: library versions, image runtime, CPU/GPU (strings)
 
 CACHE_ENV = "TAI_CACHE_DIR"
 
@@ -122,7 +122,7 @@ def generate_journal_dir() -> Path:
 
 
 def train_checkpoint(fingerprint: str) -> Path:
-    """train's per-epoch checkpoint for one training set and its params (pipeline.train.run_fingerprint)."""
+    """train's per-epoch checkpoint for one training set and its params (pipeline.method.train.run_fingerprint)."""
     return resume_dir("train") / f"{fingerprint}.pt"
 
 
@@ -132,7 +132,7 @@ def prompt_checkpoint(fingerprint: str) -> Path:
 
 
 def dense_staging(key: str) -> Path:
-    """encode_dense_images' finished batches for one image set (pipeline.dense.staging_key)."""
+    """encode_dense_images' finished batches for one image set (pipeline.encoding.dense.staging_key)."""
     return resume_dir("dense") / key
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import OPEN_CLIP_PREFIX, Params, ParamsError
-from .dataset_kinds import LABELS_ONLY_DATASETS
+from .data.dataset_kinds import LABELS_ONLY_DATASETS
 from .peers import PEERS, PeerSpec
 
 ZERO_SHOT, FEW_SHOT, PARTIAL, LABELS_ONLY = "zero-shot", "few-shot", "partial labels", "labels only"
@@ -25,15 +25,15 @@ SETTINGS = (ZERO_SHOT, FEW_SHOT, PARTIAL, LABELS_ONLY)
 @dataclass(frozen=True)
 class Noise:
     radius: float
-    kind: str   # pipeline.perturb's kinds
+    kind: str  # pipeline.method.perturb's kinds
 
 
 @dataclass(frozen=True)
 class ImageSet:
-    purpose: str      # which encode stage writes it: eval | support | partial (pipeline.paths.IMAGE_EMBEDDINGS)
+    purpose: str  # which encode stage writes it: eval | support | partial (pipeline.paths.IMAGE_EMBEDDINGS)
     split: str
     resolution: int
-    support_only: bool = False   # few-shot: only the images of artifacts/fewshot/support.parquet
+    support_only: bool = False  # few-shot: only the images of artifacts/fewshot/support.parquet
 
 
 @dataclass(frozen=True)
@@ -48,10 +48,10 @@ class Peer:
     resolved by the prompt stage (pipeline.prompt.values.resolved): a default edit reruns `prompt` only."""
 
     spec: PeerSpec
-    train_images: ImageSet | None     # CoOp: the support images (the Plan's training_images); None for the others
-    test_images: ImageSet | None      # the evaluation split's global features at the peer's resolution
-    train_dense: DenseSet | None      # DualCoOp: the partially labelled split
-    test_dense: DenseSet | None       # DualCoOp, TaI-DPT: the evaluation split
+    train_images: ImageSet | None  # CoOp: the support images (the Plan's training_images); None for the others
+    test_images: ImageSet | None  # the evaluation split's global features at the peer's resolution
+    train_dense: DenseSet | None  # DualCoOp: the partially labelled split
+    test_dense: DenseSet | None  # DualCoOp, TaI-DPT: the evaluation split
 
     @property
     def name(self) -> str:
@@ -64,18 +64,18 @@ class Peer:
 
 @dataclass(frozen=True)
 class Plan:
-    setting: str                        # one of SETTINGS
-    text_noise: Noise                   # train.radius, or partial.radius after the shift; train.noise
-    text_shift: str | None              # partial.shift in the partial-label setting; None: texts stay in place
-    image_noise: Noise | None           # the labelled images' noise; None: no image joins training
-    image_weight: float                 # share of each batch drawn from the images (0 with image_noise None)
-    eval_resolution: int                # the adapter is evaluated (and stamped) at it
-    zeroshot_images: ImageSet | None    # what the CLIP baseline scores; None: no images
+    setting: str  # one of SETTINGS
+    text_noise: Noise  # train.radius, or partial.radius after the shift; train.noise
+    text_shift: str | None  # partial.shift in the partial-label setting; None: texts stay in place
+    image_noise: Noise | None  # the labelled images' noise; None: no image joins training
+    image_weight: float  # share of each batch drawn from the images (0 with image_noise None)
+    eval_resolution: int  # the adapter is evaluated (and stamped) at it
+    zeroshot_images: ImageSet | None  # what the CLIP baseline scores; None: no images
     evaluation_images: ImageSet | None  # what evaluate scores
-    training_images: ImageSet | None    # few-shot support; partially labelled split (centroids, and train when weighted)
-    encode: dict[str, tuple[ImageSet, ...]]   # purpose -> the sets its encode stage writes
+    training_images: ImageSet | None  # few-shot support; partially labelled split (centroids, and train when weighted)
+    encode: dict[str, tuple[ImageSet, ...]]  # purpose -> the sets its encode stage writes
     peer: Peer
-    off: dict[str, str]                 # stage -> why it writes only its empty outputs in this run
+    off: dict[str, str]  # stage -> why it writes only its empty outputs in this run
 
 
 def plan(params: Params) -> Plan:
@@ -91,22 +91,42 @@ def plan(params: Params) -> Plan:
     if setting == FEW_SHOT:
         f = params.fewshot
         training = ImageSet("support", f.split, e.image_resolution, support_only=True)
-        text_noise, image_noise, weight = Noise(params.train.radius, params.train.noise), Noise(f.radius, f.noise), f.image_weight
+        text_noise, image_noise, weight = (
+            Noise(params.train.radius, params.train.noise),
+            Noise(f.radius, f.noise),
+            f.image_weight,
+        )
     elif setting == PARTIAL:
         p = params.partial
         training = ImageSet("partial", p.split, e.partial_resolution)
         text_noise = Noise(p.radius, params.train.noise)
-        image_noise, weight = (Noise(p.image_radius, p.image_noise), p.image_weight) if p.image_weight > 0 else (None, 0.0)
+        image_noise, weight = (
+            (Noise(p.image_radius, p.image_noise), p.image_weight) if p.image_weight > 0 else (None, 0.0)
+        )
     else:
         training, text_noise, image_noise, weight = None, Noise(params.train.radius, params.train.noise), None, 0.0
     scored = [zeroshot, ImageSet("eval", params.evaluate.split, e.image_resolution), evaluation] if images else []
-    encode = {"eval": tuple(dict.fromkeys(scored)),
-              "support": (training,) if setting == FEW_SHOT else (),
-              "partial": (training,) if setting == PARTIAL else ()}
+    encode = {
+        "eval": tuple(dict.fromkeys(scored)),
+        "support": (training,) if setting == FEW_SHOT else (),
+        "partial": (training,) if setting == PARTIAL else (),
+    }
     peer = _peer(params, training)
     shift = params.partial.shift if setting == PARTIAL else None
-    return Plan(setting, text_noise, shift, image_noise, weight, eval_resolution, zeroshot, evaluation, training,
-                encode, peer, _off(params, setting, peer))
+    return Plan(
+        setting,
+        text_noise,
+        shift,
+        image_noise,
+        weight,
+        eval_resolution,
+        zeroshot,
+        evaluation,
+        training,
+        encode,
+        peer,
+        _off(params, setting, peer),
+    )
 
 
 def _setting(params: Params) -> str:
@@ -123,11 +143,13 @@ def _peer(params: Params, training: ImageSet | None) -> Peer:
         return Peer(spec, None, None, None, None)
     resolution = e.partial_resolution if spec.resolution == "partial" else e.image_resolution
     train_split = {FEW_SHOT: params.fewshot.split, PARTIAL: params.partial.split}.get(spec.needs)
-    return Peer(spec,
-                training if "train" in spec.features else None,
-                ImageSet("eval", test_split, resolution) if "test" in spec.features else None,
-                DenseSet(train_split, resolution) if "train" in spec.dense else None,
-                DenseSet(test_split, resolution) if "test" in spec.dense else None)
+    return Peer(
+        spec,
+        training if "train" in spec.features else None,
+        ImageSet("eval", test_split, resolution) if "test" in spec.features else None,
+        DenseSet(train_split, resolution) if "train" in spec.dense else None,
+        DenseSet(test_split, resolution) if "test" in spec.dense else None,
+    )
 
 
 def _off(params: Params, setting: str, peer: Peer) -> dict[str, str]:
@@ -153,7 +175,10 @@ def _check(params: Params, setting: str) -> None:
         )
     _check_peer(params, setting)
     if setting == LABELS_ONLY:
-        for enabled, what in ((params.fewshot.enabled, "fewshot.shots"), (params.partial.enabled, "partial.known_proportion")):
+        for enabled, what in (
+            (params.fewshot.enabled, "fewshot.shots"),
+            (params.partial.enabled, "partial.known_proportion"),
+        ):
             if enabled:
                 raise ParamsError(
                     f"{what} is set but prepare.dataset is 'labels' (no images): few-shot and partial labels "
@@ -172,19 +197,22 @@ def _check(params: Params, setting: str) -> None:
         needs.append((params.partial.split, "partial.split"))
     for split, key in needs:
         if split not in params.prepare.splits:
-            raise ParamsError(f"{key} = {split!r} is not in prepare.splits = {list(params.prepare.splits)}: add it there")
+            raise ParamsError(
+                f"{key} = {split!r} is not in prepare.splits = {list(params.prepare.splits)}: add it there"
+            )
 
 
 # What each setting a peer may need is called in its refusal: the key that turns it on, and how.
-SETTING_KEYS = {FEW_SHOT: ("fewshot.shots is 0", "set fewshot.shots (1, 2, 4, 8 or 16)"),
-                PARTIAL: ("partial.known_proportion is null",
-                          "set partial.known_proportion (0.1 to 0.9 of the labels known)")}
+SETTING_KEYS = {
+    FEW_SHOT: ("fewshot.shots is 0", "set fewshot.shots (1, 2, 4, 8 or 16)"),
+    PARTIAL: ("partial.known_proportion is null", "set partial.known_proportion (0.1 to 0.9 of the labels known)"),
+}
 
 
 def _check_peer(params: Params, setting: str) -> None:
     """A peer in a setting it cannot run in is refused, naming the fix."""
     spec = PEERS[params.prompt.method]
-    if spec.fit is None:   # evaluate.integrate_with: prompt then writes null integrated_map (a grid over none,coop runs)
+    if spec.fit is None:  # evaluate.integrate_with: prompt then writes null integrated_map (a grid over none,coop runs)
         return
     method = spec.name
     if setting == LABELS_ONLY:
@@ -200,8 +228,11 @@ def _check_peer(params: Params, setting: str) -> None:
         )
     if spec.needs is not None and setting != spec.needs:
         off, fix = SETTING_KEYS[spec.needs]
-        others = " or ".join(f"{p.name} ({p.needs or p.trains_on + ' only'})" for p in PEERS.values()
-                             if p.fit is not None and p.needs in (None, setting))
+        others = " or ".join(
+            f"{p.name} ({p.needs or p.trains_on + ' only'})"
+            for p in PEERS.values()
+            if p.fit is not None and p.needs in (None, setting)
+        )
         raise ParamsError(
             f"prompt.method = {method!r} trains on the {spec.trains_on} ({spec.needs}) but {off}: {fix}, "
             f"or use prompt.method {others}"

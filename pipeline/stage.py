@@ -20,7 +20,7 @@ def run(stage: Callable[[Params], None], name: str) -> None:
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name} %(levelname)s %(message)s", datefmt="%H:%M:%S")
     try:
         params = load_params()
-        plan(params)   # keys that cannot work together stop every stage, before any work
+        plan(params)  # keys that cannot work together stop every stage, before any work
         stage(params)
     except USER_ERRORS as e:
         logging.getLogger(name).error("%s", one_line(e))

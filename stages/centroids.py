@@ -1,7 +1,7 @@
 """centroids: visual centroids of the labels and text-to-image offsets of the label combinations
 (partial-label setting), per-label and global gaps, plus the paper's Fig. 7 / Fig. 10 picture.
 
-Writes (see `pipeline.centroids` for the columns):
+Writes (see `pipeline.method.centroids` for the columns):
 
     artifacts/centroids/visual.parquet        label, n_images, centroid
     artifacts/centroids/combinations.parquet  combination, n_texts, n_labels_used, text_centroid, offset, offset_norm
@@ -19,18 +19,26 @@ import logging
 import numpy as np
 import polars as pl
 
-from pipeline.centroids import (
-    COMBINATIONS_PATH, GAPS_PATH, TSNE_PATH, VISUAL_PATH, combination_offsets, empty_combinations, empty_gaps,
-    empty_visual, gap_table, visual_centroids,
-)
+from pipeline.data.labelled_images import labelled_images
+from pipeline.data.labels import read_labels
+from pipeline.data.partial_labels import MASK_PATH, mask_arrays
+from pipeline.data.texts import read_texts, text_embeddings
+from pipeline.evaluation.figures import centroids_figure, combination_panel, placeholder_figure
 from pipeline.io import write_parquet
-from pipeline.labelled_images import labelled_images
-from pipeline.labels import read_labels
-from pipeline.partial import MASK_PATH, mask_arrays
-from pipeline.plots import centroids_figure, combination_panel, placeholder_figure
+from pipeline.method.centroids import (
+    COMBINATIONS_PATH,
+    GAPS_PATH,
+    TSNE_PATH,
+    VISUAL_PATH,
+    combination_offsets,
+    empty_combinations,
+    empty_gaps,
+    empty_visual,
+    gap_table,
+    visual_centroids,
+)
 from pipeline.settings import plan
 from pipeline.stage import run, skipped
-from pipeline.texts import read_texts, text_embeddings
 
 log = logging.getLogger("centroids")
 
@@ -46,11 +54,13 @@ def main(params) -> None:
     if not MASK_PATH.is_file():
         raise FileNotFoundError(f"{MASK_PATH}: not found; run `dvc repro mask` first")
     if p.known_proportion == 0:
-        log.info("partial.known_proportion is 0 (Fig. 6c's 0%% point): no label is known, so no label has a visual "
-                 "centroid and no combination an offset; texts keep their place (partial.shift global needs no label)")
+        log.info(
+            "partial.known_proportion is 0 (Fig. 6c's 0%% point): no label is known, so no label has a visual "
+            "centroid and no combination an offset; texts keep their place (partial.shift global needs no label)"
+        )
     labels = read_labels(params.prepare.dataset)
     mask = pl.read_parquet(MASK_PATH)
-    s = the_plan.training_images   # the partially labelled split at encode.partial_resolution
+    s = the_plan.training_images  # the partially labelled split at encode.partial_resolution
     images = labelled_images(params.prepare.dataset, labels, s.split, s.resolution, s.purpose)
     known_positive, _ = mask_arrays(mask, labels, images.ids)
     visual = visual_centroids(images.vectors, known_positive, labels)
@@ -58,18 +68,32 @@ def main(params) -> None:
     texts = read_texts(labels)
     text = text_embeddings(texts)
     if text.shape[1] != images.vectors.shape[1]:
-        raise ValueError(f"text embeddings have {text.shape[1]} dims but image embeddings {images.vectors.shape[1]}: "
-                         "encode both with the same encode.model (`dvc repro encode_text encode_images`)")
+        raise ValueError(
+            f"text embeddings have {text.shape[1]} dims but image embeddings {images.vectors.shape[1]}: "
+            "encode both with the same encode.model (`dvc repro encode_text encode_images`)"
+        )
     combinations, stats = combination_offsets(text, texts["labels"].to_list(), visual, labels)
-    log.info("%d images of %s at %d px; %d/%d labels with a visual centroid; %d texts in %d combinations "
-             "(%d shifted with only some of their labels, %d left unshifted); mean offset norm %.3f",
-             len(images.ids), p.split, images.resolution, len(labels) - len(stats.labels_without_centroid),
-             len(labels), stats.n_texts, stats.n_combinations, stats.n_partly_shifted, stats.n_unshifted,
-             float(combinations["offset_norm"].mean() or 0.0))
+    log.info(
+        "%d images of %s at %d px; %d/%d labels with a visual centroid; %d texts in %d combinations "
+        "(%d shifted with only some of their labels, %d left unshifted); mean offset norm %.3f",
+        len(images.ids),
+        p.split,
+        images.resolution,
+        len(labels) - len(stats.labels_without_centroid),
+        len(labels),
+        stats.n_texts,
+        stats.n_combinations,
+        stats.n_partly_shifted,
+        stats.n_unshifted,
+        float(combinations["offset_norm"].mean() or 0.0),
+    )
     gaps = gap_table(text, texts["labels"].to_list(), visual, images.vectors, labels)
     global_norm = gaps.filter(pl.col("kind") == "global")["offset_norm"].to_list()[0]
-    log.info("global gap norm %.3f, mean per-label gap norm %.3f", global_norm or 0.0,
-             float(gaps.filter(pl.col("kind") == "label")["offset_norm"].mean() or 0.0))
+    log.info(
+        "global gap norm %.3f, mean per-label gap norm %.3f",
+        global_norm or 0.0,
+        float(gaps.filter(pl.col("kind") == "label")["offset_norm"].mean() or 0.0),
+    )
     write_parquet(visual, VISUAL_PATH)
     write_parquet(combinations, COMBINATIONS_PATH)
     write_parquet(gaps, GAPS_PATH)
@@ -77,7 +101,12 @@ def main(params) -> None:
     manifest_labels = [[labels.names[c] for c in np.flatnonzero(row)] for row in images.targets]
     panel = combination_panel(
         f"{p.split} images @{images.resolution}px, known proportion {p.known_proportion}",
-        images.vectors, manifest_labels, known_positive, labels, full_positive=images.targets, seed=p.seed,
+        images.vectors,
+        manifest_labels,
+        known_positive,
+        labels,
+        full_positive=images.targets,
+        seed=p.seed,
     )
     centroids_figure(TSNE_PATH, [panel], seed=p.seed)
     log.info("wrote %s, %s, %s, %s", VISUAL_PATH, COMBINATIONS_PATH, GAPS_PATH, TSNE_PATH)

@@ -1,7 +1,7 @@
 """download: make sure the data `prepare` reads is on disk, and fetch it only when it is not.
 
 The stage first checks what `prepare.root` (and `annotations`, `image_root`, `labels_file`,
-`label_names`) point at, against the dataset's spec (`pipeline.datasets.specs`):
+`label_names`) point at, against the dataset's spec (`pipeline.data.datasets.specs`):
 
 - all there (your own copy, wherever it is): it says so and fetches nothing;
 - something missing, and `prepare.root` is the folder this stage unpacks to (the default for
@@ -21,10 +21,10 @@ import os
 from pathlib import Path
 
 from pipeline import paths
-from pipeline.datasets.specs import DatasetSpec, Needs, check_reachable, dataset_spec, download_dataset
-from pipeline.download import MARKER
-from pipeline.io import write_text
+from pipeline.data.datasets.specs import DatasetSpec, Needs, check_reachable, dataset_spec, download_dataset
+from pipeline.data.download import MARKER
 from pipeline.errors import DatasetError
+from pipeline.io import write_text
 from pipeline.stage import run
 
 log = logging.getLogger("download")
@@ -47,11 +47,15 @@ def _missing_message(spec: DatasetSpec, params, missing: Needs, target: Path | N
     more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
     where = f"{key} = {_value(params, key)!r}: {path} is missing{more}"
     if spec.downloadable:
-        return (f"{where}; put your {spec.name} copy there, or set prepare.root to {target.as_posix()} and this "
-                f"stage downloads it ({spec.source.description})")
+        return (
+            f"{where}; put your {spec.name} copy there, or set prepare.root to {target.as_posix()} and this "
+            f"stage downloads it ({spec.source.description})"
+        )
     if spec.source is not None:
-        return (f"{where}; {spec.name} has no official download: `tai download {spec.name}` says how to get it "
-                f"and where to put it ({target.as_posix()} by default)")
+        return (
+            f"{where}; {spec.name} has no official download: `tai download {spec.name}` says how to get it "
+            f"and where to put it ({target.as_posix()} by default)"
+        )
     return f"{where}; point {key} at your data (a path relative to the project root, or absolute)"
 
 
@@ -61,14 +65,16 @@ def main(params) -> None:
     check_reachable(p)
     paths.DOWNLOADS.mkdir(parents=True, exist_ok=True)
     target = spec.download_root(paths.DOWNLOADS)
-    ours = target is not None and _same_folder(p.root, target)   # a dataset without images has no download
+    ours = target is not None and _same_folder(p.root, target)  # a dataset without images has no download
     fetched_before = ours and spec.downloadable and (paths.DOWNLOADS / MARKER).is_file()
     missing = spec.missing(p)
     if not missing and not fetched_before:
         checked = ", ".join(sorted({Path(path).as_posix() for _, path in spec.needs(p)}))
-        note = (f"prepare.dataset = {p.dataset!r}: in place, nothing to download (checked: {checked}).\n"
-                "Keep your data in git (small files) or track it with `dvc add data/<folder>`, so queued and "
-                "--temp experiments find it.\n")
+        note = (
+            f"prepare.dataset = {p.dataset!r}: in place, nothing to download (checked: {checked}).\n"
+            "Keep your data in git (small files) or track it with `dvc add data/<folder>`, so queued and "
+            "--temp experiments find it.\n"
+        )
         write_text(note, NOTE)
         log.info("%s", note.splitlines()[0])
         return
@@ -80,8 +86,10 @@ def main(params) -> None:
     download_dataset(p.dataset, paths.DOWNLOADS, progress=False, log=log.info)
     still = spec.missing(p)
     if still:
-        raise DatasetError(f"{p.dataset} was downloaded into {target} but {still[0][1]} is not there: check "
-                           f"prepare.splits ({list(p.splits)}) against the dataset's splits")
+        raise DatasetError(
+            f"{p.dataset} was downloaded into {target} but {still[0][1]} is not there: check "
+            f"prepare.splits ({list(p.splits)}) against the dataset's splits"
+        )
 
 
 if __name__ == "__main__":

@@ -13,44 +13,66 @@ import sys
 import polars as pl
 
 from pipeline import paths
-from pipeline.encoders import load_clip
-from pipeline.embeddings import SKIPPED_SCHEMA, EmbeddingCache, write_shards
-from pipeline.encode_images import encode_images
+from pipeline.data.manifest import read_split
+from pipeline.encoding.embeddings import SKIPPED_SCHEMA, EmbeddingCache, write_shards
+from pipeline.encoding.encode_images import encode_images
+from pipeline.encoding.load import load_clip
 from pipeline.io import atomic_dir, write_parquet
-from pipeline.manifest import read_split
 from pipeline.settings import plan
 from pipeline.stage import run
 
-PURPOSES = tuple(paths.IMAGE_EMBEDDINGS)   # eval, support, partial
+PURPOSES = tuple(paths.IMAGE_EMBEDDINGS)  # eval, support, partial
 
 log = logging.getLogger("encode_images")
 
 
 def main(params, purpose: str) -> None:
     p = params.encode
-    wanted = plan(params).encode[purpose]   # the sets the setting's readers read, and no other
+    wanted = plan(params).encode[purpose]  # the sets the setting's readers read, and no other
     root = paths.IMAGE_EMBEDDINGS[purpose]
-    log.info("%s image sets: %s", purpose, ", ".join(f"{s.split}@{s.resolution}px" + (" (support)" if s.support_only else "")
-                                                    for s in wanted) or "none (not needed by this setting)")
-    if wanted:   # load CLIP first: a bad encode.model fails before anything is written
+    log.info(
+        "%s image sets: %s",
+        purpose,
+        ", ".join(f"{s.split}@{s.resolution}px" + (" (support)" if s.support_only else "") for s in wanted)
+        or "none (not needed by this setting)",
+    )
+    if wanted:  # load CLIP first: a bad encode.model fails before anything is written
         encoder = load_clip(p.model, p.device, p.precision, p.runtime)
         cache = EmbeddingCache(paths.embedding_cache_dir())
     skipped = []
-    with atomic_dir(root) as tmp:   # the whole folder is swapped in at the end: no stale set survives a settings change
+    with atomic_dir(root) as tmp:  # the whole folder is swapped in at the end: no stale set survives a settings change
         for image_set in wanted:
             manifest = read_split(params.prepare.dataset, image_set.split)
             if image_set.support_only:
                 support = pl.read_parquet(paths.FEWSHOT_SUPPORT, columns=["image_id"])
                 manifest = manifest.filter(pl.col("image_id").is_in(support["image_id"].implode()))
             ids, image_paths = manifest["image_id"].to_list(), manifest["path"].to_list()
-            result = encode_images(encoder, image_paths, image_set.resolution, cache, p.batch_size, p.num_workers,
-                                   p.resize, p.engine, p.ray_address)
-            metadata = {"model": p.model, "model_identity": encoder.identity, "kind": "image",
-                        "resolution": str(image_set.resolution), "resize": p.resize, "precision": p.precision,
-                        "split": image_set.split, "normalized": "false"}
+            result = encode_images(
+                encoder,
+                image_paths,
+                image_set.resolution,
+                cache,
+                p.batch_size,
+                p.num_workers,
+                p.resize,
+                p.engine,
+                p.ray_address,
+            )
+            metadata = {
+                "model": p.model,
+                "model_identity": encoder.identity,
+                "kind": "image",
+                "resolution": str(image_set.resolution),
+                "resize": p.resize,
+                "precision": p.precision,
+                "split": image_set.split,
+                "normalized": "false",
+            }
             out = paths.image_embeddings_dir(tmp, image_set.split, image_set.resolution)
             write_shards(out, [ids[i] for i in result.kept], result.vectors, metadata, p.shard_rows)
-            skipped += [(image_set.split, image_set.resolution, ids[i], image_paths[i], why) for i, why in result.skipped]
+            skipped += [
+                (image_set.split, image_set.resolution, ids[i], image_paths[i], why) for i, why in result.skipped
+            ]
         if wanted:
             cache.compact()
         write_parquet(pl.DataFrame(skipped, schema=SKIPPED_SCHEMA, orient="row"), paths.skipped_images_path(tmp))

@@ -3,9 +3,9 @@
 import polars as pl
 
 from pipeline import paths
-from pipeline.encoders import load_clip
-from pipeline.embeddings import EmbeddingCache, write_shards
-from pipeline.encode import encode_texts
+from pipeline.encoding.embeddings import EmbeddingCache, write_shards
+from pipeline.encoding.encode import encode_texts
+from pipeline.encoding.load import load_clip
 from pipeline.stage import run
 
 
@@ -15,8 +15,13 @@ def main(params) -> None:
     cache = EmbeddingCache(paths.embedding_cache_dir())
     result = encode_texts(encoder, texts["text"].to_list(), cache, params.encode.batch_size)
     cache.compact()
-    metadata = {"model": params.encode.model, "model_identity": encoder.identity, "kind": "text",
-                "precision": params.encode.precision, "normalized": "false"}
+    metadata = {
+        "model": params.encode.model,
+        "model_identity": encoder.identity,
+        "kind": "text",
+        "precision": params.encode.precision,
+        "normalized": "false",
+    }
     write_shards(paths.TEXT_EMBEDDINGS, texts["text_id"].to_list(), result.vectors, metadata, params.encode.shard_rows)
 
 

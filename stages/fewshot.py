@@ -1,15 +1,15 @@
 """fewshot: the few-shot support set, `fewshot.shots` labelled images per class of `fewshot.split`.
 
 Writes `artifacts/fewshot/support.parquet` (image_id Utf8, labels List[Utf8], picked_for Utf8;
-see `pipeline.fewshot`), an empty table with those columns outside the few-shot setting (pipeline.settings).
+see `pipeline.data.fewshot`), an empty table with those columns outside the few-shot setting (pipeline.settings).
 """
 
 import logging
 
-from pipeline.fewshot import SUPPORT_PATH, empty_support, positives_per_class, sample_support
+from pipeline.data.fewshot import SUPPORT_PATH, empty_support, positives_per_class, sample_support
+from pipeline.data.labels import read_labels
+from pipeline.data.manifest import read_split
 from pipeline.io import write_parquet
-from pipeline.labels import read_labels
-from pipeline.manifest import read_split
 from pipeline.settings import plan
 from pipeline.stage import run, skipped
 
@@ -25,8 +25,15 @@ def main(params) -> None:
     manifest = read_split(params.prepare.dataset, p.split)
     support = sample_support(manifest, labels, p.shots, p.seed)
     counts = positives_per_class(support, labels)
-    log.info("%d-shot support from %s (%d images): %d images picked; positives per class min %d, max %d",
-             p.shots, p.split, manifest.height, support.height, min(counts.values()), max(counts.values()))
+    log.info(
+        "%d-shot support from %s (%d images): %d images picked; positives per class min %d, max %d",
+        p.shots,
+        p.split,
+        manifest.height,
+        support.height,
+        min(counts.values()),
+        max(counts.values()),
+    )
     write_parquet(support, SUPPORT_PATH)
 
 

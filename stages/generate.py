@@ -17,9 +17,9 @@ or --temp experiment resumes from it too, and DVC never sees it.
 import logging
 
 from pipeline import paths
+from pipeline.data.labels import read_labels
 from pipeline.generate import generate_texts
 from pipeline.io import write_json
-from pipeline.labels import read_labels
 from pipeline.stage import run
 
 log = logging.getLogger("generate")

@@ -1,16 +1,16 @@
 """mask: which (image, label) entries of `partial.split` are known in the partial-label setting.
 
 Writes `artifacts/partial/mask.parquet` (image_id Utf8, known_positive List[Utf8],
-known_negative List[Utf8]; see `pipeline.partial`), an empty table with those columns when
+known_negative List[Utf8]; see `pipeline.data.partial_labels`), an empty table with those columns when
 partial.known_proportion is null.
 """
 
 import logging
 
+from pipeline.data.labels import read_labels
+from pipeline.data.manifest import read_split
+from pipeline.data.partial_labels import MASK_PATH, empty_mask, known_summary, sample_mask
 from pipeline.io import write_parquet
-from pipeline.labels import read_labels
-from pipeline.manifest import read_split
-from pipeline.partial import MASK_PATH, empty_mask, known_summary, sample_mask
 from pipeline.settings import plan
 from pipeline.stage import run, skipped
 
@@ -27,10 +27,17 @@ def main(params) -> None:
     mask = sample_mask(manifest, labels, p.known_proportion, p.seed)
     s = known_summary(mask, len(labels))
     n_difficult = int(manifest["difficult"].list.len().sum() or 0) if "difficult" in manifest.columns else 0
-    log.info("%s: %d images, %.1f%% of entries known (asked %.0f%%): %d known positives, %d known negatives; "
-             "%d 'difficult' entries never revealed",
-             p.split, s["n_images"], 100 * s["known_share"], 100 * p.known_proportion,
-             s["n_known_positive"], s["n_known_negative"], n_difficult)
+    log.info(
+        "%s: %d images, %.1f%% of entries known (asked %.0f%%): %d known positives, %d known negatives; "
+        "%d 'difficult' entries never revealed",
+        p.split,
+        s["n_images"],
+        100 * s["known_share"],
+        100 * p.known_proportion,
+        s["n_known_positive"],
+        s["n_known_negative"],
+        n_difficult,
+    )
     write_parquet(mask, MASK_PATH)
 
 

@@ -9,22 +9,22 @@ Reads params.yaml's `prepare` section and writes, atomically (the folder is swap
 
 With `prepare.dataset: labels` only labels.parquet is written (a labels-only project).
 
-Column meanings: `pipeline.datasets`. Run from the project root: `python -m stages.prepare`.
+Column meanings: `pipeline.data.datasets`. Run from the project root: `python -m stages.prepare`.
 Every check runs before anything is written; a bad source exits with one line naming the file or
 params.yaml key to fix (`pipeline.stage.run`).
 """
 
 import logging
 
-from pipeline.datasets import prepare_dataset, write_dataset
-from pipeline.datasets.specs import check_reachable
+from pipeline.data.datasets import prepare_dataset, write_dataset
+from pipeline.data.datasets.specs import check_reachable
 from pipeline.stage import run
 
 log = logging.getLogger("prepare")
 
 
 def main(params) -> None:
-    check_reachable(params.prepare)   # a folder outside the project: one line in a queued or --temp copy
+    check_reachable(params.prepare)  # a folder outside the project: one line in a queued or --temp copy
     prepared = prepare_dataset(params.prepare)
     written = write_dataset(params.prepare.dataset, prepared.labels, prepared.manifests, extras=prepared.extras)
     sizes = ", ".join(f"{split}: {frame.height} images" for split, frame in prepared.manifests.items())

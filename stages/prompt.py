@@ -11,9 +11,9 @@ import numpy as np
 import polars as pl
 
 from pipeline import paths
-from pipeline.evaluation import write_empty_evaluation, write_evaluation
+from pipeline.data.labels import read_labels
+from pipeline.evaluation.results import write_empty_evaluation, write_evaluation
 from pipeline.io import write_json, write_text, write_torch
-from pipeline.labels import read_labels
 from pipeline.settings import plan
 from pipeline.stage import run, skipped
 
@@ -31,16 +31,33 @@ def main(params) -> None:
         write_text("epoch,loss,lr,seconds\n", paths.PROMPT_LOG)
         write_torch({"method": "none"}, paths.PROMPT_CONTEXT)
         return
-    from pipeline.prompt.run import run_prompt_method   # lazy: prompt.method none loads no peer, CLIP or dense code
+    from pipeline.prompt.train_and_score import (
+        run_prompt_method,  # lazy: prompt.method none loads no peer, CLIP or dense code
+    )
 
     result = run_prompt_method(params, peer, labels)
-    write_torch({"method": peer.name, "labels": list(labels.names), "model": params.encode.model,
-                 "context": result.context, **result.summary}, paths.PROMPT_CONTEXT)
+    write_torch(
+        {
+            "method": peer.name,
+            "labels": list(labels.names),
+            "model": params.encode.model,
+            "context": result.context,
+            **result.summary,
+        },
+        paths.PROMPT_CONTEXT,
+    )
     write_text(pl.DataFrame(result.history).write_csv(), paths.PROMPT_LOG)
-    metrics = write_evaluation(paths.PROMPT, paths.PROMPT_METRICS, result.ids, result.scores.astype(np.float32),
-                               result.targets, labels, result.summary)
+    metrics = write_evaluation(
+        paths.PROMPT,
+        paths.PROMPT_METRICS,
+        result.ids,
+        result.scores.astype(np.float32),
+        result.targets,
+        labels,
+        result.summary,
+    )
     log.info("%s: mAP %.4f on %d images of %s", peer.name, metrics["map"], metrics["n_images"], params.evaluate.split)
-    result.checkpoint.unlink(missing_ok=True)   # per-user cache (no DVC out): nothing is left to resume
+    result.checkpoint.unlink(missing_ok=True)  # per-user cache (no DVC out): nothing is left to resume
 
 
 if __name__ == "__main__":

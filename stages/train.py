@@ -11,15 +11,15 @@ import polars as pl
 import torch
 
 from pipeline import paths
-from pipeline.adapter import AdapterBundle
-from pipeline.embeddings import read_metadata
+from pipeline.data.labels import read_labels
+from pipeline.encoding.embeddings import read_metadata
+from pipeline.evaluation.thresholds import ZERO_SHOT_MESSAGE, choose_thresholds, holdout_rows
 from pipeline.io import prune_unused, write_json, write_text
-from pipeline.labels import read_labels
+from pipeline.method.adapter import AdapterBundle
+from pipeline.method.train import run_fingerprint, train_adapter
+from pipeline.method.training_data import build_training_set
 from pipeline.settings import plan
 from pipeline.stage import run
-from pipeline.thresholds import ZERO_SHOT_MESSAGE, choose_thresholds, holdout_rows
-from pipeline.train import run_fingerprint, train_adapter
-from pipeline.training_data import build_training_set
 
 log = logging.getLogger("train")
 
@@ -27,8 +27,15 @@ log = logging.getLogger("train")
 def training_set(params, labels):
     """`build_training_set` for this run's Plan: (training set, the resolution to evaluate at)."""
     p = plan(params)
-    data = build_training_set(labels, params.prepare.dataset, p.text_noise, p.text_shift,
-                              p.training_images if p.image_noise else None, p.image_noise, p.image_weight)
+    data = build_training_set(
+        labels,
+        params.prepare.dataset,
+        p.text_noise,
+        p.text_shift,
+        p.training_images if p.image_noise else None,
+        p.image_noise,
+        p.image_weight,
+    )
     return data, p.eval_resolution
 
 
@@ -39,15 +46,23 @@ def hold_out_images(data, params):
     fraction = params.train.threshold_holdout
     if fraction == 0 or data.images is None or len(data.images) < 2:
         if fraction > 0:
-            log.warning("train.threshold_holdout is %g but no labelled image joins training (few-shot support "
-                        "images, or partial labels with partial.image_weight > 0): no threshold is chosen", fraction)
+            log.warning(
+                "train.threshold_holdout is %g but no labelled image joins training (few-shot support "
+                "images, or partial labels with partial.image_weight > 0): no threshold is chosen",
+                fraction,
+            )
         return data, None
     held = torch.from_numpy(holdout_rows(len(data.images), fraction, params.train.seed))
-    pick = (lambda t, rows: None if t is None else t[rows])
-    kept = dataclasses.replace(data, images=data.images[~held], image_targets=data.image_targets[~held],
-                               image_known=pick(data.image_known, ~held))
-    out = dataclasses.replace(data, images=data.images[held], image_targets=data.image_targets[held],
-                              image_known=pick(data.image_known, held))
+    pick = lambda t, rows: None if t is None else t[rows]
+    kept = dataclasses.replace(
+        data,
+        images=data.images[~held],
+        image_targets=data.image_targets[~held],
+        image_known=pick(data.image_known, ~held),
+    )
+    out = dataclasses.replace(
+        data, images=data.images[held], image_targets=data.image_targets[held], image_known=pick(data.image_known, held)
+    )
     log.info("thresholds: %d of %d labelled images held out of training to choose them on", int(held.sum()), len(held))
     return kept, out
 
@@ -63,11 +78,14 @@ def with_thresholds(bundle: AdapterBundle, held, params) -> tuple[AdapterBundle,
     thresholds, chosen = choose_thresholds(scores, held.image_targets.numpy(), known)
     # partially labelled images carry their mask (image_known); few-shot support images are labelled in full
     source = "few-shot support images" if held.image_known is None else "known entries of partially labelled images"
-    source = (f"{len(held.images)} {source} held out of training (train.threshold_holdout "
-              f"{params.train.threshold_holdout:g}, seed {params.train.seed}); F1-best per label")
+    source = (
+        f"{len(held.images)} {source} held out of training (train.threshold_holdout "
+        f"{params.train.threshold_holdout:g}, seed {params.train.seed}); F1-best per label"
+    )
     log.info("thresholds chosen for %d of %d labels on %s", int(chosen.sum()), len(chosen), source)
-    return dataclasses.replace(bundle, thresholds=tuple(float(t) for t in thresholds), threshold_source=source), \
-        int(chosen.sum())
+    return dataclasses.replace(bundle, thresholds=tuple(float(t) for t in thresholds), threshold_source=source), int(
+        chosen.sum()
+    )
 
 
 def encoded_with(text_metadata: dict[str, str]) -> tuple[str | None, str]:
@@ -86,17 +104,30 @@ def main(params) -> None:
         "mean_text_norm": float(data.text.norm(dim=1).mean()),
         "text_radius": data.text_radius,
         # every experiment gets the same columns in `dvc exp show`: 0 when no image is trained on
-        "mean_image_norm": float(data.images.norm(dim=1).mean()) if data.images is not None and len(data.images) else 0.0,
+        "mean_image_norm": float(data.images.norm(dim=1).mean())
+        if data.images is not None and len(data.images)
+        else 0.0,
     }
-    log.info("mean raw text-embedding norm %.3f (noise radius %.3g, normalize=%s)",
-             summary["mean_text_norm"], data.text_radius, params.train.normalize)
+    log.info(
+        "mean raw text-embedding norm %.3f (noise radius %.3g, normalize=%s)",
+        summary["mean_text_norm"],
+        data.text_radius,
+        params.train.normalize,
+    )
     data, held = hold_out_images(data, params)
     summary["n_images_threshold_holdout"] = 0 if held is None else len(held.images)
     summary["n_images"] -= summary["n_images_threshold_holdout"]
     checkpoint = paths.train_checkpoint(run_fingerprint(data, params.train))
     model, history = train_adapter(data, params.train, checkpoint=checkpoint)
-    bundle = AdapterBundle(model.cpu(), labels.names, params.train.normalize, params.encode.model, eval_resolution,
-                           params.encode.resize, *encoded_with(read_metadata(paths.TEXT_EMBEDDINGS)))
+    bundle = AdapterBundle(
+        model.cpu(),
+        labels.names,
+        params.train.normalize,
+        params.encode.model,
+        eval_resolution,
+        params.encode.resize,
+        *encoded_with(read_metadata(paths.TEXT_EMBEDDINGS)),
+    )
     bundle, summary["n_thresholds_chosen"] = with_thresholds(bundle, held, params)
     bundle.save(paths.MODEL)
     write_text(pl.DataFrame(history).write_csv(), paths.TRAIN_LOG)
@@ -104,7 +135,7 @@ def main(params) -> None:
     # The last epoch's checkpoint stays: the finished weights of this training set and these params. A rerun
     # that changes no training input (an encode.resize or encode.image_resolution sweep in the zero-shot
     # setting, which only restamps the bundle) resumes after the last epoch and trains none.
-    prune_unused(checkpoint.parent, checkpoint, "train checkpoints")   # other settings' after a week unused
+    prune_unused(checkpoint.parent, checkpoint, "train checkpoints")  # other settings' after a week unused
 
 
 if __name__ == "__main__":

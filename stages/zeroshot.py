@@ -3,13 +3,13 @@
 import torch
 
 from pipeline import paths
-from pipeline.labelled_images import labelled_images
-from pipeline.labels import read_labels
-from pipeline.encoders import load_clip
-from pipeline.evaluation import write_empty_evaluation, write_evaluation
+from pipeline.data.labelled_images import labelled_images
+from pipeline.data.labels import read_labels
+from pipeline.encoding.load import load_clip
+from pipeline.encoding.vectors import normalize
+from pipeline.evaluation.results import write_empty_evaluation, write_evaluation
 from pipeline.settings import plan
 from pipeline.stage import run, skipped
-from pipeline.vectors import normalize
 
 
 def main(params) -> None:
@@ -19,13 +19,22 @@ def main(params) -> None:
         return
     s = the_plan.zeroshot_images
     images = labelled_images(params.prepare.dataset, labels, s.split, s.resolution, s.purpose)
-    encoder = load_clip(params.encode.model, params.encode.device, params.encode.precision)   # prompts as texts are encoded
+    encoder = load_clip(
+        params.encode.model, params.encode.device, params.encode.precision
+    )  # prompts as texts are encoded
     prompts = [params.zeroshot.prompt.format(label=name) for name in labels.names]
     image_units = normalize(torch.from_numpy(images.vectors)).double()
     prompt_units = normalize(torch.from_numpy(encoder.encode_texts(prompts))).double()
-    scores = (image_units @ prompt_units.T).numpy()   # cosine similarity
-    write_evaluation(paths.ZEROSHOT, paths.ZEROSHOT_METRICS, images.ids, scores, images.targets, labels,
-                     {"n_images_skipped": images.n_skipped})
+    scores = (image_units @ prompt_units.T).numpy()  # cosine similarity
+    write_evaluation(
+        paths.ZEROSHOT,
+        paths.ZEROSHOT_METRICS,
+        images.ids,
+        scores,
+        images.targets,
+        labels,
+        {"n_images_skipped": images.n_skipped},
+    )
 
 
 if __name__ == "__main__":

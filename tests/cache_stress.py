@@ -1,5 +1,5 @@
 """One process of the shared-cache stress test (tests/test_cache_stress.py): a writer that encodes its
-texts and images through the real `pipeline.encode` into the shared cache, or a reader that loads the
+texts and images through the real `pipeline.encoding.encode` into the shared cache, or a reader that loads the
 cache again and again, checking every entry against a single-process run.
 
     python tests/cache_stress.py writer JOB.json INDEX
@@ -23,9 +23,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.embeddings import EmbeddingCache  # noqa: E402
+from pipeline.encoding.embeddings import EmbeddingCache  # noqa: E402
 
-TOLERANCE = 1e-5   # the project's bound for a text encoded in another batch (trimmed to another length)
+TOLERANCE = 1e-5  # the project's bound for a text encoded in another batch (trimmed to another length)
 
 
 class CountingCache(EmbeddingCache):
@@ -44,16 +44,16 @@ class CountingCache(EmbeddingCache):
 def writer(job: dict, index: int) -> None:
     import torch
 
-    from pipeline.encoders import load_clip
-    from pipeline.encode import encode_texts
-    from pipeline.encode_images import encode_images
+    from pipeline.encoding.encode import encode_texts
+    from pipeline.encoding.encode_images import encode_images
+    from pipeline.encoding.load import load_clip
 
     torch.set_num_threads(1)
     out = Path(job["out"])
     encoder = load_clip(job["clip"], "cpu")
     texts, images = job["texts"][index], job["images"][index]
     compactions = 0
-    for part in range(job["parts"]):   # a slice at a time, compacting after each, so compactions interleave
+    for part in range(job["parts"]):  # a slice at a time, compacting after each, so compactions interleave
         cache = CountingCache(job["cache"], out / f"writer-{index}.progress")
         encode_texts(encoder, texts[part :: job["parts"]], cache, batch_size=job["batch_size"])
         encode_images(encoder, images[part :: job["parts"]], job["resolution"], cache, batch_size=job["batch_size"])
@@ -72,7 +72,7 @@ def reader(job: dict) -> None:
             index = EmbeddingCache(job["cache"])._load()
             stats["loads"] += 1
             stats["max_entries"] = max(stats["max_entries"], len(index))
-            stats["lost"] += sorted(seen - set(index))[:5]              # an entry seen once must stay
+            stats["lost"] += sorted(seen - set(index))[:5]  # an entry seen once must stay
             for key, vector in index.items():
                 if key not in reference:
                     stats["unknown"].append(key)
@@ -80,7 +80,7 @@ def reader(job: dict) -> None:
                     stats["wrong"].append(key)
             seen |= set(index)
             time.sleep(0.01)
-    except Exception:   # noqa: BLE001 - reported to the test, which fails on it
+    except Exception:  # noqa: BLE001 - reported to the test, which fails on it
         stats["error"] = traceback.format_exc()
     (out / "reader.json").write_text(json.dumps(stats))
 

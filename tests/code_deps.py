@@ -13,10 +13,29 @@ import yaml
 
 # Shared infrastructure: changing it never changes a result, and listing it would rerun every stage
 # on any edit. Left out of dvc.yaml on purpose.
-INFRASTRUCTURE = {"pipeline/__init__.py", "pipeline/io.py", "pipeline/paths.py", "pipeline/config.py", "pipeline/stage.py",
-                  "pipeline/errors.py", "pipeline/environment.py"}
+INFRASTRUCTURE = {
+    "pipeline/__init__.py",
+    "pipeline/io.py",
+    "pipeline/paths.py",
+    "pipeline/config.py",
+    "pipeline/stage.py",
+    "pipeline/errors.py",
+    "pipeline/environment.py",
+}
 # Packages listed as one folder dep (every module inside them counts).
-PACKAGES = ("pipeline/generate", "pipeline/datasets", "pipeline/prompt")
+PACKAGES = ("pipeline/generate", "pipeline/data/datasets", "pipeline/prompt")
+# Rooms: packages by concern whose modules are listed one by one (a stage reruns only for the modules it
+# imports). A room's __init__.py holds only its docstring (tests/test_dvc_deps.py), so it is no dep.
+ROOMS = (
+    "pipeline/data",
+    "pipeline/encoding",
+    "pipeline/method",
+    "pipeline/evaluation",
+    "pipeline/shipping",
+    "pipeline/experiments",
+    "pipeline/testbeds",
+)
+INFRASTRUCTURE |= {f"{room}/__init__.py" for room in ROOMS}
 
 
 def _module_file(root: Path, dotted: str) -> Path | None:
@@ -80,9 +99,11 @@ def code_deps(root: Path, module: str) -> set[str]:
             continue
         seen.add(path)
         if path.relative_to(root).as_posix() in INFRASTRUCTURE:
-            continue   # what infrastructure imports (stage.py's error classes) is not a dep of the stage
+            continue  # what infrastructure imports (stage.py's error classes) is not a dep of the stage
         todo.extend(imports(root, path) - seen)
-        if path.name == "__init__.py" and path.parent.name != "pipeline":   # a package's modules come with it
+        if path.name == "__init__.py" and path.parent.relative_to(root).as_posix() in {
+            p.rstrip("/") for p in PACKAGES
+        }:  # a package's modules come with it
             todo.extend(set(path.parent.glob("*.py")) - seen)
     deps = set()
     for path in seen:
@@ -106,7 +127,10 @@ def stage_modules(dvc_yaml: Path) -> dict[str, str]:
 def listed_code_deps(dvc_yaml: Path) -> dict[str, set[str]]:
     stages = yaml.safe_load(dvc_yaml.read_text())["stages"]
     return {
-        name: {d for d in (next(iter(x)) if isinstance(x, dict) else x for x in stage.get("deps", []))
-               if d.startswith(("pipeline/", "stages/"))}
+        name: {
+            d
+            for d in (next(iter(x)) if isinstance(x, dict) else x for x in stage.get("deps", []))
+            if d.startswith(("pipeline/", "stages/"))
+        }
         for name, stage in stages.items()
     }

@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny randomly initialised CLIP (`pipeline.random_clip`) saved to disk and loaded through
+"""Shared fixtures: a tiny randomly initialised CLIP (`pipeline.testbeds.random_clip`) saved to disk and loaded through
 clip.load(path), the same path real weights take; tiny open_clip architectures registered the way a
 user registers one ($TAI_OPEN_CLIP_CONFIGS), their random weights saved and loaded through
 open_clip.create_model_and_transforms(arch, pretrained=file), as a named model's are. It tests
@@ -26,22 +26,38 @@ _TINY_TOWER = {"image_size": 64, "layers": 1, "width": 32, "head_width": 16, "pa
 # open_clip architectures of the tests: a ViT with a causal text tower (CLIP, LAION, DataComp, MetaCLIP), and a
 # ViT with a bidirectional text tower read at its last, padded position (SigLIP's; SimpleTokenizer so no download)
 TINY_OPEN_CLIP = {
-    "tai-tiny-vit": {"embed_dim": 32, "vision_cfg": _TINY_TOWER,
-                     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}},
-    "tai-tiny-bidir": {"embed_dim": 32, "custom_text": True, "init_logit_bias": -10, "vision_cfg": _TINY_TOWER,
-                       "text_cfg": {"context_length": 64, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1,
-                                    "no_causal_mask": True, "pool_type": "last", "proj_bias": True}},
+    "tai-tiny-vit": {
+        "embed_dim": 32,
+        "vision_cfg": _TINY_TOWER,
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+    },
+    "tai-tiny-bidir": {
+        "embed_dim": 32,
+        "custom_text": True,
+        "init_logit_bias": -10,
+        "vision_cfg": _TINY_TOWER,
+        "text_cfg": {
+            "context_length": 64,
+            "vocab_size": 49408,
+            "width": 32,
+            "heads": 2,
+            "layers": 1,
+            "no_causal_mask": True,
+            "pool_type": "last",
+            "proj_bias": True,
+        },
+    },
 }
 _open_clip_configs = Path(tempfile.mkdtemp(prefix="tai-test-open-clip-"))
 for _name, _config in TINY_OPEN_CLIP.items():
     (_open_clip_configs / f"{_name}.json").write_text(json.dumps(_config))
-os.environ["TAI_OPEN_CLIP_CONFIGS"] = str(_open_clip_configs)   # stages started by dvc see them too
+os.environ["TAI_OPEN_CLIP_CONFIGS"] = str(_open_clip_configs)  # stages started by dvc see them too
 
 
 @pytest.fixture(scope="session")
 def tiny_clip(tmp_path_factory) -> Path:
     """embed 64, image 64 px (a 2 x 2 attention-pool grid), ResNet layers (1,1,1,1) of width 8, text width 64."""
-    from pipeline.random_clip import save_random_clip
+    from pipeline.testbeds.random_clip import save_random_clip
 
     return save_random_clip(tmp_path_factory.mktemp("clip") / "tiny-clip.pt", "tiny")
 
@@ -51,7 +67,7 @@ def save_tiny_open_clip(architecture: str, path: Path, seed: int = 0) -> str:
     import open_clip
     import torch
 
-    from pipeline.open_clip_model import register_configs
+    from pipeline.encoding.open_clip_backbones import register_configs
 
     register_configs()
     torch.manual_seed(seed)
@@ -80,4 +96,3 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-

@@ -22,8 +22,15 @@ COLOURS = {"cat": (220, 40, 40), "dog": (40, 200, 40), "car": (40, 40, 220), "tr
 
 
 def env() -> dict[str, str]:
-    return {**os.environ, "DVC_NO_ANALYTICS": "1", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
-            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t", "PYTHONWARNINGS": "ignore"}
+    return {
+        **os.environ,
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+        "PYTHONWARNINGS": "ignore",
+    }
 
 
 def stage_command(name: str) -> list[str]:
@@ -108,19 +115,30 @@ def make_project(tmp_path: Path, tiny_clip: Path, llm_fraction: float = 0.0, **o
     rows = make_images(project / "data" / "images", {"trainval": 16, "test": 12})
     with (project / "data" / "labels.csv").open("w") as f:
         f.write("path,labels,split\n" + "".join(f"{r['path']},{r['labels']},{r['split']}\n" for r in rows))
-    (project / "data" / "labels.txt").write_text(
-        "".join(f"{name}: {', '.join(SYNONYMS[name])}\n" for name in LABELS)
+    (project / "data" / "labels.txt").write_text("".join(f"{name}: {', '.join(SYNONYMS[name])}\n" for name in LABELS))
+    set_params(
+        project,
+        {
+            "prepare.dataset": "folder",
+            "prepare.root": "data/images",
+            "prepare.labels_file": "data/labels.csv",
+            "prepare.label_names": "data/labels.txt",
+            "generate.n_combinations": 24,
+            "generate.max_labels": 2,
+            "generate.llm_fraction": llm_fraction,
+            "generate.max_tokens": 40,
+            "generate.n_threads": 2,
+            "encode.model": str(tiny_clip),
+            "encode.image_resolution": 64,
+            "encode.partial_resolution": 128,
+            "encode.batch_size": 8,
+            "encode.num_workers": 0,
+            "train.epochs": 3,
+            "train.hidden_dim": 32,
+            "train.radius": 1.0,
+            **overrides,
+        },
     )
-    set_params(project, {
-        "prepare.dataset": "folder", "prepare.root": "data/images", "prepare.labels_file": "data/labels.csv",
-        "prepare.label_names": "data/labels.txt",
-        "generate.n_combinations": 24, "generate.max_labels": 2, "generate.llm_fraction": llm_fraction,
-        "generate.max_tokens": 40, "generate.n_threads": 2,
-        "encode.model": str(tiny_clip), "encode.image_resolution": 64, "encode.partial_resolution": 128,
-        "encode.batch_size": 8, "encode.num_workers": 0,
-        "train.epochs": 3, "train.hidden_dim": 32, "train.radius": 1.0,
-        **overrides,
-    })
     init_repo(project, "project", dvc_add=("data/images",))
     return project
 

@@ -95,8 +95,21 @@ def make_exp_project(root: Path) -> Path:
 def run_grid(root: Path) -> None:
     """2 radii x 2 noises x 2 seeds, each a direct `dvc exp run` (no queue: fast)."""
     for radius, noise, seed in itertools.product(RADII, NOISES, SEEDS):
-        run(root, sys.executable, "-m", "dvc", "exp", "run", "-q",
-            "-S", f"train.radius={radius}", "-S", f"train.noise={noise}", "-S", f"train.seed={seed}")
+        run(
+            root,
+            sys.executable,
+            "-m",
+            "dvc",
+            "exp",
+            "run",
+            "-q",
+            "-S",
+            f"train.radius={radius}",
+            "-S",
+            f"train.noise={noise}",
+            "-S",
+            f"train.seed={seed}",
+        )
 
 
 def exp_show(root: Path) -> list:
@@ -132,18 +145,22 @@ def record_pipeline() -> None:
     import numpy as np
     import polars as pl
 
-    from pipeline.random_clip import save_random_clip
+    from pipeline.testbeds.random_clip import save_random_clip
 
     dvc = (sys.executable, "-m", "dvc")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         clip = save_random_clip(tmp / "tiny-clip.pt", "tiny")
         root = make_project(tmp, clip, **{"evaluate.integrate_with": "data/other_scores.parquet"})
-        ids = [row.split(",")[0].rsplit(".", 1)[0] for row in (root / "data" / "labels.csv").read_text().splitlines()[1:]
-               if row.endswith(",test")]
+        ids = [
+            row.split(",")[0].rsplit(".", 1)[0]
+            for row in (root / "data" / "labels.csv").read_text().splitlines()[1:]
+            if row.endswith(",test")
+        ]
         rng = np.random.default_rng(0)
         pl.DataFrame({"image_id": ids, **{label: rng.random(len(ids)) for label in LABELS}}).write_parquet(
-            root / "data" / "other_scores.parquet")
+            root / "data" / "other_scores.parquet"
+        )
         commit(root, "another method's scores")
         run(root, *dvc, "repro", "-q")
         commit(root, "baseline")

@@ -23,8 +23,15 @@ class ScriptedBackend:
     `stop`: stop sequences applied as llama.cpp and OpenAI servers do: the answer ends before the
     first one, which is left out, with finish_reason "stop"."""
 
-    def __init__(self, answer: Callable, *, model_name: str = "scripted", concurrency: int = 1, delay_s: float = 0.0,
-                 stop: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        answer: Callable,
+        *,
+        model_name: str = "scripted",
+        concurrency: int = 1,
+        delay_s: float = 0.0,
+        stop: tuple[str, ...] = (),
+    ):
         self.answer = answer
         self.model_name = model_name
         self.concurrency = concurrency
@@ -60,14 +67,21 @@ class GroupingBackend(ScriptedBackend):
     `interrupt_at` (call, round) raises KeyboardInterrupt in that chat_group call's round, after its
     earlier rounds were answered: a kill mid-group."""
 
-    def __init__(self, answer: Callable, *, parallel: int, group: int | None = None,
-                 interrupt_at: tuple[int, int] | None = None, **kwargs):
+    def __init__(
+        self,
+        answer: Callable,
+        *,
+        parallel: int,
+        group: int | None = None,
+        interrupt_at: tuple[int, int] | None = None,
+        **kwargs,
+    ):
         super().__init__(answer, **kwargs)
         self.parallel = parallel
-        self.group = group or parallel   # chats per chat_group call (the llama_cpp backend's: 4 x parallel)
+        self.group = group or parallel  # chats per chat_group call (the llama_cpp backend's: 4 x parallel)
         self.interrupt_at = interrupt_at
-        self.groups: list[int] = []      # chats per chat_group call
-        self.rounds: list[int] = []      # requests per round
+        self.groups: list[int] = []  # chats per chat_group call
+        self.rounds: list[int] = []  # requests per round
         self.batch = 0
 
     def identity(self) -> dict:
@@ -78,7 +92,7 @@ class GroupingBackend(ScriptedBackend):
         self.groups.append(len(chats))
         results: list = [None] * len(chats)
         waiting = deque(range(len(chats)))
-        requests: dict = {}   # in flight, in the order they took their places
+        requests: dict = {}  # in flight, in the order they took their places
 
         def start() -> None:
             while len(requests) < self.parallel and waiting:
@@ -95,7 +109,7 @@ class GroupingBackend(ScriptedBackend):
                 raise KeyboardInterrupt("killed mid-group")
             self.rounds.append(len(requests))
             answers = {}
-            self.batch = len(requests)   # what `answer` may put in the text
+            self.batch = len(requests)  # what `answer` may put in the text
             for i, (messages, seed) in requests.items():
                 try:
                     reply = self.chat(messages, seed=seed)
@@ -116,12 +130,12 @@ class GroupingBackend(ScriptedBackend):
 def echo_caption(messages, seed) -> str:
     """A well-behaved model: a short caption naming the labels of the first user turn, varied by seed."""
     first = messages[0]["content"]
-    return f"Sure! Here's a caption: \"A photo ({seed % 1000}) of {first.split('contains ', 1)[-1].rstrip('.')}.\""
+    return f'Sure! Here\'s a caption: "A photo ({seed % 1000}) of {first.split("contains ", 1)[-1].rstrip(".")}."'
 
 
 @dataclass
 class ChatServerLog:
-    requests: list[dict] = field(default_factory=list)   # {"path", "headers", "body"}
+    requests: list[dict] = field(default_factory=list)  # {"path", "headers", "body"}
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -157,7 +171,7 @@ class FakeChatServer(LocalHTTPServer):
                     self.end_headers()
                     self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):
-                    pass   # the client timed out and went away
+                    pass  # the client timed out and went away
 
             def log_message(self, *args):
                 pass
@@ -172,10 +186,24 @@ class FakeChatServer(LocalHTTPServer):
 
 
 def completion(content: str | None, model: str = "fake-model", finish_reason: str = "stop") -> bytes:
-    return json.dumps({
-        "id": "x", "object": "chat.completion", "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish_reason}],
-    }).encode()
+    return json.dumps(
+        {
+            "id": "x",
+            "object": "chat.completion",
+            "model": model,
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish_reason}
+            ],
+        }
+    ).encode()
 
 
-__all__ = ["BackendError", "ChatServerLog", "FakeChatServer", "GroupingBackend", "ScriptedBackend", "completion", "echo_caption"]
+__all__ = [
+    "BackendError",
+    "ChatServerLog",
+    "FakeChatServer",
+    "GroupingBackend",
+    "ScriptedBackend",
+    "completion",
+    "echo_caption",
+]

@@ -37,11 +37,11 @@ MUTATIONS = ROOT / "tests" / "mutations.yaml"
 class Mutation:
     id: str
     file: str
-    original: str          # one whole line, exactly as in the file (indentation included)
-    replacement: str       # what the line becomes (one line; `;` joins statements)
+    original: str  # one whole line, exactly as in the file (indentation included)
+    replacement: str  # what the line becomes (one line; `;` joins statements)
     rows: tuple[str, ...]  # the starts of the docs/faults.md rows it attacks (none: a protection documented elsewhere)
     tests: tuple[str, ...]  # pytest node ids: tests/x.py or tests/x.py::name
-    after: str = ""        # where the original is not unique: the line it is the first match after
+    after: str = ""  # where the original is not unique: the line it is the first match after
     note: str = ""
 
 
@@ -86,8 +86,9 @@ def apply(mutation: Mutation, root: Path) -> str:
 
 
 def copy_repository(into: Path) -> Path:
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
-                           capture_output=True, text=True).stdout.split("\0")
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout.split("\0")
     for name in filter(None, files):
         source = ROOT / name
         if source.is_file():
@@ -101,8 +102,14 @@ def pytest(root: Path, tests: tuple[str, ...], timeout: float) -> tuple[int, flo
     env = {**os.environ, "PYTHONPATH": str(root), "PYTHONDONTWRITEBYTECODE": "1"}
     start = time.monotonic()
     try:
-        done = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
-                              cwd=root, env=env, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired:
         return 124, time.monotonic() - start, "timed out"
     return done.returncode, time.monotonic() - start, (done.stdout + done.stderr)[-1500:]
@@ -154,9 +161,11 @@ def main(argv: list[str] | None = None) -> int:
             if status not in (0, 1):
                 print(tail)
     caught = sum(v == "caught" for v in results.values())
-    print(f"\n{caught}/{len(mutations)} caught, {sum(v == 'SURVIVED' for v in results.values())} survived, "
-          f"{len(gone)} missing, {sum(v.startswith('ERROR') for v in results.values())} errors; "
-          f"{time.monotonic() - start:.0f} s")
+    print(
+        f"\n{caught}/{len(mutations)} caught, {sum(v == 'SURVIVED' for v in results.values())} survived, "
+        f"{len(gone)} missing, {sum(v.startswith('ERROR') for v in results.values())} errors; "
+        f"{time.monotonic() - start:.0f} s"
+    )
     return 0 if caught == len(mutations) else 1
 
 

@@ -33,20 +33,20 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))   # the tests' builders sit beside this script (tests/), the project at ROOT
+sys.path.insert(0, str(ROOT))  # the tests' builders sit beside this script (tests/), the project at ROOT
 
 from e2e_project import commit, make_project, run  # noqa: E402  (the tests' builders, beside this script)
 
 TINY = {"prompt.epochs": 2, "prompt.n_ctx": 4, "train.epochs": 2}
-SETTINGS = {   # setting -> dotted params over the e2e project's (tests/e2e_project.make_project)
+SETTINGS = {  # setting -> dotted params over the e2e project's (tests/e2e_project.make_project)
     "zeroshot_taidpt": {"prompt.method": "taidpt", "evaluate.integrate_with": "prompt"},
     "fewshot_coop": {"fewshot.shots": 2, "prompt.method": "coop", "evaluate.integrate_with": "prompt"},
     "partial_dualcoop": {"partial.known_proportion": 0.5, "prompt.method": "dualcoop", "prompt.select": "val"},
 }
-GRID = ("train.radius", (0.5, 2.0))      # the queued grid, run on the zero-shot project
-LLM_FRACTION = 0.25                      # the zero-shot project captions a quarter of its texts with the embedded LLM
-VOLATILE = re.compile(r"second|time|duration|elapsed|date|_s$")   # how long, when: keys and CSV columns, never a result
-SKIPPED_REPORTS = {"environment.json"}   # versions, CPU, GPU of the machine
+GRID = ("train.radius", (0.5, 2.0))  # the queued grid, run on the zero-shot project
+LLM_FRACTION = 0.25  # the zero-shot project captions a quarter of its texts with the embedded LLM
+VOLATILE = re.compile(r"second|time|duration|elapsed|date|_s$")  # how long, when: keys and CSV columns, never a result
+SKIPPED_REPORTS = {"environment.json"}  # versions, CPU, GPU of the machine
 
 
 def tiny_clip(folder: Path) -> Path:
@@ -75,15 +75,21 @@ def stable(value):
 
 def tables(folder: Path, project: Path) -> dict[str, str]:
     """path (relative to the project) -> sha256 of every parquet and csv table under `folder`."""
-    return {p.relative_to(project).as_posix(): sha256(p) for p in sorted(folder.rglob("*"))
-            if p.suffix in (".parquet", ".csv") and p.is_file()}
+    return {
+        p.relative_to(project).as_posix(): sha256(p)
+        for p in sorted(folder.rglob("*"))
+        if p.suffix in (".parquet", ".csv") and p.is_file()
+    }
 
 
 def snapshot(project: Path) -> dict:
     reports = project / "reports"
     return {
-        "metrics": {p.name: stable(json.loads(p.read_text())) for p in sorted(reports.glob("*.json"))
-                    if p.name not in SKIPPED_REPORTS},
+        "metrics": {
+            p.name: stable(json.loads(p.read_text()))
+            for p in sorted(reports.glob("*.json"))
+            if p.name not in SKIPPED_REPORTS
+        },
         "report_tables": tables(reports, project),
         "artifact_tables": tables(project / "artifacts", project),
     }
@@ -102,9 +108,12 @@ def queued_grid(project: Path, timeout_s: float = 900) -> dict:
     run(project, *dvc, "exp", "run", "--queue", "-q", "-S", f"{key}={','.join(map(str, values))}")
     run(project, *dvc, "queue", "start", "-j", "1")
     deadline = time.monotonic() + timeout_s
-    while True:   # the executor states in `dvc exp show` (never `dvc queue status`, which races the worker)
-        groups = [g for top in json.loads(run(project, *dvc, "exp", "show", "--json").stdout)
-                  for g in top.get("experiments") or []]
+    while True:  # the executor states in `dvc exp show` (never `dvc queue status`, which races the worker)
+        groups = [
+            g
+            for top in json.loads(run(project, *dvc, "exp", "show", "--json").stdout)
+            for g in top.get("experiments") or []
+        ]
         states = [(g.get("executor") or {}).get("state") or "success" for g in groups]
         if len(groups) == len(values) and not {"queued", "running"} & set(states):
             break
@@ -119,8 +128,11 @@ def queued_grid(project: Path, timeout_s: float = 900) -> dict:
         data = entry["data"]
         params = data["params"]["params.yaml"]["data"]
         section, name = key.split(".", 1)
-        metrics = {Path(path).name: stable(content.get("data", {})) for path, content in data["metrics"].items()
-                   if Path(path).name not in SKIPPED_REPORTS}
+        metrics = {
+            Path(path).name: stable(content.get("data", {}))
+            for path, content in data["metrics"].items()
+            if Path(path).name not in SKIPPED_REPORTS
+        }
         found[f"{key}={params[section][name]}"] = metrics
     run(project, *dvc, "queue", "stop", check=False)
     return dict(sorted(found.items()))
@@ -129,15 +141,19 @@ def queued_grid(project: Path, timeout_s: float = 900) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="the JSON file to write")
-    parser.add_argument("--workdir", type=Path, help="build the projects in this new folder and keep them "
-                        "(to see why two snapshots differ); default: a temporary folder, removed")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        help="build the projects in this new folder and keep them "
+        "(to see why two snapshots differ); default: a temporary folder, removed",
+    )
     args = parser.parse_args()
     started = time.monotonic()
     if args.workdir:
         args.workdir.mkdir(parents=True)
     with tempfile.TemporaryDirectory(prefix="tai-snapshot-") as scratch:
         tmp = args.workdir.resolve() if args.workdir else Path(scratch)
-        os.environ["TAI_CACHE_DIR"] = str(tmp / "cache")   # no embedding from an earlier run is reused
+        os.environ["TAI_CACHE_DIR"] = str(tmp / "cache")  # no embedding from an earlier run is reused
         os.environ.setdefault("DVC_NO_ANALYTICS", "1")
         clip = tiny_clip(tmp)
         result = {}
@@ -150,7 +166,7 @@ def main() -> None:
             if setting == "zeroshot_taidpt":
                 result[setting]["queued_grid"] = queued_grid(project)
                 print(f"{setting} queued grid: {time.monotonic() - started:.0f} s", file=sys.stderr)
-        from test_labels_only_e2e import make_labels_project   # the labels-only e2e test's builder
+        from test_labels_only_e2e import make_labels_project  # the labels-only e2e test's builder
 
         (tmp / "labels_only").mkdir()
         result["labels_only"] = repro(make_labels_project(tmp / "labels_only", clip))

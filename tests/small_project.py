@@ -17,13 +17,25 @@ def small_project(tmp_path: Path, clip_model: str, **overrides) -> Path:
     (project / "data").mkdir(parents=True)
     rows = make_images(project / "data" / "images", {"trainval": 8, "test": 6})
     (project / "data" / "labels.csv").write_text(
-        "path,labels,split\n" + "".join(f"{r['path']},{r['labels']},{r['split']}\n" for r in rows))
+        "path,labels,split\n" + "".join(f"{r['path']},{r['labels']},{r['split']}\n" for r in rows)
+    )
     (project / "data" / "labels.txt").write_text("".join(f"{n}: {', '.join(SYNONYMS[n])}\n" for n in LABELS))
-    set_params(project, {
-        "prepare.dataset": "folder", "prepare.root": "data/images", "prepare.labels_file": "data/labels.csv",
-        "prepare.label_names": "data/labels.txt", "encode.model": clip_model, "encode.image_resolution": 64,
-        "encode.partial_resolution": 128, "encode.batch_size": 4, "encode.num_workers": 0, "encode.runtime": "torch",
-        **overrides})
+    set_params(
+        project,
+        {
+            "prepare.dataset": "folder",
+            "prepare.root": "data/images",
+            "prepare.labels_file": "data/labels.csv",
+            "prepare.label_names": "data/labels.txt",
+            "encode.model": clip_model,
+            "encode.image_resolution": 64,
+            "encode.partial_resolution": 128,
+            "encode.batch_size": 4,
+            "encode.num_workers": 0,
+            "encode.runtime": "torch",
+            **overrides,
+        },
+    )
     return project
 
 

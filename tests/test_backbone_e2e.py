@@ -11,8 +11,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from e2e_project import make_project, run, stages_run
-from pipeline.adapter import AdapterBundle
 from pipeline.cli import app
+from pipeline.method.adapter import AdapterBundle
 
 pytestmark = pytest.mark.slow
 
@@ -27,12 +27,14 @@ def project(tmp_path_factory, tiny_open_clip):
 
 def test_the_pipeline_runs_on_an_open_clip_backbone(project):
     shards = project / "artifacts" / "embeddings"
-    identities = {pyarrow.ipc.open_file(next(folder.glob("*.arrow"))).schema.metadata[b"model_identity"].decode()
-                  for folder in (shards / "text", shards / "eval" / "test-64")}
+    identities = {
+        pyarrow.ipc.open_file(next(folder.glob("*.arrow"))).schema.metadata[b"model_identity"].decode()
+        for folder in (shards / "text", shards / "eval" / "test-64")
+    }
     assert len(identities) == 1 and identities.pop().startswith("open_clip:tai-tiny-vit/file:")
     bundle = AdapterBundle.load(project / "artifacts" / "model" / "adapter.pt")
     assert bundle.clip_identity.startswith("open_clip:tai-tiny-vit/file:") and bundle.model.config.embed_dim == 32
-    for stage in ("zeroshot", "eval"):   # the backbone's own zero-shot baseline, and the adapter on its embeddings
+    for stage in ("zeroshot", "eval"):  # the backbone's own zero-shot baseline, and the adapter on its embeddings
         metrics = json.loads((project / "reports" / f"{stage}.json").read_text())
         assert 0 <= metrics["map"] <= 1 and metrics["n_images"] == 12
 
@@ -51,7 +53,9 @@ def test_an_export_predicts_what_the_workspace_predicts(project, monkeypatch, tm
     assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.onnx", "model.safetensors"]
     config = json.loads((folder / "config.json").read_text())
     assert config["labels"] == ["cat", "dog", "car", "tree"] and config["synonyms"]["cat"] == ["cats", "kitten"]
-    assert config["clip"]["identity"] == AdapterBundle.load(project / "artifacts" / "model" / "adapter.pt").clip_identity
+    assert (
+        config["clip"]["identity"] == AdapterBundle.load(project / "artifacts" / "model" / "adapter.pt").clip_identity
+    )
 
     card = (folder / "README.md").read_text()
     eval_map = json.loads((project / "reports" / "eval.json").read_text())["map"]
@@ -64,8 +68,11 @@ def test_an_export_predicts_what_the_workspace_predicts(project, monkeypatch, tm
     outputs = {}
     for name, source in (("workspace", []), ("export", ["--model", str(folder)])):
         outputs[name] = tmp_path / f"{name}.parquet"
-        result = runner.invoke(app, ["predict", str(images), *source, "--device", "cpu", "--top-k", "2",
-                                     "--out", str(outputs[name])], env={"TAI_CACHE_DIR": str(tmp_path / f"cache-{name}")})
+        result = runner.invoke(
+            app,
+            ["predict", str(images), *source, "--device", "cpu", "--top-k", "2", "--out", str(outputs[name])],
+            env={"TAI_CACHE_DIR": str(tmp_path / f"cache-{name}")},
+        )
         assert result.exit_code == 0, result.output
     workspace, export = pl.read_parquet(outputs["workspace"]), pl.read_parquet(outputs["export"])
     assert len(workspace) == 28 and workspace.equals(export)

@@ -53,7 +53,8 @@ def test_every_script_s_imports_resolve_from_anywhere(tmp_path):
         "        assert e.code in (0, None), (script, e.code)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run([sys.executable, "-c", driver], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", driver], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("usage:") == len(SCRIPTS) - 1   # toy_project.py is a module, not a script
+    assert done.stdout.count("usage:") == len(SCRIPTS) - 1  # toy_project.py is a module, not a script

@@ -10,17 +10,29 @@ import polars as pl
 import pytest
 
 from pipeline import paths
-from pipeline.centroids import (
-    COMBINATION_SCHEMA, COMBINATIONS_PATH, GAP_SCHEMA, GAPS_PATH, TSNE_PATH, VISUAL_PATH, VISUAL_SCHEMA,
-    centroid_matrix, combination_key, combination_offsets, gap_table, text_offsets, text_shifts, visual_centroids,
-)
 from pipeline.config import EncodeParams, Params, PartialParams, PrepareParams
-from pipeline.embeddings import write_shards
+from pipeline.data.labels import LabelSet
+from pipeline.data.partial_labels import MASK_PATH, sample_mask
+from pipeline.encoding.embeddings import write_shards
 from pipeline.errors import UserError
+from pipeline.evaluation.figures import figure_content
 from pipeline.io import write_parquet
-from pipeline.labels import LabelSet
-from pipeline.partial import MASK_PATH, sample_mask
-from pipeline.plots import figure_content
+from pipeline.method.centroids import (
+    COMBINATION_SCHEMA,
+    COMBINATIONS_PATH,
+    GAP_SCHEMA,
+    GAPS_PATH,
+    TSNE_PATH,
+    VISUAL_PATH,
+    VISUAL_SCHEMA,
+    centroid_matrix,
+    combination_key,
+    combination_offsets,
+    gap_table,
+    text_offsets,
+    text_shifts,
+    visual_centroids,
+)
 
 LABELS = LabelSet.from_names(["a", "b", "c"])
 
@@ -56,12 +68,12 @@ def test_combination_offsets_by_hand(caplog) -> None:
     ab = rows[("a", "b")]
     assert ab["n_texts"] == 2 and ab["n_labels_used"] == 2
     assert ab["text_centroid"] == pytest.approx([0.5, 0.5])
-    assert ab["offset"] == pytest.approx([1 - 0.5, 2 - 0.5])          # mean([2,0],[0,4]) - [0.5,0.5]
+    assert ab["offset"] == pytest.approx([1 - 0.5, 2 - 0.5])  # mean([2,0],[0,4]) - [0.5,0.5]
     assert ab["offset_norm"] == pytest.approx(float(np.hypot(0.5, 1.5)), rel=1e-6)
     assert rows[("a",)]["offset"] == pytest.approx([1, 0])
-    ac = rows[("a", "c")]                                              # only "a" has a centroid: used alone
+    ac = rows[("a", "c")]  # only "a" has a centroid: used alone
     assert ac["n_labels_used"] == 1 and ac["offset"] == pytest.approx([2 - 5, 0 - 5])
-    for key in [("c",), ()]:                                           # nothing to shift towards: zero
+    for key in [("c",), ()]:  # nothing to shift towards: zero
         assert rows[key]["n_labels_used"] == 0 and rows[key]["offset"] == [0, 0] and rows[key]["offset_norm"] == 0
     assert stats.n_combinations == 5 and stats.n_texts == 6
     assert stats.n_partly_shifted == 1 and stats.n_unshifted == 2 and stats.labels_without_centroid == ["c"]
@@ -95,9 +107,9 @@ def test_label_and_global_gaps_by_hand() -> None:
     assert gaps.schema == pl.Schema(GAP_SCHEMA) and gaps["kind"].to_list() == ["label"] * 3 + ["global"]
     rows = {r["label"]: r for r in gaps.iter_rows(named=True)}
     assert rows["a"]["n_texts"] == 2 and rows["a"]["text_centroid"] == pytest.approx([0.5, 0.5])
-    assert rows["a"]["offset"] == pytest.approx([2.5, -0.5])                  # [3, 0] - [0.5, 0.5]
-    assert rows["b"]["offset"] == pytest.approx([-1, 3])                      # [0, 4] - [1, 1]
-    assert rows["c"]["offset"] is None and rows["c"]["offset_norm"] is None   # no visual centroid
+    assert rows["a"]["offset"] == pytest.approx([2.5, -0.5])  # [3, 0] - [0.5, 0.5]
+    assert rows["b"]["offset"] == pytest.approx([-1, 3])  # [0, 4] - [1, 1]
+    assert rows["c"]["offset"] is None and rows["c"]["offset_norm"] is None  # no visual centroid
     assert rows[None]["n_images"] == 4 and rows[None]["offset"] == pytest.approx([3 - 0.75, 2.5 - 1])
 
     label_shift = text_shifts("label", text_labels, pl.DataFrame(schema=COMBINATION_SCHEMA), gaps, LABELS, 2)
@@ -132,24 +144,40 @@ def _workspace(root: Path, n_images: int = 40, n_texts: int = 30, dim: int = 8) 
     write_parquet(LABELS.to_frame(), root / paths.labels_path("toy"))
     ids = [f"img{i}" for i in range(n_images)]
     image_labels = [sorted(rng.choice(["a", "b", "c"], rng.integers(1, 3), replace=False).tolist()) for _ in ids]
-    manifest = pl.DataFrame({"image_id": ids, "path": [f"{i}.jpg" for i in ids], "labels": image_labels,
-                             "difficult": [[] for _ in ids]},
-                            schema={"image_id": pl.Utf8, "path": pl.Utf8, "labels": pl.List(pl.Utf8),
-                                    "difficult": pl.List(pl.Utf8)})
+    manifest = pl.DataFrame(
+        {"image_id": ids, "path": [f"{i}.jpg" for i in ids], "labels": image_labels, "difficult": [[] for _ in ids]},
+        schema={"image_id": pl.Utf8, "path": pl.Utf8, "labels": pl.List(pl.Utf8), "difficult": pl.List(pl.Utf8)},
+    )
     write_parquet(manifest, root / paths.manifest_path("toy", "trainval"))
-    text_labels = [sorted(rng.choice(["a", "b", "c"], rng.integers(1, 3), replace=False).tolist()) for _ in range(n_texts)]
-    texts = pl.DataFrame({"text_id": [f"t{i}" for i in range(n_texts)], "text": ["x"] * n_texts,
-                          "labels": text_labels, "combination": text_labels})
+    text_labels = [
+        sorted(rng.choice(["a", "b", "c"], rng.integers(1, 3), replace=False).tolist()) for _ in range(n_texts)
+    ]
+    texts = pl.DataFrame(
+        {
+            "text_id": [f"t{i}" for i in range(n_texts)],
+            "text": ["x"] * n_texts,
+            "labels": text_labels,
+            "combination": text_labels,
+        }
+    )
     write_parquet(texts, root / paths.TEXTS)
-    write_shards(root / paths.TEXT_EMBEDDINGS, texts["text_id"].to_list(), rng.normal(size=(n_texts, dim)).astype(np.float32), {})
-    write_shards(root / paths.image_embeddings_dir(paths.PARTIAL_EMBEDDINGS, "trainval", 64), ids,
-                 rng.normal(size=(n_images, dim)).astype(np.float32) + 3, {})
+    write_shards(
+        root / paths.TEXT_EMBEDDINGS, texts["text_id"].to_list(), rng.normal(size=(n_texts, dim)).astype(np.float32), {}
+    )
+    write_shards(
+        root / paths.image_embeddings_dir(paths.PARTIAL_EMBEDDINGS, "trainval", 64),
+        ids,
+        rng.normal(size=(n_images, dim)).astype(np.float32) + 3,
+        {},
+    )
 
 
 def _run(stage: str, params: Params) -> None:
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(f"stage_{stage}", Path(__file__).resolve().parents[1] / "stages" / f"{stage}.py")
+    spec = importlib.util.spec_from_file_location(
+        f"stage_{stage}", Path(__file__).resolve().parents[1] / "stages" / f"{stage}.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module.main(params)
@@ -181,7 +209,7 @@ def test_stage_computes_centroids_from_known_positives(tmp_path: Path, monkeypat
 
     visual = pl.read_parquet(VISUAL_PATH)
     assert visual.schema == pl.Schema(VISUAL_SCHEMA) and visual["label"].to_list() == ["a", "b", "c"]
-    from pipeline.embeddings import read_shards
+    from pipeline.encoding.embeddings import read_shards
 
     images = read_shards(paths.image_embeddings_dir(paths.PARTIAL_EMBEDDINGS, "trainval", 64))
     for row in visual.iter_rows(named=True):
@@ -194,7 +222,7 @@ def test_stage_computes_centroids_from_known_positives(tmp_path: Path, monkeypat
     assert (combinations["offset_norm"] > 1).all()  # images sit 3 away from the texts in every dimension
     gaps = pl.read_parquet(GAPS_PATH)
     assert gaps.schema == pl.Schema(GAP_SCHEMA) and gaps.height == 4
-    assert gaps.filter(pl.col("kind") == "global")["offset_norm"].item() > 5      # ~3 * sqrt(8)
+    assert gaps.filter(pl.col("kind") == "global")["offset_norm"].item() > 5  # ~3 * sqrt(8)
     # the global gap: every image of the split (known labels or not) minus every text, each text once
     texts = pl.read_parquet(paths.TEXTS)
     text_mean = read_shards(paths.TEXT_EMBEDDINGS).select(texts["text_id"].to_list()).mean(axis=0)
@@ -210,7 +238,7 @@ def test_stage_computes_centroids_from_known_positives(tmp_path: Path, monkeypat
     counts = manifest.group_by(pl.col("labels").list.join(" + ").alias("key")).len()
     counts = dict(zip(counts["key"], counts["len"]))
     assert panel["title"] == "trainval images @64px, known proportion 0.5"
-    assert sorted(panel["combinations"]) == sorted(counts) and len(counts) <= 6   # 3 labels: at most 6 combinations
+    assert sorted(panel["combinations"]) == sorted(counts) and len(counts) <= 6  # 3 labels: at most 6 combinations
     assert panel["images"] == [counts[c] for c in panel["combinations"]]
     assert sum(panel["images"]) == manifest.height == 40
     assert panel["full"] == len(counts) and 1 <= panel["estimated"] <= len(counts)
@@ -224,8 +252,8 @@ def test_stage_needs_the_mask(tmp_path: Path, monkeypatch) -> None:
 
 
 def test_centroids_figure_draws_one_panel_per_run(tmp_path: Path) -> None:
-    from pipeline.plots import centroids_figure, combination_panel
-    from pipeline.synthetic import World
+    from pipeline.evaluation.figures import centroids_figure, combination_panel
+    from pipeline.testbeds.synthetic_worlds import World
 
     panels = []
     for p in (0.1, 0.9):
@@ -243,7 +271,7 @@ def test_centroids_figure_draws_one_panel_per_run(tmp_path: Path) -> None:
     assert errors[1] < errors[0]
     path = centroids_figure(tmp_path / "fig.png", panels)
     assert _is_png(path) and path.stat().st_size > 20_000
-    drawn = figure_content(path)["panels"]     # counted from the points the figure drew
+    drawn = figure_content(path)["panels"]  # counted from the points the figure drew
     assert [d["title"] for d in drawn] == ["known proportion 0.1", "known proportion 0.9"]
     for d, panel in zip(drawn, panels):
         assert d["combinations"] == [" + ".join(c) for c in panel.combinations]
@@ -253,15 +281,21 @@ def test_centroids_figure_draws_one_panel_per_run(tmp_path: Path) -> None:
 
 def test_the_figure_content_is_read_from_the_drawn_points() -> None:
     """drawn_content counts matplotlib's own offsets: drop a panel's points and the count follows."""
-    from pipeline.plots import CentroidPanel, _pyplot, draw_centroids, drawn_content
+    from pipeline.evaluation.figures import CentroidPanel, _pyplot, draw_centroids, drawn_content
 
     rng = np.random.default_rng(0)
-    panel = CentroidPanel("p", [("a",), ("a", "b")], [rng.normal(size=(7, 4)), rng.normal(size=(3, 4))],
-                          np.array([[0.0, 0, 0, 1], [np.nan] * 4]), rng.normal(size=(2, 4)))
+    panel = CentroidPanel(
+        "p",
+        [("a",), ("a", "b")],
+        [rng.normal(size=(7, 4)), rng.normal(size=(3, 4))],
+        np.array([[0.0, 0, 0, 1], [np.nan] * 4]),
+        rng.normal(size=(2, 4)),
+    )
     fig = draw_centroids([panel])
     try:
-        assert drawn_content(fig) == [{"title": "p", "combinations": ["a", "a + b"], "images": [7, 3],
-                                       "estimated": 1, "full": 2}]
+        assert drawn_content(fig) == [
+            {"title": "p", "combinations": ["a", "a + b"], "images": [7, 3], "estimated": 1, "full": 2}
+        ]
         next(c for c in fig.axes[0].collections if c.get_gid() == "images 0").set_offsets(np.zeros((2, 2)))
         assert drawn_content(fig)[0]["images"] == [2, 3]
     finally:

@@ -1,5 +1,5 @@
 """Allowed values have one home: the tuples of pipeline/config.py, checked there only (before any work), or a
-torch-free module beside the code that gives them meaning (noise kinds beside pipeline/perturb.py), which config
+torch-free module beside the code that gives them meaning (noise kinds beside pipeline/method/perturb.py), which config
 imports and checks them from.
 
 The code that uses a value trusts it, with no check of its own. So every value config allows must
@@ -17,23 +17,37 @@ import torch
 from PIL import Image
 
 from pipeline import config
-from pipeline.centroids import shift_offsets
-from pipeline.clip_model import image_transform
 from pipeline.config import BACKENDS, INTEGRATE_SCALINGS, NOISE_KINDS, RESIZE_MODES, SHIFT_MODES, GenerateParams
-from pipeline.labels import LabelSet
-from pipeline.metrics import integrate
-from pipeline.perturb import sphere_noise
+from pipeline.data.labels import LabelSet
+from pipeline.encoding.openai_clip import image_transform
+from pipeline.evaluation.metrics import integrate
+from pipeline.method.centroids import shift_offsets
+from pipeline.method.perturb import sphere_noise
 
 ROOT = Path(__file__).resolve().parents[1]
-CHOICES = ("RESIZE_MODES", "ENGINES", "DEVICES", "BACKENDS", "SHOT_COUNTS", "NOISE_KINDS", "LABEL_RULES",
-           "SHIFT_MODES", "INTEGRATE_SCALINGS")
-HOMES = {"NOISE_KINDS": "pipeline/noise_kinds.py"}   # a tuple config imports from beside its code; the rest are config's
+CHOICES = (
+    "RESIZE_MODES",
+    "ENGINES",
+    "DEVICES",
+    "BACKENDS",
+    "SHOT_COUNTS",
+    "NOISE_KINDS",
+    "LABEL_RULES",
+    "SHIFT_MODES",
+    "INTEGRATE_SCALINGS",
+)
+HOMES = {
+    "NOISE_KINDS": "pipeline/method/noise_kinds.py"
+}  # a tuple config imports from beside its code; the rest are config's
 
 
 def all_different(outputs: dict) -> list[tuple]:
     """Pairs of choices whose outputs are equal (there should be none)."""
-    return [(a, b) for (a, x), (b, y) in itertools.combinations(outputs.items(), 2)
-            if np.shape(x) == np.shape(y) and np.allclose(x, y)]
+    return [
+        (a, b)
+        for (a, x), (b, y) in itertools.combinations(outputs.items(), 2)
+        if np.shape(x) == np.shape(y) and np.allclose(x, y)
+    ]
 
 
 def test_the_tuples_are_config_s_and_read_by_no_other_module():
@@ -43,7 +57,9 @@ def test_the_tuples_are_config_s_and_read_by_no_other_module():
         if path.relative_to(ROOT).as_posix() in ("pipeline/config.py", *HOMES.values()):
             continue
         nodes = list(ast.walk(ast.parse(path.read_text())))
-        names = {n.id for n in nodes if isinstance(n, ast.Name)} | {n.attr for n in nodes if isinstance(n, ast.Attribute)}
+        names = {n.id for n in nodes if isinstance(n, ast.Name)} | {
+            n.attr for n in nodes if isinstance(n, ast.Attribute)
+        }
         names |= {a.name for n in nodes if isinstance(n, ast.ImportFrom) for a in n.names}
         if names & set(CHOICES):
             readers[path.relative_to(ROOT).as_posix()] = sorted(names & set(CHOICES))

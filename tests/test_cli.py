@@ -1,4 +1,4 @@
-"""The `tai` CLI (download, inspect) and pipeline.download, without any network: archives are
+"""The `tai` CLI (download, inspect) and pipeline.data.download, without any network: archives are
 local tars reached through file:// URLs."""
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import pyarrow.ipc as ipc
 import pytest
 from typer.testing import CliRunner
 
-from pipeline import download as dl
 from pipeline.cli import app
-from pipeline.datasets.specs import DATASETS, DatasetSpec
+from pipeline.data import download as dl
+from pipeline.data.datasets.specs import DATASETS, DatasetSpec
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {"COLUMNS": "200", "NO_COLOR": "1"}
@@ -49,14 +49,20 @@ def make_tar(path: Path, files: dict[str, bytes]) -> tuple[Path, str]:
 def fake_voc(tmp_path: Path, monkeypatch) -> tuple[dl.Download, Path]:
     """A 'voc2007'-like download made of two local tars that unpack into the same folder."""
     src = tmp_path / "server"
-    a, md5_a = make_tar(src / "trainval.tar", {
-        "VOCdevkit/VOC2007/ImageSets/Main/trainval.txt": b"000001\n",
-        "VOCdevkit/VOC2007/Annotations/000001.xml": b"<annotation/>",
-    })
-    b, md5_b = make_tar(src / "test.tar", {
-        "VOCdevkit/VOC2007/ImageSets/Main/test.txt": b"000002\n",
-        "VOCdevkit/VOC2007/Annotations/000002.xml": b"<annotation/>",
-    })
+    a, md5_a = make_tar(
+        src / "trainval.tar",
+        {
+            "VOCdevkit/VOC2007/ImageSets/Main/trainval.txt": b"000001\n",
+            "VOCdevkit/VOC2007/Annotations/000001.xml": b"<annotation/>",
+        },
+    )
+    b, md5_b = make_tar(
+        src / "test.tar",
+        {
+            "VOCdevkit/VOC2007/ImageSets/Main/test.txt": b"000002\n",
+            "VOCdevkit/VOC2007/Annotations/000002.xml": b"<annotation/>",
+        },
+    )
     spec = dl.Download(
         "fake", "fake VOC", (dl.Archive(a.as_uri(), md5_a), dl.Archive(b.as_uri(), md5_b)), "VOCdevkit/VOC2007"
     )
@@ -121,14 +127,24 @@ def test_checksum_mismatch_deletes_the_file_and_names_url_and_sums(fake_voc, mon
 def test_unreachable_url_says_where_to_put_the_file(tmp_path: Path, monkeypatch) -> None:
     url = (tmp_path / "missing.tar").as_uri()
     with pytest.raises(dl.DownloadError, match=r"could not download .*missing\.tar.*put it at"):
-        dl.download(dl.Download("fake", "x", (dl.Archive(url, "0" * 32),), "x"), tmp_path / "data", progress=False, log=lambda m: None)
+        dl.download(
+            dl.Download("fake", "x", (dl.Archive(url, "0" * 32),), "x"),
+            tmp_path / "data",
+            progress=False,
+            log=lambda m: None,
+        )
     assert list((tmp_path / "data").iterdir()) == []
 
 
 def test_archive_escaping_the_folder_is_refused(tmp_path: Path, monkeypatch) -> None:
     evil, md5 = make_tar(tmp_path / "evil.tar", {"../escaped.txt": b"x"})
     with pytest.raises(dl.DownloadError, match="evil.tar"):
-        dl.download(dl.Download("fake", "x", (dl.Archive(evil.as_uri(), md5),), "x"), tmp_path / "data", progress=False, log=lambda m: None)
+        dl.download(
+            dl.Download("fake", "x", (dl.Archive(evil.as_uri(), md5),), "x"),
+            tmp_path / "data",
+            progress=False,
+            log=lambda m: None,
+        )
     assert not (tmp_path / "escaped.txt").exists()
 
 

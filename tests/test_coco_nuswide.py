@@ -12,10 +12,10 @@ import pytest
 
 from pipeline import paths
 from pipeline.config import ParamsError, PrepareParams, load_params
-from pipeline.datasets import MANIFEST_SCHEMA, DatasetError, prepare_dataset, write_dataset
-from pipeline.datasets.coco import LABEL_TABLE as COCO_TABLE
-from pipeline.datasets.nuswide import LABEL_TABLE as NUS_TABLE
-from pipeline.labels import LabelError, read_label_file
+from pipeline.data.datasets import MANIFEST_SCHEMA, DatasetError, prepare_dataset, write_dataset
+from pipeline.data.datasets.coco import LABEL_TABLE as COCO_TABLE
+from pipeline.data.datasets.nuswide import LABEL_TABLE as NUS_TABLE
+from pipeline.data.labels import LabelError, read_label_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,6 +31,7 @@ def touch(path: Path) -> None:
 
 # ----------------------------------------------------------------------------------------------- COCO
 
+
 def coco2014_categories() -> list[dict]:
     """COCO's 80 categories with their real, non-contiguous ids (1..90)."""
     gaps = {12, 26, 29, 30, 45, 66, 68, 69, 71, 83}
@@ -40,17 +41,25 @@ def coco2014_categories() -> list[dict]:
     return [{"id": i, "name": n, "supercategory": "x"} for i, n in zip(ids, names)]
 
 
-def write_instances(path: Path, images: list[tuple[int, str]], annotations: list[tuple[int, int, int]],
-                    categories: list[dict]) -> Path:
+def write_instances(
+    path: Path, images: list[tuple[int, str]], annotations: list[tuple[int, int, int]], categories: list[dict]
+) -> Path:
     """annotations: (image id, category id, iscrowd)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({
-        "info": {}, "licenses": [],
-        "images": [{"id": i, "file_name": f, "width": 4, "height": 3} for i, f in images],
-        "annotations": [{"id": n, "image_id": i, "category_id": c, "iscrowd": crowd, "bbox": [0, 0, 1, 1], "area": 1}
-                        for n, (i, c, crowd) in enumerate(annotations, 1)],
-        "categories": categories,
-    }))
+    path.write_text(
+        json.dumps(
+            {
+                "info": {},
+                "licenses": [],
+                "images": [{"id": i, "file_name": f, "width": 4, "height": 3} for i, f in images],
+                "annotations": [
+                    {"id": n, "image_id": i, "category_id": c, "iscrowd": crowd, "bbox": [0, 0, 1, 1], "area": 1}
+                    for n, (i, c, crowd) in enumerate(annotations, 1)
+                ],
+                "categories": categories,
+            }
+        )
+    )
     return path
 
 
@@ -59,16 +68,29 @@ def coco2014_root(tmp_path: Path) -> Path:
     root = tmp_path / "coco2014"
     cats = coco2014_categories()
     # ids: 1 person, 18 dog, 62 chair, 67 dining table, 90 toothbrush (the last id)
-    write_instances(root / "annotations" / "instances_train2014.json",
-                    [(9, "COCO_train2014_000000000009.jpg"), (25, "COCO_train2014_000000000025.jpg"),
-                     (30, "COCO_train2014_000000000030.jpg")],
-                    [(9, 67, 0), (9, 1, 0), (9, 1, 1), (25, 90, 1)], cats)   # 25: only a crowd annotation
-    write_instances(root / "annotations" / "instances_val2014.json",
-                    [(42, "COCO_val2014_000000000042.jpg"), (73, "COCO_val2014_000000000073.jpg")],
-                    [(42, 18, 0), (42, 62, 0)], cats)                          # 73: no annotation
-    for name in ("train2014/COCO_train2014_000000000009.jpg", "train2014/COCO_train2014_000000000025.jpg",
-                 "train2014/COCO_train2014_000000000030.jpg", "val2014/COCO_val2014_000000000042.jpg",
-                 "val2014/COCO_val2014_000000000073.jpg"):
+    write_instances(
+        root / "annotations" / "instances_train2014.json",
+        [
+            (9, "COCO_train2014_000000000009.jpg"),
+            (25, "COCO_train2014_000000000025.jpg"),
+            (30, "COCO_train2014_000000000030.jpg"),
+        ],
+        [(9, 67, 0), (9, 1, 0), (9, 1, 1), (25, 90, 1)],
+        cats,
+    )  # 25: only a crowd annotation
+    write_instances(
+        root / "annotations" / "instances_val2014.json",
+        [(42, "COCO_val2014_000000000042.jpg"), (73, "COCO_val2014_000000000073.jpg")],
+        [(42, 18, 0), (42, 62, 0)],
+        cats,
+    )  # 73: no annotation
+    for name in (
+        "train2014/COCO_train2014_000000000009.jpg",
+        "train2014/COCO_train2014_000000000025.jpg",
+        "train2014/COCO_train2014_000000000030.jpg",
+        "val2014/COCO_val2014_000000000042.jpg",
+        "val2014/COCO_val2014_000000000073.jpg",
+    ):
         touch(root / name)
     return root
 
@@ -79,21 +101,36 @@ def test_coco_label_table_is_80_categories_with_the_asked_synonyms() -> None:
     syn = dict(zip(table.names, table.synonyms))
     assert "table" in syn["dining table"] and "sofa" in syn["couch"]
     assert {"television", "tv monitor"} <= set(syn["tv"]) and {"mobile phone", "phone"} <= set(syn["cell phone"])
-    assert table.find_in_text("A dog on the sofa beside a table and a phone.") == ["dog", "couch", "dining table", "cell phone"]
+    assert table.find_in_text("A dog on the sofa beside a table and a phone.") == [
+        "dog",
+        "couch",
+        "dining table",
+        "cell phone",
+    ]
 
 
 def test_coco2014_manifests_in_category_id_order_crowd_positive_unannotated_left_out(coco2014_root, caplog) -> None:
     with caplog.at_level(logging.INFO):
         prepared = prepare_dataset(PrepareParams(dataset="coco2014", root=str(coco2014_root), splits=("train", "test")))
     labels = prepared.labels
-    assert labels.names == tuple(c["name"] for c in coco2014_categories())      # id order: 1 .. 90
+    assert labels.names == tuple(c["name"] for c in coco2014_categories())  # id order: 1 .. 90
     ids = [c["id"] for c in coco2014_categories()]
     assert labels.index["dining table"] == ids.index(67) and labels.index["toothbrush"] == ids.index(90) == 79
     assert "tv monitor" in labels.synonyms[labels.index["tv"]]
     r = coco2014_root.as_posix()
     assert rows(prepared.manifests["train"]) == [
-        ("COCO_train2014_000000000009", f"{r}/train2014/COCO_train2014_000000000009.jpg", ["person", "dining table"], []),
-        ("COCO_train2014_000000000025", f"{r}/train2014/COCO_train2014_000000000025.jpg", ["toothbrush"], []),  # iscrowd
+        (
+            "COCO_train2014_000000000009",
+            f"{r}/train2014/COCO_train2014_000000000009.jpg",
+            ["person", "dining table"],
+            [],
+        ),
+        (
+            "COCO_train2014_000000000025",
+            f"{r}/train2014/COCO_train2014_000000000025.jpg",
+            ["toothbrush"],
+            [],
+        ),  # iscrowd
     ]
     assert rows(prepared.manifests["test"]) == [
         ("COCO_val2014_000000000042", f"{r}/val2014/COCO_val2014_000000000042.jpg", ["dog", "chair"], []),
@@ -106,10 +143,12 @@ def test_coco2014_manifests_in_category_id_order_crowd_positive_unannotated_left
 
 
 def test_coco2014_keep_unannotated_keeps_them_with_no_label(coco2014_root) -> None:
-    prepared = prepare_dataset(PrepareParams(dataset="coco2014", root=str(coco2014_root), splits=("test",),
-                                             keep_unannotated=True))
+    prepared = prepare_dataset(
+        PrepareParams(dataset="coco2014", root=str(coco2014_root), splits=("test",), keep_unannotated=True)
+    )
     assert [(r[0], r[2]) for r in rows(prepared.manifests["test"])] == [
-        ("COCO_val2014_000000000042", ["dog", "chair"]), ("COCO_val2014_000000000073", []),
+        ("COCO_val2014_000000000042", ["dog", "chair"]),
+        ("COCO_val2014_000000000073", []),
     ]
     assert list(prepared.manifests) == ["test"]
 
@@ -130,13 +169,19 @@ def coco_export(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     """An annotation tool's export: a background category (id 0), a category with no annotation,
     non-contiguous ids, file names with sub-folders, two files for two splits."""
     images = tmp_path / "photos"
-    cats = [{"id": 0, "name": "_background_"}, {"id": 7, "name": "zebra crossing"}, {"id": 3, "name": "bike"},
-            {"id": 12, "name": "scooter"}]
-    train = write_instances(tmp_path / "ann" / "train.json",
-                            [(1, "day1/a.jpg"), (2, "day1/b.jpg"), (3, "day2/c.jpg")],
-                            [(1, 7, 0), (1, 3, 1), (2, 0, 0), (3, 3, 0)], cats)   # 2: background only
-    test = write_instances(tmp_path / "ann" / "test.json", [(1, "day3/d.png"), (5, "e.jpg")],
-                           [(1, 7, 0)], cats)
+    cats = [
+        {"id": 0, "name": "_background_"},
+        {"id": 7, "name": "zebra crossing"},
+        {"id": 3, "name": "bike"},
+        {"id": 12, "name": "scooter"},
+    ]
+    train = write_instances(
+        tmp_path / "ann" / "train.json",
+        [(1, "day1/a.jpg"), (2, "day1/b.jpg"), (3, "day2/c.jpg")],
+        [(1, 7, 0), (1, 3, 1), (2, 0, 0), (3, 3, 0)],
+        cats,
+    )  # 2: background only
+    test = write_instances(tmp_path / "ann" / "test.json", [(1, "day3/d.png"), (5, "e.jpg")], [(1, 7, 0)], cats)
     for name in ("day1/a.jpg", "day1/b.jpg", "day2/c.jpg", "day3/d.png", "e.jpg"):
         touch(images / name)
     return images, {"train": str(train), "test": str(test)}
@@ -146,10 +191,17 @@ def test_coco_any_file_categories_from_the_file(coco_export) -> None:
     images, annotations = coco_export
     label_file = images.parent / "synonyms.txt"
     label_file.write_text("bike: bicycle, bikes\n")
-    prepared = prepare_dataset(PrepareParams(dataset="coco", root=str(images), splits=("train", "test"),
-                                             annotations=annotations, label_names=str(label_file)))
+    prepared = prepare_dataset(
+        PrepareParams(
+            dataset="coco",
+            root=str(images),
+            splits=("train", "test"),
+            annotations=annotations,
+            label_names=str(label_file),
+        )
+    )
     labels = prepared.labels
-    assert labels.names == ("bike", "zebra crossing", "scooter")     # id order 3, 7, 12; background dropped
+    assert labels.names == ("bike", "zebra crossing", "scooter")  # id order 3, 7, 12; background dropped
     assert labels.synonyms == (("bicycle", "bikes"), (), ())
     i = images.as_posix()
     assert rows(prepared.manifests["train"]) == [
@@ -158,10 +210,15 @@ def test_coco_any_file_categories_from_the_file(coco_export) -> None:
     ]
     assert rows(prepared.manifests["test"]) == [("day3/d", f"{i}/day3/d.png", ["zebra crossing"], [])]
 
-    kept = prepare_dataset(PrepareParams(dataset="coco", root=str(images), splits=("train",),
-                                         annotations=annotations, keep_unannotated=True))
+    kept = prepare_dataset(
+        PrepareParams(
+            dataset="coco", root=str(images), splits=("train",), annotations=annotations, keep_unannotated=True
+        )
+    )
     assert [(r[0], r[2]) for r in rows(kept.manifests["train"])] == [
-        ("day1/a", ["bike", "zebra crossing"]), ("day1/b", []), ("day2/c", ["bike"]),
+        ("day1/a", ["bike", "zebra crossing"]),
+        ("day1/b", []),
+        ("day2/c", ["bike"]),
     ]
 
 
@@ -175,17 +232,26 @@ def test_coco_errors_name_the_file(coco_export, tmp_path: Path) -> None:
         prepare_dataset(PrepareParams(dataset="coco", root=str(images), splits=("t",), annotations={"t": str(bad)}))
     (tmp_path / "broken.json").write_text("{not json")
     with pytest.raises(DatasetError, match=r"broken\.json: cannot read it as JSON"):
-        prepare_dataset(PrepareParams(dataset="coco", root=str(images), splits=("t",),
-                                      annotations={"t": str(tmp_path / "broken.json")}))
+        prepare_dataset(
+            PrepareParams(
+                dataset="coco", root=str(images), splits=("t",), annotations={"t": str(tmp_path / "broken.json")}
+            )
+        )
     other = write_instances(tmp_path / "other.json", [], [], [{"id": 3, "name": "car"}])
     with pytest.raises(DatasetError, match=r"category id 3 is 'car' but 'bike'"):
-        prepare_dataset(PrepareParams(dataset="coco", root=str(images), splits=("train", "t"),
-                                      annotations={**annotations, "t": str(other)}))
+        prepare_dataset(
+            PrepareParams(
+                dataset="coco", root=str(images), splits=("train", "t"), annotations={**annotations, "t": str(other)}
+            )
+        )
     wrong = tmp_path / "syn.txt"
     wrong.write_text("bicycle: bike\n")
     with pytest.raises(LabelError, match=r"lists \['bicycle'\], which are not categories"):
-        prepare_dataset(PrepareParams(dataset="coco", root=str(images), splits=("train",), annotations=annotations,
-                                      label_names=str(wrong)))
+        prepare_dataset(
+            PrepareParams(
+                dataset="coco", root=str(images), splits=("train",), annotations=annotations, label_names=str(wrong)
+            )
+        )
 
 
 # ------------------------------------------------------------------------------------------- NUS-WIDE
@@ -202,18 +268,27 @@ def nus_root(tmp_path: Path) -> Path:
     (root / "TrainTestLabels").mkdir()
     (root / "Concepts81.txt").write_text("".join(f"{c}\r\n" for c in NUS_CONCEPTS))
     splits = {
-        "Train": (["actor\\0001_2124494179.jpg", "sky\\0002_17.jpg", "street\\0003_5.jpg", "sky\\0004_9.jpg"],
-                  {"airport": [1, 0, 0, 0], "cars": [1, 0, 0, 1], "sky": [0, 1, 0, 1], "zebra": [0, 0, 0, 0]}),
-        "Test": (["beach\\0005_1.jpg", "beach\\0006_2.jpg"],
-                 {"airport": [0, 0], "cars": [0, 0], "sky": [1, 0], "zebra": [0, 0]}),
+        "Train": (
+            ["actor\\0001_2124494179.jpg", "sky\\0002_17.jpg", "street\\0003_5.jpg", "sky\\0004_9.jpg"],
+            {"airport": [1, 0, 0, 0], "cars": [1, 0, 0, 1], "sky": [0, 1, 0, 1], "zebra": [0, 0, 0, 0]},
+        ),
+        "Test": (
+            ["beach\\0005_1.jpg", "beach\\0006_2.jpg"],
+            {"airport": [0, 0], "cars": [0, 0], "sky": [1, 0], "zebra": [0, 0]},
+        ),
     }
     for split, (entries, labels) in splits.items():
         (root / "ImageList" / f"{split}Imagelist.txt").write_text("".join(f"{e}\r\n" for e in entries))
         for concept, column in labels.items():
             (root / "TrainTestLabels" / f"Labels_{concept}_{split}.txt").write_text("".join(f"{v} \n" for v in column))
-    for present in ("actor/0001_2124494179.jpg", "street/0003_5.jpg", "sky/0004_9.jpg", "beach/0005_1.jpg",
-                    "beach/0006_2.jpg"):
-        touch(root / "Flickr" / present)   # sky/0002_17.jpg is missing
+    for present in (
+        "actor/0001_2124494179.jpg",
+        "street/0003_5.jpg",
+        "sky/0004_9.jpg",
+        "beach/0005_1.jpg",
+        "beach/0006_2.jpg",
+    ):
+        touch(root / "Flickr" / present)  # sky/0002_17.jpg is missing
     return root
 
 
@@ -231,7 +306,7 @@ def test_nuswide_manifests_missing_images_and_no_concept_images(nus_root: Path, 
     f = (nus_root / "Flickr").as_posix()
     assert rows(prepared.manifests["train"]) == [
         ("actor/0001_2124494179", f"{f}/actor/0001_2124494179.jpg", ["airport", "cars"], []),
-        ("street/0003_5", f"{f}/street/0003_5.jpg", [], []),             # no concept: kept
+        ("street/0003_5", f"{f}/street/0003_5.jpg", [], []),  # no concept: kept
         ("sky/0004_9", f"{f}/sky/0004_9.jpg", ["cars", "sky"], []),
     ]
     assert rows(prepared.manifests["test"]) == [
@@ -244,12 +319,15 @@ def test_nuswide_manifests_missing_images_and_no_concept_images(nus_root: Path, 
     train_missing, test_missing = (paths.missing_images_path("nuswide", s) for s in ("train", "test"))
     assert prepared.extras[train_missing].to_dicts() == [{"image_id": "sky/0002_17", "path": f"{f}/sky/0002_17.jpg"}]
     assert prepared.extras[test_missing].height == 0
-    written = write_dataset("nuswide", prepared.labels, prepared.manifests, base=tmp_path / "out",
-                            extras=prepared.extras)
+    written = write_dataset(
+        "nuswide", prepared.labels, prepared.manifests, base=tmp_path / "out", extras=prepared.extras
+    )
     assert train_missing in written and test_missing in written
     back = pl.read_parquet(tmp_path / "out" / train_missing)
     assert back["image_id"].to_list() == ["sky/0002_17"]
-    assert (tmp_path / "out" / train_missing).parent == (tmp_path / "out" / paths.manifest_path("nuswide", "train")).parent
+    assert (tmp_path / "out" / train_missing).parent == (
+        tmp_path / "out" / paths.manifest_path("nuswide", "train")
+    ).parent
 
 
 def test_nuswide_image_root_and_errors(nus_root: Path, tmp_path: Path) -> None:
@@ -257,8 +335,9 @@ def test_nuswide_image_root_and_errors(nus_root: Path, tmp_path: Path) -> None:
     (nus_root / "Flickr").rename(moved)
     with pytest.raises(DatasetError, match=r"image folder .*Flickr does not exist: set prepare\.image_root"):
         prepare_dataset(PrepareParams(dataset="nuswide", root=str(nus_root), splits=("test",)))
-    prepared = prepare_dataset(PrepareParams(dataset="nuswide", root=str(nus_root), splits=("test",),
-                                             image_root=str(moved)))
+    prepared = prepare_dataset(
+        PrepareParams(dataset="nuswide", root=str(nus_root), splits=("test",), image_root=str(moved))
+    )
     assert prepared.manifests["test"]["path"].to_list()[0] == f"{moved.as_posix()}/beach/0005_1.jpg"
 
     (nus_root / "TrainTestLabels" / "Labels_sky_Test.txt").write_text("1\n")
@@ -281,7 +360,9 @@ def test_labels_only_builds_a_label_table_and_no_manifest(tmp_path: Path) -> Non
     assert prepared.manifests == {}
     written = write_dataset("labels", prepared.labels, prepared.manifests, base=tmp_path / "out")
     assert written == [paths.labels_path("labels")]
-    assert sorted(p.name for p in (tmp_path / "out" / paths.labels_path("labels")).parent.iterdir()) == ["labels.parquet"]
+    assert sorted(p.name for p in (tmp_path / "out" / paths.labels_path("labels")).parent.iterdir()) == [
+        "labels.parquet"
+    ]
 
 
 # ----------------------------------------------------------------------------------------------- params
@@ -294,7 +375,10 @@ def test_labels_only_builds_a_label_table_and_no_manifest(tmp_path: Path) -> Non
         ({"dataset": "nuswide", "splits": ["train"], "keep_unannotated": True}, r"prepare\.keep_unannotated is set"),
         ({"dataset": "coco", "splits": ["train"]}, r"prepare\.annotations is empty"),
         ({"dataset": "coco", "splits": ["train", "test"], "annotations": {"train": "a.json"}}, r"lists \['test'\]"),
-        ({"dataset": "coco", "splits": ["t"], "annotations": "a.json"}, r"prepare\.annotations = 'a\.json' should be a mapping"),
+        (
+            {"dataset": "coco", "splits": ["t"], "annotations": "a.json"},
+            r"prepare\.annotations = 'a\.json' should be a mapping",
+        ),
         ({"dataset": "voc2007", "image_root": "x"}, r"prepare\.image_root is set"),
         ({"dataset": "labels"}, r"prepare\.label_names is null"),
         ({"dataset": "labels", "label_names": "l.txt", "labels_file": "x.csv"}, r"prepare\.labels_file is set"),

@@ -22,15 +22,18 @@ def write_params(tmp_path, **changes):
 def test_repository_params_are_valid_and_typed():
     params = load_params(ROOT / "params.yaml")
     assert params.train.radius == 25.0 and params.train.noise == "surface"
-    assert params.encode.model == "RN50" and (params.encode.image_resolution, params.encode.partial_resolution) == (224, 448)
-    assert (params.encode.precision, params.encode.runtime) == ("fp32", "auto")   # bf16 is an opt-in
+    assert params.encode.model == "RN50" and (params.encode.image_resolution, params.encode.partial_resolution) == (
+        224,
+        448,
+    )
+    assert (params.encode.precision, params.encode.runtime) == ("fp32", "auto")  # bf16 is an opt-in
     assert params.train.epochs == 60 and params.train.batch_size == 64 and params.train.max_lr == 1e-4
 
 
 def test_the_paper_s_rules_are_the_defaults():
     params = load_params(ROOT / "params.yaml")
-    assert params.fewshot.noise == "interior" and params.partial.image_noise == "interior"   # eq. 6: inside the ball
-    assert params.partial.image_weight == 0 and params.partial.shift == "combination"        # texts only, eq. 9
+    assert params.fewshot.noise == "interior" and params.partial.image_noise == "interior"  # eq. 6: inside the ball
+    assert params.partial.image_weight == 0 and params.partial.shift == "combination"  # texts only, eq. 9
     assert params.generate.label_rule == "combination" and params.evaluate.integrate_scaling == "global"
     for kind in ("surface", "interior", "ball"):
         assert load_params(ROOT / "params.yaml", {"train.noise": kind}).train.noise == kind
@@ -91,7 +94,6 @@ def test_a_stage_with_bad_params_stops_before_any_work(tmp_path, stage):
     assert not (tmp_path / "artifacts").exists()
 
 
-
 def write_raw(tmp_path, dotted, text):
     """params.yaml with `dotted` set to `text` exactly as written (so YAML, not Python, reads it)."""
     path = write_params(tmp_path, **{dotted: "PLACEHOLDER"})
@@ -99,8 +101,17 @@ def write_raw(tmp_path, dotted, text):
     return path
 
 
-@pytest.mark.parametrize("key", ["train.radius", "train.max_lr", "fewshot.radius", "generate.temperature",
-                                 "partial.known_proportion", "train.epochs"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "train.radius",
+        "train.max_lr",
+        "fewshot.radius",
+        "generate.temperature",
+        "partial.known_proportion",
+        "train.epochs",
+    ],
+)
 @pytest.mark.parametrize("text", [".nan", ".inf", "-.inf", "1e999"])
 def test_nan_and_infinity_are_refused_for_every_number(tmp_path, key, text):
     escaped = key.replace(".", r"\.")
@@ -129,6 +140,7 @@ def test_a_combination_count_beyond_memory_is_refused_with_the_reason(tmp_path, 
     path = write_params(tmp_path, **{"generate.n_combinations": 1_000_001, "generate.captions_per_combination": 2})
     with pytest.raises(ParamsError, match="2,000,002 captions, more than"):
         load_params(path)
-    params = load_params(write_params(tmp_path, **{"generate.n_combinations": 1_000_000,
-                                                   "generate.captions_per_combination": 2}))
+    params = load_params(
+        write_params(tmp_path, **{"generate.n_combinations": 1_000_000, "generate.captions_per_combination": 2})
+    )
     assert params.generate.n_combinations == 1_000_000

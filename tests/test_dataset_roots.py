@@ -19,11 +19,11 @@ import yaml
 
 import stages.download as download_stage
 import stages.prepare as prepare_stage
-from pipeline import download as dl
-from pipeline.datasets import specs
 from pipeline import paths
 from pipeline.config import load_params
-from pipeline.datasets.specs import DATASETS, check_reachable, experiment_copy, outside_project
+from pipeline.data import download as dl
+from pipeline.data.datasets import specs
+from pipeline.data.datasets.specs import DATASETS, check_reachable, experiment_copy, outside_project
 from pipeline.errors import UserError
 from test_cli import make_tar
 from test_datasets import make_voc
@@ -85,13 +85,15 @@ def voc_copy(base: Path, where: str) -> Path:
 def test_a_voc_copy_the_user_already_has_is_never_fetched(tmp_path, monkeypatch, fetches, caplog):
     voc_copy(tmp_path, "data/VOC2007")
     project(tmp_path, monkeypatch, {"dataset": "voc2007", "root": "data/VOC2007"})
-    assert rule_before_the_fix("voc2007")     # the old stage would have fetched here (see BEFORE_THE_FIX)
+    assert rule_before_the_fix("voc2007")  # the old stage would have fetched here (see BEFORE_THE_FIX)
 
     text = run_download(caplog)
     assert fetches == []
     assert "prepare.dataset = 'voc2007': in place, nothing to download" in text
     assert "data/VOC2007/ImageSets/Main/test.txt" in (tmp_path / paths.DOWNLOADS / "NOTE.txt").read_text()
-    assert sorted(p.name for p in (tmp_path / paths.DOWNLOADS).iterdir()) == ["NOTE.txt"]   # the user's copy stays where it is
+    assert sorted(p.name for p in (tmp_path / paths.DOWNLOADS).iterdir()) == [
+        "NOTE.txt"
+    ]  # the user's copy stays where it is
     prepare_stage.main(load_params())
     assert pl.read_parquet("artifacts/data/voc2007/test.parquet")["path"].str.starts_with("data/VOC2007/").all()
 
@@ -128,21 +130,31 @@ def test_coco2014_and_nuswide_roots_of_your_own_are_checked_not_fetched(tmp_path
     (nus / "TrainTestLabels").mkdir()
     images = tmp_path / "data" / "flickr"
     images.mkdir()
-    project(tmp_path, monkeypatch, {"dataset": "nuswide", "root": "nus", "splits": ["test"],
-                                    "image_root": "data/flickr"})
+    project(
+        tmp_path, monkeypatch, {"dataset": "nuswide", "root": "nus", "splits": ["test"], "image_root": "data/flickr"}
+    )
     assert "in place, nothing to download" in run_download(caplog)
     images.rmdir()
-    with pytest.raises(UserError, match=r"^prepare.image_root = 'data/flickr': data/flickr is missing; nuswide has no "
-                                        r"official download: `tai download nuswide` says how"):
+    with pytest.raises(
+        UserError,
+        match=r"^prepare.image_root = 'data/flickr': data/flickr is missing; nuswide has no "
+        r"official download: `tai download nuswide` says how",
+    ):
         run_download(caplog)
 
 
 def test_your_own_files_are_checked_and_named(tmp_path, monkeypatch, fetches, caplog):
     (tmp_path / "images").mkdir()
-    project(tmp_path, monkeypatch, {"dataset": "coco", "root": "images", "splits": ["test"],
-                                    "annotations": {"test": "ann/test.json"}})
-    with pytest.raises(UserError, match=r"^prepare.annotations.test = 'ann/test.json': ann/test.json is missing; "
-                                        r"point prepare.annotations.test at your data"):
+    project(
+        tmp_path,
+        monkeypatch,
+        {"dataset": "coco", "root": "images", "splits": ["test"], "annotations": {"test": "ann/test.json"}},
+    )
+    with pytest.raises(
+        UserError,
+        match=r"^prepare.annotations.test = 'ann/test.json': ann/test.json is missing; "
+        r"point prepare.annotations.test at your data",
+    ):
         run_download(caplog)
     (tmp_path / "ann").mkdir()
     (tmp_path / "ann" / "test.json").write_text("{}")
@@ -151,11 +163,14 @@ def test_your_own_files_are_checked_and_named(tmp_path, monkeypatch, fetches, ca
 
 def test_the_download_folder_is_filled_when_prepare_root_points_there(tmp_path, monkeypatch, caplog):
     """The default root, empty: the stage fetches (here from local tars), then finds it in place."""
-    tar, md5 = make_tar(tmp_path / "server" / "voc.tar", {
-        "VOCdevkit/VOC2007/ImageSets/Main/test.txt": b"000003\n",
-        "VOCdevkit/VOC2007/Annotations/000003.xml": b"<annotation/>",
-        "VOCdevkit/VOC2007/JPEGImages/000003.jpg": b"jpeg",
-    })
+    tar, md5 = make_tar(
+        tmp_path / "server" / "voc.tar",
+        {
+            "VOCdevkit/VOC2007/ImageSets/Main/test.txt": b"000003\n",
+            "VOCdevkit/VOC2007/Annotations/000003.xml": b"<annotation/>",
+            "VOCdevkit/VOC2007/JPEGImages/000003.jpg": b"jpeg",
+        },
+    )
     source = dl.Download("voc2007", "tiny VOC", (dl.Archive(tar.as_uri(), md5),), "VOCdevkit/VOC2007")
     monkeypatch.setitem(DATASETS, "voc2007", dataclasses.replace(DATASETS["voc2007"], source=source))
     project(tmp_path, monkeypatch, {"dataset": "voc2007", "splits": ["test"]})
@@ -167,9 +182,10 @@ def test_the_download_folder_is_filled_when_prepare_root_points_there(tmp_path, 
     assert "already downloaded and unpacked" in run_download(caplog)
 
 
-def test_a_root_outside_the_project_works_here_and_is_refused_in_an_experiment_copy(tmp_path, monkeypatch, fetches,
-                                                                                  caplog):
-    outside = voc_copy(tmp_path, "datasets/VOC2007")
+def test_a_root_outside_the_project_works_here_and_is_refused_in_an_experiment_copy(
+    tmp_path, monkeypatch, fetches, caplog
+):
+    outside = voc_copy(tmp_path, "data/datasets/VOC2007")
     workspace = tmp_path / "project"
     copy = workspace / ".dvc" / "tmp" / "exps" / "tmpabc123"
     for folder in (workspace, copy):
@@ -190,8 +206,10 @@ def test_a_root_outside_the_project_works_here_and_is_refused_in_an_experiment_c
             check_reachable(load_params(overrides={"prepare.root": root}).prepare)
         message = str(error.value)
         assert "\n" not in message
-        assert message.startswith(f"prepare.root = {root!r} is outside the project, and this queued or --temp "
-                                  "experiment runs in a fresh copy of the repository")
+        assert message.startswith(
+            f"prepare.root = {root!r} is outside the project, and this queued or --temp "
+            "experiment runs in a fresh copy of the repository"
+        )
         assert "`dvc import-url" in message and "data/VOC2007" in message and "`dvc add` a copy" in message
     with pytest.raises(UserError, match="is outside the project"):
         run_download(caplog)
@@ -203,8 +221,13 @@ def test_every_dataset_has_one_spec_that_config_and_the_download_stage_read():
 
     assert sorted(DATASETS) == ["coco", "coco2014", "folder", "labels", "nuswide", "voc2007"]
     for name, spec in DATASETS.items():
-        assert spec.name == name and set(spec.keys) <= {"labels_file", "label_names", "annotations",
-                                                       "keep_unannotated", "image_root"}
+        assert spec.name == name and set(spec.keys) <= {
+            "labels_file",
+            "label_names",
+            "annotations",
+            "keep_unannotated",
+            "image_root",
+        }
     assert [n for n, s in DATASETS.items() if s.downloadable] == ["voc2007", "coco2014"]
-    assert DATASETS["voc2007"].download_root() == Path(PrepareParams().root)   # the default root is the download's
+    assert DATASETS["voc2007"].download_root() == Path(PrepareParams().root)  # the default root is the download's
     assert [n for n, s in DATASETS.items() if not s.has_images] == ["labels"]

@@ -23,8 +23,9 @@ REFUSED = "is outside the project, and this queued or --temp experiment runs in 
 
 
 def dvc(project: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(["dvc", *args], cwd=project, env={**env(), **OFFLINE}, capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        ["dvc", *args], cwd=project, env={**env(), **OFFLINE}, capture_output=True, text=True, timeout=300
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"dvc {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
@@ -46,7 +47,7 @@ def origin(tmp_path_factory) -> tuple[Path, Path]:
     dvc(project, "remote", "add", "-q", "-d", "local", str(base / "remote"))
     git(project, "commit", "-qam", "remote")
     dvc(project, "push", "-q")
-    return project, voc_copy(base, "datasets/VOC2007")
+    return project, voc_copy(base, "data/datasets/VOC2007")
 
 
 def fresh_clone(origin: Path, dest: Path) -> Path:
@@ -77,7 +78,7 @@ def test_a_root_outside_the_project_works_for_repro_and_gets_one_line_in_temp_an
     (clone / "params.yaml").write_text(params)
     result = dvc(clone, "repro", "prepare")
     log = result.stdout + result.stderr
-    assert "Running stage 'download'" in log    # it depends on prepare.root: a new root is checked again
+    assert "Running stage 'download'" in log  # it depends on prepare.root: a new root is checked again
     assert "in place, nothing to download" in log and "downloading" not in log
     assert "is outside the project: `dvc repro` reads it, but DVC does not track it" in log
     git(clone, "add", "-A")
@@ -94,7 +95,7 @@ def test_a_root_outside_the_project_works_for_repro_and_gets_one_line_in_temp_an
 
     dvc(clone, "exp", "run", "--queue", "-S", "prepare.splits=[test,trainval]", "prepare")
     dvc(clone, "queue", "start", "-j", "1")
-    deadline = time.monotonic() + 240   # read by dvc exp show: polling dvc queue status races the worker
+    deadline = time.monotonic() + 240  # read by dvc exp show: polling dvc queue status races the worker
     while "failed" not in (states := {n: s["state"] for n, s in _experiment_states(clone).items()}).values():
         assert time.monotonic() < deadline, states
         time.sleep(2)
@@ -105,9 +106,9 @@ def test_a_root_outside_the_project_works_for_repro_and_gets_one_line_in_temp_an
 
 
 def _experiment_states(project) -> dict:
-    from pipeline.sweep import SweepError, experiment_states
+    from pipeline.experiments.sweep import SweepError, experiment_states
 
     try:
         return experiment_states(project)
-    except SweepError:   # a file DVC was writing as it read
+    except SweepError:  # a file DVC was writing as it read
         return {}

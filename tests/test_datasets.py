@@ -13,19 +13,19 @@ import yaml
 from PIL import Image
 
 from pipeline.config import ParamsError, PrepareParams, load_params
-from pipeline.datasets import MANIFEST_SCHEMA, DatasetError, build_dataset, read_manifest, write_dataset
-from pipeline.datasets.folder import build_folder
-from pipeline.datasets.voc import build_voc2007
-from pipeline.labels import LABEL_SCHEMA, VOC_LABELS, LabelError
+from pipeline.data.datasets import MANIFEST_SCHEMA, DatasetError, build_dataset, read_manifest, write_dataset
+from pipeline.data.datasets.folder import build_folder
+from pipeline.data.datasets.voc import build_voc2007
+from pipeline.data.labels import LABEL_SCHEMA, VOC_LABELS, LabelError
 
 REPO = Path(__file__).resolve().parent.parent
 
 # image id -> [(VOC class name, difficult)]
 VOC_IMAGES = {
-    "000001": [("dog", 0), ("person", 1)],                       # person only difficult -> negative
+    "000001": [("dog", 0), ("person", 1)],  # person only difficult -> negative
     "000002": [("diningtable", 0), ("chair", 1), ("chair", 0)],  # chair has an easy object -> positive
     "000003": [("tvmonitor", 0), ("pottedplant", 1), ("tvmonitor", 1)],
-    "000004": [("cat", 1)],                                      # only difficult objects -> no positives
+    "000004": [("cat", 1)],  # only difficult objects -> no positives
 }
 VOC_SPLIT_IDS = {"trainval": ["000001", "000002"], "test": ["000003", "000004"]}
 
@@ -282,8 +282,12 @@ def test_stage_script_runs_from_a_project_folder(voc_root: Path, tmp_path: Path)
     _write_params(tmp_path, {"dataset": "voc2007", "root": "data/VOCdevkit/VOC2007", "splits": ["trainval", "test"]})
     env = {**os.environ, "PYTHONPATH": str(REPO)}  # as dvc runs it: `python -m stages.prepare`
     result = subprocess.run(
-        [sys.executable, "-m", "stages.prepare"], cwd=tmp_path, env=env,
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "stages.prepare"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert "20 labels" in result.stderr  # logging
@@ -305,8 +309,13 @@ def test_stage_fails_before_writing_anything(tmp_path: Path, monkeypatch) -> Non
     (tmp_path / "names.txt").write_text("dog\n")
     _write_params(
         tmp_path,
-        {"dataset": "folder", "root": "images", "labels_file": "labels.csv", "label_names": "names.txt",
-         "splits": ["train", "test"]},
+        {
+            "dataset": "folder",
+            "root": "images",
+            "labels_file": "labels.csv",
+            "label_names": "names.txt",
+            "splits": ["train", "test"],
+        },
     )
     monkeypatch.chdir(tmp_path)
     with pytest.raises(LabelError, match="'cat'"):
@@ -322,8 +331,8 @@ def test_every_spec_has_a_builder_and_the_default_root_is_the_default_specs_down
     """The spec table (what a dataset needs) and the builders (how it is read) name the same datasets, and
     prepare.root's default is where the download stage unpacks the default dataset: one definition of each."""
     from pipeline.config import PrepareParams
-    from pipeline.datasets.builders import BUILDERS
-    from pipeline.datasets.specs import DATASETS
+    from pipeline.data.datasets.builders import BUILDERS
+    from pipeline.data.datasets.specs import DATASETS
 
     assert sorted(BUILDERS) == sorted(DATASETS)
     default = PrepareParams()

@@ -1,5 +1,5 @@
 """The image files to pixels step both encode stages, the dense features and `tai predict` share
-(`pipeline.decode.decoded_batches`): every file in order whatever the threads, bad files reported at their
+(`pipeline.encoding.decode.decoded_batches`): every file in order whatever the threads, bad files reported at their
 positions, nothing left running when the caller stops early."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.clip_model import image_transform
-from pipeline.decode import decoded_batches
+from pipeline.encoding.decode import decoded_batches
+from pipeline.encoding.openai_clip import image_transform
 
 
 def _files(folder, n: int, bad: set[int]) -> list[str]:
@@ -32,7 +32,7 @@ def _files(folder, n: int, bad: set[int]) -> list[str]:
 def test_batches_come_in_order_with_bad_files_at_their_positions(tmp_path, workers):
     paths = _files(tmp_path, 11, bad={2, 7})
     transform = image_transform(32)
-    positions = [10, 0, 2, 3, 4, 5, 6, 7, 8, 1]           # any order, a subset: the caller's
+    positions = [10, 0, 2, 3, 4, 5, 6, 7, 8, 1]  # any order, a subset: the caller's
     batches = list(decoded_batches(paths, positions, transform, 4, workers))
     assert [len(good) + len(bad) for good, _, bad in batches] == [4, 4, 2]
     assert [p for good, _, _ in batches for p in good] == [p for p in positions if p not in (2, 7)]
@@ -54,7 +54,7 @@ def test_a_caller_that_stops_early_leaves_no_decoding_thread(tmp_path):
     paths = _files(tmp_path, 40, bad=set())
     batches = decoded_batches(paths, list(range(40)), image_transform(32), 2, 3)
     next(batches)
-    batches.close()      # as when encoding the first batch raised
+    batches.close()  # as when encoding the first batch raised
     assert not [t for t in threading.enumerate() if t.name.startswith("decode")]
 
 
@@ -67,7 +67,7 @@ def test_files_are_decoded_on_more_than_one_thread_not_the_callers(tmp_path):
 
     def transform(image):
         threads.add(threading.current_thread().name)
-        threading.Event().wait(0.02)   # long enough that the pool's threads overlap
+        threading.Event().wait(0.02)  # long enough that the pool's threads overlap
         return plain(image)
 
     batches = list(decoded_batches(paths, list(range(12)), transform, 2, 3))

@@ -58,6 +58,8 @@ def test_a_changed_default_is_reported_with_both_values(tmp_path):
     path.write_text(yaml.safe_dump(raw))
     assert disagreements(path) == {
         "train.radius": (10.0, 25.0),
-        "generate.templates": (("there are {labels} in the photo.", "a photo of {labels}."),
-                               ("there are {labels} in the photo.",)),
+        "generate.templates": (
+            ("there are {labels} in the photo.", "a photo of {labels}."),
+            ("there are {labels} in the photo.",),
+        ),
     }

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import pipeline.io as io_module
-from pipeline.embeddings import EmbeddingCache, write_shards
+from pipeline.encoding.embeddings import EmbeddingCache, write_shards
 from pipeline.io import DiskFullError, write_json, write_parquet, write_text, write_torch
 
 pytestmark = pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
@@ -65,7 +65,7 @@ WRITERS = {
 @pytest.mark.parametrize("kind", sorted(WRITERS))
 def test_a_full_disk_leaves_the_old_artifact_and_no_temporary(kind, tmp_path, monkeypatch):
     target = tmp_path / "out" / f"artifact.{kind}"
-    WRITERS[kind](target)                       # a previous run's artifact
+    WRITERS[kind](target)  # a previous run's artifact
     before = {p: p.read_bytes() for p in target.parent.rglob("*") if p.is_file()}
     disk = FullDisk()
     monkeypatch.setattr(io_module, "tempfile", disk)
@@ -74,7 +74,7 @@ def test_a_full_disk_leaves_the_old_artifact_and_no_temporary(kind, tmp_path, mo
     message = str(error.value)
     assert disk.injected >= 1 and "\n" not in message
     assert message.startswith(f"disk full: could not write {target}") and "nothing half-written was kept" in message
-    assert {p: p.read_bytes() for p in target.parent.rglob("*") if p.is_file()} == before   # old one intact
+    assert {p: p.read_bytes() for p in target.parent.rglob("*") if p.is_file()} == before  # old one intact
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
 
 
@@ -83,7 +83,7 @@ def test_a_full_disk_writes_no_cache_entry(tmp_path, full_disk):
     with pytest.raises(DiskFullError, match=r"disk full: could not write .*cache/chunk-[0-9a-f]+\.arrow"):
         cache.put(["k1", "k2"], np.ones((2, 4), np.float32))
     assert listing(tmp_path / "cache") == []
-    assert len(EmbeddingCache(tmp_path / "cache")) == 0   # another reader sees no entry, not half of one
+    assert len(EmbeddingCache(tmp_path / "cache")) == 0  # another reader sees no entry, not half of one
 
 
 def test_the_train_stage_says_disk_full_in_one_line_and_exits_2(tmp_path, monkeypatch, caplog):
@@ -93,7 +93,7 @@ def test_the_train_stage_says_disk_full_in_one_line_and_exits_2(tmp_path, monkey
 
     project = stage_project(tmp_path, {"batch_size": 16})
     monkeypatch.chdir(project)
-    monkeypatch.setenv("TAI_CACHE_DIR", str(tmp_path / "cache"))   # where the checkpoint goes (per-user cache)
+    monkeypatch.setenv("TAI_CACHE_DIR", str(tmp_path / "cache"))  # where the checkpoint goes (per-user cache)
     before = listing(project / "artifacts")
     monkeypatch.setattr(io_module, "tempfile", FullDisk())
     with caplog.at_level(logging.ERROR), pytest.raises(SystemExit) as exit_:
@@ -102,6 +102,6 @@ def test_the_train_stage_says_disk_full_in_one_line_and_exits_2(tmp_path, monkey
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1 and "\n" not in errors[0], errors
     assert errors[0].startswith(f"disk full: could not write {tmp_path / 'cache' / 'resume' / 'train'}/"), errors
-    assert listing(project / "artifacts") == before   # no model, no temporary
-    assert listing(tmp_path / "cache" / "resume" / "train") == []   # no checkpoint, no temporary
+    assert listing(project / "artifacts") == before  # no model, no temporary
+    assert listing(tmp_path / "cache" / "resume" / "train") == []  # no checkpoint, no temporary
     assert not (project / "reports").exists()

@@ -16,7 +16,14 @@ from pipeline.cli import app
 from pipeline.config import load_params
 from pipeline.device import resolve_device
 from pipeline.doctor import (
-    Finding, check_cache, check_image_runtimes, check_python, check_versions, read_lock, render, run_checks,
+    Finding,
+    check_cache,
+    check_image_runtimes,
+    check_python,
+    check_versions,
+    read_lock,
+    render,
+    run_checks,
 )
 from pipeline.errors import UserError
 
@@ -40,7 +47,7 @@ def problems(findings: list[Finding]) -> list[Finding]:
 
 
 def test_doctor_runs_here_and_finds_nothing_but_drift_from_the_lock(monkeypatch):
-    monkeypatch.chdir(ROOT)   # params.yaml's relative paths (prepare.root) are the project's
+    monkeypatch.chdir(ROOT)  # params.yaml's relative paths (prepare.root) are the project's
     result = CliRunner().invoke(app, ["doctor"])
     lines = result.output.splitlines()
     assert {line.split()[0] for line in lines if line and not line.startswith(" ")} >= set(SECTIONS), result.output
@@ -55,14 +62,21 @@ def test_doctor_runs_here_and_finds_nothing_but_drift_from_the_lock(monkeypatch)
 def test_each_faked_problem_is_one_line_naming_the_fix_and_exit_1(tmp_path, monkeypatch):
     params = params_file(
         tmp_path,
-        **{"encode.runtime": "onnxruntime", "encode.model": str(tmp_path / "missing.pt"), "encode.precision": "fp16",
-           "prepare.root": str(tmp_path / "my-voc")},
+        **{
+            "encode.runtime": "onnxruntime",
+            "encode.model": str(tmp_path / "missing.pt"),
+            "encode.precision": "fp16",
+            "prepare.root": str(tmp_path / "my-voc"),
+        },
     )
     (tmp_path / "constraints.txt").write_text("torch==0.0.1\nnot-installed-anywhere==1.0\n")
-    monkeypatch.setattr(probe, "child_command",
-                        lambda *a: [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"])
+    monkeypatch.setattr(
+        probe,
+        "child_command",
+        lambda *a: [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"],
+    )
     monkeypatch.setattr(doctor, "MIN_FREE_BYTES", 1 << 62)
-    import pipeline.image_engine as image_engine
+    import pipeline.encoding.image_runtime as image_engine
 
     real_installed = image_engine.installed
     monkeypatch.setattr(image_engine, "installed", lambda runtime: runtime != "onnxruntime" and real_installed(runtime))

@@ -13,10 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from local_http import LocalHTTPServer
-from pipeline import download as dl
-from pipeline.datasets import specs
 from pipeline.cli import app
-from pipeline.datasets.specs import DATASETS
+from pipeline.data import download as dl
+from pipeline.data.datasets import specs
+from pipeline.data.datasets.specs import DATASETS
 from test_cli import register_download
 
 
@@ -34,7 +34,7 @@ class Server(LocalHTTPServer):
 
     def __init__(self, files: dict[str, bytes], cut: int = 0, ranges: bool = True):
         self.files, self.cut, self.ranges = files, cut, ranges
-        self.requests: list[tuple[str, str | None]] = []   # (path, Range header)
+        self.requests: list[tuple[str, str | None]] = []  # (path, Range header)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -84,10 +84,14 @@ def register(monkeypatch, server: Server, archives: dict[str, bytes], md5s: dict
     for name, data in archives.items():
         server.files[f"/zips/{name}"] = data
     spec = dl.Download(
-        "fakecoco", "fake COCO",
-        tuple(dl.Archive(server.url(f"/zips/{n}"), (md5s or {}).get(n) or hashlib.md5(d).hexdigest())
-              for n, d in archives.items()),
-        extracts_to="coco2014", unpack_to="coco2014",
+        "fakecoco",
+        "fake COCO",
+        tuple(
+            dl.Archive(server.url(f"/zips/{n}"), (md5s or {}).get(n) or hashlib.md5(d).hexdigest())
+            for n, d in archives.items()
+        ),
+        extracts_to="coco2014",
+        unpack_to="coco2014",
     )
     register_download(monkeypatch, spec)
 
@@ -153,7 +157,9 @@ def test_an_unfinished_transfer_keeps_its_part_for_the_next_run(tmp_path: Path, 
     with Server({}, cut=10) as server:  # every full response is cut, and ranges are refused below
         server.ranges = False
         register(monkeypatch, server, {"val2014.zip": val})
-        with pytest.raises(dl.DownloadError, match=r"val2014\.zip\.part keeps the \d+ bytes received: run the command again"):
+        with pytest.raises(
+            dl.DownloadError, match=r"val2014\.zip\.part keeps the \d+ bytes received: run the command again"
+        ):
             specs.download_dataset("fakecoco", tmp_path / "data", progress=False, log=lambda m: None)
         assert (tmp_path / "data" / "val2014.zip.part").stat().st_size == len(val) // 2
         server.ranges, server.cut = True, 0
@@ -170,7 +176,7 @@ def test_a_checksum_mismatch_is_refused_naming_the_file_and_both_sums(tmp_path: 
             specs.download_dataset("fakecoco", tmp_path / "data", progress=False, log=lambda m: None)
     message = str(info.value)
     assert "val2014.zip" in message and "0" * 32 in message and hashlib.md5(val).hexdigest() in message
-    assert list((tmp_path / "data").iterdir()) == []   # neither the .part nor the archive is kept
+    assert list((tmp_path / "data").iterdir()) == []  # neither the .part nor the archive is kept
     assert not (tmp_path / "data" / "coco2014").exists()
 
 

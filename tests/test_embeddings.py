@@ -4,14 +4,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.embeddings import EmbeddingCache, read_shards, write_shards
+from pipeline.encoding.embeddings import EmbeddingCache, read_shards, write_shards
 
 
 def test_shards_round_trip_with_metadata(tmp_path):
     ids = [f"id{i}" for i in range(25)]
     vectors = np.random.default_rng(0).normal(size=(25, 8)).astype(np.float32)
     write_shards(tmp_path / "emb", ids, vectors, {"model": "m", "kind": "text"}, shard_rows=10)
-    assert sorted(p.name for p in (tmp_path / "emb").iterdir()) == ["part-00000.arrow", "part-00001.arrow", "part-00002.arrow"]
+    assert sorted(p.name for p in (tmp_path / "emb").iterdir()) == [
+        "part-00000.arrow",
+        "part-00001.arrow",
+        "part-00002.arrow",
+    ]
     back = read_shards(tmp_path / "emb")
     assert back.ids == ids and back.metadata["model"] == "m" and back.metadata["dim"] == "8"
     np.testing.assert_array_equal(back.vectors, vectors)
@@ -49,7 +53,7 @@ class CountingEncoder:
     """Wraps a ClipEncoder to count what actually reaches the model."""
 
     def __init__(self, inner):
-        self.inner, self.texts, self.images = inner, 0, 0   # images: counted by `counting_images`
+        self.inner, self.texts, self.images = inner, 0, 0  # images: counted by `counting_images`
         self.identity, self.embed_dim, self.precision = inner.identity, inner.embed_dim, inner.precision
 
     def tokenize(self, texts):
@@ -59,14 +63,14 @@ class CountingEncoder:
         self.texts += len(tokens)
         return self.inner.encode_tokens(tokens)
 
-    def __getattr__(self, name):   # everything else (transform, token_lengths, set_resolution) as the inner one
+    def __getattr__(self, name):  # everything else (transform, token_lengths, set_resolution) as the inner one
         return getattr(self.inner, name)
 
 
 def counting_images(monkeypatch, encoder: CountingEncoder) -> None:
-    """Count, on `encoder`, the images the image tower runs on (`pipeline.image_engine.ImageEncoder`)."""
-    import pipeline.encode_images as encoding
-    from pipeline.image_engine import ImageEncoder
+    """Count, on `encoder`, the images the image tower runs on (`pipeline.encoding.image_runtime.ImageEncoder`)."""
+    import pipeline.encoding.encode_images as encoding
+    from pipeline.encoding.image_runtime import ImageEncoder
 
     class Counting(ImageEncoder):
         def __call__(self, pixels, resolution):
@@ -77,8 +81,8 @@ def counting_images(monkeypatch, encoder: CountingEncoder) -> None:
 
 
 def test_changing_ten_percent_of_texts_encodes_only_those(tmp_path, tiny_clip):
-    from pipeline.encoders import load_clip
-    from pipeline.encode import encode_texts
+    from pipeline.encoding.encode import encode_texts
+    from pipeline.encoding.load import load_clip
 
     encoder = CountingEncoder(load_clip(str(tiny_clip), "cpu"))
     cache = EmbeddingCache(tmp_path / "cache")
@@ -93,8 +97,8 @@ def test_changing_ten_percent_of_texts_encodes_only_those(tmp_path, tiny_clip):
 
 
 def test_unreadable_images_are_skipped_and_reported(tmp_path, tiny_clip, monkeypatch):
-    from pipeline.encode_images import encode_images
-    from pipeline.encoders import load_clip
+    from pipeline.encoding.encode_images import encode_images
+    from pipeline.encoding.load import load_clip
 
     good = tmp_path / "good.jpg"
     Image.new("RGB", (50, 40), (200, 10, 10)).save(good)
@@ -127,12 +131,12 @@ def test_compaction_merges_chunks_and_keeps_every_vector(tmp_path):
 
 
 def test_compaction_keeps_backbones_of_different_widths_apart(tmp_path):
-    cache = EmbeddingCache(tmp_path / "cache")   # one per-user folder: RN50 (1024-d) and a ViT-B (512-d) both write here
+    cache = EmbeddingCache(tmp_path / "cache")  # one per-user folder: RN50 (1024-d) and a ViT-B (512-d) both write here
     for i in range(6):
         cache.put([f"wide{i}"], np.full((1, 4), i, np.float32))
         cache.put([f"narrow{i}"], np.full((1, 2), -i, np.float32))
     cache.compact(max_chunks=8)
-    assert len(list((tmp_path / "cache").glob("*.arrow"))) == 2   # one merged chunk per width
+    assert len(list((tmp_path / "cache").glob("*.arrow"))) == 2  # one merged chunk per width
     again = EmbeddingCache(tmp_path / "cache")
     assert len(again) == 12
     np.testing.assert_array_equal(again.get("wide5"), [5] * 4)
@@ -143,13 +147,13 @@ def test_compaction_removes_the_temporaries_of_killed_chunk_writes_only_once_sta
     import os
     import time
 
-    from pipeline.embeddings import STALE_AFTER_S
+    from pipeline.encoding.embeddings import STALE_AFTER_S
 
     cache = EmbeddingCache(tmp_path / "cache")
     cache.put(["k"], np.ones((1, 3), np.float32))
     killed, writing = tmp_path / "cache" / ".chunk-a.arrow.x.tmp", tmp_path / "cache" / ".chunk-b.arrow.y.tmp"
     killed.write_bytes(b"half")
-    writing.write_bytes(b"half")                  # another process's batch, being written now
+    writing.write_bytes(b"half")  # another process's batch, being written now
     old = time.time() - STALE_AFTER_S - 60
     os.utime(killed, (old, old))
     cache.compact()
@@ -170,9 +174,11 @@ def test_a_dead_writers_temporary_goes_at_once_a_live_ones_stays(tmp_path):
     cache = EmbeddingCache(tmp_path / "cache")
     cache.put(["k"], np.ones((1, 3), np.float32))
     folder = tmp_path / "cache"
-    names = {"dead": f".chunk-a.arrow.{this_host()}~{dead.pid}-x1.tmp",
-             "live": f".chunk-b.arrow.{this_host()}~{os.getpid()}-x2.tmp",
-             "elsewhere": f".chunk-c.arrow.otherhost~{dead.pid}-x3.tmp"}
+    names = {
+        "dead": f".chunk-a.arrow.{this_host()}~{dead.pid}-x1.tmp",
+        "live": f".chunk-b.arrow.{this_host()}~{os.getpid()}-x2.tmp",
+        "elsewhere": f".chunk-c.arrow.otherhost~{dead.pid}-x3.tmp",
+    }
     for name in names.values():
         (folder / name).write_bytes(b"half")
     assert temp_owner(folder / names["dead"]) == (this_host(), dead.pid)
@@ -193,8 +199,10 @@ def test_an_encode_run_compacts_the_cache(tmp_path, tiny_clip, monkeypatch):
     monkeypatch.setenv("TAI_CACHE_DIR", str(cache))
     for i in range(12):
         EmbeddingCache(cache).put([f"earlier-{i}"], np.full((1, 64), i, np.float32))
-    write_parquet(pl.DataFrame({"text_id": ["t0", "t1"], "text": ["a cat.", "a dog on a sofa."]}),
-                  tmp_path / "artifacts" / "texts.parquet")
+    write_parquet(
+        pl.DataFrame({"text_id": ["t0", "t1"], "text": ["a cat.", "a dog on a sofa."]}),
+        tmp_path / "artifacts" / "texts.parquet",
+    )
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"encode": {"model": str(tiny_clip), "device": "cpu"}}))
     monkeypatch.chdir(tmp_path)
     main(load_params())

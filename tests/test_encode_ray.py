@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import encode_ray
-from pipeline.embeddings import EmbeddingCache, read_shards, write_shards
+from pipeline.encoding import encode_ray
+from pipeline.encoding.embeddings import EmbeddingCache, read_shards, write_shards
 from pipeline.errors import UserError
 
 ray = pytest.importorskip("ray")
@@ -56,17 +56,23 @@ def test_a_cuda_device_on_a_ray_cluster_without_a_gpu_is_a_user_error(monkeypatc
 
 
 def test_ray_engine_equals_local_engine(tmp_path, tiny_clip, local_ray):
-    from pipeline.encoders import load_clip
-    from pipeline.encode_images import encode_images
+    from pipeline.encoding.encode_images import encode_images
+    from pipeline.encoding.load import load_clip
 
     paths = make_images(tmp_path)
     encoder = load_clip(str(tiny_clip), "cpu")
     results = {}
     for engine in ("local", "ray"):
-        results[engine] = encode_images(encoder, paths, 64, EmbeddingCache(tmp_path / engine), batch_size=3,
-                                        num_workers=2, engine=engine)
-        write_shards(tmp_path / f"shards-{engine}", [f"id{i}" for i in results[engine].kept], results[engine].vectors,
-                     {"kind": "image"}, shard_rows=4)
+        results[engine] = encode_images(
+            encoder, paths, 64, EmbeddingCache(tmp_path / engine), batch_size=3, num_workers=2, engine=engine
+        )
+        write_shards(
+            tmp_path / f"shards-{engine}",
+            [f"id{i}" for i in results[engine].kept],
+            results[engine].vectors,
+            {"kind": "image"},
+            shard_rows=4,
+        )
     local, remote = results["local"], results["ray"]
     assert remote.kept == local.kept == [0, 1, 2, 4, 5, 6, 7, 9]
     assert remote.skipped == local.skipped and [p for p, _ in local.skipped] == [3, 8]
@@ -78,19 +84,26 @@ def test_ray_engine_equals_local_engine(tmp_path, tiny_clip, local_ray):
     a, b = read_shards(tmp_path / "shards-local"), read_shards(tmp_path / "shards-ray")
     assert a.ids == b.ids and a.metadata == b.metadata
     np.testing.assert_allclose(b.vectors, a.vectors, rtol=1e-5, atol=1e-6)
-    assert sorted(os.listdir(tmp_path / "shards-ray")) == sorted(os.listdir(tmp_path / "shards-local")) == [
-        "part-00000.arrow", "part-00001.arrow"]
+    assert (
+        sorted(os.listdir(tmp_path / "shards-ray"))
+        == sorted(os.listdir(tmp_path / "shards-local"))
+        == ["part-00000.arrow", "part-00001.arrow"]
+    )
 
 
 def test_ray_engine_runs_an_open_clip_backbone(tmp_path, tiny_open_clip, local_ray):
     """The actors load the backbone by name (the registered tiny architecture included) and preprocess
     with its own normalisation, as the local engine does."""
-    from pipeline.encoders import load_clip
-    from pipeline.encode_images import encode_images
+    from pipeline.encoding.encode_images import encode_images
+    from pipeline.encoding.load import load_clip
 
     paths = make_images(tmp_path)
     encoder = load_clip(tiny_open_clip, "cpu")
-    local, remote = (encode_images(encoder, paths, 128, EmbeddingCache(tmp_path / engine), batch_size=3,
-                                   num_workers=2, engine=engine) for engine in ("local", "ray"))
+    local, remote = (
+        encode_images(
+            encoder, paths, 128, EmbeddingCache(tmp_path / engine), batch_size=3, num_workers=2, engine=engine
+        )
+        for engine in ("local", "ray")
+    )
     assert remote.kept == local.kept and remote.n_encoded == local.n_encoded == 7
     np.testing.assert_allclose(remote.vectors, local.vectors, rtol=1e-5, atol=1e-6)

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from e2e_project import commit, make_project, run, stages_run
-from pipeline.report import collect_runs
+from pipeline.experiments.summary import collect_runs
 
 pytestmark = pytest.mark.slow
 
@@ -29,14 +29,24 @@ def project(tmp_path_factory, tiny_clip):
 def sweep(project, *settings: str, jobs: int = 1) -> str:
     """`tai sweep` (the README's loop): queues the grid, runs it to the end, prints the report's table."""
     args = [a for setting in settings for a in ("-S", setting)]
-    return run(project, "python", "-m", "pipeline.cli", "sweep", *args, "-j", str(jobs), "--out-dir",
-               str(project.parent / "sweep-report")).stdout
+    return run(
+        project,
+        "python",
+        "-m",
+        "pipeline.cli",
+        "sweep",
+        *args,
+        "-j",
+        str(jobs),
+        "--out-dir",
+        str(project.parent / "sweep-report"),
+    ).stdout
 
 
 def wait_for_experiments(project, timeout_s: float = 600) -> dict[str, str]:
     """After `dvc queue start`: {name: state} once nothing is queued or running, read from `dvc exp show --json`
     (never `dvc queue status`, whose worker inspection races the worker: docs/experiments.md)."""
-    from pipeline.sweep import SweepError, experiment_states
+    from pipeline.experiments.sweep import SweepError, experiment_states
 
     deadline = time.monotonic() + timeout_s
     states: dict = {}
@@ -61,19 +71,22 @@ def experiments(project) -> list:
 
 
 def cache_entries() -> dict[str, int]:
-    from pipeline.embeddings import EmbeddingCache
+    from pipeline.encoding.embeddings import EmbeddingCache
     from pipeline.paths import embedding_cache_dir
 
-    return {"entries": len(EmbeddingCache(embedding_cache_dir())), "files": len(list(embedding_cache_dir().glob("*.arrow")))}
+    return {
+        "entries": len(EmbeddingCache(embedding_cache_dir())),
+        "files": len(list(embedding_cache_dir().glob("*.arrow"))),
+    }
 
 
 def test_a_queued_sweep_over_radius_and_seeds_is_comparable(project, tmp_path):
     out = sweep(project, "train.radius=0,2", "train.seed=0,1", jobs=2)
-    assert "eval.map" in out                                    # the report's table ends the sweep
+    assert "eval.map" in out  # the report's table ends the sweep
     done = experiments(project)
     grid = sorted((r.params["train.radius"], r.params["train.seed"]) for r in done)
     assert grid == [(0, 0), (0, 1), (2, 0), (2, 1)]
-    assert len({tuple(sorted(r.metrics)) for r in done}) == 1       # a number in every column of `dvc exp show`
+    assert len({tuple(sorted(r.metrics)) for r in done}) == 1  # a number in every column of `dvc exp show`
     for r in done:
         assert math.isfinite(r.metrics["eval.map"]) and math.isfinite(r.metrics["zeroshot.map"]), r
         assert r.metrics["train.n_texts"] == r.metrics["generate.n_texts"] > 0
@@ -94,7 +107,7 @@ def test_a_queued_sweep_over_radius_and_seeds_is_comparable(project, tmp_path):
     run(project, "python", "-m", "pipeline.cli", "report", "--out-dir", str(out), "--per-class")
     table = (out / "experiments.md").read_text()
     assert "train.radius" in table and "eval.map" in table
-    assert "| cat" not in table and "cat mean" not in table         # the default table stays narrow
+    assert "| cat" not in table and "cat mean" not in table  # the default table stays narrow
     per_class = (out / "experiments_per_class.md").read_text()
     header = next(line for line in per_class.splitlines() if line.startswith("| label |"))
     assert "train.radius=0 |" in header and "train.radius=2 |" in header and "\n| cat | " in per_class
@@ -128,7 +141,9 @@ def test_a_second_queued_sweep_encodes_nothing_again(project):
     # each queued copy ran the encode stages (or DVC's run cache restored the first one's outputs), and
     # the shared cache answered every text: nothing new reached CLIP
     logs = [queue_log(project, r.name) for r in swept]
-    assert any("Running stage 'encode_text'" in log and "Running stage 'encode_eval_images'" in log for log in logs), logs
+    assert any("Running stage 'encode_text'" in log and "Running stage 'encode_eval_images'" in log for log in logs), (
+        logs
+    )
     for log in logs:
         if "Running stage 'encode_text'" in log:
             assert re.search(r"texts: (\d+) of \1 found in the cache, 0 to encode", log), log

@@ -11,14 +11,20 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from pipeline.adapter import Adapter, AdapterBundle, AdapterConfig, AdapterError
-from pipeline.classifier import (Classifier, ClassifierError, load_classifier, read_thresholds, select_labels,
-                                 threshold_vector)
 from pipeline.cli import app
-from pipeline.clip_model import ClipEncoder
-from pipeline.encoders import load_clip
-from pipeline.export import export_config, write_export
-from pipeline.export_format import ExportError, read_export
+from pipeline.encoding.load import load_clip
+from pipeline.encoding.openai_clip import ClipEncoder
+from pipeline.method.adapter import Adapter, AdapterBundle, AdapterConfig, AdapterError
+from pipeline.shipping.classifier import (
+    Classifier,
+    ClassifierError,
+    load_classifier,
+    read_thresholds,
+    select_labels,
+    threshold_vector,
+)
+from pipeline.shipping.export import export_config, write_export
+from pipeline.shipping.export_format import ExportError, read_export
 
 LABELS = ("cat", "dog", "car")
 
@@ -59,8 +65,13 @@ def test_an_export_describes_itself_and_loads_without_pickle(tmp_path, tiny_clip
     assert config["thresholds"] == {"cat": 0.5, "dog": 0.3, "car": 0.5}
     assert config["clip"]["identity"].startswith("file:") and config["clip"]["image_resolution"] == 64
     assert config["clip"]["mean"] == pytest.approx([0.48145466, 0.4578275, 0.40821073])
-    assert config["adapter"] == {**config["adapter"], "embed_dim": 64, "hidden_dim": 16, "n_labels": 3,
-                                 "normalize_input": False}
+    assert config["adapter"] == {
+        **config["adapter"],
+        "embed_dim": 64,
+        "hidden_dim": 16,
+        "n_labels": 3,
+        "normalize_input": False,
+    }
     assert config["project_version"] and config["onnx"] is None
     with monkeypatch.context() as patch:
         no_pickle(patch)
@@ -78,7 +89,7 @@ def test_an_open_clip_classifier_with_safetensors_weights_needs_no_pickle_at_all
     import open_clip
     from safetensors.torch import save_file
 
-    from pipeline.open_clip_model import register_configs
+    from pipeline.encoding.open_clip_backbones import register_configs
 
     register_configs()
     torch.manual_seed(0)
@@ -101,8 +112,11 @@ def test_a_workspace_bundle_and_its_export_predict_the_same(tmp_path, tiny_clip)
     out = {}
     for name, source in (("bundle", ["--adapter", str(tmp_path / "adapter.pt")]), ("export", ["--model", str(folder)])):
         out[name] = tmp_path / f"{name}.parquet"
-        result = runner.invoke(app, ["predict", str(pictures), *source, "--device", "cpu", "--out", str(out[name])],
-                               env={"TAI_CACHE_DIR": str(tmp_path / f"cache-{name}")})   # each encodes the images
+        result = runner.invoke(
+            app,
+            ["predict", str(pictures), *source, "--device", "cpu", "--out", str(out[name])],
+            env={"TAI_CACHE_DIR": str(tmp_path / f"cache-{name}")},
+        )  # each encodes the images
         assert result.exit_code == 0, result.output
     bundle, export = pl.read_parquet(out["bundle"]), pl.read_parquet(out["export"])
     assert bundle.columns == ["path", "predicted", *LABELS] and len(bundle) == 4
@@ -115,7 +129,10 @@ def test_top_k_and_per_label_thresholds_choose_the_labels():
     probabilities = np.array([[0.9, 0.6, 0.2], [0.1, 0.4, 0.45]])
     assert select_labels(probabilities, LABELS, threshold_vector(LABELS, 0.5)) == [["cat", "dog"], []]
     assert select_labels(probabilities, LABELS, threshold_vector(LABELS, 0.5), top_k=1) == [["cat"], []]
-    assert select_labels(probabilities, LABELS, threshold_vector(LABELS, 0.0), top_k=2) == [["cat", "dog"], ["car", "dog"]]
+    assert select_labels(probabilities, LABELS, threshold_vector(LABELS, 0.0), top_k=2) == [
+        ["cat", "dog"],
+        ["car", "dog"],
+    ]
     per_label = threshold_vector(LABELS, 0.5, {"car": 0.15, "cat": 0.95})
     assert select_labels(probabilities, LABELS, per_label) == [["dog", "car"], ["car"]]
 
@@ -161,9 +178,12 @@ def test_the_onnx_graph_equals_torch_on_the_tiny_clip(tmp_path, tiny_clip):
 
     folder, classifier = export_of(tmp_path, str(tiny_clip), onnx=True, normalize=True)
     config = json.loads((folder / "config.json").read_text())
-    assert config["onnx"]["input"]["shape"] == ["batch", 3, 64, 64] and config["onnx"]["checked_max_abs_difference"] <= 1e-4
+    assert (
+        config["onnx"]["input"]["shape"] == ["batch", 3, 64, 64]
+        and config["onnx"]["checked_max_abs_difference"] <= 1e-4
+    )
     session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
-    pixels = torch.randn(5, 3, 64, 64, generator=torch.Generator().manual_seed(2))   # another batch size than exported
+    pixels = torch.randn(5, 3, 64, 64, generator=torch.Generator().manual_seed(2))  # another batch size than exported
     (probabilities,) = session.run(["probabilities"], {"pixels": pixels.numpy()})
     assert probabilities.shape == (5, 3)
     np.testing.assert_allclose(probabilities, classifier.scores(pixels), atol=1e-4)
@@ -185,7 +205,7 @@ def test_export_never_replaces_a_folder_of_other_files(tmp_path, tiny_clip):
         export_of(tmp_path, str(tiny_clip))
     assert (tmp_path / "export" / "holiday.jpg").read_bytes() == b"precious"
     folder, _ = export_of(tmp_path, str(tiny_clip), name="again")
-    export_of(tmp_path, str(tiny_clip), name="again")   # an earlier export is replaced
+    export_of(tmp_path, str(tiny_clip), name="again")  # an earlier export is replaced
     assert (folder / "model.safetensors").is_file()
 
 
@@ -209,14 +229,17 @@ def test_a_damaged_export_is_one_clear_error(tmp_path, tiny_clip):
 def test_a_moved_clip_checkpoint_is_found_by_identity_and_a_changed_one_refused(tmp_path, tiny_clip):
     import shutil
 
-    from pipeline.random_clip import save_random_clip
+    from pipeline.testbeds.random_clip import save_random_clip
 
     moved = shutil.copy(tiny_clip, tmp_path / "clip-at-training.pt")
     folder, _ = export_of(tmp_path, str(moved))
-    (tmp_path / "clip-at-training.pt").unlink()   # another machine: the training path is gone
-    with pytest.raises(ClassifierError, match=r"if this classifier's CLIP \(file:\w+\) is elsewhere on this machine, point --clip-model"):
+    (tmp_path / "clip-at-training.pt").unlink()  # another machine: the training path is gone
+    with pytest.raises(
+        ClassifierError,
+        match=r"if this classifier's CLIP \(file:\w+\) is elsewhere on this machine, point --clip-model",
+    ):
         load_classifier(folder, device="cpu")
-    assert load_classifier(folder, device="cpu", clip_model=str(tiny_clip)).labels == LABELS   # same bytes elsewhere
+    assert load_classifier(folder, device="cpu", clip_model=str(tiny_clip)).labels == LABELS  # same bytes elsewhere
     other = save_random_clip(tmp_path / "other.pt", "tiny", seed=1)
     with pytest.raises(ClassifierError, match="but the adapter was trained on file:"):
         load_classifier(folder, device="cpu", clip_model=str(other))
@@ -226,8 +249,8 @@ def test_export_from_a_workspace_writes_the_card_and_refuses_stale_params(tmp_pa
     import yaml
 
     from conftest import ROOT
-    from pipeline.export import export_workspace
-    from pipeline.labels import LabelSet
+    from pipeline.data.labels import LabelSet
+    from pipeline.shipping.export import export_workspace
 
     monkeypatch.chdir(tmp_path)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
@@ -250,8 +273,9 @@ def test_export_from_a_workspace_writes_the_card_and_refuses_stale_params(tmp_pa
     import dataclasses
     import json
 
-    dataclasses.replace(bundle_for(encoder, str(tiny_clip)), thresholds=(0.2, 0.5, 0.7),
-                        threshold_source="8 few-shot support images").save("adapter.pt")
+    dataclasses.replace(
+        bundle_for(encoder, str(tiny_clip)), thresholds=(0.2, 0.5, 0.7), threshold_source="8 few-shot support images"
+    ).save("adapter.pt")
     chosen = export_workspace("out-chosen", "adapter.pt")
     config = json.loads((chosen / "config.json").read_text())
     assert config["thresholds"] == {"cat": 0.2, "dog": 0.5, "car": 0.7}
@@ -261,7 +285,9 @@ def test_export_from_a_workspace_writes_the_card_and_refuses_stale_params(tmp_pa
 
     params["train"]["normalize"] = True
     Path("params.yaml").write_text(yaml.safe_dump(params))
-    with pytest.raises(ExportError, match=r"train.normalize is True in params.yaml but False in the adapter: run `dvc repro`"):
+    with pytest.raises(
+        ExportError, match=r"train.normalize is True in params.yaml but False in the adapter: run `dvc repro`"
+    ):
         export_workspace("out2", "adapter.pt")
     assert not Path("out2").exists()
 
@@ -271,10 +297,11 @@ def test_predict_cli_applies_the_per_label_thresholds_the_export_recorded(tmp_pa
     recorded = {"cat": 0.0, "dog": 1.0, "car": 1.0}
     folder, _ = export_of(tmp_path, str(tiny_clip), thresholds=recorded)
     out = tmp_path / "predicted.parquet"
-    result = CliRunner().invoke(app, ["predict", str(images(tmp_path / "images")), "--model", str(folder),
-                                      "--device", "cpu", "--out", str(out)])
+    result = CliRunner().invoke(
+        app, ["predict", str(images(tmp_path / "images")), "--model", str(folder), "--device", "cpu", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     table = pl.read_parquet(out)
     assert table["predicted"].to_list() == [["cat"]] * table.height
     at_half = [[name for name in LABELS if row[name] >= 0.5] for row in table.iter_rows(named=True)]
-    assert at_half != [["cat"]] * table.height   # 0.5 everywhere would predict otherwise: the test tells them apart
+    assert at_half != [["cat"]] * table.height  # 0.5 everywhere would predict otherwise: the test tells them apart

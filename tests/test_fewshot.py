@@ -11,16 +11,16 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from pipeline.synthetic import unit_rows
 
 from pipeline import paths
 from pipeline.config import EncodeParams, FewshotParams, Params, ParamsError, PrepareParams, TrainParams, load_params
-from pipeline.embeddings import write_shards
-from pipeline.fewshot import SUPPORT_PATH, SUPPORT_SCHEMA, positives_per_class, sample_support
+from pipeline.data.fewshot import SUPPORT_PATH, SUPPORT_SCHEMA, positives_per_class, sample_support
+from pipeline.data.labels import LabelError, LabelSet
+from pipeline.encoding.embeddings import write_shards
+from pipeline.evaluation.metrics import mean_ap
 from pipeline.io import write_parquet
-from pipeline.labels import LabelSet, LabelError
-from pipeline.metrics import mean_ap
-from pipeline.train import TrainingSet, train_adapter
+from pipeline.method.train import TrainingSet, train_adapter
+from pipeline.testbeds.synthetic_worlds import unit_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = LabelSet.from_names([f"l{i}" for i in range(8)])
@@ -29,8 +29,12 @@ LABELS = LabelSet.from_names([f"l{i}" for i in range(8)])
 def _manifest(image_labels) -> pl.DataFrame:
     n = len(image_labels)
     return pl.DataFrame(
-        {"image_id": [f"img{i:04d}" for i in range(n)], "path": [f"{i}.jpg" for i in range(n)],
-         "labels": image_labels, "difficult": [[] for _ in range(n)]},
+        {
+            "image_id": [f"img{i:04d}" for i in range(n)],
+            "path": [f"{i}.jpg" for i in range(n)],
+            "labels": image_labels,
+            "difficult": [[] for _ in range(n)],
+        },
         schema={"image_id": pl.Utf8, "path": pl.Utf8, "labels": pl.List(pl.Utf8), "difficult": pl.List(pl.Utf8)},
     )
 
@@ -40,8 +44,9 @@ def _random_manifest(n: int, seed: int = 0, labels: LabelSet = LABELS) -> pl.Dat
     # skewed label frequencies, like real datasets (person everywhere, sofa rare)
     weights = np.linspace(3, 0.3, len(labels))
     weights /= weights.sum()
-    return _manifest([sorted(rng.choice(labels.names, rng.integers(1, 4), replace=False, p=weights).tolist())
-                      for _ in range(n)])
+    return _manifest(
+        [sorted(rng.choice(labels.names, rng.integers(1, 4), replace=False, p=weights).tolist()) for _ in range(n)]
+    )
 
 
 @pytest.mark.parametrize("shots", [1, 2, 4, 8, 16])
@@ -56,9 +61,9 @@ def test_every_class_gets_at_least_n_positives(shots: int) -> None:
     # stays far below shots * classes * max labels
     assert support.height <= shots * len(LABELS)
     truth = dict(zip(manifest["image_id"].to_list(), manifest["labels"].to_list()))
-    for row in support.iter_rows(named=True):           # images bring all their labels
+    for row in support.iter_rows(named=True):  # images bring all their labels
         assert row["labels"] == truth[row["image_id"]] and row["picked_for"] in row["labels"]
-    order = manifest["image_id"].to_list()               # manifest order
+    order = manifest["image_id"].to_list()  # manifest order
     assert support["image_id"].to_list() == sorted(support["image_id"].to_list(), key=order.index)
 
 
@@ -134,13 +139,21 @@ def test_stage_and_training_set(tmp_path: Path, monkeypatch) -> None:
     manifest = _random_manifest(60)
     write_parquet(LABELS.to_frame(), paths.labels_path("toy"))
     write_parquet(manifest, paths.manifest_path("toy", "trainval"))
-    texts = pl.DataFrame({"text_id": ["t0", "t1"], "text": ["x", "y"], "labels": [["l0"], ["l1", "l2"]],
-                          "combination": [["l0"], ["l1", "l2"]]})
+    texts = pl.DataFrame(
+        {
+            "text_id": ["t0", "t1"],
+            "text": ["x", "y"],
+            "labels": [["l0"], ["l1", "l2"]],
+            "combination": [["l0"], ["l1", "l2"]],
+        }
+    )
     write_parquet(texts, paths.TEXTS)
     write_shards(paths.TEXT_EMBEDDINGS, ["t0", "t1"], rng.normal(size=(2, 8)).astype(np.float32), {})
     ids = manifest["image_id"].to_list()
     image_vectors = rng.normal(size=(60, 8)).astype(np.float32)
-    write_shards(paths.image_embeddings_dir(paths.SUPPORT_EMBEDDINGS, "trainval", 32), ids[1:], image_vectors[1:], {})  # img0000 unreadable
+    write_shards(
+        paths.image_embeddings_dir(paths.SUPPORT_EMBEDDINGS, "trainval", 32), ids[1:], image_vectors[1:], {}
+    )  # img0000 unreadable
     params = _params(2)
     _run("fewshot", params)
     support = pl.read_parquet(SUPPORT_PATH)
@@ -169,7 +182,11 @@ def _world(seed: int, n_labels: int = 6, dim: int = 32, gap: float = 3.0, label_
     (text = mean a_l + noise; image = mean (a_l + o_l) + g + noise), and the label set."""
     rng = np.random.default_rng(seed)
     labels = LabelSet.from_names([f"l{i}" for i in range(n_labels)])
-    a, g, o = unit_rows(rng.normal(size=(n_labels, dim))), gap * unit_rows(rng.normal(size=dim)), label_gap * unit_rows(rng.normal(size=(n_labels, dim)))
+    a, g, o = (
+        unit_rows(rng.normal(size=(n_labels, dim))),
+        gap * unit_rows(rng.normal(size=dim)),
+        label_gap * unit_rows(rng.normal(size=(n_labels, dim))),
+    )
 
     def sample(n: int, image: bool):
         cs = [sorted(rng.choice(n_labels, rng.integers(1, 4), replace=False).tolist()) for _ in range(n)]
@@ -181,8 +198,19 @@ def _world(seed: int, n_labels: int = 6, dim: int = 32, gap: float = 3.0, label_
 
 
 def _train_params() -> TrainParams:
-    return TrainParams(seed=0, epochs=6, batch_size=64, max_lr=3e-3, weight_decay=0.01, hidden_dim=64, dropout=0.1,
-                       radius=1.0, noise="surface", normalize=False, device="cpu")
+    return TrainParams(
+        seed=0,
+        epochs=6,
+        batch_size=64,
+        max_lr=3e-3,
+        weight_decay=0.01,
+        hidden_dim=64,
+        dropout=0.1,
+        radius=1.0,
+        noise="surface",
+        normalize=False,
+        device="cpu",
+    )
 
 
 def _map(model, x, label_lists, labels) -> float:
@@ -201,9 +229,15 @@ def fewshot_vs_text_only(seed: int, shots: int, image_radius: float = 0.3, image
     text, targets = torch.from_numpy(text_x), torch.from_numpy(labels.multi_hot(text_labels))
     text_only, _ = train_adapter(TrainingSet(text, targets, 1.0), _train_params())
     mixed, _ = train_adapter(
-        TrainingSet(text, targets, 1.0, images=torch.from_numpy(pool_x[rows]),
-                    image_targets=torch.from_numpy(labels.multi_hot(support["labels"].to_list())),
-                    image_radius=image_radius, image_weight=image_weight),
+        TrainingSet(
+            text,
+            targets,
+            1.0,
+            images=torch.from_numpy(pool_x[rows]),
+            image_targets=torch.from_numpy(labels.multi_hot(support["labels"].to_list())),
+            image_radius=image_radius,
+            image_weight=image_weight,
+        ),
         _train_params(),
     )
     return len(rows), _map(text_only, test_x, test_labels, labels), _map(mixed, test_x, test_labels, labels)
@@ -211,7 +245,9 @@ def fewshot_vs_text_only(seed: int, shots: int, image_radius: float = 0.3, image
 
 def test_mixed_perturbation_beats_text_only(one_thread) -> None:
     results = [fewshot_vs_text_only(seed, shots=4) for seed in (0, 1)]
-    print("\n4-shot, (support images, text-only mAP, mixed mAP) per seed:",
-          [(n, round(t, 4), round(m, 4)) for n, t, m in results])
+    print(
+        "\n4-shot, (support images, text-only mAP, mixed mAP) per seed:",
+        [(n, round(t, 4), round(m, 4)) for n, t, m in results],
+    )
     for _, text_only_map, mixed_map in results:
         assert mixed_map > text_only_map + 0.03

@@ -23,14 +23,13 @@ from pathlib import Path
 
 import polars as pl
 import yaml
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis import given
 from PIL import Image
 
 import stages.prepare as prepare_stage
-from pipeline.datasets import MANIFEST_SCHEMA
-from pipeline.labels import LABEL_SCHEMA
+from pipeline.data.datasets import MANIFEST_SCHEMA
+from pipeline.data.labels import LABEL_SCHEMA
 from pipeline.stage import run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,6 +45,7 @@ def examples(name: str) -> settings:
 
 
 # ------------------------------------------------------------------------------------------- harness
+
 
 class Errors(logging.Handler):
     def __init__(self):
@@ -105,8 +105,11 @@ def prepared_outputs(dataset: str, splits: tuple[str, ...]) -> None:
 
 def prepare(params: dict) -> None:
     splits = params.get("splits") or ["test"]
-    Path("params.yaml").write_text(yaml.safe_dump(
-        {"prepare": params, "evaluate": {"split": splits[0]}, "zeroshot": {"split": splits[0]}}, allow_unicode=True))
+    Path("params.yaml").write_text(
+        yaml.safe_dump(
+            {"prepare": params, "evaluate": {"split": splits[0]}, "zeroshot": {"split": splits[0]}}, allow_unicode=True
+        )
+    )
 
 
 def tally_report(what: str, tally: Counter, minimum: int) -> None:
@@ -120,13 +123,41 @@ DEFAULTS = yaml.safe_load((ROOT / "params.yaml").read_text())
 LEAVES = [(section, key) for section, body in DEFAULTS.items() for key in body]
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-10**20, 10**20), st.floats(allow_nan=True, allow_infinity=True),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**20), 10**20),
+    st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=12),
-    st.sampled_from(["1e-4", "1e12", ".nan", "-1", "0", "3.0", "voc2007", "coco", "folder", "labels", "test",
-                     "trainval", "surface", "interior", "null", "{labels}", "RN50", "data/x.csv", "~", ""]),
+    st.sampled_from(
+        [
+            "1e-4",
+            "1e12",
+            ".nan",
+            "-1",
+            "0",
+            "3.0",
+            "voc2007",
+            "coco",
+            "folder",
+            "labels",
+            "test",
+            "trainval",
+            "surface",
+            "interior",
+            "null",
+            "{labels}",
+            "RN50",
+            "data/x.csv",
+            "~",
+            "",
+        ]
+    ),
 )
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
-                                                                                          max_size=3), max_leaves=6)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)
 
 
 @st.composite
@@ -162,7 +193,7 @@ def test_fuzzed_params_yaml_works_or_exits_2_naming_the_key():
             Path("params.yaml").write_text(text)
             ran = []
             outcome, line = run_stage("fuzz-params", lambda params: ran.append(params), sections)
-            assert (outcome == "works") == bool(ran)   # a stage never starts on bad params
+            assert (outcome == "works") == bool(ran)  # a stage never starts on bad params
             tally[outcome] += 1
 
     check()
@@ -187,11 +218,11 @@ label_lines = st.one_of(
 def label_files(draw) -> bytes:
     lines = draw(st.lists(label_lines, max_size=8))
     if lines and draw(st.booleans()):
-        lines.append(draw(st.sampled_from(lines)))                     # a duplicate
+        lines.append(draw(st.sampled_from(lines)))  # a duplicate
     text = draw(st.sampled_from(["\n", "\r\n"])).join(lines)
     data = (b"\xef\xbb\xbf" if draw(st.booleans()) else b"") + text.encode("utf-8")
     if draw(st.integers(0, 9)) == 0:
-        data += draw(st.binary(max_size=6))                             # not UTF-8 at all, maybe
+        data += draw(st.binary(max_size=6))  # not UTF-8 at all, maybe
     return data
 
 
@@ -218,13 +249,30 @@ def test_fuzzed_label_name_files_work_or_exit_2_naming_the_file():
 # ---------------------------------------------------------------------------------------------- COCO
 
 IMAGE_FILES = ("a.jpg", "b.jpg", "sub/c.jpg")
-junk = st.one_of(st.none(), st.integers(-1, 9), st.text(max_size=4), st.floats(allow_nan=True), st.booleans(),
-                 st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=2), st.integers(), max_size=1))
+junk = st.one_of(
+    st.none(),
+    st.integers(-1, 9),
+    st.text(max_size=4),
+    st.floats(allow_nan=True),
+    st.booleans(),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=1),
+)
 CATEGORY_NAMES = ["cat", "dog", "background", " cat", "Cat", "", "a|b", "image_id", "chat noir", "🐱"]
 FILE_NAMES = [*IMAGE_FILES, "missing.jpg", "../a.jpg", "", ".", "sub/", "a"]
-COCO_MUTATIONS = ["drop a list", "junk for a list", "empty a list", "drop a field", "junk in a field",
-                  "dangling category", "dangling image", "duplicate image id", "duplicate category id", "odd file name",
-                  "odd file name"]
+COCO_MUTATIONS = [
+    "drop a list",
+    "junk for a list",
+    "empty a list",
+    "drop a field",
+    "junk in a field",
+    "dangling category",
+    "dangling image",
+    "duplicate image id",
+    "duplicate category id",
+    "odd file name",
+    "odd file name",
+]
 
 
 @st.composite
@@ -236,9 +284,15 @@ def coco_files(draw) -> str:
     images = [{"id": i + 1, "file_name": name} for i, name in enumerate(IMAGE_FILES[: draw(st.integers(0, 3))])]
     names = draw(st.lists(st.sampled_from(CATEGORY_NAMES), min_size=1, max_size=3))
     categories = [{"id": cid, "name": name} for cid, name in zip((1, 3, 7), names)]
-    annotations = [{"id": k, "image_id": draw(st.sampled_from([im["id"] for im in images])),
-                    "category_id": draw(st.sampled_from([c["id"] for c in categories])), "iscrowd": 0}
-                   for k in range(draw(st.integers(0, 4)) if images else 0)]
+    annotations = [
+        {
+            "id": k,
+            "image_id": draw(st.sampled_from([im["id"] for im in images])),
+            "category_id": draw(st.sampled_from([c["id"] for c in categories])),
+            "iscrowd": 0,
+        }
+        for k in range(draw(st.integers(0, 4)) if images else 0)
+    ]
     doc = {"images": images, "annotations": annotations, "categories": categories}
     for mutation in draw(st.lists(st.sampled_from(COCO_MUTATIONS), max_size=3)):
         key = draw(st.sampled_from(sorted(doc)))
@@ -278,8 +332,15 @@ def test_fuzzed_coco_instances_work_or_exit_2_naming_the_file():
                 Path("images", name).parent.mkdir(parents=True, exist_ok=True)
                 Image.new("RGB", (4, 4)).save(Path("images", name))
             Path("train.json").write_text(text)
-            prepare({"dataset": "coco", "root": "images", "annotations": {"train": "train.json"}, "splits": ["train"],
-                     "keep_unannotated": keep_unannotated})
+            prepare(
+                {
+                    "dataset": "coco",
+                    "root": "images",
+                    "annotations": {"train": "train.json"},
+                    "splits": ["train"],
+                    "keep_unannotated": keep_unannotated,
+                }
+            )
             outcome, _ = run_stage("prepare", prepare_stage.main, ("train.json", "prepare."))
             if outcome == "works":
                 prepared_outputs("coco", ("train",))
@@ -292,8 +353,13 @@ def test_fuzzed_coco_instances_work_or_exit_2_naming_the_file():
 # ----------------------------------------------------------------------------------------------- VOC
 
 VOC_CLASSES = ["dog", "person", "diningtable", "tvmonitor", "Dog", " cat ", "dining table", "unicorn", ""]
-voc_objects = st.lists(st.tuples(st.sampled_from(VOC_CLASSES) | st.none() | st.text(max_size=4),
-                                 st.sampled_from(["0", "1", "2", " 1 ", "x", ""]) | st.none()), max_size=4)
+voc_objects = st.lists(
+    st.tuples(
+        st.sampled_from(VOC_CLASSES) | st.none() | st.text(max_size=4),
+        st.sampled_from(["0", "1", "2", " 1 ", "x", ""]) | st.none(),
+    ),
+    max_size=4,
+)
 
 
 def voc_xml(objects) -> str:
@@ -349,9 +415,21 @@ def test_fuzzed_voc_xml_works_or_exits_2_naming_the_file():
 # -------------------------------------------------------------------------------------- folder CSVs
 
 FOLDER_FILES = ("a.jpg", "b.jpg", "sub/c.png")
-CSV_MUTATIONS = ["drop a column", "rename a column", "extra column", "duplicate a row", "duplicate a path",
-                 "unknown split", "missing file", "empty cell", "unknown label", "odd labels", "ragged row",
-                 "image_id column", "no rows"]
+CSV_MUTATIONS = [
+    "drop a column",
+    "rename a column",
+    "extra column",
+    "duplicate a row",
+    "duplicate a path",
+    "unknown split",
+    "missing file",
+    "empty cell",
+    "unknown label",
+    "odd labels",
+    "ragged row",
+    "image_id column",
+    "no rows",
+]
 
 
 @st.composite
@@ -362,8 +440,10 @@ def folder_csvs(draw) -> bytes:
     if draw(st.integers(0, 19)) == 0:
         return draw(st.binary(max_size=40))
     columns = ["path", "labels", "split"]
-    rows = [[name, draw(st.sampled_from(["cat", "dog", "cat|dog", ""])), split]
-            for name, split in zip(FOLDER_FILES, ("train", "test", draw(st.sampled_from(["train", "test"]))))]
+    rows = [
+        [name, draw(st.sampled_from(["cat", "dog", "cat|dog", ""])), split]
+        for name, split in zip(FOLDER_FILES, ("train", "test", draw(st.sampled_from(["train", "test"]))))
+    ]
     for mutation in draw(st.lists(st.sampled_from(CSV_MUTATIONS), max_size=3)):
         row = draw(st.sampled_from(rows)) if rows else None
         if mutation == "drop a column" and columns:
@@ -417,8 +497,15 @@ def test_fuzzed_folder_csvs_work_or_exit_2_naming_the_file_or_row():
                 Image.new("RGB", (4, 4)).save(Path("images", name))
             Path("labels.csv").write_bytes(data)
             Path("names.txt").write_text("cat\ndog\n")
-            prepare({"dataset": "folder", "root": "images", "labels_file": "labels.csv", "splits": splits,
-                     "label_names": "names.txt" if with_names else None})
+            prepare(
+                {
+                    "dataset": "folder",
+                    "root": "images",
+                    "labels_file": "labels.csv",
+                    "splits": splits,
+                    "label_names": "names.txt" if with_names else None,
+                }
+            )
             outcome, _ = run_stage("prepare", prepare_stage.main, ("labels.csv", "names.txt", "prepare."))
             if outcome == "works":
                 prepared_outputs("folder", tuple(splits))

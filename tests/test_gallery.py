@@ -13,8 +13,8 @@ import polars as pl
 import pytest
 from PIL import Image
 
-from pipeline.headless_browser import dump_dom, find_chromium, screenshot
-from pipeline.gallery import PAGE_SIZE, GalleryData, from_evaluation, render, write_gallery
+from pipeline.shipping.gallery import PAGE_SIZE, GalleryData, from_evaluation, render, write_gallery
+from pipeline.testbeds.headless_browser import dump_dom, find_chromium, screenshot
 
 LABELS = ("cat", "dog", "car")
 COLOURS = {"cat": (220, 40, 40), "dog": (40, 200, 40), "car": (40, 40, 220)}
@@ -31,13 +31,21 @@ def make_world(folder: Path, n: int, seed: int = 0) -> GalleryData:
         pixels = np.full((90, 120, 3), 30, dtype=np.uint8)
         for j, name in enumerate(LABELS):
             if truth[i, j]:
-                pixels[10 + j * 25: 30 + j * 25] = COLOURS[name]
+                pixels[10 + j * 25 : 30 + j * 25] = COLOURS[name]
         files.append(folder / f"img_{i:04d}.jpg")
         Image.fromarray(pixels).save(files[-1])
     probabilities = np.clip(truth * 0.6 + rng.random(truth.shape) * 0.45, 0, 1)
-    truth[0, 0], probabilities[0, 0] = 1, 0.4996     # a true label just below 0.5: a false negative, shown below 0.5
-    return GalleryData([f.name for f in files], files, LABELS, probabilities, np.array([0.5, 0.3, 0.5]),
-                       "test thresholds", truth.astype(np.int8), "a test split")
+    truth[0, 0], probabilities[0, 0] = 1, 0.4996  # a true label just below 0.5: a false negative, shown below 0.5
+    return GalleryData(
+        [f.name for f in files],
+        files,
+        LABELS,
+        probabilities,
+        np.array([0.5, 0.3, 0.5]),
+        "test thresholds",
+        truth.astype(np.int8),
+        "a test split",
+    )
 
 
 class Cards(HTMLParser):
@@ -52,8 +60,14 @@ class Cards(HTMLParser):
         if tag == "body":
             self.body = attrs
         if tag == "div" and attrs.get("class") == "card":
-            self.cards.append({"name": attrs["data-name"], "predicted": set(filter(None, attrs["data-predicted"].split("|"))),
-                               "truth": set(filter(None, (attrs.get("data-truth") or "").split("|"))), "chips": []})
+            self.cards.append(
+                {
+                    "name": attrs["data-name"],
+                    "predicted": set(filter(None, attrs["data-predicted"].split("|"))),
+                    "truth": set(filter(None, (attrs.get("data-truth") or "").split("|"))),
+                    "chips": [],
+                }
+            )
         if tag == "span" and (attrs.get("class") or "").startswith("chip") and self.cards:
             self.cards[-1]["chips"].append(attrs["class"].split()[-1])
             self.in_chip = True
@@ -81,17 +95,22 @@ def test_the_page_is_self_contained(tmp_path):
     data = make_world(tmp_path / "images", 12)
     page = render(data)
     assert "Content-Security-Policy" in page and "default-src 'none'" in page
-    assert not re.search(r"https?://", page)                      # nothing to fetch, anywhere in the page
-    assert page.count('"t":"/9j/') == 12                          # every thumbnail embedded as a base64 JPEG
-    assert len(page) < 12 * 6000                                  # downscaled: a few kB per image
+    assert not re.search(r"https?://", page)  # nothing to fetch, anywhere in the page
+    assert page.count('"t":"/9j/') == 12  # every thumbnail embedded as a base64 JPEG
+    assert len(page) < 12 * 6000  # downscaled: a few kB per image
 
 
 def test_evaluation_split_joins_paths_and_truth(tmp_path):
     data = make_world(tmp_path / "images", 4)
     scores = pl.DataFrame({"image_id": ["b", "a"], "cat": [0.9, 0.1], "dog": [0.2, 0.8], "car": [0.6, 0.4]})
     scores.write_parquet(tmp_path / "scores.parquet")
-    manifest = pl.DataFrame({"image_id": ["a", "b"], "path": [str(data.files[0]), "images/" + data.files[1].name],
-                             "labels": [["dog"], ["cat", "dog"]]})
+    manifest = pl.DataFrame(
+        {
+            "image_id": ["a", "b"],
+            "path": [str(data.files[0]), "images/" + data.files[1].name],
+            "labels": [["dog"], ["cat", "dog"]],
+        }
+    )
     joined = from_evaluation(tmp_path / "scores.parquet", manifest, LABELS, np.full(3, 0.5), "none", root=tmp_path)
     assert joined.names == ["b", "a"] and joined.files == [tmp_path / "images" / data.files[1].name, data.files[0]]
     assert joined.truth.tolist() == [[1, 1, 0], [0, 1, 0]]
@@ -99,22 +118,29 @@ def test_evaluation_split_joins_paths_and_truth(tmp_path):
 
 
 def test_the_gallery_command_uses_the_models_thresholds(tmp_path):
-    import torch
     from typer.testing import CliRunner
 
-    from pipeline.adapter import Adapter, AdapterBundle, AdapterConfig
     from pipeline.cli import app
+    from pipeline.method.adapter import Adapter, AdapterBundle, AdapterConfig
 
     data = make_world(tmp_path / "images", 5)
-    table = pl.DataFrame({"path": [str(f) for f in data.files], "predicted": [[]] * 5,
-                          **{name: data.probabilities[:, i] for i, name in enumerate(LABELS)}})
+    table = pl.DataFrame(
+        {
+            "path": [str(f) for f in data.files],
+            "predicted": [[]] * 5,
+            **{name: data.probabilities[:, i] for i, name in enumerate(LABELS)},
+        }
+    )
     table.write_parquet(tmp_path / "predictions.parquet")
     model = Adapter(AdapterConfig(embed_dim=8, n_labels=3, hidden_dim=4, dropout=0.0))
-    AdapterBundle(model, LABELS, False, "RN50", 64, thresholds=(0.5, 0.3, 0.5),
-                  threshold_source="held-out support images").save(tmp_path / "adapter.pt")
+    AdapterBundle(
+        model, LABELS, False, "RN50", 64, thresholds=(0.5, 0.3, 0.5), threshold_source="held-out support images"
+    ).save(tmp_path / "adapter.pt")
     out = tmp_path / "g.html"
-    result = CliRunner().invoke(app, ["gallery", str(tmp_path / "predictions.parquet"), "--model",
-                                      str(tmp_path / "adapter.pt"), "--out", str(out)])
+    result = CliRunner().invoke(
+        app,
+        ["gallery", str(tmp_path / "predictions.parquet"), "--model", str(tmp_path / "adapter.pt"), "--out", str(out)],
+    )
     assert result.exit_code == 0, result.output
     page = out.read_text()
     assert '"thresholds":[0.5,0.3,0.5]' in page and "held-out support images" in page
@@ -139,11 +165,11 @@ def test_filtering_paging_and_errors_in_headless_chromium(tmp_path, chromium):
     dom, requests = dump_dom(url + "#label=dog&sort=confidence&page=1")
     shown = cards(dom)
     dogs = predicted_with(data, "dog")
-    assert len(dogs) > PAGE_SIZE                                   # the filter's result spans pages
+    assert len(dogs) > PAGE_SIZE  # the filter's result spans pages
     assert shown.body["data-shown"] == str(len(dogs))
     assert len(shown.cards) == PAGE_SIZE and all("dog" in c["predicted"] for c in shown.cards)
     assert all(c["img"].startswith("data:image/jpeg;base64,") for c in shown.cards)
-    assert requests == []                                          # the page asked the network for nothing
+    assert requests == []  # the page asked the network for nothing
 
     dom, _ = dump_dom(url + "#label=dog&page=2")
     second = cards(dom)
@@ -156,10 +182,10 @@ def test_filtering_paging_and_errors_in_headless_chromium(tmp_path, chromium):
     by_name = cards(dump_dom(url + "#sort=name")[0]).cards
     assert by_name[0]["name"] == "img_0000.jpg" and "cat 0.49" in by_name[0]["texts"]
     thresholds = dict(zip(LABELS, data.thresholds))
-    for c in ranked + by_name:                                     # FP: predicted, not true; FN: true, not predicted
+    for c in ranked + by_name:  # FP: predicted, not true; FN: true, not predicted
         assert c["chips"].count("fp") == len(c["predicted"] - c["truth"])
         assert c["chips"].count("fn") == len(c["truth"] - c["predicted"])
-        for kind, text in zip(c["chips"], c["texts"]):             # a shown probability is on its side of the threshold
+        for kind, text in zip(c["chips"], c["texts"]):  # a shown probability is on its side of the threshold
             label, value = text.rsplit(" ", 1)
             if kind in ("tp", "fp"):
                 assert float(value) >= thresholds[label], text
@@ -171,4 +197,4 @@ def test_filtering_paging_and_errors_in_headless_chromium(tmp_path, chromium):
     with Image.open(shot) as image:
         assert image.size == (1280, 900)
         colours = image.convert("RGB").getcolors(1 << 20)
-    assert len(colours) > 50                                       # thumbnails and text drawn, not a blank page
+    assert len(colours) > 50  # thumbnails and text drawn, not a blank page

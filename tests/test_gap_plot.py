@@ -1,11 +1,11 @@
-"""reports/modality_gap.png (pipeline/gap_plot.py): texts and images of the most frequent labels, before and after
+"""reports/modality_gap.png (pipeline/evaluation/gap_figure.py): texts and images of the most frequent labels, before and after
 the texts' noise, in one PCA; its caption states the projection and the sample, read back from the PNG."""
 
 import numpy as np
 
-from pipeline.gap_plot import MAX_LABELS, PER_LABEL, gap_figure, gap_sample
-from pipeline.plots import figure_content
-from pipeline.synthetic import World
+from pipeline.evaluation.figures import figure_content
+from pipeline.evaluation.gap_figure import MAX_LABELS, PER_LABEL, gap_figure, gap_sample
+from pipeline.testbeds.synthetic_worlds import World
 
 
 def test_the_picture_shows_the_most_frequent_labels_and_says_how(tmp_path):

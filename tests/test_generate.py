@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import time
 import re
+import time
 from collections import Counter
 from pathlib import Path
 
 import polars as pl
 import pytest
 
+from generate_fakes import ScriptedBackend, echo_caption
 from pipeline.config import GenerateParams, OpenAIParams, ParamsError, load_params
+from pipeline.data.labels import VOC_LABELS, LabelSet
 from pipeline.errors import UserError
 from pipeline.generate import (
     CLIP_CONTEXT,
@@ -27,9 +29,7 @@ from pipeline.generate import (
     plan_combinations,
     resolve_model,
 )
-from generate_fakes import ScriptedBackend, echo_caption
 from pipeline.generate.journal import KEEP_OTHERS_S
-from pipeline.labels import VOC_LABELS, LabelSet
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,8 +46,13 @@ def params(**changes) -> GenerateParams:
 def run(tmp_path: Path, p: GenerateParams, backend=None, labels: LabelSet = VOC_LABELS, name: str = "out"):
     out = tmp_path / name
     summary = generate_texts(
-        p, labels, texts_path=out / "texts.parquet", report_path=out / "report.parquet",
-        journal_dir=out / "journal", backend=backend, progress=False,
+        p,
+        labels,
+        texts_path=out / "texts.parquet",
+        report_path=out / "report.parquet",
+        journal_dir=out / "journal",
+        backend=backend,
+        progress=False,
     )
     return pl.read_parquet(out / "texts.parquet"), pl.read_parquet(out / "report.parquet"), summary
 
@@ -73,7 +78,7 @@ def test_combinations_are_seeded_distinct_and_sized():
     assert {len(c.labels) for c in plan} == {1, 2, 3}
     for c in plan:
         assert len(set(c.labels)) == len(c.labels)
-        assert sorted(c.order, key=VOC_LABELS.index.get) == list(c.labels)   # same labels, table order
+        assert sorted(c.order, key=VOC_LABELS.index.get) == list(c.labels)  # same labels, table order
     assert Counter(c.source for c in plan) == {"llm": 100, "template": 300}
     assert {c.id for c in plan if c.source == "llm"} != {c.id for c in other if c.source == "llm"}
     # a combination does not depend on how many there are: more combinations extend the plan
@@ -165,7 +170,9 @@ def test_alt_prompt_starts_a_seeded_share_of_the_chats(tmp_path):
     again, _, _ = run(tmp_path, mixed, ScriptedBackend(lambda m, s: f"A photo number {s} of things."), name="again")
     assert again["prompt"].to_list() == texts["prompt"].to_list()
     for fraction, expected in ((0.0, 0), (1.0, 40)):
-        only, _, _ = run(tmp_path, params(n_combinations=40, alt_prompt_fraction=fraction), backend, name=f"f{fraction}")
+        only, _, _ = run(
+            tmp_path, params(n_combinations=40, alt_prompt_fraction=fraction), backend, name=f"f{fraction}"
+        )
         assert only["prompt"].str.starts_with("please organize").sum() == expected
     with pytest.raises(ParamsError, match="alt_prompt_fraction"):
         params(alt_prompt_fraction=1.5)
@@ -208,7 +215,7 @@ def test_caption_that_stays_too_long_is_dropped_and_reported(tmp_path):
 
 
 def test_the_limit_is_77_clip_tokens_with_start_and_end(tmp_path):
-    fits = " ".join(["cat"] * (CLIP_CONTEXT - 3)) + "."    # 74 words + "." + start + end = 77
+    fits = " ".join(["cat"] * (CLIP_CONTEXT - 3)) + "."  # 74 words + "." + start + end = 77
     over = " ".join(["cat"] * (CLIP_CONTEXT - 2)) + "."
     assert clip_token_count(fits) == CLIP_CONTEXT and clip_token_count(over) == CLIP_CONTEXT + 1
     backend = ScriptedBackend(lambda m, s: [fits, over][len(backend.calls) - 1])
@@ -269,7 +276,7 @@ def test_several_captions_per_combination_share_one_chat(tmp_path):
     assert [m["role"] for m in last] == ["user", "assistant", "user", "assistant", "user"]
     assert last[2]["content"] == last[4]["content"] == GenerateParams().different_prompt
     assert texts.filter(pl.col("combination_id") == 0)["text"].to_list()[1].startswith("Caption number 2")
-    assert texts["prompt"].n_unique() == 3   # the first user turn, for all captions of a chat
+    assert texts["prompt"].n_unique() == 3  # the first user turn, for all captions of a chat
 
 
 def test_duplicate_texts_are_kept_once_and_reported(tmp_path):
@@ -335,7 +342,7 @@ def test_resume_after_a_crash_gives_the_uninterrupted_table(tmp_path):
     again = ScriptedBackend(echo_caption)
     texts, report, summary = run(tmp_path, p, again, name="resumed")
     assert 0 < summary.resumed < 24 and summary.resumed + summary.generated == 24
-    assert len(again.calls) == 2 * summary.generated     # nothing asked twice
+    assert len(again.calls) == 2 * summary.generated  # nothing asked twice
     assert texts.equals(full) and report.equals(full_report)
 
 
@@ -346,7 +353,9 @@ def test_journal_is_keyed_by_what_changes_answers(tmp_path):
     (first,) = [d.name for d in journal.iterdir()]
 
     # transport settings and more combinations: the journal is reused
-    moved = dataclasses.replace(p, n_combinations=9, n_threads=1, openai=OpenAIParams(base_urls=("http://x:1/v1",), concurrency=9))
+    moved = dataclasses.replace(
+        p, n_combinations=9, n_threads=1, openai=OpenAIParams(base_urls=("http://x:1/v1",), concurrency=9)
+    )
     backend = ScriptedBackend(echo_caption)
     _, _, summary = run(tmp_path, moved, backend)
     assert summary.resumed == 6 and len(backend.calls) == 3
@@ -378,7 +387,7 @@ def test_a_chunk_in_two_files_counts_once(tmp_path):
     (folder,) = (tmp_path / "out" / "journal").iterdir()
     chunks = sorted(folder.glob("*.parquet"))
     rows = pl.concat([pl.read_parquet(c) for c in chunks])
-    rows.write_parquet(folder / "99999999999999999999-1-000001.parquet")   # e.g. two runs at once
+    rows.write_parquet(folder / "99999999999999999999-1-000001.parquet")  # e.g. two runs at once
     (folder / ".half-written.parquet.tmp").write_bytes(b"PAR1 junk")
     texts, _, summary = run(tmp_path, p, ScriptedBackend(lambda m, s: pytest.fail("all journaled")))
     assert summary.resumed == 4 and texts.equals(first)
@@ -416,7 +425,7 @@ def test_a_missing_model_file_names_the_key(tmp_path):
 
 
 def test_the_fingerprint_covers_the_answer_code(monkeypatch):
-    from pipeline.generate import run as run_module
+    from pipeline.generate import captions as run_module
     from pipeline.generate.journal import fingerprint_of
 
     p = params()
@@ -427,8 +436,8 @@ def test_the_fingerprint_covers_the_answer_code(monkeypatch):
 
 
 def test_label_rule_combination_keeps_the_combination_and_reports_what_mentions_would_add(tmp_path):
+    from pipeline.generate.captions import MENTIONS_SCHEMA, journal_meta
     from pipeline.generate.journal import fingerprint_of
-    from pipeline.generate.run import MENTIONS_SCHEMA, journal_meta
 
     # the scripted model names a kitten (a "cat" synonym) in every caption, and a train in the first chat
     def answer(messages, seed):
@@ -438,9 +447,16 @@ def test_label_rule_combination_keeps_the_combination_and_reports_what_mentions_
     p = params(n_combinations=12)
     assert p.label_rule == "combination"
     out = tmp_path / "paper"
-    summary = generate_texts(p, VOC_LABELS, texts_path=out / "texts.parquet", report_path=out / "report.parquet",
-                             journal_dir=tmp_path / "journal", mentions_path=out / "mentions.parquet",
-                             backend=ScriptedBackend(answer), progress=False)
+    summary = generate_texts(
+        p,
+        VOC_LABELS,
+        texts_path=out / "texts.parquet",
+        report_path=out / "report.parquet",
+        journal_dir=tmp_path / "journal",
+        mentions_path=out / "mentions.parquet",
+        backend=ScriptedBackend(answer),
+        progress=False,
+    )
     texts = pl.read_parquet(out / "texts.parquet")
     assert texts["labels"].to_list() == texts["combination"].to_list()
     expected_changed = sum(
@@ -450,19 +466,28 @@ def test_label_rule_combination_keeps_the_combination_and_reports_what_mentions_
     mentions = pl.read_parquet(out / "mentions.parquet")
     assert dict(mentions.schema) == MENTIONS_SCHEMA
     assert mentions["n_texts"].is_sorted(descending=True) and mentions["label"][0] == "cat"
-    assert mentions.filter(pl.col("label") == "cat")["n_texts"].item() == sum("cat" not in c for c in texts["combination"])
+    assert mentions.filter(pl.col("label") == "cat")["n_texts"].item() == sum(
+        "cat" not in c for c in texts["combination"]
+    )
     metrics = summary.metrics()
     assert metrics["n_texts"] == texts.height and metrics["n_texts_mentions_would_change"] == expected_changed
     assert all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in metrics.values())
 
     # mentions: the same captions (resumed from the journal: no LLM call), labels extended
     mentions_params = dataclasses.replace(p, label_rule="mentions")
-    assert fingerprint_of(journal_meta(mentions_params, VOC_LABELS, {"b": 1})) == \
-        fingerprint_of(journal_meta(p, VOC_LABELS, {"b": 1}))
+    assert fingerprint_of(journal_meta(mentions_params, VOC_LABELS, {"b": 1})) == fingerprint_of(
+        journal_meta(p, VOC_LABELS, {"b": 1})
+    )
     out = tmp_path / "mentions"
-    again = generate_texts(mentions_params, VOC_LABELS, texts_path=out / "texts.parquet",
-                           report_path=out / "report.parquet", journal_dir=tmp_path / "journal",
-                           backend=ScriptedBackend(lambda m, s: pytest.fail("no LLM call expected")), progress=False)
+    again = generate_texts(
+        mentions_params,
+        VOC_LABELS,
+        texts_path=out / "texts.parquet",
+        report_path=out / "report.parquet",
+        journal_dir=tmp_path / "journal",
+        backend=ScriptedBackend(lambda m, s: pytest.fail("no LLM call expected")),
+        progress=False,
+    )
     extended = pl.read_parquet(out / "texts.parquet")
     assert again.resumed == 12 and extended["text"].to_list() == texts["text"].to_list()
     changed = sum(a != b for a, b in zip(extended["labels"].to_list(), extended["combination"].to_list()))

@@ -15,10 +15,10 @@ from pathlib import Path
 import polars as pl
 import yaml
 
+from e2e_project import stage_command, stage_env
+from pipeline.data.labels import VOC_LABELS
 from pipeline.generate import model_identity, resolve_model
 from pipeline.io import write_parquet
-from pipeline.labels import VOC_LABELS
-from e2e_project import stage_command, stage_env
 
 REPO = "test-org/tiny-GGUF"
 FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -61,9 +61,15 @@ def test_hub_references_resolve_from_the_cache_offline(tmp_path):
     fake.write_bytes(b"GGUF" + bytes(range(256)) * 64)
     main = add_to_hub_cache(hf_home, "org/repo", "sub/model-q4.gguf", fake, "a" * 40)
     tagged = add_to_hub_cache(hf_home, "org/repo", "sub/model-q4.gguf", fake, "b" * 40, ref="v1")
-    refs = ["hf:org/repo/sub/model-q4.gguf", "hf:org/repo@v1/sub/model-q4.gguf", f"hf:org/repo@{'b' * 40}/sub/model-q4.gguf"]
-    code = ("import json, sys; from pipeline.generate import resolve_model; "
-            "print(json.dumps([str(resolve_model(r)) for r in sys.argv[1:]]))")
+    refs = [
+        "hf:org/repo/sub/model-q4.gguf",
+        "hf:org/repo@v1/sub/model-q4.gguf",
+        f"hf:org/repo@{'b' * 40}/sub/model-q4.gguf",
+    ]
+    code = (
+        "import json, sys; from pipeline.generate import resolve_model; "
+        "print(json.dumps([str(resolve_model(r)) for r in sys.argv[1:]]))"
+    )
     out = subprocess.run([sys.executable, "-c", code, *refs], env=offline_env(hf_home), capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == [str(main), str(tagged), str(tagged)]
@@ -72,8 +78,9 @@ def test_hub_references_resolve_from_the_cache_offline(tmp_path):
 
 def test_a_cache_miss_offline_is_one_line_naming_the_reference_and_the_fetch(tmp_path):
     project = make_project(tmp_path / "project", "hf:test-org/absent-GGUF/model.Q4_K_M.gguf")
-    out = subprocess.run(stage_command("generate"), cwd=project, env=offline_env(tmp_path / "hf"),
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        stage_command("generate"), cwd=project, env=offline_env(tmp_path / "hf"), capture_output=True, text=True
+    )
     assert out.returncode == 2, out.stdout + out.stderr
     errors = [line for line in (out.stdout + out.stderr).splitlines() if " ERROR " in line]
     assert len(errors) == 1 and "Traceback" not in out.stderr
@@ -91,7 +98,9 @@ def make_project(path: Path, model: str, n: int = 3) -> Path:
 
 def generate(project: Path, hf_home: Path, model: str) -> str:
     make_project(project, model)
-    out = subprocess.run(stage_command("generate"), cwd=project, env=offline_env(hf_home), capture_output=True, text=True)
+    out = subprocess.run(
+        stage_command("generate"), cwd=project, env=offline_env(hf_home), capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     return out.stdout + out.stderr
 
@@ -132,7 +141,7 @@ def test_a_gguf_without_chat_template_is_warned_about(tmp_path, caplog):
     data = resolve_model("smollm2").read_bytes()
     assert data.count(b"tokenizer.chat_template") == 1
     bare = tmp_path / "no-template.gguf"
-    bare.write_bytes(data.replace(b"tokenizer.chat_template", b"tokenizer.chat_templatX"))   # the key, unknown
+    bare.write_bytes(data.replace(b"tokenizer.chat_template", b"tokenizer.chat_templatX"))  # the key, unknown
     with caplog.at_level("WARNING", logger="pipeline.generate.backends"):
         LlamaCppBackend(bare, n_ctx=256, n_threads=1, temperature=0.7, max_tokens=8).close()
     assert "no-template.gguf carries no chat template" in caplog.text and "--chat_format" in caplog.text

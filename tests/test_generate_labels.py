@@ -12,20 +12,20 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipeline.config import GenerateParams, ParamsError, load_params
-from pipeline.generate import generate_texts, join_labels, plan_combinations
-from pipeline.generate.journal import fingerprint_of
-from pipeline.generate.run import journal_meta
-from pipeline.io import write_json
-from pipeline.labels import VOC_LABELS, LabelSet
 from generate_fakes import ScriptedBackend
+from pipeline.config import GenerateParams, ParamsError, load_params
+from pipeline.data.labels import VOC_LABELS, LabelSet
+from pipeline.generate import generate_texts, join_labels, plan_combinations
+from pipeline.generate.captions import journal_meta
+from pipeline.generate.journal import fingerprint_of
+from pipeline.io import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 OFF_TOPIC = "Purely for illustration purposes only."
 
 
 def params(**changes) -> GenerateParams:
-    changes = {"require_labels": "none", **changes}   # the paper's; each test says which setting it runs
+    changes = {"require_labels": "none", **changes}  # the paper's; each test says which setting it runs
     p = dataclasses.replace(GenerateParams(n_combinations=12, journal_every_s=0.01), **changes)
     p.check("generate")
     return p
@@ -41,8 +41,15 @@ def first_label(messages) -> str:
 
 def run(tmp_path: Path, p: GenerateParams, backend, name: str = "out", journal: str = "journal"):
     out = tmp_path / name
-    summary = generate_texts(p, VOC_LABELS, texts_path=out / "texts.parquet", report_path=out / "report.parquet",
-                             journal_dir=tmp_path / journal, backend=backend, progress=False)
+    summary = generate_texts(
+        p,
+        VOC_LABELS,
+        texts_path=out / "texts.parquet",
+        report_path=out / "report.parquet",
+        journal_dir=tmp_path / journal,
+        backend=backend,
+        progress=False,
+    )
     return pl.read_parquet(out / "texts.parquet"), pl.read_parquet(out / "report.parquet"), summary
 
 
@@ -62,8 +69,9 @@ def test_an_off_topic_caption_is_resampled_then_dropped_and_the_shares_are_repor
     assert sheep and len(sheep) < 40
 
     # none (the paper's): everything is kept, the shares say what the captions name
-    texts, report, summary = run(tmp_path, params(n_combinations=40), ScriptedBackend(picky_model), name="none",
-                                 journal="j-none")
+    texts, report, summary = run(
+        tmp_path, params(n_combinations=40), ScriptedBackend(picky_model), name="none", journal="j-none"
+    )
     assert report.height == 0 and texts.height == 40
     naming = {"all": 0, "some": 0, "none": 0}
     for row in texts.iter_rows(named=True):
@@ -77,16 +85,19 @@ def test_an_off_topic_caption_is_resampled_then_dropped_and_the_shares_are_repor
 
     # any: a sheep caption is sampled again max_retries times, then dropped with its reason and last answer
     backend = ScriptedBackend(picky_model)
-    texts, report, summary = run(tmp_path, params(n_combinations=40, require_labels="any", max_retries=2), backend,
-                                 name="any", journal="j-any")
+    texts, report, summary = run(
+        tmp_path, params(n_combinations=40, require_labels="any", max_retries=2), backend, name="any", journal="j-any"
+    )
     assert set(texts["combination_id"]).isdisjoint(sheep) and texts.height == 40 - len(sheep)
     assert report["reason"].to_list() == ["off_topic"] * len(sheep)
     assert set(report["combination_id"]) == sheep
     assert report["attempts"].to_list() == [3] * len(sheep)
     assert all(raw.startswith(OFF_TOPIC[:-1]) for raw in report["raw"])
-    assert all(d.startswith("names none of ") and "sheep" in d and d.endswith("in 3 sample(s)") for d in report["detail"])
+    assert all(
+        d.startswith("names none of ") and "sheep" in d and d.endswith("in 3 sample(s)") for d in report["detail"]
+    )
     sheep_chats = [m for m in backend.calls if "sheep" in labels_asked(m)]
-    assert len(sheep_chats) == 3 * len(sheep) and all(len(m) == 1 for m in sheep_chats)   # resampled, not continued
+    assert len(sheep_chats) == 3 * len(sheep) and all(len(m) == 1 for m in sheep_chats)  # resampled, not continued
     metrics = summary.metrics()
     assert metrics["share_llm_texts_naming_none_labels"] == 0.0 and metrics["n_dropped_off_topic"] == len(sheep)
     assert metrics["model_calls_per_llm_text"] == pytest.approx(float(len(backend.calls) / texts.height))
@@ -102,8 +113,9 @@ def test_an_off_topic_caption_is_resampled_then_dropped_and_the_shares_are_repor
         return f"Photo {seed} of {said}."
 
     backend = ScriptedBackend(first_then_all)
-    texts, report, summary = run(tmp_path, params(n_combinations=40, require_labels="all"), backend,
-                                 name="all", journal="j-all")
+    texts, report, summary = run(
+        tmp_path, params(n_combinations=40, require_labels="all"), backend, name="all", journal="j-all"
+    )
     assert set(report["reason"]) == {"off_topic"} and texts.height == 40 - len(sheep)
     multi = [c for c in plan if len(c.labels) > 1 and c.id not in sheep]
     assert len(backend.calls) == 40 + len(multi) + 2 * len(sheep)
@@ -121,8 +133,9 @@ def test_require_all_reports_which_labels_are_missing(tmp_path):
     def says_the_first(messages, seed):
         return f"Photo {seed} of {first_label(messages)}."
 
-    texts, report, _ = run(tmp_path, params(n_combinations=12, require_labels="all", max_retries=1),
-                           ScriptedBackend(says_the_first))
+    texts, report, _ = run(
+        tmp_path, params(n_combinations=12, require_labels="all", max_retries=1), ScriptedBackend(says_the_first)
+    )
     assert (texts["combination"].list.len() == 1).all()
     multi = report.filter(pl.col("combination").list.len() > 1)
     assert multi.height > 0 and set(multi["reason"]) == {"off_topic"}
@@ -136,26 +149,33 @@ def test_require_all_reports_which_labels_are_missing(tmp_path):
 
 def test_switching_require_labels_reuses_every_journaled_answer(tmp_path):
     p = params(n_combinations=30)
-    fresh_any, fresh_any_report, _ = run(tmp_path, dataclasses.replace(p, require_labels="any"),
-                                          ScriptedBackend(picky_model), name="fresh-any", journal="j-fresh")
+    fresh_any, fresh_any_report, _ = run(
+        tmp_path,
+        dataclasses.replace(p, require_labels="any"),
+        ScriptedBackend(picky_model),
+        name="fresh-any",
+        journal="j-fresh",
+    )
 
     first = ScriptedBackend(picky_model)
     none_texts, _, summary = run(tmp_path, p, first, name="none")
     assert summary.generated == 30 and len(first.calls) == 30
 
     # any: only the off-topic answers are asked again; the journal's answers are replayed
-    assert fingerprint_of(journal_meta(p, VOC_LABELS, {"b": 1})) == \
-        fingerprint_of(journal_meta(dataclasses.replace(p, require_labels="all"), VOC_LABELS, {"b": 1}))
+    assert fingerprint_of(journal_meta(p, VOC_LABELS, {"b": 1})) == fingerprint_of(
+        journal_meta(dataclasses.replace(p, require_labels="all"), VOC_LABELS, {"b": 1})
+    )
     second = ScriptedBackend(picky_model)
     texts, report, summary = run(tmp_path, dataclasses.replace(p, require_labels="any"), second, name="any")
     n_off_topic = report.height
-    assert n_off_topic > 0 and len(second.calls) == 2 * n_off_topic    # max_retries 2 new samples each, nothing else
+    assert n_off_topic > 0 and len(second.calls) == 2 * n_off_topic  # max_retries 2 new samples each, nothing else
     assert summary.resumed == 30 - n_off_topic and summary.generated == n_off_topic
-    assert texts.equals(fresh_any) and report.equals(fresh_any_report)   # as if run under `any` from the start
+    assert texts.equals(fresh_any) and report.equals(fresh_any_report)  # as if run under `any` from the start
 
     # back to none: every answer is in the journal, no model call at all, the first table again
-    texts, _, summary = run(tmp_path, p, ScriptedBackend(lambda m, s: pytest.fail("no model call expected")),
-                            name="none-again")
+    texts, _, summary = run(
+        tmp_path, p, ScriptedBackend(lambda m, s: pytest.fail("no model call expected")), name="none-again"
+    )
     assert summary.resumed == 30 and summary.generated == 0 and texts.equals(none_texts)
     assert len(list((tmp_path / "journal").iterdir())) == 1
 
@@ -167,7 +187,12 @@ def test_the_default_is_any():
 
 def test_label_matching_allows_regular_plurals_whole_words_only():
     labels = LabelSet.from_names(["cat", "bus", "pony", "dining table", "sheep", "tv monitor"], {"tv monitor": ["tv"]})
-    assert labels.find_in_text("Two cats, three buses, ponies by the dining tables.") == ["cat", "bus", "pony", "dining table"]
+    assert labels.find_in_text("Two cats, three buses, ponies by the dining tables.") == [
+        "cat",
+        "bus",
+        "pony",
+        "dining table",
+    ]
     assert labels.find_in_text("Sheep grazing near TVs.") == ["sheep", "tv monitor"]
     assert labels.find_in_text("A catalogue of buskers and a category.") == []
 

@@ -16,10 +16,10 @@ import httpx
 import polars as pl
 import pytest
 
-from pipeline.config import GenerateParams, OpenAIParams
-from pipeline.generate import CLIP_CONTEXT, clip_token_count, generate_texts, resolve_model
 from generate_fakes import FakeChatServer, completion
-from pipeline.labels import VOC_LABELS
+from pipeline.config import GenerateParams, OpenAIParams
+from pipeline.data.labels import VOC_LABELS
+from pipeline.generate import CLIP_CONTEXT, clip_token_count, generate_texts, resolve_model
 
 
 def params(urls, n=6, **openai) -> GenerateParams:
@@ -32,8 +32,14 @@ def params(urls, n=6, **openai) -> GenerateParams:
 
 def run(tmp_path: Path, p: GenerateParams, name: str = "out"):
     out = tmp_path / name
-    summary = generate_texts(p, VOC_LABELS, texts_path=out / "texts.parquet", report_path=out / "report.parquet",
-                             journal_dir=out / "journal", progress=False)
+    summary = generate_texts(
+        p,
+        VOC_LABELS,
+        texts_path=out / "texts.parquet",
+        report_path=out / "report.parquet",
+        journal_dir=out / "journal",
+        progress=False,
+    )
     return pl.read_parquet(out / "texts.parquet"), pl.read_parquet(out / "report.parquet"), summary
 
 
@@ -44,9 +50,9 @@ def good(body: dict, n: int) -> tuple[int, bytes, float]:
 
 def test_timeouts_and_garbage_are_retried_then_dropped_as_backend_error(tmp_path):
     failures = [
-        (200, b"", 2.0),                                # no answer within timeout_s
-        (200, b"<html>Bad gateway</html>", 0.0),        # not JSON
-        (200, json.dumps({"object": "error"}).encode(), 0.0),   # JSON without choices
+        (200, b"", 2.0),  # no answer within timeout_s
+        (200, b"<html>Bad gateway</html>", 0.0),  # not JSON
+        (200, json.dumps({"object": "error"}).encode(), 0.0),  # JSON without choices
         (503, b'{"error": "overloaded"}', 0.0),
     ]
 
@@ -58,10 +64,10 @@ def test_timeouts_and_garbage_are_retried_then_dropped_as_backend_error(tmp_path
         texts, report, summary = run(tmp_path, p)
         requests = server.requests
     llm_combinations = 2
-    assert len(requests) == llm_combinations * (3 + 1)          # every request retried, then given up
+    assert len(requests) == llm_combinations * (3 + 1)  # every request retried, then given up
     assert report["reason"].to_list() == ["backend_error"] * llm_combinations
     assert all("4 attempt(s) failed" in d for d in report["detail"])
-    assert report["attempts"].to_list() == [1] * llm_combinations   # one chat turn, its retries inside
+    assert report["attempts"].to_list() == [1] * llm_combinations  # one chat turn, its retries inside
     # the stage finished: the template share is there
     assert texts.height > 0 and set(texts["source"]) == {"template"}
     assert summary.dropped == {"backend_error": 2}
@@ -96,7 +102,7 @@ def test_requests_spread_over_servers_and_the_key_stays_secret(tmp_path, monkeyp
         seen = a.requests + b.requests
         counts = (len(a.requests), len(b.requests))
     assert texts.height == 24 and report.height == 0
-    assert min(counts) >= 6, counts                                    # both servers did a share
+    assert min(counts) >= 6, counts  # both servers did a share
     assert {r["headers"].get("Authorization") for r in seen} == {f"Bearer {secret}"}
     for path in (tmp_path / "out").rglob("*"):
         if path.is_file():
@@ -125,9 +131,27 @@ def llama_server(tmp_path_factory):
     log_path = tmp_path_factory.mktemp("server") / "server.log"
     with open(log_path, "wb") as log_file:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(resolve_model("smollm2")), "--host", "127.0.0.1",
-             "--port", str(port), "--n_threads", "1", "--n_threads_batch", "1", "--n_ctx", "1024", "--verbose", "False"],
-            stdout=log_file, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(resolve_model("smollm2")),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--n_threads",
+                "1",
+                "--n_threads_batch",
+                "1",
+                "--n_ctx",
+                "1024",
+                "--verbose",
+                "False",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
         )
     url = f"http://127.0.0.1:{port}/v1"
     try:
@@ -156,7 +180,7 @@ def llama_server(tmp_path_factory):
 def test_captions_from_a_real_llama_cpp_server(tmp_path, llama_server):
     p = params([llama_server], n=4, timeout_s=120, retries=1)
     texts, report, summary = run(tmp_path, p)
-    assert texts.height + report.height == 4                     # every combination kept or reported
+    assert texts.height + report.height == 4  # every combination kept or reported
     assert texts.height >= 1
     assert set(report["reason"]) <= {"too_long", "empty", "refusal", "unparseable", "duplicate"}
     assert set(texts["model"]) == {resolve_model("smollm2").name}

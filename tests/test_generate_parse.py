@@ -41,8 +41,10 @@ from pipeline.generate.parse import parse_answer
             "The TV Monitor with Sofa: A perfect example of how TV can be used to bring people together.",
             "The TV Monitor with Sofa: A perfect example of how TV can be used to bring people together.",
         ),
-        ("Sure! Here's a caption for an image that contains a cat:\n\nA fluffy cat on a windowsill.",
-         "A fluffy cat on a windowsill."),
+        (
+            "Sure! Here's a caption for an image that contains a cat:\n\nA fluffy cat on a windowsill.",
+            "A fluffy cat on a windowsill.",
+        ),
         ("A cat sits on the mat.", "A cat sits on the mat."),
     ],
 )

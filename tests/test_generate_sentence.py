@@ -10,13 +10,13 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipeline.config import GenerateParams, OpenAIParams
-from pipeline.generate import CLIP_CONTEXT, GenerateError, clip_token_count, generate_texts
-from pipeline.generate.journal import fingerprint_of
-from pipeline.generate.run import journal_meta
-from pipeline.generate.sentence import STOP, close
 from generate_fakes import FakeChatServer, ScriptedBackend, completion
-from pipeline.labels import VOC_LABELS
+from pipeline.config import GenerateParams, OpenAIParams
+from pipeline.data.labels import VOC_LABELS
+from pipeline.generate import CLIP_CONTEXT, GenerateError, clip_token_count, generate_texts
+from pipeline.generate.captions import journal_meta
+from pipeline.generate.journal import fingerprint_of
+from pipeline.generate.sentence import STOP, close
 
 RAMBLE = " It stands as a symbol of " + " ".join(["timeless"] * 80) + " comfort and joy."
 
@@ -29,8 +29,15 @@ def params(**changes) -> GenerateParams:
 
 def run(tmp_path: Path, p: GenerateParams, backend=None, name: str = "out"):
     out = tmp_path / name
-    summary = generate_texts(p, VOC_LABELS, texts_path=out / "texts.parquet", report_path=out / "report.parquet",
-                             journal_dir=out / "journal", backend=backend, progress=False)
+    summary = generate_texts(
+        p,
+        VOC_LABELS,
+        texts_path=out / "texts.parquet",
+        report_path=out / "report.parquet",
+        journal_dir=out / "journal",
+        backend=backend,
+        progress=False,
+    )
     return pl.read_parquet(out / "texts.parquet"), pl.read_parquet(out / "report.parquet"), summary
 
 
@@ -50,7 +57,7 @@ def test_close_puts_back_only_a_missing_full_stop():
     assert close('A cat called "Tom" ') == 'A cat called "Tom".'
     assert close("A cat on a sofa.") == "A cat on a sofa."
     assert close("Look at the cat!") == "Look at the cat!"
-    assert close("The TV monitors:") == "The TV monitors:"   # a preamble stays unparseable
+    assert close("The TV monitors:") == "The TV monitors:"  # a preamble stays unparseable
 
 
 def test_the_first_sentence_is_kept_without_shortening_turns(tmp_path):
@@ -103,7 +110,7 @@ def test_single_sentence_changes_the_journal_fingerprint(tmp_path):
     run(tmp_path, params(single_sentence=False), ScriptedBackend(rambler))
     backend = ScriptedBackend(rambler, stop=STOP)
     _, _, summary = run(tmp_path, params(single_sentence=True), backend)
-    assert summary.resumed == 0 and len(backend.calls) == 6   # nothing taken from the other setting's journal
+    assert summary.resumed == 0 and len(backend.calls) == 6  # nothing taken from the other setting's journal
 
 
 def test_the_openai_backend_sends_the_stop_field(tmp_path):
@@ -114,8 +121,12 @@ def test_the_openai_backend_sends_the_stop_field(tmp_path):
 
     for single_sentence in (False, True):
         with FakeChatServer(server_with_stops) as server:
-            p = params(n_combinations=3, backend="openai", single_sentence=single_sentence,
-                       openai=OpenAIParams(base_urls=(server.base_url,), concurrency=1, timeout_s=5, retries=0))
+            p = params(
+                n_combinations=3,
+                backend="openai",
+                single_sentence=single_sentence,
+                openai=OpenAIParams(base_urls=(server.base_url,), concurrency=1, timeout_s=5, retries=0),
+            )
             texts, _, _ = run(tmp_path, p, name=f"openai-{single_sentence}")
             bodies = [r["body"] for r in server.requests]
         if single_sentence:
@@ -139,14 +150,14 @@ def test_a_runaway_without_a_full_stop_is_sampled_again_not_shortened(tmp_path):
     from pipeline.generate.backends import Reply
 
     def answer(messages, seed):
-        if len(backend.calls) % 2:   # every first sample runs into max_tokens without a full stop
-            return Reply("\U0001F30D" * 40, "length")
+        if len(backend.calls) % 2:  # every first sample runs into max_tokens without a full stop
+            return Reply("\U0001f30d" * 40, "length")
         return f"A photo of {words(messages)}. More."
 
     backend = ScriptedBackend(answer, stop=STOP)
     texts, report, _ = run(tmp_path, params(n_combinations=3, single_sentence=True), backend)
     assert report.height == 0 and texts.height == 3 and len(backend.calls) == 6
-    assert all(len(chat) == 1 for chat in backend.calls)   # fresh samples of the first turn, no shortening turn
+    assert all(len(chat) == 1 for chat in backend.calls)  # fresh samples of the first turn, no shortening turn
 
     backend = ScriptedBackend(answer)
     texts, report, _ = run(tmp_path, params(n_combinations=3, single_sentence=False), backend, name="paper")
@@ -156,7 +167,7 @@ def test_a_runaway_without_a_full_stop_is_sampled_again_not_shortened(tmp_path):
 def test_a_model_that_always_runs_away_is_dropped_as_too_long(tmp_path):
     from pipeline.generate.backends import Reply
 
-    backend = ScriptedBackend(lambda m, s: Reply("\U0001F30D" * 40, "length"), stop=STOP)
+    backend = ScriptedBackend(lambda m, s: Reply("\U0001f30d" * 40, "length"), stop=STOP)
     p = params(n_combinations=1, single_sentence=True, max_retries=2)
     with pytest.raises(GenerateError, match="no caption was kept"):
         run(tmp_path, p, backend)

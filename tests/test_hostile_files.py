@@ -35,13 +35,22 @@ def _coco(images: list[dict], annotations: list[dict]) -> str:
 
 # ------------------------------------------------------------------------------------ a split with no images
 
+
 def test_a_coco_file_with_an_empty_images_list_is_refused_not_written_empty():
     with scratch():
         _images("a.jpg")
-        Path("train.json").write_text(_coco([{"id": 1, "file_name": "a.jpg"}], [{"id": 1, "image_id": 1, "category_id": 1}]))
+        Path("train.json").write_text(
+            _coco([{"id": 1, "file_name": "a.jpg"}], [{"id": 1, "image_id": 1, "category_id": 1}])
+        )
         Path("test.json").write_text(_coco([], []))
-        prepare({"dataset": "coco", "root": "images", "annotations": {"train": "train.json", "test": "test.json"},
-                 "splits": ["train", "test"]})
+        prepare(
+            {
+                "dataset": "coco",
+                "root": "images",
+                "annotations": {"train": "train.json", "test": "test.json"},
+                "splits": ["train", "test"],
+            }
+        )
         line = _refused(("test.json",))
     assert "test.json: split 'test' would have no images: its `images` list is empty" in line
 
@@ -53,15 +62,22 @@ def test_a_coco_split_whose_images_are_all_unannotated_is_refused_naming_keep_un
         prepare({"dataset": "coco", "root": "images", "annotations": {"test": "test.json"}, "splits": ["test"]})
         line = _refused(("test.json",))
         assert "none of its 2 images has an annotation of a label, and prepare.keep_unannotated is false" in line
-        prepare({"dataset": "coco", "root": "images", "annotations": {"test": "test.json"}, "splits": ["test"],
-                 "keep_unannotated": True})
+        prepare(
+            {
+                "dataset": "coco",
+                "root": "images",
+                "annotations": {"test": "test.json"},
+                "splits": ["test"],
+                "keep_unannotated": True,
+            }
+        )
         assert run_stage("prepare", prepare_stage.main, ("test.json",))[0] == "works"
         assert pl.read_parquet("artifacts/data/coco/test.parquet").height == 2
 
 
 def test_the_manifest_builder_never_makes_an_empty_table():
-    from pipeline.labels import LabelSet
-    from pipeline.manifest import DatasetError, manifest_frame
+    from pipeline.data.labels import LabelSet
+    from pipeline.data.manifest import DatasetError, manifest_frame
 
     with pytest.raises(DatasetError, match=r"^where\.csv: this split has no images"):
         manifest_frame([], [], [], None, LabelSet.from_names(["cat"]), "where.csv")
@@ -82,15 +98,18 @@ def test_a_voc_annotation_with_no_object_is_refused():
 
 # ----------------------------------------------------------------------------------------- folder CSVs
 
+
 def test_folder_rows_of_a_split_not_in_prepare_splits_are_left_out_with_a_warning(caplog):
     with scratch():
         _images("a.jpg", "b.jpg")
         Path("labels.csv").write_text("path,labels,split\na.jpg,cat,test\nb.jpg,dog,tset\n")
         prepare({"dataset": "folder", "root": "images", "labels_file": "labels.csv", "splits": ["test"]})
-        with caplog.at_level(logging.WARNING, "pipeline.datasets.folder"):
+        with caplog.at_level(logging.WARNING, "pipeline.data.datasets.folder"):
             assert run_stage("prepare", prepare_stage.main, ("labels.csv",))[0] == "works"
         assert pl.read_parquet("artifacts/data/folder/test.parquet")["image_id"].to_list() == ["a"]
-    assert "labels.csv: 1 row(s) of split(s) ['tset'] are left out: they are not in prepare.splits ['test']" in caplog.text
+    assert (
+        "labels.csv: 1 row(s) of split(s) ['tset'] are left out: they are not in prepare.splits ['test']" in caplog.text
+    )
 
 
 def test_a_folder_split_in_prepare_splits_without_rows_is_refused():
@@ -102,7 +121,7 @@ def test_a_folder_split_in_prepare_splits_without_rows_is_refused():
     assert "labels.csv: split 'test' (listed in prepare.splits) has no rows; splits found there: ['tset']" in line
 
 
-def test_a_csv_with_a_repeated_column_is_refused():   # found by the fuzzing
+def test_a_csv_with_a_repeated_column_is_refused():  # found by the fuzzing
     with scratch():
         _images("a.jpg")
         Path("labels.csv").write_text("path,labels,split, path\na.jpg,cat,test,a.jpg\n")
@@ -111,7 +130,7 @@ def test_a_csv_with_a_repeated_column_is_refused():   # found by the fuzzing
     assert "labels.csv: column(s) ['path'] appear more than once" in line
 
 
-def test_an_empty_coco_file_name_is_refused():   # found by the fuzzing
+def test_an_empty_coco_file_name_is_refused():  # found by the fuzzing
     with scratch():
         _images("a.jpg")
         Path("test.json").write_text(_coco([{"id": 1, "file_name": ""}], [{"id": 1, "image_id": 1, "category_id": 1}]))
@@ -122,12 +141,16 @@ def test_an_empty_coco_file_name_is_refused():   # found by the fuzzing
 
 # ----------------------------------------------------------------------------------------- label files
 
-@pytest.mark.parametrize("data, says", [
-    (b"cat\nCat \n", "names.txt:2: label 'Cat' is 'cat' once case and spaces are ignored"),
-    (b"dining table\nDining  Table: table\n", "names.txt:2: label 'Dining  Table' is 'dining table' once case"),
-    (b"cat: kitten: kitty\n", "names.txt:1: more than one ':' in 'cat: kitten: kitty'"),          # found by the fuzzing
-    (b"cat\n\xff\xfedog\n", "names.txt: not UTF-8 text (invalid start byte at byte 4)"),          # found by the fuzzing
-])
+
+@pytest.mark.parametrize(
+    "data, says",
+    [
+        (b"cat\nCat \n", "names.txt:2: label 'Cat' is 'cat' once case and spaces are ignored"),
+        (b"dining table\nDining  Table: table\n", "names.txt:2: label 'Dining  Table' is 'dining table' once case"),
+        (b"cat: kitten: kitty\n", "names.txt:1: more than one ':' in 'cat: kitten: kitty'"),  # found by the fuzzing
+        (b"cat\n\xff\xfedog\n", "names.txt: not UTF-8 text (invalid start byte at byte 4)"),  # found by the fuzzing
+    ],
+)
 def test_a_malformed_label_file_is_refused_with_its_line(data, says):
     with scratch():
         Path("names.txt").write_bytes(data)
@@ -138,10 +161,14 @@ def test_a_malformed_label_file_is_refused_with_its_line(data, says):
 
 # ---------------------------------------------------------------------------------------------- params
 
-@pytest.mark.parametrize("text, says", [
-    ("- prepare\n- encode\n", "should be a mapping of sections (prepare:, encode:, ...), not a list"),
-    ("just a sentence\n", "not a str"),
-])
+
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("- prepare\n- encode\n", "should be a mapping of sections (prepare:, encode:, ...), not a list"),
+        ("just a sentence\n", "not a str"),
+    ],
+)
 def test_a_params_yaml_that_is_no_mapping_is_refused(text, says):
     with scratch():
         Path("params.yaml").write_text(text)

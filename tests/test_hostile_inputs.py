@@ -19,13 +19,14 @@ import yaml
 from PIL import Image
 
 from e2e_project import stage_command, stage_env
-from pipeline.embeddings import read_shards
+from pipeline.encoding.embeddings import read_shards
 
 BROKEN = {"truncated": "truncated", "empty": "zero-byte", "notes": "not an image", "bomb": "decompression bomb"}
 
 
 def png_bomb(path: Path, side: int = 30000) -> None:
     """A PNG whose header claims side x side pixels (900 megapixels): PIL's decompression-bomb guard."""
+
     def chunk(tag: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
 
@@ -49,11 +50,17 @@ def make_images(folder: Path) -> dict[str, str]:
             files[f"ref_{Path(name).stem}.png"] = label
 
     deep = (rng.integers(0, 65536, (48, 64))).astype(np.uint16)
-    save(Image.fromarray(deep), "deep16.png", "cat", Image.fromarray(np.rint(deep / 257).astype(np.uint8)).convert("RGB"))
+    save(
+        Image.fromarray(deep), "deep16.png", "cat", Image.fromarray(np.rint(deep / 257).astype(np.uint8)).convert("RGB")
+    )
     gray = rgb[..., 0]
     save(Image.fromarray(gray), "gray.png", "dog", Image.fromarray(np.stack([gray] * 3, -1)))
-    save(Image.fromarray(np.dstack([rgb, rng.integers(0, 256, (48, 64), dtype=np.uint8)])), "alpha.png", "cat",
-         Image.fromarray(rgb))
+    save(
+        Image.fromarray(np.dstack([rgb, rng.integers(0, 256, (48, 64), dtype=np.uint8)])),
+        "alpha.png",
+        "cat",
+        Image.fromarray(rgb),
+    )
     cmyk = Image.fromarray(rgb).convert("CMYK")
     save(cmyk, "cmyk.tif", "dog", cmyk.convert("RGB"))
     save(Image.fromarray(rgb), "café ü.jpg", "cat")
@@ -74,22 +81,36 @@ def make_project(path: Path, tiny_clip: Path, model: str | None = None) -> Path:
     bom = "\ufeff"
     (path / "data" / "labels.csv").write_text(
         bom + "path,labels,split\n" + "".join(f"{name},{labels},test\n" for name, labels in files.items()),
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     (path / "data" / "labels.txt").write_text(bom + "cat: kitten\ndog: puppy\n", encoding="utf-8")
     params = {
-        "prepare": {"dataset": "folder", "root": "data/images", "labels_file": "data/labels.csv",
-                    "label_names": "data/labels.txt", "splits": ["test"]},
-        "zeroshot": {"split": "test"}, "evaluate": {"split": "test"},
-        "generate": {"n_combinations": 6, "llm_fraction": 0.0},   # template texts: evaluate draws texts vs images
-        "encode": {"model": model or str(tiny_clip), "image_resolution": 64, "partial_resolution": None,
-                   "batch_size": 4, "num_workers": 0},
+        "prepare": {
+            "dataset": "folder",
+            "root": "data/images",
+            "labels_file": "data/labels.csv",
+            "label_names": "data/labels.txt",
+            "splits": ["test"],
+        },
+        "zeroshot": {"split": "test"},
+        "evaluate": {"split": "test"},
+        "generate": {"n_combinations": 6, "llm_fraction": 0.0},  # template texts: evaluate draws texts vs images
+        "encode": {
+            "model": model or str(tiny_clip),
+            "image_resolution": 64,
+            "partial_resolution": None,
+            "batch_size": 4,
+            "num_workers": 0,
+        },
     }
     (path / "params.yaml").write_text(yaml.safe_dump(params, allow_unicode=True))
     return path
 
 
 def stage(project: Path, name: str) -> subprocess.CompletedProcess:
-    return subprocess.run(stage_command(name), cwd=project, env=stage_env(), capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        stage_command(name), cwd=project, env=stage_env(), capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +125,7 @@ def project(tmp_path_factory, tiny_clip):
 
 def test_a_bom_csv_a_bom_label_file_and_non_ascii_names_work(project):
     labels = pl.read_parquet(project / "artifacts" / "data" / "folder" / "labels.parquet")
-    assert labels["label"].to_list() == ["cat", "dog"]      # not "\ufeffcat"
+    assert labels["label"].to_list() == ["cat", "dog"]  # not "\ufeffcat"
     manifest = pl.read_parquet(project / "artifacts" / "data" / "folder" / "test.parquet")
     assert manifest.columns[:3] == ["image_id", "path", "labels"]
     ids = set(read_shards(project / "artifacts" / "embeddings" / "eval" / "test-64").ids)
@@ -122,7 +143,9 @@ def test_broken_images_are_skipped_and_listed_with_the_reason(project):
     ids = read_shards(project / "artifacts" / "embeddings" / "eval" / "test-64").ids
     assert not set(BROKEN) & set(ids) and len(ids) == 10
     log = (project / "encode_images.log").read_text()
-    assert all(f"skipped image data/images/{name}" in log for name in ("truncated.jpg", "empty.jpg", "notes.jpg", "bomb.png"))
+    assert all(
+        f"skipped image data/images/{name}" in log for name in ("truncated.jpg", "empty.jpg", "notes.jpg", "bomb.png")
+    )
 
 
 @pytest.mark.parametrize("name", ["deep16", "gray", "alpha", "cmyk"])
@@ -135,18 +158,22 @@ def test_16_bit_grayscale_alpha_and_cmyk_images_are_converted_exactly(project, n
 def test_metrics_count_the_test_images_that_could_not_be_scored(project):
     metrics = json.loads((project / "reports" / "zeroshot.json").read_text())
     assert metrics["n_images"] == 10 and metrics["n_images_skipped"] == 4
-    assert "4 of 14 test images have no embedding (encode_eval_images could not read them" in (project / "zeroshot.log").read_text()
+    assert (
+        "4 of 14 test images have no embedding (encode_eval_images could not read them"
+        in (project / "zeroshot.log").read_text()
+    )
 
 
 def test_evaluate_counts_and_warns_about_the_test_images_it_could_not_score(project):
     import torch
 
-    from pipeline.adapter import Adapter, AdapterBundle, AdapterConfig
+    from pipeline.method.adapter import Adapter, AdapterBundle, AdapterConfig
 
     torch.manual_seed(0)
     AdapterBundle(Adapter(AdapterConfig(64, 2, 8, 0.0)), ("cat", "dog"), False, "tiny", 64).save(
-        project / "artifacts" / "model" / "adapter.pt")
-    for name in ("generate", "encode_text"):   # the modality-gap picture reads the texts
+        project / "artifacts" / "model" / "adapter.pt"
+    )
+    for name in ("generate", "encode_text"):  # the modality-gap picture reads the texts
         assert (done := stage(project, name)).returncode == 0, done.stderr
     result = stage(project, "evaluate")
     assert result.returncode == 0, result.stderr
@@ -158,11 +185,12 @@ def test_evaluate_counts_and_warns_about_the_test_images_it_could_not_score(proj
 def test_an_adapter_of_another_label_set_is_refused_in_one_line_naming_both(project):
     import torch
 
-    from pipeline.adapter import Adapter, AdapterBundle, AdapterConfig
+    from pipeline.method.adapter import Adapter, AdapterBundle, AdapterConfig
 
     torch.manual_seed(0)
     AdapterBundle(Adapter(AdapterConfig(64, 2, 8, 0.0)), ("cat", "horse"), False, "tiny", 64).save(
-        project / "artifacts" / "model" / "adapter.pt")
+        project / "artifacts" / "model" / "adapter.pt"
+    )
     result = stage(project, "evaluate")
     assert result.returncode == 2, result.stderr
     lines = [l for l in result.stderr.splitlines() if l.strip() and " INFO " not in l]

@@ -1,6 +1,6 @@
 """No import cycle among pipeline/ modules, counting imports inside functions: each module can be read,
 tested and changed knowing only what it imports (a cycle hidden in a function once tied encode.py and
-encode_ray.py together, and generate/run.py to its own package)."""
+encode_ray.py together, and generate/captions.py to its own package)."""
 
 from __future__ import annotations
 

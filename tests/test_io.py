@@ -27,10 +27,10 @@ def test_atomic_dir_replaces_the_whole_folder(tmp_path):
 
 def test_a_killed_writers_temporaries_are_removed_by_the_next_write(tmp_path):
     """SIGKILL skips every `finally`: what a killed run leaves beside a destination goes at its next write."""
-    (tmp_path / ".out.k1ll3d.tmp").mkdir()                      # a shard folder half written
+    (tmp_path / ".out.k1ll3d.tmp").mkdir()  # a shard folder half written
     (tmp_path / ".out.k1ll3d.tmp" / "part-00000.arrow").write_bytes(b"x" * 100)
-    (tmp_path / ".report.json.k1ll3d.tmp").write_text("{")      # a file half written
-    (tmp_path / ".outer.k1ll3d.tmp").write_text("another destination's")   # not ours to touch
+    (tmp_path / ".report.json.k1ll3d.tmp").write_text("{")  # a file half written
+    (tmp_path / ".outer.k1ll3d.tmp").write_text("another destination's")  # not ours to touch
     with atomic_dir(tmp_path / "out") as tmp:
         write_text("new", tmp / "a.txt")
     write_text("{}", tmp_path / "report.json")
@@ -48,7 +48,7 @@ def test_written_files_take_the_mode_open_would_give_them(tmp_path, umask):
     import numpy as np
     import polars as pl
 
-    from pipeline.embeddings import EmbeddingCache
+    from pipeline.encoding.embeddings import EmbeddingCache
     from pipeline.io import current_umask, write_json, write_parquet, write_torch
 
     def mode(path):
@@ -60,10 +60,12 @@ def test_written_files_take_the_mode_open_would_give_them(tmp_path, umask):
         reference = tmp_path / "plain.txt"
         reference.write_text("open() made me")
         (tmp_path / "plain-folder").mkdir()
-        written = [write_json({"map": 0.5}, tmp_path / "reports" / "eval.json"),
-                   write_parquet(pl.DataFrame({"a": [1]}), tmp_path / "artifacts" / "t.parquet"),
-                   write_torch({"w": 1}, tmp_path / "artifacts" / "model.pt"),
-                   write_text("x", tmp_path / "t.txt")]
+        written = [
+            write_json({"map": 0.5}, tmp_path / "reports" / "eval.json"),
+            write_parquet(pl.DataFrame({"a": [1]}), tmp_path / "artifacts" / "t.parquet"),
+            write_torch({"w": 1}, tmp_path / "artifacts" / "model.pt"),
+            write_text("x", tmp_path / "t.txt"),
+        ]
         with atomic_dir(tmp_path / "shards") as tmp:
             written.append(write_text("y", tmp / "part-0.arrow"))
         cache = EmbeddingCache(tmp_path / "cache")

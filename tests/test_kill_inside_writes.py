@@ -32,7 +32,7 @@ def pause():
 
 if what == "cache":
     import pyarrow.ipc as ipc
-    from pipeline.embeddings import EmbeddingCache
+    from pipeline.encoding.embeddings import EmbeddingCache
     EmbeddingCache(where).put(["a", "b"], np.ones((2, 4), np.float32))
     real = ipc.new_file
 
@@ -51,7 +51,7 @@ if what == "cache":
     EmbeddingCache(where).put(["c", "d"], np.full((2, 4), 2, np.float32))
 
 elif what == "shards":
-    import pipeline.embeddings as embeddings
+    import pipeline.encoding.embeddings as embeddings
     embeddings.write_shards(where, ["a", "b", "c", "d"], np.ones((4, 4), np.float32), {"v": "1"}, shard_rows=2)
     real, calls = embeddings._write_ipc, []
 
@@ -81,8 +81,13 @@ elif what == "checkpoint":
 def kill_inside(tmp_path: Path, what: str, where: Path) -> None:
     """Run the child until its second write pauses half-way, then SIGKILL it."""
     marker = tmp_path / f"{what}.paused"
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, what, str(where), str(marker)], env=stage_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, what, str(where), str(marker)],
+        env=stage_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not marker.exists():
         if proc.poll() is not None:
@@ -99,21 +104,21 @@ def temporaries(folder: Path) -> list[Path]:
 
 
 def test_a_kill_inside_a_cache_put_leaves_no_half_chunk(tmp_path):
-    from pipeline.embeddings import EmbeddingCache
+    from pipeline.encoding.embeddings import EmbeddingCache
 
     root = tmp_path / "cache"
     kill_inside(tmp_path, "cache", root)
-    assert len(list(root.glob("*.arrow"))) == 1, sorted(p.name for p in root.iterdir())   # only the first put's
+    assert len(list(root.glob("*.arrow"))) == 1, sorted(p.name for p in root.iterdir())  # only the first put's
     cache = EmbeddingCache(root)
-    assert len(cache) == 2 and "c" not in cache                   # every chunk reads whole; the killed batch is absent
+    assert len(cache) == 2 and "c" not in cache  # every chunk reads whole; the killed batch is absent
     np.testing.assert_array_equal(cache.get("a"), np.ones(4, np.float32))
-    assert len(temporaries(root)) == 1                            # what the kill left: a temporary...
+    assert len(temporaries(root)) == 1  # what the kill left: a temporary...
     cache.compact()
-    assert temporaries(root) == []                                # ...gone once its writer is (a dead pid)
+    assert temporaries(root) == []  # ...gone once its writer is (a dead pid)
 
 
 def test_a_kill_inside_a_shard_swap_leaves_the_previous_folder(tmp_path):
-    from pipeline.embeddings import read_shards, write_shards
+    from pipeline.encoding.embeddings import read_shards, write_shards
 
     out = tmp_path / "embeddings" / "test-64"
     kill_inside(tmp_path, "shards", out)
@@ -131,7 +136,7 @@ def test_a_kill_inside_a_checkpoint_write_keeps_the_last_whole_checkpoint(tmp_pa
     checkpoint = tmp_path / "train" / "checkpoint.pt"
     kill_inside(tmp_path, "checkpoint", checkpoint)
     state = read_checkpoint(checkpoint)
-    assert state is not None and state["epoch"] == 1               # the epoch before the kill, whole
+    assert state is not None and state["epoch"] == 1  # the epoch before the kill, whole
     assert len(temporaries(checkpoint.parent)) == 1
     write_torch({"epoch": 3}, checkpoint)
     assert temporaries(checkpoint.parent) == [] and read_checkpoint(checkpoint)["epoch"] == 3

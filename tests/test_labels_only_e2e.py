@@ -24,12 +24,23 @@ def make_labels_project(tmp_path: Path, tiny_clip: Path) -> Path:
     project = new_project(tmp_path)
     (project / "data").mkdir()
     (project / "data" / "labels.txt").write_text("".join(f"{n}: {', '.join(s)}\n" for n, s in LABELS.items()))
-    set_params(project, {
-        "prepare.dataset": "labels", "prepare.label_names": "data/labels.txt",
-        "generate.n_combinations": 12, "generate.max_labels": 2, "generate.llm_fraction": 0.0,
-        "encode.model": str(tiny_clip), "encode.image_resolution": 64, "encode.batch_size": 8,
-        "encode.num_workers": 0, "train.epochs": 2, "train.hidden_dim": 16, "train.radius": 1.0,
-    })
+    set_params(
+        project,
+        {
+            "prepare.dataset": "labels",
+            "prepare.label_names": "data/labels.txt",
+            "generate.n_combinations": 12,
+            "generate.max_labels": 2,
+            "generate.llm_fraction": 0.0,
+            "encode.model": str(tiny_clip),
+            "encode.image_resolution": 64,
+            "encode.batch_size": 8,
+            "encode.num_workers": 0,
+            "train.epochs": 2,
+            "train.hidden_dim": 16,
+            "train.radius": 1.0,
+        },
+    )
     init_repo(project, "labels-only project")
     return project
 
@@ -37,18 +48,32 @@ def make_labels_project(tmp_path: Path, tiny_clip: Path) -> Path:
 def test_labels_only_project_trains_from_text_and_predicts_a_folder(tmp_path: Path, tiny_clip: Path) -> None:
     project = make_labels_project(tmp_path, tiny_clip)
     result = run(project, "dvc", "repro")
-    assert stages_run(result.stdout) == {"download", "prepare", "generate", "encode_text", "encode_eval_images",
-                                         "encode_support_images", "encode_partial_images", "zeroshot", "fewshot", "mask", "centroids", "train",
-                                         "evaluate", "encode_dense_images", "prompt"}, result.stdout
+    assert stages_run(result.stdout) == {
+        "download",
+        "prepare",
+        "generate",
+        "encode_text",
+        "encode_eval_images",
+        "encode_support_images",
+        "encode_partial_images",
+        "zeroshot",
+        "fewshot",
+        "mask",
+        "centroids",
+        "train",
+        "evaluate",
+        "encode_dense_images",
+        "prompt",
+    }, result.stdout
     log = result.stdout + result.stderr
     for stage in ("zeroshot", "evaluate"):
         assert f"prepare.dataset is 'labels' (no images): skipping {stage}" in log
 
     a = project / "artifacts"
-    assert sorted(p.name for p in (a / "data" / "labels").iterdir()) == ["labels.parquet"]   # no manifest
+    assert sorted(p.name for p in (a / "data" / "labels").iterdir()) == ["labels.parquet"]  # no manifest
     assert pl.read_parquet(a / "data" / "labels" / "labels.parquet")["label"].to_list() == list(LABELS)
     assert pl.read_parquet(a / "texts.parquet").height == 12
-    for purpose in ("eval", "support", "partial"):   # nothing to encode: an empty folder but for an empty skipped table
+    for purpose in ("eval", "support", "partial"):  # nothing to encode: an empty folder but for an empty skipped table
         assert sorted(p.name for p in (a / "embeddings" / purpose).iterdir()) == ["skipped.parquet"]
         assert pl.read_parquet(a / "embeddings" / purpose / "skipped.parquet").height == 0
     for out in ("eval", "zeroshot"):
@@ -66,7 +91,10 @@ def test_labels_only_project_trains_from_text_and_predicts_a_folder(tmp_path: Pa
     out = tmp_path / "predictions.parquet"
     predicted = subprocess.run(  # the project's own copy of the code, as `tai` would run it there
         [sys.executable, "-m", "pipeline.cli", "predict", str(photos), "--out", str(out), "--device", "cpu"],
-        cwd=project, env={**env(), "PYTHONPATH": str(project)}, capture_output=True, text=True,
+        cwd=project,
+        env={**env(), "PYTHONPATH": str(project)},
+        capture_output=True,
+        text=True,
     )
     assert predicted.returncode == 0, predicted.stdout + predicted.stderr
     frame = pl.read_parquet(out)
@@ -74,4 +102,3 @@ def test_labels_only_project_trains_from_text_and_predicts_a_folder(tmp_path: Pa
     assert sorted(Path(p).name for p in frame["path"]) == ["a.jpg", "b.png"]
     probabilities = frame.select(list(LABELS)).to_numpy()
     assert ((probabilities >= 0) & (probabilities <= 1)).all()
-

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import yaml
 
+from e2e_project import stage_command, stage_env
 from pipeline import environment
+from pipeline.data.labels import VOC_LABELS
 from pipeline.generate.models import model_identity, resolve_model
 from pipeline.generate.probe import probe_decode, probe_key
 from pipeline.io import write_parquet
-from pipeline.labels import VOC_LABELS
-from e2e_project import stage_command, stage_env
 
 # A stand-in for a llama.cpp build whose kernels crash on this CPU: importing it dies with SIGSEGV,
 # as the AMX kernels did on the first decode. Only the probe's child imports llama_cpp before the model loads.
@@ -25,15 +25,23 @@ CRASHING_LLAMA_CPP = "import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n"
 def make_project(path: Path, repack_weights: bool = False) -> Path:
     path.mkdir()
     write_parquet(VOC_LABELS.to_frame(), path / "artifacts" / "data" / "voc2007" / "labels.parquet")
-    generate = {"n_combinations": 4, "n_threads": 1, "backend": "llama_cpp", "model": "smollm2",
-                "repack_weights": repack_weights}
+    generate = {
+        "n_combinations": 4,
+        "n_threads": 1,
+        "backend": "llama_cpp",
+        "model": "smollm2",
+        "repack_weights": repack_weights,
+    }
     (path / "params.yaml").write_text(yaml.safe_dump({"prepare": {"dataset": "voc2007"}, "generate": generate}))
     return path
 
 
 def snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:
-    return {p.relative_to(folder).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns) for p in folder.rglob("*")
-            if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
 
 
 def run_generate_with_crashing_llama(project: Path, tmp_path: Path) -> subprocess.CompletedProcess:
@@ -42,7 +50,7 @@ def run_generate_with_crashing_llama(project: Path, tmp_path: Path) -> subproces
     (fake / "llama_cpp" / "__init__.py").write_text(CRASHING_LLAMA_CPP)
     env = stage_env()
     env["PYTHONPATH"] = os.pathsep.join([str(fake), env["PYTHONPATH"]])
-    env["TAI_CACHE_DIR"] = str(tmp_path / "cache")   # no probe passed here before
+    env["TAI_CACHE_DIR"] = str(tmp_path / "cache")  # no probe passed here before
     return subprocess.run(stage_command("generate"), cwd=project, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -63,7 +71,7 @@ def test_a_child_killed_by_sigsegv_stops_generate_with_one_line_and_exit_2(tmp_p
     assert 'CMAKE_ARGS="-DGGML_NATIVE=OFF"' in errors[0] and "generate.backend: openai" in errors[0]
     assert not (project / "artifacts" / "texts.parquet").exists()
     assert not (project / "artifacts" / "generate" / "report.parquet").exists()
-    assert snapshot(journal) == before   # the journal is untouched: not opened, not pruned
+    assert snapshot(journal) == before  # the journal is untouched: not opened, not pruned
 
 
 def test_with_repacking_on_the_fix_is_to_turn_it_off(tmp_path):
@@ -71,8 +79,10 @@ def test_with_repacking_on_the_fix_is_to_turn_it_off(tmp_path):
     done = run_generate_with_crashing_llama(project, tmp_path)
     errors = [line for line in (done.stdout + done.stderr).splitlines() if " ERROR " in line]
     assert done.returncode == 2 and len(errors) == 1
-    assert errors[0].endswith("Fix: set generate.repack_weights: false (llama.cpp's weight repacking crashes on "
-                              "some CPUs, AMX ones among them)"), errors[0]
+    assert errors[0].endswith(
+        "Fix: set generate.repack_weights: false (llama.cpp's weight repacking crashes on "
+        "some CPUs, AMX ones among them)"
+    ), errors[0]
 
 
 def test_the_real_probe_decodes_the_embedded_model_here_once(tmp_path, monkeypatch):
@@ -96,8 +106,9 @@ def test_a_failure_is_not_remembered(tmp_path, monkeypatch):
 
     monkeypatch.setattr(probe, "child_command", lambda *a: [sys.executable, "-c", "raise SystemExit('bad GGUF')"])
     for _ in range(2):
-        result = probe_decode(Path("model.gguf"), repack_weights=False, n_threads=1, model_sha256="0" * 64,
-                              cache_dir=tmp_path)
+        result = probe_decode(
+            Path("model.gguf"), repack_weights=False, n_threads=1, model_sha256="0" * 64, cache_dir=tmp_path
+        )
         assert not result.ok and not result.cached and result.detail == "exit status 1: bad GGUF"
     assert list(tmp_path.iterdir()) == []
 
@@ -130,12 +141,16 @@ def test_load_llama_turns_repacking_off_unless_asked_and_restores_the_defaults(m
     load_llama(Path("m.gguf"), n_ctx=256)
     load_llama("m.gguf", repack_weights=True, n_threads=3)
     assert seen == [("m.gguf", {"n_ctx": 256}, False), ("m.gguf", {"n_threads": 3}, True)]
-    assert low.llama_model_default_params().use_extra_bufts is True   # llama.cpp's own default, untouched
+    assert low.llama_model_default_params().use_extra_bufts is True  # llama.cpp's own default, untouched
 
 
 def test_the_backend_and_benchmarks_build_every_llama_through_load_llama():
     root = Path(__file__).resolve().parents[1]
     sources = [*(root / "pipeline").rglob("*.py"), *(root / "benchmarks").glob("*.py")]
-    direct = [p.relative_to(root).as_posix() for p in sources if p.name != "llama_load.py"
-              and any(s in p.read_text() for s in ("import Llama", "llama_cpp.Llama(", " Llama("))]
+    direct = [
+        p.relative_to(root).as_posix()
+        for p in sources
+        if p.name != "llama_load.py"
+        and any(s in p.read_text() for s in ("import Llama", "llama_cpp.Llama(", " Llama("))
+    ]
     assert direct == []

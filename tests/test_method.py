@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from pipeline.config import TrainParams
-from pipeline.metrics import mean_ap
-from pipeline.train import TrainingSet, train_adapter
+from pipeline.evaluation.metrics import mean_ap
+from pipeline.method.train import TrainingSet, train_adapter
 
 
 def random_label_sets(rng, n, n_labels, max_labels=3):
@@ -50,8 +50,10 @@ def test_surface_perturbation_beats_no_perturbation_across_a_modality_gap():
     seeds = (0, 1, 2)
     plain = [train_and_score(0.0, s) for s in seeds]
     perturbed = [train_and_score(2.0, s) for s in seeds]
-    print(f"mAP radius 0: {np.round(plain, 4)} mean {np.mean(plain):.4f}; "
-          f"radius 2 (surface): {np.round(perturbed, 4)} mean {np.mean(perturbed):.4f}")
+    print(
+        f"mAP radius 0: {np.round(plain, 4)} mean {np.mean(plain):.4f}; "
+        f"radius 2 (surface): {np.round(perturbed, 4)} mean {np.mean(perturbed):.4f}"
+    )
     assert all(p > q for p, q in zip(perturbed, plain))
     assert np.mean(perturbed) > np.mean(plain) + 0.01
 
@@ -64,8 +66,9 @@ def score_at_d_1024(noise, radius, seed, epochs, hidden_dim, **world):
     """mAP on the images of a d = 1024 world (as CLIP RN50) of an adapter trained on its texts only."""
     text, text_targets, images, image_targets = modality_gap_task(seed, dim=1024, spread=3.0, **world)
     data = TrainingSet(torch.tensor(text, dtype=torch.float32), torch.tensor(text_targets), radius)
-    params = TrainParams(epochs=epochs, hidden_dim=hidden_dim, max_lr=1e-3, radius=radius, noise=noise, device="cpu",
-                         seed=seed)
+    params = TrainParams(
+        epochs=epochs, hidden_dim=hidden_dim, max_lr=1e-3, radius=radius, noise=noise, device="cpu", seed=seed
+    )
     model, _ = train_adapter(data, params)
     with torch.no_grad():
         return mean_ap(model(torch.tensor(images, dtype=torch.float32)).double().numpy(), image_targets)
@@ -90,8 +93,9 @@ def covered_gap_score(noise, radius, seed):
     """A gap the noise must cover: images carry half the label signal and sit 0.5 lower on every
     label's prototype (plus a random gap of norm 4 and a per-image offset of norm 3). Without noise the
     adapter, trained on texts only, scores 0.85 mAP on these images (seeds 0-3)."""
-    return score_at_d_1024(noise, radius, seed, epochs=10, hidden_dim=128, signal=0.5, gap=4.0, label_shift=0.5,
-                           n_texts=2000)
+    return score_at_d_1024(
+        noise, radius, seed, epochs=10, hidden_dim=128, signal=0.5, gap=4.0, label_shift=0.5, n_texts=2000
+    )
 
 
 def test_surface_beats_interior_at_the_best_surface_radius_at_d_1024(one_thread):
@@ -106,11 +110,11 @@ def test_surface_beats_interior_at_the_best_surface_radius_at_d_1024(one_thread)
         for r, maps in runs.items():
             print(f"{name} r={r:g}: mAP {np.round(maps, 4)} mean {np.mean(maps):.4f}")
     for i in range(len(seeds)):
-        assert surface[10.0][i] > max(surface[5.0][i], surface[20.0][i])   # r* = 10 is the best of the three
-        assert surface[10.0][i] > interior[10.0][i] + 0.005                # surface beats interior at r*
-        assert interior[20.0][i] > interior[10.0][i] + 0.005               # interior needs a larger radius
+        assert surface[10.0][i] > max(surface[5.0][i], surface[20.0][i])  # r* = 10 is the best of the three
+        assert surface[10.0][i] > interior[10.0][i] + 0.005  # surface beats interior at r*
+        assert interior[20.0][i] > interior[10.0][i] + 0.005  # interior needs a larger radius
     assert np.mean(surface[10.0]) > np.mean(interior[10.0]) + 0.02
-    assert np.mean(interior[20.0]) > np.mean(surface[10.0]) - 0.02         # and about 2 r* to catch up
+    assert np.mean(interior[20.0]) > np.mean(surface[10.0]) - 0.02  # and about 2 r* to catch up
 
 
 def test_resume_after_a_kill_gives_the_same_weights(tmp_path):
@@ -143,7 +147,7 @@ def test_the_train_checkpoint_is_named_by_every_train_param_and_the_data():
     from dataclasses import replace
 
     from pipeline import paths
-    from pipeline.train import run_fingerprint
+    from pipeline.method.train import run_fingerprint
 
     rng = np.random.default_rng(0)
     data = TrainingSet(torch.tensor(rng.normal(size=(8, 4)), dtype=torch.float32), torch.zeros(8, 2), 25.0)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
-from pipeline.metrics import average_precision, integrate, mean_ap, min_max_scale, per_class_ap
+from pipeline.evaluation.metrics import average_precision, integrate, mean_ap, min_max_scale, per_class_ap
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -11,7 +11,7 @@ def test_ap_matches_sklearn_on_random_scores_with_ties(seed):
     targets = (rng.random((300, 12)) < 0.2).astype(int)
     scores = rng.random((300, 12))
     scores[:, :6] = np.round(scores[:, :6], 1)  # heavy ties in half the classes
-    scores[:, 6] = 0.5                           # one class where every score ties
+    scores[:, 6] = 0.5  # one class where every score ties
     ours = per_class_ap(scores, targets)
     reference = np.array([average_precision_score(targets[:, c], scores[:, c]) for c in range(12)])
     np.testing.assert_allclose(ours, reference, atol=1e-6)
@@ -34,8 +34,9 @@ def test_integration_per_class_scales_the_other_method_then_averages_with_the_pr
     probabilities = np.array([[0.2], [0.6], [0.4]])
     other = np.array([[1.0], [0.0], [3.0]])
     # per_class (ours): the adapter's probabilities as they are, the other method's scores scaled to [0, 1]
-    np.testing.assert_allclose(integrate(probabilities, other, "per_class")[:, 0],
-                               [(0.2 + 1 / 3) / 2, (0.6 + 0) / 2, (0.4 + 1) / 2])
+    np.testing.assert_allclose(
+        integrate(probabilities, other, "per_class")[:, 0], [(0.2 + 1 / 3) / 2, (0.6 + 0) / 2, (0.4 + 1) / 2]
+    )
 
 
 def test_integration_both_scaled_scales_each_method_to_unit_range_then_averages():

@@ -4,7 +4,7 @@ tests/test_dvc_deps.py keeps dvc.yaml equal to the import graph; this keeps the 
 once was not: `generate` reads only the label table, so an edit to the embedding shard format or to
 which image sets are encoded must not rerun caption generation; `centroids` computes offsets from
 embeddings, so an edit to the training loop, the adapter or the noise must not rerun it. Issue 26 added:
-`zeroshot` and `prompt` normalise vectors but run no adapter (`pipeline.vectors` holds the normaliser), so an
+`zeroshot` and `prompt` normalise vectors but run no adapter (`pipeline.encoding.vectors` holds the normaliser), so an
 adapter edit reruns neither the CLIP baseline nor the peers' training; `encode_text` runs no image tower, so
 the image runtime code does not rerun it; `download` reads the spec table only, not the label table or the
 manifest format; and `train` stamps the bundle's precision from the text embeddings' own metadata, so that
@@ -21,17 +21,21 @@ ROOT = Path(__file__).resolve().parents[1]
 DVC_YAML = ROOT / "dvc.yaml"
 
 NOT_DEPS = {
-    "generate": {"pipeline/embeddings.py", "pipeline/settings.py"},
-    "centroids": {"pipeline/train.py", "pipeline/adapter.py", "pipeline/perturb.py"},
-    "zeroshot": {"pipeline/adapter.py"},
-    "prompt": {"pipeline/adapter.py"},
-    "encode_text": {"pipeline/image_engine.py", "pipeline/decode.py", "pipeline/encode_ray.py",
-                    "pipeline/encode_images.py"},
-    "download": {"pipeline/labels.py", "pipeline/manifest.py"},
+    "generate": {"pipeline/encoding/embeddings.py", "pipeline/settings.py"},
+    "centroids": {"pipeline/method/train.py", "pipeline/method/adapter.py", "pipeline/method/perturb.py"},
+    "zeroshot": {"pipeline/method/adapter.py"},
+    "prompt": {"pipeline/method/adapter.py"},
+    "encode_text": {
+        "pipeline/encoding/image_runtime.py",
+        "pipeline/encoding/decode.py",
+        "pipeline/encoding/encode_ray.py",
+        "pipeline/encoding/encode_images.py",
+    },
+    "download": {"pipeline/data/labels.py", "pipeline/data/manifest.py"},
     # the Plan's readers: a peer's values, the dataset readers and the download code change none of their results
-    "train": {"pipeline/prompt", "pipeline/datasets", "pipeline/download.py"},
+    "train": {"pipeline/prompt", "pipeline/data/datasets", "pipeline/data/download.py"},
     "encode_eval_images": {"pipeline/prompt"},
-    "evaluate": {"pipeline/prompt", "pipeline/download.py"},
+    "evaluate": {"pipeline/prompt", "pipeline/data/download.py"},
 }
 # params a stage must not list: it reads what they decided from its inputs (train: the text embeddings' metadata)
 NOT_PARAMS = {
@@ -56,5 +60,8 @@ def test_the_bundle_takes_its_clip_and_precision_from_the_text_embeddings():
     """What `train` stamps into the bundle is what encode_text recorded (sets from before encode.precision: fp32)."""
     from stages.train import encoded_with
 
-    assert encoded_with({"model_identity": "openai:RN50", "precision": "bf16", "kind": "text"}) == ("openai:RN50", "bf16")
+    assert encoded_with({"model_identity": "openai:RN50", "precision": "bf16", "kind": "text"}) == (
+        "openai:RN50",
+        "bf16",
+    )
     assert encoded_with({"model_identity": "openai:RN50"}) == ("openai:RN50", "fp32")

@@ -13,20 +13,26 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from pipeline.synthetic import WORLDS, World, partial_label_map
-from pipeline.synthetic import score as _map
-from pipeline.synthetic import train_params as _train_params
 
 from pipeline import paths
-from pipeline.centroids import (
-    COMBINATIONS_PATH, GAPS_PATH, combination_offsets, gap_table, text_offsets, text_shifts, visual_centroids,
-)
 from pipeline.config import EncodeParams, Params, ParamsError, PartialParams, PrepareParams, TrainParams, load_params
-from pipeline.embeddings import write_shards
+from pipeline.data.labels import LabelSet
+from pipeline.data.partial_labels import MASK_PATH, MASK_SCHEMA, known_summary, mask_arrays, sample_mask
+from pipeline.encoding.embeddings import write_shards
 from pipeline.io import write_parquet
-from pipeline.labels import LabelSet
-from pipeline.partial import MASK_PATH, MASK_SCHEMA, known_summary, mask_arrays, sample_mask
-from pipeline.train import TrainingSet, train_adapter
+from pipeline.method.centroids import (
+    COMBINATIONS_PATH,
+    GAPS_PATH,
+    combination_offsets,
+    gap_table,
+    text_offsets,
+    text_shifts,
+    visual_centroids,
+)
+from pipeline.method.train import TrainingSet, train_adapter
+from pipeline.testbeds.synthetic_worlds import WORLDS, World, partial_label_map
+from pipeline.testbeds.synthetic_worlds import score as _map
+from pipeline.testbeds.synthetic_worlds import train_params as _train_params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,8 +40,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def _manifest(image_labels, difficult=None) -> pl.DataFrame:
     n = len(image_labels)
     return pl.DataFrame(
-        {"image_id": [f"img{i:04d}" for i in range(n)], "path": [f"{i}.jpg" for i in range(n)],
-         "labels": image_labels, "difficult": difficult or [[] for _ in range(n)]},
+        {
+            "image_id": [f"img{i:04d}" for i in range(n)],
+            "path": [f"{i}.jpg" for i in range(n)],
+            "labels": image_labels,
+            "difficult": difficult or [[] for _ in range(n)],
+        },
         schema={"image_id": pl.Utf8, "path": pl.Utf8, "labels": pl.List(pl.Utf8), "difficult": pl.List(pl.Utf8)},
     )
 
@@ -58,7 +68,9 @@ def test_mask_reveals_about_the_asked_proportion_and_only_true_labels(p: float) 
     assert mask.schema == pl.Schema(MASK_SCHEMA) and mask["image_id"].to_list() == manifest["image_id"].to_list()
     share = known_summary(mask, len(LABELS))["known_share"]
     assert abs(share - p) < 0.03
-    for truth, pos, neg in zip(manifest["labels"].to_list(), mask["known_positive"].to_list(), mask["known_negative"].to_list()):
+    for truth, pos, neg in zip(
+        manifest["labels"].to_list(), mask["known_positive"].to_list(), mask["known_negative"].to_list()
+    ):
         assert set(pos) <= set(truth) and not set(neg) & set(truth) and not set(pos) & set(neg)
 
 
@@ -67,7 +79,7 @@ def test_mask_is_seeded_nested_and_independent_of_row_order() -> None:
     low, high = sample_mask(manifest, LABELS, 0.3, seed=1), sample_mask(manifest, LABELS, 0.5, seed=1)
     assert sample_mask(manifest, LABELS, 0.3, seed=1).equals(low)
     assert not sample_mask(manifest, LABELS, 0.3, seed=2).equals(low)
-    for a, b in zip(low.iter_rows(named=True), high.iter_rows(named=True)):   # 0.5 reveals a superset of 0.3
+    for a, b in zip(low.iter_rows(named=True), high.iter_rows(named=True)):  # 0.5 reveals a superset of 0.3
         assert set(a["known_positive"]) <= set(b["known_positive"])
         assert set(a["known_negative"]) <= set(b["known_negative"])
     reversed_mask = sample_mask(manifest.reverse(), LABELS, 0.3, seed=1).reverse()
@@ -94,12 +106,12 @@ def test_mask_arrays_align_to_embedding_order_and_name_missing_images() -> None:
 def test_known_proportion_range_and_partial_resolution_are_checked(tmp_path: Path) -> None:
     params = tmp_path / "params.yaml"
     params.write_text((ROOT / "params.yaml").read_text())
-    assert load_params(params).partial.image_weight == 0.0   # the paper: texts only
+    assert load_params(params).partial.image_weight == 0.0  # the paper: texts only
     with pytest.raises(ParamsError, match="known_proportion"):
         load_params(params, {"partial.known_proportion": 0.95})
     from pipeline.settings import plan
 
-    with pytest.raises(ParamsError, match="partial_resolution"):   # two keys: the Plan's check
+    with pytest.raises(ParamsError, match="partial_resolution"):  # two keys: the Plan's check
         plan(load_params(params, {"partial.known_proportion": 0.5, "encode.partial_resolution": None}))
     with pytest.raises(ParamsError, match="image_weight"):
         load_params(params, {"partial.image_weight": 1.5})
@@ -116,7 +128,9 @@ def _params(known_proportion) -> Params:
     return Params(
         prepare=PrepareParams(dataset="toy", splits=("trainval", "test"), root="."),
         encode=EncodeParams(model="unused", image_resolution=32, partial_resolution=64),
-        partial=PartialParams(known_proportion=known_proportion, seed=4, radius=2.5, image_radius=0.5, image_weight=0.25),
+        partial=PartialParams(
+            known_proportion=known_proportion, seed=4, radius=2.5, image_radius=0.5, image_weight=0.25
+        ),
         train=TrainParams(radius=7.0),
     )
 
@@ -148,17 +162,18 @@ def test_build_training_set_partial(tmp_path: Path, monkeypatch) -> None:
     write_parquet(LABELS.to_frame(), paths.labels_path("toy"))
     write_parquet(manifest, paths.manifest_path("toy", "trainval"))
     text_labels = [["l0"], ["l1", "l0"], ["l2"], ["l0", "l1"]]
-    texts = pl.DataFrame({"text_id": ["t0", "t1", "t2", "t3"], "text": ["x"] * 4, "labels": text_labels,
-                          "combination": text_labels})
+    texts = pl.DataFrame(
+        {"text_id": ["t0", "t1", "t2", "t3"], "text": ["x"] * 4, "labels": text_labels, "combination": text_labels}
+    )
     write_parquet(texts, paths.TEXTS)
     text_vectors = rng.normal(size=(4, 8)).astype(np.float32)
     write_shards(paths.TEXT_EMBEDDINGS, texts["text_id"].to_list(), text_vectors, {})
-    ids = manifest["image_id"].to_list()[::-1]                 # embeddings in another order than the manifest
+    ids = manifest["image_id"].to_list()[::-1]  # embeddings in another order than the manifest
     image_vectors = rng.normal(size=(20, 8)).astype(np.float32)
     write_shards(paths.image_embeddings_dir(paths.PARTIAL_EMBEDDINGS, "trainval", 64), ids, image_vectors, {})
     params = _params(0.5)
     mask = sample_mask(manifest, LABELS, 0.5, 4)
-    nothing_known = pl.col("image_id") == ids[3]                 # one image with no known entry at all
+    nothing_known = pl.col("image_id") == ids[3]  # one image with no known entry at all
     mask = mask.with_columns(
         pl.when(nothing_known).then(pl.lit([], dtype=pl.List(pl.Utf8))).otherwise(pl.col(c)).alias(c)
         for c in ("known_positive", "known_negative")
@@ -175,9 +190,9 @@ def test_build_training_set_partial(tmp_path: Path, monkeypatch) -> None:
     assert resolution == 64
     assert data.text_radius == 2.5 and data.image_radius == 0.5 and data.image_weight == 0.25
     np.testing.assert_allclose(data.text_offsets.numpy(), text_offsets(text_labels, combos, LABELS, 8))
-    np.testing.assert_allclose(data.text_offsets[1], data.text_offsets[3])   # same combination, same shift
+    np.testing.assert_allclose(data.text_offsets[1], data.text_offsets[3])  # same combination, same shift
     assert data.text_offsets.abs().sum() > 0
-    informative = known.any(axis=1)                            # images with nothing known are left out
+    informative = known.any(axis=1)  # images with nothing known are left out
     assert not informative[3] and informative.sum() > 10 and 0 < known.mean() < 1
     np.testing.assert_array_equal(data.images.numpy(), image_vectors[informative])
     np.testing.assert_array_equal(data.image_targets.numpy(), targets[informative])
@@ -187,15 +202,17 @@ def test_build_training_set_partial(tmp_path: Path, monkeypatch) -> None:
 
     # the paper's method: texts only (image_weight 0), each shift mode through the gaps table
     for shift in ("combination", "label", "global", "none"):
-        texts_only = dataclasses.replace(params, partial=dataclasses.replace(params.partial, image_weight=0.0, shift=shift))
+        texts_only = dataclasses.replace(
+            params, partial=dataclasses.replace(params.partial, image_weight=0.0, shift=shift)
+        )
         data, _ = training_set(texts_only, LABELS)
         assert data.images is None and data.text_radius == 2.5
         np.testing.assert_allclose(data.text_offsets.numpy(), text_shifts(shift, text_labels, combos, gaps, LABELS, 8))
-    np.testing.assert_allclose(data.text_offsets.numpy(), 0)                       # none
+    np.testing.assert_allclose(data.text_offsets.numpy(), 0)  # none
     global_offset = np.array(gaps.filter(pl.col("kind") == "global")["offset"].to_list()[0])
     np.testing.assert_allclose(global_offset, image_vectors.mean(0) - text_vectors.mean(0), rtol=1e-5, atol=1e-6)
 
-    write_parquet(mask.clear(), MASK_PATH)                    # a stale, empty mask is an error, not a silent fallback
+    write_parquet(mask.clear(), MASK_PATH)  # a stale, empty mask is an error, not a silent fallback
     with pytest.raises(FileNotFoundError, match="dvc repro"):
         training_set(params, LABELS)
 
@@ -206,7 +223,7 @@ def test_build_training_set_partial(tmp_path: Path, monkeypatch) -> None:
 def test_known_proportion_zero_turns_the_setting_on_and_null_turns_it_off(tmp_path: Path) -> None:
     params = tmp_path / "params.yaml"
     params.write_text((ROOT / "params.yaml").read_text())
-    assert not load_params(params).partial.enabled                      # null (the default): off
+    assert not load_params(params).partial.enabled  # null (the default): off
     for zero in (0, 0.0):
         on = load_params(params, {"partial.known_proportion": zero}).partial
         assert on.enabled and on.known_proportion == 0
@@ -235,26 +252,33 @@ def _workspace_with_partial_images(n_images: int = 24, dim: int = 8) -> tuple[li
     write_parquet(manifest, paths.manifest_path("toy", "trainval"))
     text_labels = [["l0"], ["l1", "l0"], ["l2"], ["l3", "l4"], ["l5"], ["l0", "l1"]]
     ids = [f"t{i}" for i in range(len(text_labels))]
-    write_parquet(pl.DataFrame({"text_id": ids, "text": ["x"] * len(ids), "labels": text_labels,
-                                "combination": text_labels}), paths.TEXTS)
+    write_parquet(
+        pl.DataFrame({"text_id": ids, "text": ["x"] * len(ids), "labels": text_labels, "combination": text_labels}),
+        paths.TEXTS,
+    )
     text_vectors = rng.normal(size=(len(ids), dim)).astype(np.float32)
     write_shards(paths.TEXT_EMBEDDINGS, ids, text_vectors, {})
     image_vectors = rng.normal(size=(n_images, dim)).astype(np.float32) + 3
-    write_shards(paths.image_embeddings_dir(paths.PARTIAL_EMBEDDINGS, "trainval", 64),
-                 manifest["image_id"].to_list(), image_vectors, {})
+    write_shards(
+        paths.image_embeddings_dir(paths.PARTIAL_EMBEDDINGS, "trainval", 64),
+        manifest["image_id"].to_list(),
+        image_vectors,
+        {},
+    )
     return text_labels, text_vectors, image_vectors
 
 
 def test_known_proportion_zero_through_mask_centroids_and_training_shifts_no_text(
-        tmp_path: Path, monkeypatch, one_thread) -> None:
+    tmp_path: Path, monkeypatch, one_thread
+) -> None:
     """Fig. 6c's 0% point: the mask and centroids stages run with nothing known and training goes on with the
     partial-label radius and resolution, no text shifted, nothing NaN (the stages themselves, not the API)."""
-    from pipeline.centroids import COMBINATION_SCHEMA, VISUAL_PATH
+    from pipeline.method.centroids import COMBINATION_SCHEMA, VISUAL_PATH
     from stages.train import training_set
 
     monkeypatch.chdir(tmp_path)
     text_labels, text_vectors, image_vectors = _workspace_with_partial_images()
-    params = _params(0.0)                                       # partial.radius 2.5, image_weight 0.25
+    params = _params(0.0)  # partial.radius 2.5, image_weight 0.25
     _run("mask", params)
     _run("centroids", params)
 
@@ -268,14 +292,18 @@ def test_known_proportion_zero_through_mask_centroids_and_training_shifts_no_tex
     assert combinations["offset_norm"].to_list() == [0.0] * combinations.height
     assert (tmp_path / paths.CENTROIDS_PLOT).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
-    for shift in ("combination", "label", "none"):               # no label known: no offset exists
-        texts_only = dataclasses.replace(params, partial=dataclasses.replace(params.partial, shift=shift, image_weight=0.0))
+    for shift in ("combination", "label", "none"):  # no label known: no offset exists
+        texts_only = dataclasses.replace(
+            params, partial=dataclasses.replace(params.partial, shift=shift, image_weight=0.0)
+        )
         data, resolution = training_set(texts_only, LABELS)
-        assert resolution == 64 and data.text_radius == 2.5       # still the partial-label setting, not zero-shot
+        assert resolution == 64 and data.text_radius == 2.5  # still the partial-label setting, not zero-shot
         assert data.images is None
         np.testing.assert_array_equal(data.text_offsets.numpy(), 0)
     # ours: the global gap needs no label, so it shifts at 0 as at every proportion
-    global_only = dataclasses.replace(params, partial=dataclasses.replace(params.partial, shift="global", image_weight=0.0))
+    global_only = dataclasses.replace(
+        params, partial=dataclasses.replace(params.partial, shift="global", image_weight=0.0)
+    )
     data, _ = training_set(global_only, LABELS)
     np.testing.assert_allclose(data.text_offsets[0].numpy(), image_vectors.mean(0) - text_vectors.mean(0), atol=1e-5)
 
@@ -304,10 +332,14 @@ def _estimated_offsets(world: World, text_x, text_labels, image_x, image_labels,
 def test_combination_shift_beats_no_shift_with_texts_only(one_thread) -> None:
     """The paper's partial-label method (eq. 9 offsets estimated from half-known labels, texts only:
     partial.image_weight 0) scores images better than texts perturbed in place (shift none)."""
-    results = [(partial_label_map(World(seed), "none", seed), partial_label_map(World(seed), "combination", seed))
-               for seed in (0, 1)]
-    print("\npartial labels (p=0.5, texts only), test mAP shift none vs combination, per seed:",
-          [(round(u, 4), round(s, 4)) for u, s in results])
+    results = [
+        (partial_label_map(World(seed), "none", seed), partial_label_map(World(seed), "combination", seed))
+        for seed in (0, 1)
+    ]
+    print(
+        "\npartial labels (p=0.5, texts only), test mAP shift none vs combination, per seed:",
+        [(round(u, 4), round(s, 4)) for u, s in results],
+    )
     for unshifted_map, shifted_map in results:
         assert shifted_map > unshifted_map + 0.05
 
@@ -317,7 +349,7 @@ def test_every_shift_closes_a_gap_that_is_the_same_for_every_image() -> None:
     its image centroid up to sampling noise (fully known labels); no shift leaves the gap. Eq. 9 is biased
     even here: a label's visual centroid averages the images of every combination containing it, while the
     text centroid is that of one combination (reported, not asserted; benchmarks/ablations.py measures it)."""
-    from pipeline.centroids import combination_key, shift_offsets
+    from pipeline.method.centroids import combination_key, shift_offsets
 
     w = World(0, **WORLDS["global gap only"])
     text_x, text_labels = w.texts(8000)
@@ -328,19 +360,27 @@ def test_every_shift_closes_a_gap_that_is_the_same_for_every_image() -> None:
     errors = {}
     for mode in ("none", "global", "label", "combination"):
         shifted = text_x + shift_offsets(mode, text_x, text_labels, image_x, known, w.labels)
-        errors[mode] = float(np.mean([
-            np.linalg.norm(shifted[[i for i, k in enumerate(keys_t) if k == key]].mean(0)
-                           - image_x[[i for i, k in enumerate(keys_i) if k == key]].mean(0))
-            for key in set(keys_t)
-        ]))
-    print("\nmean distance, shifted text centroid to image centroid per combination:",
-          {k: round(v, 3) for k, v in errors.items()})
-    assert errors["none"] > 2.5                           # the gap has norm 3
+        errors[mode] = float(
+            np.mean(
+                [
+                    np.linalg.norm(
+                        shifted[[i for i, k in enumerate(keys_t) if k == key]].mean(0)
+                        - image_x[[i for i, k in enumerate(keys_i) if k == key]].mean(0)
+                    )
+                    for key in set(keys_t)
+                ]
+            )
+        )
+    print(
+        "\nmean distance, shifted text centroid to image centroid per combination:",
+        {k: round(v, 3) for k, v in errors.items()},
+    )
+    assert errors["none"] > 2.5  # the gap has norm 3
     for mode in ("global", "label"):
-        assert errors[mode] < 0.25                        # two centroids of ~200 samples of noise norm 1.7
+        assert errors[mode] < 0.25  # two centroids of ~200 samples of noise norm 1.7
     # the global offset is the true gap g (sign, every text, every image), not only close on average
     global_offset = shift_offsets("global", text_x, text_labels, image_x, known, w.labels)
-    assert np.ptp(global_offset, axis=0).max() == 0       # one offset for every text
+    assert np.ptp(global_offset, axis=0).max() == 0  # one offset for every text
     assert np.linalg.norm(global_offset[0] - w.g) < 0.15, np.linalg.norm(global_offset[0] - w.g)
     # ... from the images of the whole split: a mask that knows no positive changes nothing
     nothing_known = shift_offsets("global", text_x, text_labels, image_x, np.zeros_like(known), w.labels)
@@ -354,8 +394,9 @@ def test_training_adds_the_text_offsets_before_the_noise(one_thread) -> None:
     offsets = np.broadcast_to(w.g.astype(np.float32), text_x.shape).copy()
     targets = torch.from_numpy(w.labels.multi_hot(text_labels))
     params = _train_params(epochs=2)
-    shifted, _ = train_adapter(TrainingSet(torch.from_numpy(text_x), targets, 1.0, text_offsets=torch.from_numpy(offsets)),
-                               params)
+    shifted, _ = train_adapter(
+        TrainingSet(torch.from_numpy(text_x), targets, 1.0, text_offsets=torch.from_numpy(offsets)), params
+    )
     moved, _ = train_adapter(TrainingSet(torch.from_numpy(text_x + offsets), targets, 1.0), params)
     for a, b in zip(shifted.state_dict().values(), moved.state_dict().values()):
         torch.testing.assert_close(a, b)
@@ -369,10 +410,17 @@ def test_global_shift_beats_no_shift_when_the_gap_is_large_against_the_noise(one
     cover the gap and global ~ none: benchmarks/ablations.py.) Measured (seeds 0-4), none vs global:
     0.757/0.785, 0.726/0.790, 0.691/0.776, 0.743/0.769, 0.702/0.789."""
     spec = dict(gap=10.0, label_gap=0.0, combination_gap=0.0, centre=10.0)
-    results = [(partial_label_map(World(seed, **spec), "none", seed, epochs=20),
-                partial_label_map(World(seed, **spec), "global", seed, epochs=20)) for seed in (0, 1, 2)]
-    print("\ncommon gap of norm 10 (p=0.5, texts only, radius 1), test mAP shift none vs global, per seed:",
-          [(round(n, 4), round(g, 4)) for n, g in results])
+    results = [
+        (
+            partial_label_map(World(seed, **spec), "none", seed, epochs=20),
+            partial_label_map(World(seed, **spec), "global", seed, epochs=20),
+        )
+        for seed in (0, 1, 2)
+    ]
+    print(
+        "\ncommon gap of norm 10 (p=0.5, texts only, radius 1), test mAP shift none vs global, per seed:",
+        [(round(n, 4), round(g, 4)) for n, g in results],
+    )
     for none_map, global_map in results:
         assert global_map > none_map + 0.01
     assert np.mean([g - n for n, g in results]) > 0.03
@@ -392,13 +440,17 @@ def test_centroid_error_falls_as_known_proportion_rises() -> None:
             full_combos, _ = combination_offsets(text_x, text_labels, full_visual, world.labels)
             visual, combos = _estimated_offsets(world, text_x, text_labels, image_x, image_labels, p, seed + 100)
             centroid_error = np.linalg.norm(
-                np.array(visual["centroid"].to_list()) - np.array(full_visual["centroid"].to_list()), axis=1).mean()
+                np.array(visual["centroid"].to_list()) - np.array(full_visual["centroid"].to_list()), axis=1
+            ).mean()
             offset_error = np.linalg.norm(
-                np.array(combos["offset"].to_list()) - np.array(full_combos["offset"].to_list()), axis=1).mean()
+                np.array(combos["offset"].to_list()) - np.array(full_combos["offset"].to_list()), axis=1
+            ).mean()
             per_seed.append((centroid_error, offset_error))
         errors[p] = np.mean(per_seed, axis=0)
-    print("\nmean centroid / offset error vs fully labelled, by known proportion:",
-          {p: tuple(np.round(e, 4)) for p, e in errors.items()})
+    print(
+        "\nmean centroid / offset error vs fully labelled, by known proportion:",
+        {p: tuple(np.round(e, 4)) for p, e in errors.items()},
+    )
     assert errors[0.1][0] > errors[0.5][0] > errors[0.9][0]
     assert errors[0.1][1] > errors[0.5][1] > errors[0.9][1]
     assert errors[0.9][0] < 0.5 * errors[0.1][0]
@@ -417,12 +469,31 @@ def test_masked_loss_ignores_unknown_entries(one_thread) -> None:
         targets, known = mask_arrays(mask, world.labels, manifest["image_id"].to_list())
         text, text_targets = torch.from_numpy(text_x), torch.from_numpy(world.labels.multi_hot(text_labels))
         images, targets, known = torch.from_numpy(image_x), torch.from_numpy(targets), torch.from_numpy(known)
-        masked, _ = train_adapter(TrainingSet(text, text_targets, 1.0, images=images, image_targets=targets,
-                                              image_known=known, image_radius=0.3, image_weight=0.5), _train_params())
-        as_negative, _ = train_adapter(TrainingSet(text, text_targets, 1.0, images=images, image_targets=targets,
-                                                   image_radius=0.3, image_weight=0.5), _train_params())
-        results.append((_map(as_negative, test_x, test_labels, world.labels), _map(masked, test_x, test_labels, world.labels)))
-    print("\npartial labels (p=0.3), test mAP unknown-as-negative vs masked, per seed:",
-          [(round(a, 4), round(m, 4)) for a, m in results])
+        masked, _ = train_adapter(
+            TrainingSet(
+                text,
+                text_targets,
+                1.0,
+                images=images,
+                image_targets=targets,
+                image_known=known,
+                image_radius=0.3,
+                image_weight=0.5,
+            ),
+            _train_params(),
+        )
+        as_negative, _ = train_adapter(
+            TrainingSet(
+                text, text_targets, 1.0, images=images, image_targets=targets, image_radius=0.3, image_weight=0.5
+            ),
+            _train_params(),
+        )
+        results.append(
+            (_map(as_negative, test_x, test_labels, world.labels), _map(masked, test_x, test_labels, world.labels))
+        )
+    print(
+        "\npartial labels (p=0.3), test mAP unknown-as-negative vs masked, per seed:",
+        [(round(a, 4), round(m, 4)) for a, m in results],
+    )
     for as_negative_map, masked_map in results:
         assert masked_map > as_negative_map

@@ -35,14 +35,14 @@ def upstream_dualcoop(features: torch.Tensor, positive: torch.Tensor, negative: 
     locations of the positive half's similarities weighs both halves; out (b, 2, labels)."""
     text = unit(torch.cat([negative, positive]))
     image = unit(features, dim=1)
-    similarity = 20 * torch.einsum("bcl,kc->bkl", image, text)           # (b, 2 x labels, HW)
+    similarity = 20 * torch.einsum("bcl,kc->bkl", image, text)  # (b, 2 x labels, HW)
     n = positive.shape[0]
     weights = similarity[:, n:].softmax(dim=-1).repeat(1, 2, 1)
     return (5 * (similarity * weights).sum(-1)).reshape(len(features), 2, n)
 
 
 def test_dualcoop_logits_equal_upstreams_forward(clip_model):
-    from pipeline.dense import with_positions
+    from pipeline.encoding.dense import with_positions
     from pipeline.prompt.dualcoop import DualCoOp
 
     g = torch.Generator().manual_seed(0)
@@ -66,20 +66,21 @@ def test_dualcoops_integration_score_is_the_logit_difference(clip_model):
     scores = model.scores(lambda rows: dense[rows], len(dense))
     torch.testing.assert_close(scores, logits[:, 1] - logits[:, 0])
     torch.testing.assert_close(torch.sigmoid(scores), logits.softmax(dim=1)[:, 1])
-    big = torch.tensor([[[0.0], [20.0]], [[0.0], [30.0]]])      # two confident positives
+    big = torch.tensor([[[0.0], [20.0]], [[0.0], [30.0]]])  # two confident positives
     assert (big.softmax(dim=1)[:, 1] == 1.0).all() and logit_difference(big)[0] < logit_difference(big)[1]
 
 
 # ---- TaI-DPT: the pooled branches at test (images) and in training (texts) -------------------------------
 
 
-def upstream_taidpt_local(features_lbd: torch.Tensor, local_text: torch.Tensor, spatial_scale: float,
-                          padding: torch.Tensor | None = None) -> torch.Tensor:
+def upstream_taidpt_local(
+    features_lbd: torch.Tensor, local_text: torch.Tensor, spatial_scale: float, padding: torch.Tensor | None = None
+) -> torch.Tensor:
     """TaI-DPT's local branch re-stated: positions first (L, b, d); cosines to the local prompts; padding
     (token id 0) pushed down by 10000 before the softmax over positions at `spatial_scale`; the logit is
     4 x the softmax-weighted sum of the (pushed) cosines."""
-    cosines = unit(features_lbd) @ unit(local_text).T                   # (L, b, labels)
-    if padding is not None:                                             # (b, L) True at padding
+    cosines = unit(features_lbd) @ unit(local_text).T  # (L, b, labels)
+    if padding is not None:  # (b, L) True at padding
         cosines = cosines + (padding.T.float() * -10000)[:, :, None]
     weights = (cosines * spatial_scale).softmax(dim=0)
     return (4.0 * cosines * weights).sum(0)
@@ -95,8 +96,9 @@ def test_taidpts_test_branches_equal_upstreams_forward(clip_model):
     with torch.no_grad():
         global_text, local_text = model.global_prompts(), model.local_prompts()
     torch.testing.assert_close(global_logits, 4.0 * unit(images) @ unit(global_text).T)
-    torch.testing.assert_close(local_logits, upstream_taidpt_local(dense.permute(1, 0, 2), local_text, 40.0),
-                               rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        local_logits, upstream_taidpt_local(dense.permute(1, 0, 2), local_text, 40.0), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_taidpts_training_branches_equal_upstreams_forward(clip_model):
@@ -105,7 +107,7 @@ def test_taidpts_training_branches_equal_upstreams_forward(clip_model):
     g = torch.Generator().manual_seed(3)
     model = TaIDPT(clip_model, NAMES, 4, generator=g)
     end_features, tokens = torch.randn(3, 64, generator=g), torch.randn(3, 9, 64, generator=g)
-    mask = torch.arange(9)[None, :] < torch.tensor([[9], [5], [3]])      # ragged texts, padded
+    mask = torch.arange(9)[None, :] < torch.tensor([[9], [5], [3]])  # ragged texts, padded
     with torch.no_grad():
         global_logits, local_logits = model.text_logits(end_features, tokens, mask)
         global_text, local_text = model.global_prompts(), model.local_prompts()
@@ -145,14 +147,14 @@ def test_integration_default_is_taidpts_whole_matrix_rule_to_1e_9(tmp_path):
 
     import polars as pl
 
-    from pipeline.evaluation import write_evaluation
-    from pipeline.labels import LabelSet
-    from pipeline.metrics import integrate, mean_ap
+    from pipeline.data.labels import LabelSet
+    from pipeline.evaluation.metrics import integrate, mean_ap
+    from pipeline.evaluation.results import write_evaluation
 
     labels = LabelSet.from_names(["cat", "dog"])
     ids = ["i0", "i1", "i2", "i3"]
-    adapter = np.array([[0.9, 0.1], [0.2, 0.7], [0.6, 0.4], [0.3, 0.8]])     # spans 0.1..0.9 (0.8)
-    other = np.array([[12.0, -3.0], [4.0, 1.0], [8.0, -1.0], [20.0, 5.0]])   # spans -3..20 (23)
+    adapter = np.array([[0.9, 0.1], [0.2, 0.7], [0.6, 0.4], [0.3, 0.8]])  # spans 0.1..0.9 (0.8)
+    other = np.array([[12.0, -3.0], [4.0, 1.0], [8.0, -1.0], [20.0, 5.0]])  # spans -3..20 (23)
     targets = np.array([[1, 0], [0, 1], [1, 0], [0, 1]])
     ours = (adapter - 0.1) / 0.8
     theirs = (other + 3) / 23
@@ -161,10 +163,18 @@ def test_integration_default_is_taidpts_whole_matrix_rule_to_1e_9(tmp_path):
     weighted = np.array([[0.1 * ours[i, c] + 0.9 * theirs[i, c] for c in range(2)] for i in range(4)])
     np.testing.assert_allclose(integrate(adapter, other, "global", 0.9), weighted, rtol=0, atol=1e-9)
     order = [2, 0, 3, 1]
-    pl.DataFrame({"image_id": [ids[i] for i in order], "cat": other[order, 0], "dog": other[order, 1]}) \
-        .write_parquet(tmp_path / "scores.parquet")
-    metrics = write_evaluation(tmp_path / "eval", tmp_path / "eval.json", ids, adapter, targets, labels,
-                               integrate_with=str(tmp_path / "scores.parquet"))
+    pl.DataFrame({"image_id": [ids[i] for i in order], "cat": other[order, 0], "dog": other[order, 1]}).write_parquet(
+        tmp_path / "scores.parquet"
+    )
+    metrics = write_evaluation(
+        tmp_path / "eval",
+        tmp_path / "eval.json",
+        ids,
+        adapter,
+        targets,
+        labels,
+        integrate_with=str(tmp_path / "scores.parquet"),
+    )
     assert abs(metrics["integrated_map"] - mean_ap(by_hand, targets)) < 1e-9
     assert json.loads((tmp_path / "eval.json").read_text())["integrated_map"] == metrics["integrated_map"]
     params = load_params(ROOT / "params.yaml")
@@ -183,8 +193,9 @@ def test_loss_weight_multiplies_the_loss_and_defaults_to_dualcoops_readme(clip_m
     losses = []
     for weight in (1.0, 0.03):
         model = DualCoOp(clip_model, NAMES, torch.zeros(5, 64), 4, generator=torch.Generator().manual_seed(0))
-        history = train_dualcoop(model, lambda rows: dense[rows], targets, known, epochs=1, lr=1e-12, batch_size=16,
-                                 loss_weight=weight)
+        history = train_dualcoop(
+            model, lambda rows: dense[rows], targets, known, epochs=1, lr=1e-12, batch_size=16, loss_weight=weight
+        )
         losses.append(history[0]["loss"])
     assert losses[1] == pytest.approx(0.03 * losses[0], rel=1e-5)
     from pipeline.prompt.values import resolved
@@ -195,7 +206,7 @@ def test_loss_weight_multiplies_the_loss_and_defaults_to_dualcoops_readme(clip_m
 
 
 def test_coop_trains_with_either_multilabel_loss(clip_model, one_thread):
-    from pipeline.metrics import mean_ap
+    from pipeline.evaluation.metrics import mean_ap
     from pipeline.prompt.coop import CoOp, train_coop
 
     world = PromptWorld(0)
@@ -205,10 +216,13 @@ def test_coop_trains_with_either_multilabel_loss(clip_model, one_thread):
     for loss in ("ranking", "bce"):
         model = CoOp(clip_model, NAMES, 4, class_specific=True, generator=torch.Generator().manual_seed(0))
         history = train_coop(model, images, targets, epochs=8, lr=0.5, batch_size=32, warmup_epochs=0, loss=loss)
-        results[loss] = (history[0]["loss"], history[-1]["loss"], mean_ap(model.scores(test_images).numpy(),
-                                                                          test_targets.numpy()))
+        results[loss] = (
+            history[0]["loss"],
+            history[-1]["loss"],
+            mean_ap(model.scores(test_images).numpy(), test_targets.numpy()),
+        )
     assert results["ranking"][1] < results["ranking"][0] and results["bce"][1] < results["bce"][0], results
-    assert results["ranking"][0] != pytest.approx(results["bce"][0])   # two different objectives
+    assert results["ranking"][0] != pytest.approx(results["bce"][0])  # two different objectives
 
 
 def test_ctx_init_starts_from_the_words(clip_model, one_thread):
@@ -236,7 +250,7 @@ def test_taidpts_training_set_adds_its_template_sentences():
     cats = [s for s, t in zip(sentences[1:], targets[1:]) if t.tolist() == [1.0, 0.0]]
     # 9 copies, and the ImageNet list's own "a photo of a {}.": 10, as upstream's default_prompt_num says
     assert cats.count("a photo of a cat.") == 10 and "a bad photo of a cat." in cats and len(cats) == 89
-    assert targets[1:].sum(axis=1).tolist() == [1.0] * (len(sentences) - 1)   # single-label texts
+    assert targets[1:].sum(axis=1).tolist() == [1.0] * (len(sentences) - 1)  # single-label texts
     params = load_params(ROOT / "params.yaml", {"prompt.method": "taidpt"})
     assert params.prompt.taidpt_templates is True
 
@@ -256,12 +270,13 @@ def test_select_val_keeps_the_best_epochs_prompts(clip_model, one_thread):
     model = CoOp(clip_model, NAMES, 4, class_specific=True, generator=torch.Generator().manual_seed(0))
     snapshots, values = [], iter([0.2, 0.9, 0.4, 0.1])
 
-    def held_out_map() -> float:   # a scripted held-out mAP per epoch; the prompts it saw are kept
+    def held_out_map() -> float:  # a scripted held-out mAP per epoch; the prompts it saw are kept
         snapshots.append(model.prompts.context.ctx.detach().clone())
         return next(values)
 
-    history = train_coop(model, images, targets, epochs=4, lr=0.5, batch_size=16, warmup_epochs=0,
-                         select_by=held_out_map)
+    history = train_coop(
+        model, images, targets, epochs=4, lr=0.5, batch_size=16, warmup_epochs=0, select_by=held_out_map
+    )
     assert [row["val_map"] for row in history] == [0.2, 0.9, 0.4, 0.1]
     torch.testing.assert_close(model.prompts.context.ctx.detach(), snapshots[1])
     assert not torch.equal(snapshots[1], snapshots[3])
@@ -270,14 +285,17 @@ def test_select_val_keeps_the_best_epochs_prompts(clip_model, one_thread):
 # ---- the new params fail fast, naming the key ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("override, key", [
-    ({"evaluate.integrate_scaling": "other"}, "evaluate.integrate_scaling"),
-    ({"evaluate.integrate_weight": 1.5}, "evaluate.integrate_weight"),
-    ({"prompt.loss_weight": 0}, "prompt.loss_weight"),
-    ({"prompt.coop_loss": "softmax"}, "prompt.coop_loss"),
-    ({"prompt.select": "test"}, "prompt.select"),
-    ({"prompt.ctx_init": " "}, "prompt.ctx_init"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ({"evaluate.integrate_scaling": "other"}, "evaluate.integrate_scaling"),
+        ({"evaluate.integrate_weight": 1.5}, "evaluate.integrate_weight"),
+        ({"prompt.loss_weight": 0}, "prompt.loss_weight"),
+        ({"prompt.coop_loss": "softmax"}, "prompt.coop_loss"),
+        ({"prompt.select": "test"}, "prompt.select"),
+        ({"prompt.ctx_init": " "}, "prompt.ctx_init"),
+    ],
+)
 def test_new_peer_params_are_refused_naming_the_key(override, key):
     with pytest.raises(ParamsError, match=key.replace(".", r"\.")):
         load_params(ROOT / "params.yaml", override)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pipeline.perturb import perturb, sphere_noise
+from pipeline.method.perturb import perturb, sphere_noise
 
 
 def test_surface_noise_has_exactly_the_radius():
@@ -42,4 +42,3 @@ def test_perturb_adds_offset_then_noise_and_is_seeded():
     torch.testing.assert_close(a, b)
     torch.testing.assert_close((a - offset).norm(dim=1), torch.full((10,), 0.5))
     torch.testing.assert_close(perturb(x, 0.0, offset=offset), offset)
-

@@ -10,10 +10,23 @@ from e2e_project import commit, make_project, run, stages_run
 
 pytestmark = pytest.mark.slow
 
-ALL_STAGES = {"download", "prepare", "generate", "encode_text", "encode_eval_images", "encode_support_images",
-              "encode_partial_images", "zeroshot",
-              "fewshot", "mask", "centroids", "train", "evaluate",
-              "encode_dense_images", "prompt"}   # prompt.method none: empty outputs
+ALL_STAGES = {
+    "download",
+    "prepare",
+    "generate",
+    "encode_text",
+    "encode_eval_images",
+    "encode_support_images",
+    "encode_partial_images",
+    "zeroshot",
+    "fewshot",
+    "mask",
+    "centroids",
+    "train",
+    "evaluate",
+    "encode_dense_images",
+    "prompt",
+}  # prompt.method none: empty outputs
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +46,25 @@ def test_every_stage_wrote_documented_tables(project):
     a = project / "artifacts"
     labels = pl.read_parquet(a / "data" / "folder" / "labels.parquet")
     assert labels["label"].to_list() == ["cat", "dog", "car", "tree"]
-    assert schema(a / "data" / "folder" / "labels.parquet") == {"index": pl.Int32, "label": pl.Utf8, "synonyms": pl.List(pl.Utf8)}
+    assert schema(a / "data" / "folder" / "labels.parquet") == {
+        "index": pl.Int32,
+        "label": pl.Utf8,
+        "synonyms": pl.List(pl.Utf8),
+    }
     manifest = schema(a / "data" / "folder" / "test.parquet")
     assert manifest["image_id"] == pl.Utf8 and manifest["path"] == pl.Utf8 and manifest["labels"] == pl.List(pl.Utf8)
 
     texts = pl.read_parquet(a / "texts.parquet")
-    for column, dtype in {"text_id": pl.Utf8, "text": pl.Utf8, "labels": pl.List(pl.Utf8), "combination": pl.List(pl.Utf8),
-                          "source": pl.Utf8, "prompt": pl.Utf8, "model": pl.Utf8, "seed": pl.Int64}.items():
+    for column, dtype in {
+        "text_id": pl.Utf8,
+        "text": pl.Utf8,
+        "labels": pl.List(pl.Utf8),
+        "combination": pl.List(pl.Utf8),
+        "source": pl.Utf8,
+        "prompt": pl.Utf8,
+        "model": pl.Utf8,
+        "seed": pl.Int64,
+    }.items():
         assert texts.schema[column] == dtype, column
     assert set(texts["source"]) == {"llm", "template"}  # the embedded LLM wrote some of them
     assert texts["text_id"].n_unique() == len(texts)
@@ -95,7 +120,7 @@ def test_per_class_plot_data_is_the_evaluation_and_dvc_draws_it(project):
     eval.json has precision/recall/F1 at the thresholds used (0.5 here: nothing chose others)."""
     import numpy as np
 
-    from pipeline.result_plots import MAX_CURVE_POINTS
+    from pipeline.evaluation.plot_data import MAX_CURVE_POINTS
 
     a, reports = project / "artifacts", project / "reports"
     evaluated = pl.read_parquet(a / "eval" / "per_class.parquet")
@@ -105,7 +130,7 @@ def test_per_class_plot_data_is_the_evaluation_and_dvc_draws_it(project):
     np.testing.assert_array_equal(plotted["adapter"].to_numpy(), evaluated["ap"].to_numpy())
     baseline = pl.read_parquet(a / "zeroshot" / "per_class.parquet")
     np.testing.assert_allclose(plotted["zeroshot"].to_numpy(), baseline["ap"].to_numpy(), rtol=1e-12)
-    assert plotted["prompt"].null_count() == plotted.height   # prompt.method none: no peer bar
+    assert plotted["prompt"].null_count() == plotted.height  # prompt.method none: no peer bar
     assert plotted["threshold"].to_list() == [0.5] * plotted.height
     bars = pl.read_csv(reports / "per_class_ap.csv")
     adapter_bars = bars.filter(pl.col("method") == "adapter")
@@ -120,9 +145,9 @@ def test_per_class_plot_data_is_the_evaluation_and_dvc_draws_it(project):
     assert {"precision_micro", "recall_micro", "f1_micro", "f1_macro"} <= set(metrics)
     assert metrics["thresholds_on_data"] == 0
 
-    from pipeline.plots import figure_content
+    from pipeline.evaluation.figures import figure_content
 
-    gap = figure_content(reports / "modality_gap.png")   # zero-shot: texts vs test images of the frequent labels
+    gap = figure_content(reports / "modality_gap.png")  # zero-shot: texts vs test images of the frequent labels
     assert gap["labels"] and set(gap["labels"]) <= {"cat", "dog", "car", "tree"} and min(gap["images"]) > 0
     # the gallery of the evaluation split: every scored image, its truth, the adapter's thresholds
     run(project, "python", "-m", "pipeline.cli", "gallery", "--out", "gallery.html")
@@ -149,13 +174,21 @@ def test_unchanged_pipeline_runs_nothing(project):
 
 
 def test_switching_to_partial_labels_encodes_only_the_new_image_sets(project):
-    from pipeline.embeddings import EmbeddingCache
+    from pipeline.encoding.embeddings import EmbeddingCache
     from pipeline.paths import embedding_cache_dir
 
     before = len(EmbeddingCache(embedding_cache_dir()))
     result = run(project, "dvc", "exp", "run", "-S", "partial.known_proportion=0.5")
-    assert stages_run(result.stdout) == {"encode_eval_images", "encode_partial_images", "mask", "centroids", "train",
-                                         "evaluate", "zeroshot", "prompt"}, result.stdout
+    assert stages_run(result.stdout) == {
+        "encode_eval_images",
+        "encode_partial_images",
+        "mask",
+        "centroids",
+        "train",
+        "evaluate",
+        "zeroshot",
+        "prompt",
+    }, result.stdout
     for stage in ("encode_text", "encode_support_images", "generate"):
         assert f"Stage '{stage}' didn't change" in result.stdout, stage
     a = project / "artifacts" / "embeddings"
@@ -172,22 +205,25 @@ def test_normalize_and_integration_run_end_to_end(project):
     import numpy as np
     import torch
 
-    from pipeline.adapter import AdapterBundle
-    from pipeline.embeddings import read_shards
-    from pipeline.metrics import integrate, mean_ap
+    from pipeline.encoding.embeddings import read_shards
+    from pipeline.evaluation.metrics import integrate, mean_ap
+    from pipeline.method.adapter import AdapterBundle
 
     other = "artifacts/zeroshot/scores.parquet"
     result = run(project, "dvc", "exp", "run", "-S", "train.normalize=true", "-S", f"evaluate.integrate_with={other}")
     assert stages_run(result.stdout) == {"train", "evaluate"}, result.stdout
     bundle = AdapterBundle.load(project / "artifacts" / "model" / "adapter.pt")
     assert bundle.normalize
-    vectors = torch.from_numpy(read_shards(next((project / "artifacts" / "embeddings" / "eval").glob("test-*"))).vectors)
-    torch.testing.assert_close(bundle.scores(vectors), bundle.scores(3 * vectors))   # only directions count
+    vectors = torch.from_numpy(
+        read_shards(next((project / "artifacts" / "embeddings" / "eval").glob("test-*"))).vectors
+    )
+    torch.testing.assert_close(bundle.scores(vectors), bundle.scores(3 * vectors))  # only directions count
 
     metrics = json.loads((project / "reports" / "eval.json").read_text())
     ours = pl.read_parquet(project / "artifacts" / "eval" / "scores.parquet")
-    theirs = pl.DataFrame({"image_id": ours["image_id"]}).join(pl.read_parquet(project / other), on="image_id",
-                                                              how="left", maintain_order="left")
+    theirs = pl.DataFrame({"image_id": ours["image_id"]}).join(
+        pl.read_parquet(project / other), on="image_id", how="left", maintain_order="left"
+    )
     labels = ours.columns[1:]
     manifest = pl.read_parquet(project / "artifacts" / "data" / "folder" / "test.parquet")
     truth = dict(zip(manifest["image_id"], manifest["labels"]))
@@ -195,4 +231,6 @@ def test_normalize_and_integration_run_end_to_end(project):
     a, b = ours.select(labels).to_numpy().astype(np.float64), theirs.select(labels).to_numpy().astype(np.float64)
     assert metrics["other_map"] == pytest.approx(float(mean_ap(b, targets)), abs=1e-9)
     assert metrics["integrated_map"] == pytest.approx(float(mean_ap(integrate(a, b), targets)), abs=1e-9)
-    assert metrics["other_map"] == pytest.approx(float(json.loads((project / "reports" / "zeroshot.json").read_text())["map"]))
+    assert metrics["other_map"] == pytest.approx(
+        float(json.loads((project / "reports" / "zeroshot.json").read_text())["map"])
+    )

@@ -27,13 +27,29 @@ def private_cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory, tiny_clip, private_cache):
-    project = make_project(tmp_path_factory.mktemp("peers"), tiny_clip, **{
-        "prompt.epochs": 2, "prompt.n_ctx": 4, "fewshot.shots": 2, "evaluate.integrate_with": "prompt"})
+    project = make_project(
+        tmp_path_factory.mktemp("peers"),
+        tiny_clip,
+        **{"prompt.epochs": 2, "prompt.n_ctx": 4, "fewshot.shots": 2, "evaluate.integrate_with": "prompt"},
+    )
     assert "prompt" in stages_run(run(project, "dvc", "repro").stdout)
     commit(project, "few-shot baseline, integrated with the prompt stage")
     run(project, "dvc", "exp", "run", "--queue", "-S", "prompt.method=none,coop,taidpt")
-    run(project, "dvc", "exp", "run", "--queue", "-S", "prompt.method=dualcoop", "-S", "fewshot.shots=0",
-        "-S", "partial.known_proportion=0.5", "-S", "prompt.select=val")
+    run(
+        project,
+        "dvc",
+        "exp",
+        "run",
+        "--queue",
+        "-S",
+        "prompt.method=dualcoop",
+        "-S",
+        "fewshot.shots=0",
+        "-S",
+        "partial.known_proportion=0.5",
+        "-S",
+        "prompt.select=val",
+    )
     run(project, "dvc", "queue", "start", "-j", "2")
     states = wait_for_experiments(project, timeout_s=900)
     assert "failed" not in states.values(), states
@@ -60,7 +76,7 @@ def test_the_grid_none_coop_fills_the_peer_columns(swept):
     for value in (prompt["map"], evaluated["integrated_map"], evaluated["other_map"], evaluated["map"]):
         assert math.isfinite(value)
     assert evaluated["other_map"] == prompt["map"]
-    assert prompt["epochs"] == 2 and 0 < prompt["n_train"] < 16   # the support images of trainval
+    assert prompt["epochs"] == 2 and 0 < prompt["n_train"] < 16  # the support images of trainval
     # none: no number where no method exists (a 0 would read as a score; DVC shows "-"), the rest filled
     assert none["reports/prompt.json"].get("map") is None and none["reports/eval.json"].get("integrated_map") is None
     assert math.isfinite(none["reports/eval.json"]["map"]) and none["reports/prompt.json"]["n_train"] == 0
@@ -73,9 +89,13 @@ def test_taidpt_trains_on_the_texts_and_dualcoop_on_the_partial_labels(swept):
     assert report["n_template_texts"] > 0 and report["n_template_texts"] % 89 == 0
     assert report["n_train"] == taidpt["reports/generate.json"]["n_texts"] + report["n_template_texts"]
     # prompt.select val: 20% of the 16 partially labelled images held out (never test) to pick the epoch
-    assert dualcoop["reports/prompt.json"]["n_train"] == 16 - 3 and dualcoop["reports/prompt.json"]["class_specific"] == 1
+    assert (
+        dualcoop["reports/prompt.json"]["n_train"] == 16 - 3 and dualcoop["reports/prompt.json"]["class_specific"] == 1
+    )
     assert dualcoop["reports/prompt.json"]["selected_epoch"] in (1, 2)
-    assert dualcoop["reports/eval.json"]["image_resolution"] == 128     # scored where the partial-label adapter is
+    assert dualcoop["reports/eval.json"]["image_resolution"] == 128  # scored where the partial-label adapter is
     for files in (taidpt, dualcoop):
-        assert math.isfinite(files["reports/prompt.json"]["map"]) and math.isfinite(files["reports/eval.json"]["integrated_map"])
+        assert math.isfinite(files["reports/prompt.json"]["map"]) and math.isfinite(
+            files["reports/eval.json"]["integrated_map"]
+        )
         assert files["reports/prompt.json"]["n_images"] == files["reports/eval.json"]["n_images"]

@@ -1,4 +1,4 @@
-"""The prompt stage's checkpoint fingerprint (`pipeline.prompt.run._fingerprint`): it changes with every
+"""The prompt stage's checkpoint fingerprint (`pipeline.prompt.train_and_score._fingerprint`): it changes with every
 input it promises to follow (the method's params, the resolved values, the labels, the CLIP, each input file),
 and `python -m stages.prompt` resumes its own checkpoint but ignores one of other params. Without it, a
 stale `artifacts/prompt/checkpoint.pt` would be resumed after a change and the peer columns would be wrong."""
@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import paths
 from pipeline.config import load_params
-from pipeline.labels import LabelSet
+from pipeline.data.labels import LabelSet
 from small_project import change_params, in_project, run_stages, small_project, stage
 
 COOP = {"prompt.method": "coop", "fewshot.shots": 2, "prompt.epochs": 2, "prompt.n_ctx": 4, "prompt.batch_size": 8}
@@ -27,7 +26,7 @@ def project(tmp_path_factory, tiny_clip):
 
 
 def test_the_fingerprint_follows_every_input(project):
-    from pipeline.prompt.run import TRAINING_INPUTS, _fingerprint
+    from pipeline.prompt.train_and_score import TRAINING_INPUTS, _fingerprint
     from pipeline.prompt.values import resolved
 
     with in_project(project):
@@ -35,7 +34,7 @@ def test_the_fingerprint_follows_every_input(project):
         labels = LabelSet.from_names(["cat", "dog", "car", "tree"])
         hp = resolved(params)
         base = _fingerprint(params, labels, hp, "clip-a")
-        assert _fingerprint(params, labels, hp, "clip-a") == base                      # stable
+        assert _fingerprint(params, labels, hp, "clip-a") == base  # stable
         other_lr = dataclasses.replace(params, prompt=dataclasses.replace(params.prompt, lr=0.123))
         changed = {
             "prompt params": _fingerprint(other_lr, labels, hp, "clip-a"),
@@ -43,9 +42,12 @@ def test_the_fingerprint_follows_every_input(project):
             "labels": _fingerprint(params, LabelSet.from_names(["cat", "dog", "car"]), hp, "clip-a"),
             "clip": _fingerprint(params, labels, hp, "clip-b"),
         }
-        files = [next(f for f in sorted(Path(root).rglob("*")) if f.is_file()) if Path(root).is_dir()
-                 else Path(root) for root in TRAINING_INPUTS if Path(root).exists()]
-        assert len(files) >= 4, files   # prepared data, support list, support and eval embeddings
+        files = [
+            next(f for f in sorted(Path(root).rglob("*")) if f.is_file()) if Path(root).is_dir() else Path(root)
+            for root in TRAINING_INPUTS
+            if Path(root).exists()
+        ]
+        assert len(files) >= 4, files  # prepared data, support list, support and eval embeddings
         for file in files:
             stat = file.stat()
             os.utime(file, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
@@ -75,15 +77,15 @@ def test_the_stage_ignores_a_stale_checkpoint_and_resumes_its_own(project, caplo
 
     monkeypatch.setattr(fit, "write_torch", keep)
     run_stages(project, "prompt")
-    (own, checkpoint), = written.items()
-    assert not own.exists()                               # removed once the outputs were written
+    ((own, checkpoint),) = written.items()
+    assert not own.exists()  # removed once the outputs were written
     written.clear()
     change_params(project, **{"prompt.lr": 0.0123})
     run_stages(project, "prompt")
-    (other, _), = written.items()
-    assert other != own                                   # the stage's fingerprint follows prompt.lr
+    ((other, _),) = written.items()
+    assert other != own  # the stage's fingerprint follows prompt.lr
     other.parent.mkdir(parents=True, exist_ok=True)
-    other.write_bytes(checkpoint)                         # the first params' checkpoint under the second's name
+    other.write_bytes(checkpoint)  # the first params' checkpoint under the second's name
     stale = stage(project, "prompt")
     assert stale.returncode == 0, stale.stderr[-3000:]
     assert "belongs to other data or params" in stale.stderr and "resuming" not in stale.stderr, stale.stderr[-3000:]

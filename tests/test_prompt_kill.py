@@ -48,8 +48,12 @@ def _epochs_done(checkpoint: Path) -> int:
 
 def test_a_killed_prompt_training_resumes_to_the_uninterrupted_result(tmp_path, caplog):
     script, checkpoint = _script(tmp_path), tmp_path / "checkpoint.pt"
-    proc = subprocess.Popen([sys.executable, str(script), str(checkpoint), str(EPOCHS)], env=stage_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(checkpoint), str(EPOCHS)],
+        env=stage_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     finished = kill_when(proc, lambda: _epochs_done(checkpoint), at_least=3, timeout=120)
     assert 3 <= finished < EPOCHS
 
@@ -67,9 +71,9 @@ def test_a_killed_prompt_training_resumes_to_the_uninterrupted_result(tmp_path, 
     assert [row["loss"] for row in history] == [row["loss"] for row in whole_history]
 
     caplog.clear()
-    with caplog.at_level(logging.INFO, "pipeline.prompt.fit"):   # another fingerprint: never resumed
-        from prompt_world import NAMES, PromptWorld, tiny_clip_model
+    with caplog.at_level(logging.INFO, "pipeline.prompt.fit"):  # another fingerprint: never resumed
         from pipeline.prompt.coop import CoOp, train_coop
+        from prompt_world import NAMES, PromptWorld, tiny_clip_model
 
         _, images, targets = PromptWorld(0).images(64)
         model = CoOp(tiny_clip_model(), NAMES, 4, class_specific=True, generator=torch.Generator().manual_seed(0))

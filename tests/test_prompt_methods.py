@@ -7,11 +7,10 @@ from __future__ import annotations
 import itertools
 import math
 
-import numpy as np
 import pytest
 import torch
 
-from pipeline.metrics import mean_ap
+from pipeline.evaluation.metrics import mean_ap
 from prompt_world import NAMES, PromptWorld, tiny_clip_model
 
 
@@ -58,16 +57,21 @@ def test_ranking_loss_is_the_sum_over_positive_negative_pairs():
 
     scores = torch.tensor([[0.2, 1.5, -0.3, 0.9], [0.0, 0.1, 0.2, 0.3]])
     targets = torch.tensor([[1.0, 0, 0, 1], [0, 0, 0, 0]])
-    by_hand = [sum(max(0.0, 1 - scores[b, p] + scores[b, n])
-                   for p, n in itertools.product(range(4), range(4)) if targets[b, p] == 1 and targets[b, n] == 0)
-               for b in range(2)]
+    by_hand = [
+        sum(
+            max(0.0, 1 - scores[b, p] + scores[b, n])
+            for p, n in itertools.product(range(4), range(4))
+            if targets[b, p] == 1 and targets[b, n] == 0
+        )
+        for b in range(2)
+    ]
     assert ranking_loss(scores, targets).item() == pytest.approx(float(sum(by_hand)) / 2, abs=1e-6)
 
 
 def test_asymmetric_loss_ignores_unknown_entries_and_matches_its_formula():
     from pipeline.prompt.losses import dual_asymmetric_loss
 
-    logits = torch.tensor([[[0.3, -1.0, 2.0]], [[1.2, 0.5, -0.4]]]).reshape(1, 2, 3)   # [:, 0] negative, [:, 1] positive
+    logits = torch.tensor([[[0.3, -1.0, 2.0]], [[1.2, 0.5, -0.4]]]).reshape(1, 2, 3)  # [:, 0] negative, [:, 1] positive
     known = torch.tensor([[1.0, 1.0, 0.0]])
     loss = dual_asymmetric_loss(logits, torch.tensor([[1.0, 0.0, 1.0]]), known)
     # the unknown third entry may carry any target: nothing changes
@@ -82,10 +86,10 @@ def test_schedule_is_one_constant_warmup_epoch_then_cosine():
     from pipeline.prompt.fit import epoch_lr
 
     assert epoch_lr(0, 0.002, 200) == 1e-5
-    assert epoch_lr(1, 0.002, 200) == 0.002   # Dassl: the cosine counts from the end of the warm-up
+    assert epoch_lr(1, 0.002, 200) == 0.002  # Dassl: the cosine counts from the end of the warm-up
     assert epoch_lr(2, 0.002, 200) == pytest.approx(0.002 * (1 + math.cos(math.pi / 200)) / 2)
-    assert epoch_lr(101, 0.002, 200) == pytest.approx(0.001)   # the whole sequence: tests/test_peer_fidelity.py
-    assert epoch_lr(0, 0.5, 1) == 0.5   # one epoch: nothing to warm up
+    assert epoch_lr(101, 0.002, 200) == pytest.approx(0.001)  # the whole sequence: tests/test_peer_fidelity.py
+    assert epoch_lr(0, 0.5, 1) == 0.5  # one epoch: nothing to warm up
 
 
 # ---- dense features --------------------------------------------------------------------------------
@@ -96,14 +100,14 @@ def test_dualcoops_dense_form_is_built_exactly_from_the_stored_one(clip_model):
     add Wc Wv p: the same numbers."""
     import torch.nn.functional as F
 
-    from pipeline.dense import dense_features, feature_map, positional_term, with_positions
+    from pipeline.encoding.dense import dense_features, feature_map, positional_term, with_positions
 
     visual = clip_model.visual.float()
     pixels = torch.randn(2, 3, 64, 64, generator=seeded(1))
     stored = dense_features(visual, pixels)
-    assert stored.shape == (2, 4, 64)                                   # 64 px: a 2 x 2 grid
+    assert stored.shape == (2, 4, 64)  # 64 px: a 2 x 2 grid
     with torch.no_grad():
-        x = feature_map(visual, pixels).flatten(2).permute(2, 0, 1)     # (HW, batch, C), as DualCoOp's AttentionConv
+        x = feature_map(visual, pixels).flatten(2).permute(2, 0, 1)  # (HW, batch, C), as DualCoOp's AttentionConv
         x = torch.cat([x.mean(dim=0, keepdim=True), x]) + visual.attnpool.positional_embedding[:, None, :]
         a = visual.attnpool
         theirs = F.linear(F.linear(x, a.v_proj.weight, a.v_proj.bias), a.c_proj.weight, a.c_proj.bias).permute(1, 0, 2)
@@ -112,7 +116,7 @@ def test_dualcoops_dense_form_is_built_exactly_from_the_stored_one(clip_model):
 
 
 def test_dense_features_round_trip_through_float16_shards(clip_model, tmp_path):
-    from pipeline.dense import DenseFeatures, DenseWriter, bytes_per_image
+    from pipeline.encoding.dense import DenseFeatures, DenseWriter, bytes_per_image
 
     features = torch.randn(5, 4, 64, generator=seeded(2))
     with DenseWriter(tmp_path / "set" / "part-00000.arrow", 4, 64, {"resolution": 64}) as writer:
@@ -151,7 +155,7 @@ def test_dualcoop_learns_and_its_positive_prompt_is_the_positive_one(clip_model,
     known = world.known(train_targets, 0.5)
     test_dense, _, test_targets = world.images(200)
     model = DualCoOp(clip_model, NAMES, torch.zeros(5, 64), 4, class_specific=True, generator=seeded())
-    with torch.no_grad():   # the tiny CLIP puts two random contexts far apart (real CLIP does not): start equal
+    with torch.no_grad():  # the tiny CLIP puts two random contexts far apart (real CLIP does not): start equal
         model.negative.context.ctx.copy_(model.positive.context.ctx)
 
     def test_map(positive, negative) -> float:
@@ -160,13 +164,16 @@ def test_dualcoop_learns_and_its_positive_prompt_is_the_positive_one(clip_model,
         return mean_ap(probs.numpy(), test_targets.numpy())
 
     before = test_map(model.positive, model.negative)
-    train_dualcoop(model, lambda rows: train_dense[rows], train_targets, known, epochs=60, lr=0.001, batch_size=32,
-                   warmup_epochs=0)
+    train_dualcoop(
+        model, lambda rows: train_dense[rows], train_targets, known, epochs=60, lr=0.001, batch_size=32, warmup_epochs=0
+    )
     after = mean_ap(model.scores(lambda rows: test_dense[rows], len(test_dense)).numpy(), test_targets.numpy())
     assert before < 0.35 and after > 0.6, (before, after)
     assert test_map(model.negative, model.positive) < 0.35
     with torch.no_grad():
-        alignment = [(prompts() * world.directions).sum(dim=1).mean().item() for prompts in (model.positive, model.negative)]
+        alignment = [
+            (prompts() * world.directions).sum(dim=1).mean().item() for prompts in (model.positive, model.negative)
+        ]
     assert alignment[0] > alignment[1] + 0.1, alignment
 
 
@@ -180,8 +187,9 @@ def test_dualcoop_ignores_the_unknown_labels(clip_model, one_thread):
     results = []
     for flipped in (targets, torch.where(known > 0, targets, 1 - targets)):
         model = DualCoOp(clip_model, NAMES, torch.zeros(5, 64), 4, class_specific=True, generator=seeded())
-        train_dualcoop(model, lambda rows: dense[rows], flipped, known, epochs=2, lr=0.001, batch_size=16,
-                       warmup_epochs=0)
+        train_dualcoop(
+            model, lambda rows: dense[rows], flipped, known, epochs=2, lr=0.001, batch_size=16, warmup_epochs=0
+        )
         results.append(model.positive.context.ctx.detach().clone())
     torch.testing.assert_close(results[0], results[1])
 
@@ -198,8 +206,9 @@ def test_taidpt_learns_from_texts_and_scores_images(clip_model, one_thread):
         return mean_ap(model.scores(test_global, lambda rows: test_dense[rows]).numpy(), test_targets.numpy())
 
     before = scores()
-    history = train_taidpt(model, TextTokens(text_global, token_rows), text_targets, epochs=30, lr=0.5, batch_size=64,
-                           warmup_epochs=0)
+    history = train_taidpt(
+        model, TextTokens(text_global, token_rows), text_targets, epochs=30, lr=0.5, batch_size=64, warmup_epochs=0
+    )
     assert history[-1]["loss"] < history[0]["loss"] / 2
     assert before < 0.5 and scores() > 0.85
     # both branches learned: each alone ranks the images well

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WARNING_LINE = re.compile(r"Warning\b")
 
 # Imported before anything else (site.py runs it): torch and typer warn on import, as a dependency would.
-SITECUSTOMIZE = '''
+SITECUSTOMIZE = """
 import importlib.abc, importlib.machinery, sys, warnings
 
 class WarnOnImport(importlib.abc.MetaPathFinder):
@@ -47,7 +47,7 @@ class WarnOnImport(importlib.abc.MetaPathFinder):
         return spec
 
 sys.meta_path.insert(0, WarnOnImport())
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def warning_lines(stderr: str) -> list[str]:
 
 
 def tai() -> list[str]:
-    return [sys.executable, "-c", "from pipeline.cli import app; app()"]   # what the `tai` console script runs
+    return [sys.executable, "-c", "from pipeline.cli import app; app()"]  # what the `tai` console script runs
 
 
 def test_the_dependencies_do_warn_without_our_entry_points(warning_deps, tmp_path):
@@ -84,7 +84,7 @@ def test_entry_points_print_no_dependency_warning(warning_deps, tmp_path, comman
     done = run(argv, tmp_path, warning_deps)
     if command[0] == "tai":
         assert done.returncode == 0 and "Usage" in done.stdout, done.stderr
-    else:   # no prepared dataset here: the stage stops with its one-line user error, after every import
+    else:  # no prepared dataset here: the stage stops with its one-line user error, after every import
         assert done.returncode == 2 and "no label table" in done.stderr, done.stderr
     assert warning_lines(done.stderr) == []
 
@@ -107,14 +107,14 @@ def test_ours_still_show_and_the_user_s_choice_wins(monkeypatch):
         warnings.resetwarnings()
         monkeypatch.setattr(sys, "warnoptions", [])
         dependency_warnings.silence()
-        for module in ("clip.clip", "torch.jit._serialization", "pipeline.train", "stages.train"):
+        for module in ("clip.clip", "torch.jit._serialization", "pipeline.method.train", "stages.train"):
             warnings.warn_explicit(f"{module} is deprecated", FutureWarning, "x.py", 1, module=module)
         warnings.warn_explicit("pkg_resources is deprecated as an API", UserWarning, "x.py", 1, module="clip.clip")
-    assert [str(w.message) for w in caught] == ["pipeline.train is deprecated", "stages.train is deprecated"]
+    assert [str(w.message) for w in caught] == ["pipeline.method.train is deprecated", "stages.train is deprecated"]
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.resetwarnings()
-        monkeypatch.setattr(sys, "warnoptions", ["default"])   # python -W default
+        monkeypatch.setattr(sys, "warnoptions", ["default"])  # python -W default
         dependency_warnings.silence()
         warnings.warn_explicit("clip.clip is deprecated", FutureWarning, "x.py", 1, module="clip.clip")
     assert len(caught) == 1

@@ -67,8 +67,11 @@ def test_the_readme_stays_a_front_door() -> None:
 def test_every_test_the_docs_name_exists() -> None:
     named = sorted({m for page in PAGES for m in re.findall(r"(tests/\w+\.py)::(\w+)", page.read_text())})
     assert len(named) >= 20, "the fault table of docs/faults.md names its tests as tests/<file>.py::<test>"
-    missing = [f"{path}::{name}" for path, name in named
-               if not (ROOT / path).exists() or not re.search(rf"^def {name}\(", (ROOT / path).read_text(), re.M)]
+    missing = [
+        f"{path}::{name}"
+        for path, name in named
+        if not (ROOT / path).exists() or not re.search(rf"^def {name}\(", (ROOT / path).read_text(), re.M)
+    ]
     assert not missing, missing
 
 
@@ -79,8 +82,12 @@ def _test_files_named(text: str) -> set[str]:
 
 def test_every_test_file_the_docs_name_exists() -> None:
     """A row citing a whole file (`tests/test_fuzz.py`) is evidence too: its file must exist."""
-    named = {f"{page.relative_to(ROOT).as_posix()}: {path}" for page in PAGES for path in _test_files_named(page.read_text())
-             if not (ROOT / path).is_file()}
+    named = {
+        f"{page.relative_to(ROOT).as_posix()}: {path}"
+        for page in PAGES
+        for path in _test_files_named(page.read_text())
+        if not (ROOT / path).is_file()
+    }
     assert not named, sorted(named)
     faults = (ROOT / "docs" / "faults.md").read_text()
     file_only = {m for m in re.findall(r"`(tests/[\w/]+\.py)`", faults)}
@@ -88,12 +95,17 @@ def test_every_test_file_the_docs_name_exists() -> None:
 
 
 def test_the_file_checker_sees_file_only_references() -> None:
-    assert _test_files_named("`tests/test_fuzz.py` and `tests/a.py::b`, not tests/x.pyc") == {"tests/test_fuzz.py", "tests/a.py"}
+    assert _test_files_named("`tests/test_fuzz.py` and `tests/a.py::b`, not tests/x.pyc") == {
+        "tests/test_fuzz.py",
+        "tests/a.py",
+    }
 
 
 def test_the_link_checker_finds_a_broken_link_and_a_broken_anchor(tmp_path: Path) -> None:
     page = tmp_path / "page.md"
-    page.write_text("# Title\n\n## A heading, with `code`\n\n[ok](#a-heading-with-code) [bad](#nope)\n"
-                    "```\n[not a link](nowhere.md)\n```\n[gone](missing.md) [web](https://example.org)\n")
+    page.write_text(
+        "# Title\n\n## A heading, with `code`\n\n[ok](#a-heading-with-code) [bad](#nope)\n"
+        "```\n[not a link](nowhere.md)\n```\n[gone](missing.md) [web](https://example.org)\n"
+    )
     assert _anchors(page) == {"title", "a-heading-with-code"}
     assert _relative_links(page) == ["#a-heading-with-code", "#nope", "missing.md"]

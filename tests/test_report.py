@@ -20,11 +20,21 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from exp_project import (
-    FIXTURE, NOISES, PIPELINE_FIXTURE, PIPELINE_RADII, PIPELINE_SEEDS, RADII, SEEDS, eval_map, exp_show, make_exp_project,
-    run_grid, zeroshot_map,
+    FIXTURE,
+    NOISES,
+    PIPELINE_FIXTURE,
+    PIPELINE_RADII,
+    PIPELINE_SEEDS,
+    RADII,
+    SEEDS,
+    eval_map,
+    exp_show,
+    make_exp_project,
+    run_grid,
+    zeroshot_map,
 )
-from pipeline import report as rp
 from pipeline.cli import app
+from pipeline.experiments import summary as rp
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {"COLUMNS": "200", "NO_COLOR": "1"}
@@ -115,9 +125,9 @@ def test_recorded_markdown_cells(recorded, tmp_path):
     maps = [eval_map(1, "interior", s) for s in SEEDS]
     assert rows[("interior", "1")]["eval.map"] == f"{statistics.mean(maps):.4g} ± {statistics.stdev(maps):.4g}"
     assert rows[("interior", "1")]["seeds"] == "2"
-    assert rows[("interior", "1")]["zeroshot.skipped"] == ""      # the key is absent for interior noise
+    assert rows[("interior", "1")]["zeroshot.skipped"] == ""  # the key is absent for interior noise
     assert rows[("surface", "2")]["zeroshot.skipped"] == "2 ± 0"
-    assert rows[("surface", "5")]["eval.map"] == ""               # DVC could not read the baseline's metrics
+    assert rows[("surface", "5")]["eval.map"] == ""  # DVC could not read the baseline's metrics
     assert rows[("surface", "5")]["seeds"] == "1"
     text = (tmp_path / "experiments.md").read_text()
     assert "`reports/eval.json` (1 of 9 runs)" in text and "`reports/zeroshot.json` (1 of 9 runs)" in text
@@ -125,8 +135,19 @@ def test_recorded_markdown_cells(recorded, tmp_path):
 
 
 def test_recorded_metric_and_x_options(recorded, tmp_path):
-    result = invoke("report", "--json", str(FIXTURE), "--out-dir", str(tmp_path),
-                    "--metric", "zeroshot.map", "--metric", "eval.map", "--x", "train.noise")
+    result = invoke(
+        "report",
+        "--json",
+        str(FIXTURE),
+        "--out-dir",
+        str(tmp_path),
+        "--metric",
+        "zeroshot.map",
+        "--metric",
+        "eval.map",
+        "--x",
+        "train.noise",
+    )
     assert result.exit_code == 0, result.output
     header = table_rows((tmp_path / "experiments.md").read_text())[0].keys()
     assert list(header) == ["train.noise", "train.radius", "seeds", "zeroshot.map", "eval.map"]
@@ -142,8 +163,17 @@ def test_default_table_is_the_varied_params_and_the_headline_metrics(tmp_path):
     assert result.exit_code == 0, result.output
     text = (tmp_path / "experiments.md").read_text()
     rows = table_rows(text)
-    assert list(rows[0]) == ["train.radius", "seeds", "eval.map", "eval.integrated_map", "eval.other_map", "zeroshot.map"]
-    assert [(r["train.radius"], r["seeds"]) for r in rows] == [(str(r), str(len(PIPELINE_SEEDS))) for r in PIPELINE_RADII]
+    assert list(rows[0]) == [
+        "train.radius",
+        "seeds",
+        "eval.map",
+        "eval.integrated_map",
+        "eval.other_map",
+        "zeroshot.map",
+    ]
+    assert [(r["train.radius"], r["seeds"]) for r in rows] == [
+        (str(r), str(len(PIPELINE_SEEDS))) for r in PIPELINE_RADII
+    ]
     runs, _ = rp.collect_runs(json.loads(PIPELINE_FIXTURE.read_text()))
     hidden = len(rp.available_metrics(runs)) - 4
     assert f"{hidden} more in the runs (`tai report --all-metrics`" in text
@@ -187,14 +217,14 @@ def test_default_plot_choices(recorded):
     runs, skipped = rp.collect_runs(recorded)
     summary = rp.summarize(runs, skipped=skipped)
     assert rp.default_metric(summary.metrics) == "eval.map"
-    assert rp.default_x(summary) == "train.radius"   # the numeric varied param, not the noise kind
+    assert rp.default_x(summary) == "train.radius"  # the numeric varied param, not the noise kind
 
 
 def test_curves_one_line_per_noise_with_std_over_seeds(recorded):
     runs, skipped = rp.collect_runs(recorded)
     summary = rp.summarize(runs, skipped=skipped)
     lines = rp.curves(summary, "eval.map", "train.radius")
-    assert sorted(lines) == ["train.noise=interior", "train.noise=surface"]   # the radius-5 baseline has no mAP
+    assert sorted(lines) == ["train.noise=interior", "train.noise=surface"]  # the radius-5 baseline has no mAP
     for noise in NOISES:
         points = lines[f"train.noise={noise}"]
         assert [p[0] for p in points] == list(RADII)
@@ -219,21 +249,25 @@ def test_nothing_varies_writes_a_table_and_a_placeholder(recorded, tmp_path):
     table, picture, summary = rp.write_report(workspace_only, tmp_path)
     assert summary.varied == [] and summary.frame.height == 1
     assert table_rows(table.read_text())[0]["seeds"] == "1"
-    assert check_png(picture) == (320, 120)   # the small placeholder saying why there is no curve
+    assert check_png(picture) == (320, 120)  # the small placeholder saying why there is no curve
 
 
 def test_a_rev_dvc_could_not_read_is_listed_and_its_group_shrinks(recorded, tmp_path):
     """DVC's collect.py replaces `data` by `error` ({msg, type}) for a rev it fails to read."""
     broken = json.loads(json.dumps(recorded))
-    group = next(g for g in broken[1]["experiments"] if g["revs"][0]["data"]["params"]["params.yaml"]["data"]["train"]
-                 == {"seed": 0, "radius": 1, "noise": "surface", "epochs": 3})
+    group = next(
+        g
+        for g in broken[1]["experiments"]
+        if g["revs"][0]["data"]["params"]["params.yaml"]["data"]["train"]
+        == {"seed": 0, "radius": 1, "noise": "surface", "epochs": 3}
+    )
     state = group["revs"][0]
     state.update(data=None, error={"msg": "unexpected error | corrupt", "type": "DvcException"})
     table, picture, summary = rp.write_report(broken, tmp_path)
     assert (state["name"], "error: unexpected error | corrupt") in [(s.name, s.state) for s in summary.skipped]
     rows = {(r["train.noise"], r["train.radius"]): r for r in table_rows(table.read_text())}
     assert rows[("surface", "1")]["seeds"] == "1"
-    assert rows[("surface", "1")]["eval.map"] == f"{eval_map(1, 'surface', 1):.4g}"   # one run: no ±
+    assert rows[("surface", "1")]["eval.map"] == f"{eval_map(1, 'surface', 1):.4g}"  # one run: no ±
     assert "unexpected error / corrupt" in table.read_text()
     check_png(picture)
 
@@ -264,11 +298,18 @@ def test_live_dvc_grid(tmp_path):
     recorded = json.loads(FIXTURE.read_text())
     assert [sorted(e) for e in live] == [sorted(e) for e in recorded]
     assert sorted(live[1]["experiments"][0]) == sorted(recorded[1]["experiments"][0])
-    assert sorted(live[1]["experiments"][0]["revs"][0]["data"]) == sorted(recorded[1]["experiments"][0]["revs"][0]["data"])
+    assert sorted(live[1]["experiments"][0]["revs"][0]["data"]) == sorted(
+        recorded[1]["experiments"][0]["revs"][0]["data"]
+    )
 
     env = {**os.environ, **ENV, "PYTHONPATH": str(ROOT), "DVC_NO_ANALYTICS": "1"}
-    done = subprocess.run([sys.executable, "-m", "pipeline.cli", "report", "--out-dir", "out"],
-                          cwd=root, env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "report", "--out-dir", "out"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     runs, skipped = rp.collect_runs(live)
     assert skipped == []

@@ -7,11 +7,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from pipeline.clip_model import image_transform
-
-from pipeline.encoders import load_clip
-from pipeline.embeddings import EmbeddingCache
-from pipeline.encode_images import encode_images
+from pipeline.encoding.embeddings import EmbeddingCache
+from pipeline.encoding.encode_images import encode_images
+from pipeline.encoding.load import load_clip
+from pipeline.encoding.openai_clip import image_transform
 
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
@@ -61,7 +60,7 @@ def test_the_cache_key_includes_the_resize_mode(tmp_path, tiny_clip, one_thread)
 
 
 def test_the_adapter_bundle_carries_the_resize_mode(tmp_path) -> None:
-    from pipeline.adapter import Adapter, AdapterBundle, AdapterConfig
+    from pipeline.method.adapter import Adapter, AdapterBundle, AdapterConfig
 
     model = Adapter(AdapterConfig(embed_dim=8, n_labels=2, hidden_dim=4, dropout=0.1))
     AdapterBundle(model, ("a", "b"), False, "RN50", 224, "center_crop").save(tmp_path / "a.pt")
@@ -69,6 +68,6 @@ def test_the_adapter_bundle_carries_the_resize_mode(tmp_path) -> None:
     AdapterBundle(model, ("a", "b"), False, "RN50", 224).save(tmp_path / "b.pt")
     assert AdapterBundle.load(tmp_path / "b.pt").resize == "square"
     payload = torch.load(tmp_path / "b.pt", weights_only=True)
-    del payload["resize"]   # a bundle saved before encode.resize existed was preprocessed with CLIP's crop
+    del payload["resize"]  # a bundle saved before encode.resize existed was preprocessed with CLIP's crop
     torch.save(payload, tmp_path / "old.pt")
     assert AdapterBundle.load(tmp_path / "old.pt").resize == "center_crop"

@@ -8,10 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.clip_model import ClipEncoder, ClipError, resize_positional_embedding
-
-from pipeline.encoders import load_clip
-from pipeline.image_engine import ImageEncoder
+from pipeline.encoding.image_runtime import ImageEncoder
+from pipeline.encoding.load import load_clip
+from pipeline.encoding.openai_clip import ClipEncoder, ClipError, resize_positional_embedding
 
 RESOLUTIONS = (64, 96, 128, 224, 448)  # multiples of 32; the tiny CLIP is native at 64 px (2 x 2 grid)
 
@@ -58,8 +57,9 @@ def test_bicubic_values_are_sensible_on_a_ramp() -> None:
     embedding = _embedding(7, 3, values=_ramp(7))
     out = resize_positional_embedding(embedding, 14)[1:].reshape(14, 14, 3)
     # the same bicubic interpolation torch documents (align_corners=False), channel by channel
-    expected = F.interpolate(_ramp(7).reshape(1, 7, 7, 3).permute(0, 3, 1, 2), size=(14, 14), mode="bicubic",
-                             align_corners=False).permute(0, 2, 3, 1)[0]
+    expected = F.interpolate(
+        _ramp(7).reshape(1, 7, 7, 3).permute(0, 3, 1, 2), size=(14, 14), mode="bicubic", align_corners=False
+    ).permute(0, 2, 3, 1)[0]
     assert torch.allclose(out, expected, atol=1e-5)
     # a ramp stays a ramp: increasing along x in channel 2 (slope 3 in x, 0 in y) away from the borders
     assert (out[2:-2, 3:-2, 2] - out[2:-2, 2:-3, 2] > 0).all()

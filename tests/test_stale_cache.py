@@ -84,25 +84,32 @@ def test_each_library_module_edit_marks_exactly_the_stages_that_import_it(projec
     lists equal the import graph), so that the check stays a few seconds long."""
     modules = stage_modules(ROOT / "dvc.yaml")
     deps = {stage: code_deps(ROOT, module) for stage, module in modules.items()}
-    library = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "pipeline").rglob("*.py")
-                     if "__pycache__" not in p.parts)
+    library = sorted(
+        p.relative_to(ROOT).as_posix() for p in (ROOT / "pipeline").rglob("*.py") if "__pycache__" not in p.parts
+    )
     by_importers: dict[frozenset, str] = {}
     for module in library:
-        importers = frozenset(stage for stage, found in deps.items()
-                              if module in found or any(module.startswith(d + "/") for d in found))
+        importers = frozenset(
+            stage for stage, found in deps.items() if module in found or any(module.startswith(d + "/") for d in found)
+        )
         by_importers.setdefault(importers, module)
-    assert len(by_importers) > 10   # the stages do not all import the same code
-    wrong = {module: {"marked": sorted(got), "imports it": sorted(expected)}
-             for expected, module in by_importers.items()
-             if (got := changed_stages(project, module)) != expected}
+    assert len(by_importers) > 10  # the stages do not all import the same code
+    wrong = {
+        module: {"marked": sorted(got), "imports it": sorted(expected)}
+        for expected, module in by_importers.items()
+        if (got := changed_stages(project, module)) != expected
+    }
     assert wrong == {}
 
 
 def peer_defaults_homes() -> list[str]:
     """The library modules that define the peers' defaults and table (PEER_DEFAULTS, PEER_VALUES, PEERS),
     wherever they live: pipeline/ and pipeline/prompt/ today, another room after a move."""
-    homes = [p.relative_to(ROOT).as_posix() for p in sorted((ROOT / "pipeline").rglob("*.py"))
-             if re.search(r"^(PEER_DEFAULTS|PEER_VALUES|PEERS)\b\s*(:[^=\n]*)?=", p.read_text(), flags=re.M)]
+    homes = [
+        p.relative_to(ROOT).as_posix()
+        for p in sorted((ROOT / "pipeline").rglob("*.py"))
+        if re.search(r"^(PEER_DEFAULTS|PEER_VALUES|PEERS)\b\s*(:[^=\n]*)?=", p.read_text(), flags=re.M)
+    ]
     assert homes, "no module defines PEER_DEFAULTS, PEER_VALUES or PEERS"
     return homes
 
@@ -129,18 +136,33 @@ def test_a_peer_default_edit_marks_the_prompt_stage(project):
 def test_a_peer_value_edit_marks_the_prompt_stage_alone(project):
     """A peer's own values (lr, epochs, ...) change only the peer's result: an edit reruns `prompt` and no
     adapter training or encoding (the Plan names the peer; only the prompt stage resolves its values)."""
-    (values,) = [p for p in (ROOT / "pipeline").rglob("*.py") if re.search(r"^PEER_VALUES\b", p.read_text(), flags=re.M)]
+    (values,) = [
+        p for p in (ROOT / "pipeline").rglob("*.py") if re.search(r"^PEER_VALUES\b", p.read_text(), flags=re.M)
+    ]
     assert changed_stages(project, values.relative_to(ROOT).as_posix()) == {"prompt"}
 
 
 def test_a_noise_edit_marks_train_and_nothing_upstream(project):
-    (noise,) = (ROOT / "pipeline").rglob("perturb.py")   # the noise module, in whichever room it lives
+    (noise,) = (ROOT / "pipeline").rglob("perturb.py")  # the noise module, in whichever room it lives
     marked = changed_stages(project, noise.relative_to(ROOT).as_posix())
     assert "train" in marked
-    upstream = {"download", "prepare", "generate", "encode_text", "encode_eval_images", "encode_support_images",
-                "encode_partial_images", "encode_dense_images", "zeroshot", "fewshot", "mask", "centroids", "prompt"}
+    upstream = {
+        "download",
+        "prepare",
+        "generate",
+        "encode_text",
+        "encode_eval_images",
+        "encode_support_images",
+        "encode_partial_images",
+        "encode_dense_images",
+        "zeroshot",
+        "fewshot",
+        "mask",
+        "centroids",
+        "prompt",
+    }
     assert not marked & upstream, marked
-    assert marked <= {"train", "evaluate"}   # evaluate draws the noise in its modality-gap picture
+    assert marked <= {"train", "evaluate"}  # evaluate draws the noise in its modality-gap picture
 
 
 def test_infrastructure_holds_no_default_a_result_depends_on():

@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from e2e_project import run, stage_env
-from pipeline.sweep import parse_queued
+from pipeline.experiments.sweep import parse_queued
 
 pytestmark = pytest.mark.slow
 
@@ -42,12 +42,16 @@ stages:
 
 
 def test_parse_queued_keeps_each_experiments_overrides():
-    output = ("Queueing with overrides '{'params.yaml': ['train.radius=1', 'train.seed=0']}'.\n"
-              "Queued experiment 'yarer-bags' for future execution.\n"
-              "Queueing with overrides '{'params.yaml': ['train.radius=2', 'train.seed=0']}'.\n"
-              "Queued experiment 'slack-corm' for future execution.\n")
-    assert parse_queued(output) == {"yarer-bags": ["params.yaml:train.radius=1", "params.yaml:train.seed=0"],
-                                    "slack-corm": ["params.yaml:train.radius=2", "params.yaml:train.seed=0"]}
+    output = (
+        "Queueing with overrides '{'params.yaml': ['train.radius=1', 'train.seed=0']}'.\n"
+        "Queued experiment 'yarer-bags' for future execution.\n"
+        "Queueing with overrides '{'params.yaml': ['train.radius=2', 'train.seed=0']}'.\n"
+        "Queued experiment 'slack-corm' for future execution.\n"
+    )
+    assert parse_queued(output) == {
+        "yarer-bags": ["params.yaml:train.radius=1", "params.yaml:train.seed=0"],
+        "slack-corm": ["params.yaml:train.radius=2", "params.yaml:train.seed=0"],
+    }
 
 
 @pytest.fixture
@@ -68,22 +72,30 @@ def states(root) -> dict[str, str]:
     done = run(root, sys.executable, "-m", "dvc", "exp", "show", "--json", check=False)
     if done.returncode:
         return {}
-    return {g["name"]: (g.get("executor") or {}).get("state", "success")
-            for commit in json.loads(done.stdout) for g in commit.get("experiments") or []}
+    return {
+        g["name"]: (g.get("executor") or {}).get("state", "success")
+        for commit in json.loads(done.stdout)
+        for g in commit.get("experiments") or []
+    }
 
 
 def sweep(root, *settings: str) -> subprocess.Popen:
     args = [a for s in settings for a in ("-S", s)]
-    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "sweep", *args, "-j", "1"], cwd=root,
-                            env=stage_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline.cli", "sweep", *args, "-j", "1"],
+        cwd=root,
+        env=stage_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def test_a_sweep_finishes_every_experiment_when_its_worker_is_killed(project):
     """One grid point fails (a negative radius): the sweep still runs the others, and exits 1 naming it."""
     proc = sweep(project, "train.radius=-1,1,2")
     deadline = time.monotonic() + 120
-    while "running" not in states(project).values():          # an experiment is inside its stage
+    while "running" not in states(project).values():  # an experiment is inside its stage
         assert proc.poll() is None, proc.communicate()[0]
         assert time.monotonic() < deadline, "no experiment started within 120 s"
         time.sleep(0.3)
@@ -99,7 +111,11 @@ def test_a_sweep_finishes_every_experiment_when_its_worker_is_killed(project):
     final = states(project)
     assert sorted(final.values()) == ["failed", "success", "success"], final
     show = json.loads(run(project, sys.executable, "-m", "dvc", "exp", "show", "--json").stdout)
-    radii = sorted(r["data"]["params"]["params.yaml"]["data"]["train"]["radius"]
-                   for commit in show for g in commit.get("experiments") or [] for r in g["revs"])
-    assert radii == [-1, 1, 2]                                  # each grid point once, none lost, none twice
-    assert "train.radius" in out and "eval.map" in out          # the report's table
+    radii = sorted(
+        r["data"]["params"]["params.yaml"]["data"]["train"]["radius"]
+        for commit in show
+        for g in commit.get("experiments") or []
+        for r in g["revs"]
+    )
+    assert radii == [-1, 1, 2]  # each grid point once, none lost, none twice
+    assert "train.radius" in out and "eval.map" in out  # the report's table

@@ -3,14 +3,14 @@
 import numpy as np
 import torch
 
-from pipeline.embeddings import EmbeddingCache
+from pipeline.encoding.embeddings import EmbeddingCache
 
 CAPTIONS = [
     "a dog.",
-    " ".join(["a cat sitting next to a red car under a tall tree"] * 6),   # ~70 tokens
+    " ".join(["a cat sitting next to a red car under a tall tree"] * 6),  # ~70 tokens
     "cat",
     "there are a cat, a dog and a person in the photo.",
-    " ".join(["tree"] * 120),                                              # over 77: truncated alike
+    " ".join(["tree"] * 120),  # over 77: truncated alike
     "",
     "a picture showing cars and trees.",
 ]
@@ -24,8 +24,8 @@ def padded(encoder, texts):
 
 
 def test_trimmed_bucketed_texts_equal_padding_to_77(tmp_path, tiny_clip, one_thread):
-    from pipeline.encoders import load_clip
-    from pipeline.encode import encode_texts
+    from pipeline.encoding.encode import encode_texts
+    from pipeline.encoding.load import load_clip
 
     encoder = load_clip(str(tiny_clip), "cpu")
     seen, calls = [], []
@@ -49,7 +49,7 @@ def test_trimmed_bucketed_texts_equal_padding_to_77(tmp_path, tiny_clip, one_thr
 
 
 def test_length_batches_trade_padding_against_calls():
-    from pipeline.encode import CALL_COST, _length_batches
+    from pipeline.encoding.encode import CALL_COST, _length_batches
 
     assert CALL_COST > 1  # a lone text of a new length joins its neighbours rather than get its own call
     lengths = [10] * 50 + [11] + [12] * 50 + [70] * 3
@@ -62,14 +62,16 @@ def test_length_batches_trade_padding_against_calls():
 
 
 def test_the_causal_mask_is_sliced_to_the_trimmed_length(tiny_clip, one_thread):
-    from pipeline.clip_model import text_mask_is_causal
-    from pipeline.encoders import load_clip
+    from pipeline.encoding.load import load_clip
+    from pipeline.encoding.openai_clip import text_mask_is_causal
 
     encoder = load_clip(str(tiny_clip), "cpu")
     assert text_mask_is_causal(encoder.model)
     masks = []
     for block in encoder.model.transformer.resblocks:
-        block.attn.register_forward_pre_hook(lambda m, args, kwargs: masks.append(kwargs["attn_mask"]), with_kwargs=True)
+        block.attn.register_forward_pre_hook(
+            lambda m, args, kwargs: masks.append(kwargs["attn_mask"]), with_kwargs=True
+        )
     tokens = encoder.tokenize(["a cat and a dog.", "a tree"])
     length = int(tokens.argmax(dim=-1).max()) + 1
     trimmed = encoder.encode_tokens(tokens)
@@ -80,8 +82,8 @@ def test_the_causal_mask_is_sliced_to_the_trimmed_length(tiny_clip, one_thread):
 
 
 def test_a_text_model_without_a_causal_mask_keeps_77_tokens(tiny_clip, one_thread):
-    from pipeline.clip_model import text_mask_is_causal
-    from pipeline.encoders import load_clip
+    from pipeline.encoding.load import load_clip
+    from pipeline.encoding.openai_clip import text_mask_is_causal
 
     encoder = load_clip(str(tiny_clip), "cpu")
     for block in encoder.model.transformer.resblocks:

@@ -16,12 +16,12 @@ import torch
 import yaml
 
 from e2e_project import stage_command, stage_env
-from pipeline.adapter import Adapter, AdapterBundle, AdapterConfig, AdapterError
 from pipeline.config import TrainParams
-from pipeline.embeddings import write_shards
+from pipeline.data.labels import LabelSet
+from pipeline.encoding.embeddings import write_shards
 from pipeline.io import write_parquet
-from pipeline.labels import LabelSet
-from pipeline.train import TrainingDiverged, TrainingSet, train_adapter
+from pipeline.method.adapter import Adapter, AdapterBundle, AdapterConfig, AdapterError
+from pipeline.method.train import TrainingDiverged, TrainingSet, train_adapter
 
 LABELS = LabelSet.from_names(["cat", "dog", "car", "tree"])
 
@@ -48,39 +48,50 @@ def test_a_nan_radius_stops_at_the_first_step_and_says_what_to_try(tmp_path, one
 
 def test_a_huge_learning_rate_stops_at_the_first_non_finite_loss(tmp_path, one_thread):
     checkpoint = tmp_path / "checkpoint.pt"
-    with pytest.raises(TrainingDiverged, match=r"training diverged: the loss is (nan|inf|-inf) at epoch 1 of 3, step \d of 3"):
+    with pytest.raises(
+        TrainingDiverged, match=r"training diverged: the loss is (nan|inf|-inf) at epoch 1 of 3, step \d of 3"
+    ):
         train_adapter(small_set(), params(max_lr=1e9), checkpoint)
-    assert not checkpoint.exists()   # nothing of the diverged epoch is kept
+    assert not checkpoint.exists()  # nothing of the diverged epoch is kept
 
 
 def test_a_loss_that_explodes_while_staying_finite_stops_training(tmp_path, one_thread, monkeypatch):
     """lr 1e9, radius 1, one step per epoch: the second epoch's loss is 1.8e28 (the issue's 2e28), finite."""
-    from pipeline import train
+    from pipeline.method import train
 
     data, runaway = small_set(radius=1.0), params(max_lr=1e9, epochs=2, batch_size=96, hidden_dim=16)
-    for name in ("LOSS_GROWTH", "LOSS_LIMIT", "WEIGHT_LIMIT"):   # without the bounds: a model is written
+    for name in ("LOSS_GROWTH", "LOSS_LIMIT", "WEIGHT_LIMIT"):  # without the bounds: a model is written
         monkeypatch.setattr(train, name, math.inf)
     _, history = train_adapter(data, runaway)
     assert history[0]["loss"] < 1 and 1e27 < history[1]["loss"] < math.inf
     monkeypatch.undo()
 
     checkpoint = tmp_path / "checkpoint.pt"
-    with pytest.raises(TrainingDiverged) as error:   # the weight bound sees it first, after the first step
+    with pytest.raises(TrainingDiverged) as error:  # the weight bound sees it first, after the first step
         train_adapter(data, runaway, checkpoint)
     message = str(error.value)
-    assert re.search(r"a weight reached [0-9.e+]+ \(the bound is 1e\+06; weights start below 1\) at the end of "
-                     r"epoch 1 of 2", message), message
+    assert re.search(
+        r"a weight reached [0-9.e+]+ \(the bound is 1e\+06; weights start below 1\) at the end of "
+        r"epoch 1 of 2",
+        message,
+    ), message
     assert "no model was written" in message and "lower train.max_lr" in message and not checkpoint.exists()
 
-    monkeypatch.setattr(train, "WEIGHT_LIMIT", math.inf)   # and the loss bound at the end of the next epoch
-    with pytest.raises(TrainingDiverged, match=r"the epoch's mean loss is [0-9.]+e\+28, more than 1000 times the "
-                                               r"first epoch's 0.697 at the end of epoch 2 of 2"):
+    monkeypatch.setattr(train, "WEIGHT_LIMIT", math.inf)  # and the loss bound at the end of the next epoch
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"the epoch's mean loss is [0-9.]+e\+28, more than 1000 times the "
+        r"first epoch's 0.697 at the end of epoch 2 of 2",
+    ):
         train_adapter(data, runaway)
 
 
 def test_a_loss_far_above_chance_in_the_first_epoch_stops_training(one_thread):
-    with pytest.raises(TrainingDiverged, match=r"mean loss is [0-9.e+]+, above 693 \(a thousand times the loss of "
-                                               r"answering 0.5 for every label\) at the end of epoch 1 of 3"):
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"mean loss is [0-9.e+]+, above 693 \(a thousand times the loss of "
+        r"answering 0.5 for every label\) at the end of epoch 1 of 3",
+    ):
         train_adapter(small_set(), params(max_lr=1e3))
 
 
@@ -89,7 +100,9 @@ def test_a_divergence_after_a_checkpoint_keeps_the_last_good_epoch(tmp_path, one
     checkpoint = tmp_path / "checkpoint.pt"
     sane_then_runaway = params(max_lr=10.0, epochs=6, batch_size=96, hidden_dim=16)
     seen: list[dict] = []
-    with pytest.raises(TrainingDiverged, match=r"more than 1000 times the first epoch's 0.697 at the end of epoch 3 of 6"):
+    with pytest.raises(
+        TrainingDiverged, match=r"more than 1000 times the first epoch's 0.697 at the end of epoch 3 of 6"
+    ):
         train_adapter(small_set(), sane_then_runaway, checkpoint, on_epoch=seen.append)
     state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     assert [row["epoch"] for row in seen] == [1, 2] and state["epoch"] == 2 and state["history"] == seen
@@ -112,7 +125,7 @@ def test_embeddings_holding_nan_are_named_before_training(one_thread):
 def test_the_checkpoint_is_tensors_and_plain_data(tmp_path, one_thread):
     checkpoint = tmp_path / "checkpoint.pt"
     train_adapter(small_set(), params(epochs=2), checkpoint)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)   # refuses anything but plain data
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)  # refuses anything but plain data
     assert state["epoch"] == 2 and isinstance(state["generator"], torch.Tensor)
     assert [row["epoch"] for row in state["history"]] == [1, 2]
 
@@ -131,7 +144,7 @@ def test_a_tampered_checkpoint_runs_no_code_and_is_ignored(tmp_path, one_thread,
     marker = tmp_path / "code-ran"
     checkpoint = tmp_path / "checkpoint.pt"
     torch.save({"fingerprint": "x", "payload": RunsCode(marker)}, checkpoint)
-    with open(tmp_path / "probe.pkl", "wb") as f:   # the pickle does run code when loaded unsafely
+    with open(tmp_path / "probe.pkl", "wb") as f:  # the pickle does run code when loaded unsafely
         pickle.dump(RunsCode(tmp_path / "probe"), f)
     pickle.loads((tmp_path / "probe.pkl").read_bytes())
     assert (tmp_path / "probe").exists()
@@ -182,8 +195,9 @@ def stage_project(tmp_path: Path, train: dict) -> Path:
 
 def test_the_train_stage_exits_2_and_writes_no_model(tmp_path):
     project = stage_project(tmp_path, {"max_lr": 1e9, "batch_size": 8})
-    result = subprocess.run(stage_command("train"), cwd=project, env=stage_env(), capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        stage_command("train"), cwd=project, env=stage_env(), capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 2, result.stderr
     assert "training diverged" in result.stderr and "Traceback" not in result.stderr
     assert not (project / "artifacts" / "model").exists()
@@ -192,8 +206,9 @@ def test_the_train_stage_exits_2_and_writes_no_model(tmp_path):
 def test_the_evaluate_stage_exits_2_for_a_nan_adapter(tmp_path):
     project = stage_project(tmp_path, {})
     save_adapter(project / "artifacts" / "model" / "adapter.pt", poison=True)
-    result = subprocess.run(stage_command("evaluate"), cwd=project, env=stage_env(), capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        stage_command("evaluate"), cwd=project, env=stage_env(), capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 2, result.stderr
     assert "adapter.pt: the adapter's weights hold NaN or infinity" in result.stderr
     assert not (project / "artifacts" / "eval").exists()

@@ -14,13 +14,13 @@ import torch
 import yaml
 
 from e2e_project import stage_command, stage_env
-from pipeline.embeddings import write_shards
+from pipeline.data.labels import LabelSet
+from pipeline.encoding.embeddings import write_shards
 from pipeline.io import write_parquet
-from pipeline.labels import LabelSet
 
 LABELS = LabelSet.from_names(["cat", "dog", "car", "tree"])
 N_TEXTS, DIM, EPOCHS = 1600, 64, 4
-ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}   # the same arithmetic in every run
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # the same arithmetic in every run
 
 
 def train_project(base, name: str):
@@ -30,17 +30,22 @@ def train_project(base, name: str):
     ids = [f"t{i}" for i in range(N_TEXTS)]
     labels = [[LABELS.names[i % 4], LABELS.names[(i // 4) % 4]] for i in range(N_TEXTS)]
     write_parquet(pl.DataFrame({"text_id": ids, "labels": labels}), project / "artifacts" / "texts.parquet")
-    write_shards(project / "artifacts" / "embeddings" / "text", ids,
-                 rng.normal(size=(N_TEXTS, DIM)).astype(np.float32), {})
-    (project / "params.yaml").write_text(yaml.safe_dump({"train": {"epochs": EPOCHS, "hidden_dim": 256, "device": "cpu",
-                                                                   "batch_size": 32, "radius": 1.0}}))
+    write_shards(
+        project / "artifacts" / "embeddings" / "text", ids, rng.normal(size=(N_TEXTS, DIM)).astype(np.float32), {}
+    )
+    (project / "params.yaml").write_text(
+        yaml.safe_dump(
+            {"train": {"epochs": EPOCHS, "hidden_dim": 256, "device": "cpu", "batch_size": 32, "radius": 1.0}}
+        )
+    )
     return project
 
 
 def train(project, **popen) -> subprocess.Popen:
-    env = {**stage_env(), **ONE_THREAD, "TAI_CACHE_DIR": str(project / "cache")}   # a checkpoint folder each
-    return subprocess.Popen(stage_command("train"), cwd=project, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    env = {**stage_env(), **ONE_THREAD, "TAI_CACHE_DIR": str(project / "cache")}  # a checkpoint folder each
+    return subprocess.Popen(
+        stage_command("train"), cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen
+    )
 
 
 def checkpoints(project) -> list:
@@ -62,7 +67,7 @@ def test_train_killed_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_path):
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "no second checkpoint within 300 s"
         time.sleep(0.02)
-    time.sleep(state["history"][-1]["seconds"] / 4)      # a quarter into the next epoch
+    time.sleep(state["history"][-1]["seconds"] / 4)  # a quarter into the next epoch
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate()
     assert proc.returncode == -signal.SIGKILL
@@ -74,7 +79,7 @@ def test_train_killed_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_path):
     _, log = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, log
     assert f"after epoch {kept} of {EPOCHS}" in log
-    assert checkpoint_state(killed)["epoch"] == EPOCHS   # kept: the finished weights
+    assert checkpoint_state(killed)["epoch"] == EPOCHS  # kept: the finished weights
     assert not (killed / "artifacts" / "train").exists()
     assert reference.wait(timeout=300) == 0, reference.communicate()[1]
 
@@ -85,7 +90,8 @@ def test_train_killed_mid_epoch_resumes_to_the_uninterrupted_weights(tmp_path):
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0)
     columns = ["epoch", "loss", "lr"]
     assert pl.read_csv(whole / "reports" / "train_log.csv")[columns].equals(
-        pl.read_csv(killed / "reports" / "train_log.csv")[columns])
+        pl.read_csv(killed / "reports" / "train_log.csv")[columns]
+    )
 
 
 def test_a_rerun_that_changes_only_the_bundles_stamp_trains_no_epoch(tmp_path):

@@ -8,7 +8,7 @@
   done takes the next one instead of idling until the group ends); every group
   starts from the same state (the tokens every chat shares, the chat template's head and the first
   prompt up to its labels, decoded once and restored), so an answer depends only on its group's
-  chats: work order and resumption cannot change it (pipeline.generate.run rebuilds the same groups).
+  chats: work order and resumption cannot change it (pipeline.generate.captions rebuilds the same groups).
   A looping answer is ended early (pipeline.generate.loops).
 - `OpenAIBackend`: any OpenAI-compatible server (`POST {base_url}/chat/completions`), several
   servers for scale-out, requests spread to the least busy one, retries with exponential backoff.
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
 
-from pipeline.config import GenerateParams, OpenAIParams, ParamsError
+from pipeline.config import GenerateParams, OpenAIParams
 from pipeline.generate.llama_batch import BatchDecoder, Completion, Request
 from pipeline.generate.llama_load import load_llama
 from pipeline.generate.loops import LOOPED
@@ -44,18 +44,18 @@ class BackendError(RuntimeError):
 @dataclass(frozen=True)
 class Reply:
     text: str
-    finish_reason: str | None = None   # "length" when cut at max_tokens, LOOPED when cut where it looped
+    finish_reason: str | None = None  # "length" when cut at max_tokens, LOOPED when cut where it looped
     model: str | None = None
-    tokens: int | None = None          # completion tokens, where the backend reports them (benchmarks)
+    tokens: int | None = None  # completion tokens, where the backend reports them (benchmarks)
 
 
 class ChatBackend(Protocol):
-    model_name: str        # the `model` column
-    concurrency: int       # chats the caller may run at once
+    model_name: str  # the `model` column
+    concurrency: int  # chats the caller may run at once
 
     def chat(self, messages: list[dict[str, str]], *, seed: int) -> Reply: ...
 
-    def identity(self) -> dict: ...   # what, besides params, makes answers differ (model file, server model)
+    def identity(self) -> dict: ...  # what, besides params, makes answers differ (model file, server model)
 
     def close(self) -> None: ...
 
@@ -73,20 +73,30 @@ OWN_N_CTX = 256
 
 
 class LlamaCppBackend:
-    concurrency = 1   # one thread: the chats run side by side inside chat_group
+    concurrency = 1  # one thread: the chats run side by side inside chat_group
 
-    def __init__(self, model_path: str | Path, *, n_ctx: int, n_threads: int, temperature: float, max_tokens: int,
-                 stop: tuple[str, ...] = (), prompt: str = "{labels}", repack_weights: bool = False,
-                 parallel: int = 1):
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        n_ctx: int,
+        n_threads: int,
+        temperature: float,
+        max_tokens: int,
+        stop: tuple[str, ...] = (),
+        prompt: str = "{labels}",
+        repack_weights: bool = False,
+        parallel: int = 1,
+    ):
         self.model_path = Path(model_path)
         self.model_name = self.model_path.name
         self.temperature = temperature
         self.max_tokens = max_tokens
-        self.parallel = parallel   # sequences decoded at once (generate.parallel)
+        self.parallel = parallel  # sequences decoded at once (generate.parallel)
         # chats per group; at 1 sequence a group of one: an answer then depends on its chat alone
         self.group = parallel if parallel == 1 else GROUP_PER_SEQUENCE * parallel
-        self.stop = list(stop)   # stop sequences (generate.single_sentence); none by default
-        self.llm = load_llama(   # weight repacking off unless generate.repack_weights (pipeline.generate.llama_load)
+        self.stop = list(stop)  # stop sequences (generate.single_sentence); none by default
+        self.llm = load_llama(  # weight repacking off unless generate.repack_weights (pipeline.generate.llama_load)
             self.model_path,
             repack_weights=repack_weights,
             n_ctx=OWN_N_CTX,
@@ -104,8 +114,9 @@ class LlamaCppBackend:
             )
         self._prefix = self._shared_prefix(prompt)
 
-        self._decoder = BatchDecoder(self.llm, n_ctx=n_ctx, width=parallel, temperature=temperature,
-                                     max_tokens=max_tokens, prefix=self._prefix)
+        self._decoder = BatchDecoder(
+            self.llm, n_ctx=n_ctx, width=parallel, temperature=temperature, max_tokens=max_tokens, prefix=self._prefix
+        )
 
     def _request(self, messages: list[dict[str, str]], seed: int):
         """What `create_chat_completion(messages, ...)` would decode: the prompt's tokens and its stop sequences,
@@ -113,21 +124,31 @@ class LlamaCppBackend:
         Llama that records the completion it asks for instead of running it."""
         from llama_cpp import llama_chat_format
 
-
         llm = self.llm
-        handler = (llm.chat_handler or llm._chat_handlers.get(llm.chat_format)
-                   or llama_chat_format.get_chat_completion_handler(llm.chat_format))
+        handler = (
+            llm.chat_handler
+            or llm._chat_handlers.get(llm.chat_format)
+            or llama_chat_format.get_chat_completion_handler(llm.chat_format)
+        )
         recorder = _CompletionRecorder(llm)
-        handler(llama=recorder, messages=messages, temperature=self.temperature, max_tokens=self.max_tokens,
-                seed=seed, stop=self.stop or None)
+        handler(
+            llama=recorder,
+            messages=messages,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            seed=seed,
+            stop=self.stop or None,
+        )
         return Request(recorder.prompt, recorder.stop, seed)
 
     def _shared_prefix(self, prompt: str) -> list[int]:
         """The tokens every chat starts with: the chat template's (system prompt, user header) and the
         first-turn `prompt`'s up to its {labels} ("... an image that contains"), so that no call
         decodes them again."""
-        prompts = [self._request([{"role": "user", "content": prompt.replace("{labels}", probe)}], 0).tokens
-                   for probe in ("cat", "dog")]
+        prompts = [
+            self._request([{"role": "user", "content": prompt.replace("{labels}", probe)}], 0).tokens
+            for probe in ("cat", "dog")
+        ]
         shared = 0
         for a, b in zip(*prompts):
             if a != b:
@@ -152,7 +173,7 @@ class LlamaCppBackend:
                     # model None: the `model` column takes model_name, the file's name now (a journaled answer
                     # of the same file under another name or path is the same answer)
                     reply = Reply(answer.text, LOOPED if answer.looped else answer.finish_reason, None, answer.tokens)
-                else:   # context overflow, decode failure: drop this combination, keep going
+                else:  # context overflow, decode failure: drop this combination, keep going
                     reply = BackendError(f"llama_cpp: {type(answer).__name__}: {answer}")
                 messages, seed = chat.send(reply)
         except StopIteration as stop:
@@ -160,6 +181,7 @@ class LlamaCppBackend:
 
     def chat(self, messages: list[dict[str, str]], *, seed: int) -> Reply:
         """One chat turn, decoded as a group of its own."""
+
         def one():
             return (yield messages, seed)
 
@@ -170,8 +192,12 @@ class LlamaCppBackend:
 
     def identity(self) -> dict:
         # the content, not the name; parallel and group: an answer depends on its group (pipeline.generate.llama_batch)
-        return {"backend": "llama_cpp", **model_identity(self.model_path), "parallel": self.parallel,
-                "group": self.group}
+        return {
+            "backend": "llama_cpp",
+            **model_identity(self.model_path),
+            "parallel": self.parallel,
+            "group": self.group,
+        }
 
     def close(self) -> None:
         decoder, self._decoder = getattr(self, "_decoder", None), None
@@ -197,10 +223,14 @@ class _CompletionRecorder:
     def create_completion(self, *, prompt, stop=None, **_):
         self.prompt = [int(t) for t in prompt]
         self.stop = tuple([stop] if isinstance(stop, str) else stop or ())
-        return {"id": "recorded", "object": "text_completion", "created": 0, "model": "",
-                "choices": [{"text": "", "index": 0, "logprobs": None, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": len(self.prompt), "completion_tokens": 0,
-                          "total_tokens": len(self.prompt)}}
+        return {
+            "id": "recorded",
+            "object": "text_completion",
+            "created": 0,
+            "model": "",
+            "choices": [{"text": "", "index": 0, "logprobs": None, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": len(self.prompt), "completion_tokens": 0, "total_tokens": len(self.prompt)},
+        }
 
 
 # --------------------------------------------------------------------------------------- openai
@@ -235,12 +265,14 @@ class OpenAIBackend:
         self._client = httpx.Client(
             headers=headers,
             timeout=httpx.Timeout(params.timeout_s),
-            limits=httpx.Limits(max_connections=params.concurrency + len(self.urls), max_keepalive_connections=params.concurrency),
+            limits=httpx.Limits(
+                max_connections=params.concurrency + len(self.urls), max_keepalive_connections=params.concurrency
+            ),
         )
         self._lock = threading.Lock()
         self._in_flight = [0] * len(self.urls)
         self._next = 0
-        self.requests = [0] * len(self.urls)   # per server, retries included
+        self.requests = [0] * len(self.urls)  # per server, retries included
         self.failures = [0] * len(self.urls)
         self.model_name = self._served_model()
 
@@ -297,7 +329,7 @@ class OpenAIBackend:
             "seed": seed,
         }
         if self.stop:
-            body["stop"] = self.stop   # the OpenAI API takes up to 4 stop sequences
+            body["stop"] = self.stop  # the OpenAI API takes up to 4 stop sequences
         last_error = "no attempt"
         server = None
         for attempt in range(self.params.retries + 1):
@@ -311,11 +343,11 @@ class OpenAIBackend:
                 if response.status_code >= 400:
                     last_error = f"{url}: HTTP {response.status_code}: {response.text[:200]!r}"
                     if response.status_code < 500 and response.status_code not in _RETRY_STATUS:
-                        raise BackendError(last_error)   # a client error does not fix itself
+                        raise BackendError(last_error)  # a client error does not fix itself
                     continue
                 reply = _read_reply(response)
                 ok = True
-                if reply.model in (None, self.params.model):   # an echo of our own request says nothing
+                if reply.model in (None, self.params.model):  # an echo of our own request says nothing
                     reply = Reply(reply.text, reply.finish_reason, self.model_name)
                 return reply
             except httpx.TimeoutException as e:
@@ -354,7 +386,7 @@ def _read_reply(response) -> Reply:
         raise _Garbage(f"choices[0].message.content is not text: {content!r:.120}")
     model = data.get("model") if isinstance(data, dict) else None
     if isinstance(model, str) and model.endswith(".gguf"):
-        model = Path(model).name   # llama-cpp-python's server reports the model path
+        model = Path(model).name  # llama-cpp-python's server reports the model path
     return Reply(content or "", choice.get("finish_reason") if isinstance(choice, dict) else None, model or None)
 
 
@@ -375,4 +407,6 @@ def make_backend(params: GenerateParams) -> ChatBackend:
             repack_weights=params.repack_weights,
             parallel=params.parallel,
         )
-    return OpenAIBackend(params.openai, temperature=params.temperature, max_tokens=params.max_tokens, stop=stop)  # "openai"
+    return OpenAIBackend(
+        params.openai, temperature=params.temperature, max_tokens=params.max_tokens, stop=stop
+    )  # "openai"

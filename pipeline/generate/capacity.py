@@ -13,7 +13,7 @@ import logging
 import math
 
 from pipeline.config import GenerateParams, ParamsError
-from pipeline.labels import LabelSet
+from pipeline.data.labels import LabelSet
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ def distinct_template_texts(labels: LabelSet, templates: tuple[str, ...], max_la
     e_k the elementary symmetric polynomial (exact integers, O(labels x max_labels))."""
     forms = [len({name, *syns}) if use_synonyms else 1 for name, syns in zip(labels.names, labels.synonyms)]
     top = min(max_labels, len(forms))
-    e = [1] + [0] * top            # e[k] = sum over k-sets of the product of their spellings
+    e = [1] + [0] * top  # e[k] = sum over k-sets of the product of their spellings
     for f in forms:
         for k in range(top, 0, -1):
             e[k] += e[k - 1] * f
@@ -54,5 +54,11 @@ def check_capacity(params: GenerateParams, labels: LabelSet, key: str = "generat
                 f"add templates or synonyms, raise max_labels, or caption with the LLM (raise llm_fraction)"
             )
     if params.n_combinations > combos:
-        log.info("%d combinations drawn from %d distinct ones (%d labels, 1..%d each): combinations repeat, "
-                 "each repeat captioned afresh", params.n_combinations, combos, n_labels, params.max_labels)
+        log.info(
+            "%d combinations drawn from %d distinct ones (%d labels, 1..%d each): combinations repeat, "
+            "each repeat captioned afresh",
+            params.n_combinations,
+            combos,
+            n_labels,
+            params.max_labels,
+        )

@@ -10,8 +10,8 @@ import hashlib
 import random
 from dataclasses import dataclass
 
+from pipeline.data.labels import LabelSet
 from pipeline.errors import UserError
-from pipeline.labels import LabelSet
 
 LLM = "llm"
 TEMPLATE = "template"
@@ -26,10 +26,10 @@ def derive_seed(*parts: object) -> int:
 @dataclass(frozen=True)
 class Combination:
     id: int
-    labels: tuple[str, ...]   # label-table order: the `combination` column
-    order: tuple[str, ...]    # the random order the labels are named in the prompt
-    source: str               # "llm" | "template"
-    seed: int                 # seed of this combination's chat / template draw
+    labels: tuple[str, ...]  # label-table order: the `combination` column
+    order: tuple[str, ...]  # the random order the labels are named in the prompt
+    source: str  # "llm" | "template"
+    seed: int  # seed of this combination's chat / template draw
 
     @property
     def words(self) -> str:
@@ -46,7 +46,9 @@ def join_labels(words) -> str:
     return ", ".join(words[:-1]) + " and " + words[-1]
 
 
-def sample_combination(labels: LabelSet, seed: int, combination_id: int, max_labels: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def sample_combination(
+    labels: LabelSet, seed: int, combination_id: int, max_labels: int
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(labels in table order, labels in prompt order): 1..max_labels distinct labels."""
     rng = random.Random(derive_seed("combination", seed, combination_id))
     size = rng.randint(1, min(max_labels, len(labels)))
@@ -63,15 +65,21 @@ def llm_ids(seed: int, n: int, fraction: float) -> set[int]:
     return set(keyed[:k])
 
 
-def plan_combinations(labels: LabelSet, *, seed: int, n: int, max_labels: int, llm_fraction: float) -> list[Combination]:
+def plan_combinations(
+    labels: LabelSet, *, seed: int, n: int, max_labels: int, llm_fraction: float
+) -> list[Combination]:
     if len(labels) == 0:
-        raise UserError("the label table is empty: nothing to combine; list at least one label for prepare "
-                        "(prepare.label_names or prepare.labels_file) and run `dvc repro prepare`")
+        raise UserError(
+            "the label table is empty: nothing to combine; list at least one label for prepare "
+            "(prepare.label_names or prepare.labels_file) and run `dvc repro prepare`"
+        )
     to_llm = llm_ids(seed, n, llm_fraction)
     plan = []
     for cid in range(n):
         table_order, prompt_order = sample_combination(labels, seed, cid, max_labels)
         plan.append(
-            Combination(cid, table_order, prompt_order, LLM if cid in to_llm else TEMPLATE, derive_seed("chat", seed, cid))
+            Combination(
+                cid, table_order, prompt_order, LLM if cid in to_llm else TEMPLATE, derive_seed("chat", seed, cid)
+            )
         )
     return plan

@@ -38,16 +38,18 @@ from pipeline.io import KEEP_UNUSED_S, prune_unused, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
-JOURNAL_VERSION = 2   # bump when the row format changes (the answer code is hashed into the fingerprint)
-KEEP_OTHERS_S = KEEP_UNUSED_S   # how long a journal of other settings stays after it was last written
+JOURNAL_VERSION = 2  # bump when the row format changes (the answer code is hashed into the fingerprint)
+KEEP_OTHERS_S = KEEP_UNUSED_S  # how long a journal of other settings stays after it was last written
 
-CALL_SCHEMA = pl.Struct({
-    "key": pl.Utf8,            # pipeline.generate.refine.call_key: the chat so far and the seed
-    "text": pl.Utf8,           # the raw answer
-    "finish_reason": pl.Utf8,
-    "model": pl.Utf8,
-    "tokens": pl.Int32,
-})
+CALL_SCHEMA = pl.Struct(
+    {
+        "key": pl.Utf8,  # pipeline.generate.refine.call_key: the chat so far and the seed
+        "text": pl.Utf8,  # the raw answer
+        "finish_reason": pl.Utf8,
+        "model": pl.Utf8,
+        "tokens": pl.Int32,
+    }
+)
 
 ROW_SCHEMA = {
     "combination_id": pl.Int64,
@@ -55,15 +57,15 @@ ROW_SCHEMA = {
     "combination": pl.List(pl.Utf8),
     "source": pl.Utf8,
     "prompt": pl.Utf8,
-    "text": pl.Utf8,         # null when dropped
+    "text": pl.Utf8,  # null when dropped
     "n_tokens": pl.Int32,
-    "reason": pl.Utf8,       # null when kept
+    "reason": pl.Utf8,  # null when kept
     "detail": pl.Utf8,
     "raw": pl.Utf8,
     "attempts": pl.Int32,
     "model": pl.Utf8,
     "seed": pl.Int64,
-    "calls": pl.List(CALL_SCHEMA),   # every model call of this caption slot, in order
+    "calls": pl.List(CALL_SCHEMA),  # every model call of this caption slot, in order
 }
 
 
@@ -88,12 +90,12 @@ class Journal:
 
     def open(self) -> "Journal":
         self.dir.mkdir(parents=True, exist_ok=True)
-        for stale in self.dir.glob(".*.tmp"):   # a temp file of a run killed mid-write
+        for stale in self.dir.glob(".*.tmp"):  # a temp file of a run killed mid-write
             stale.unlink(missing_ok=True)
         meta_path = self.dir / "meta.json"
         if not meta_path.exists():
             write_json({"fingerprint": self.fingerprint, "version": JOURNAL_VERSION, **self.meta}, meta_path)
-        os.utime(meta_path)   # in use: another setting's run keeps it for KEEP_OTHERS_S from now
+        os.utime(meta_path)  # in use: another setting's run keeps it for KEEP_OTHERS_S from now
         return self
 
     def chunk_paths(self) -> list[Path]:
@@ -107,7 +109,9 @@ class Journal:
                 frame = pl.read_parquet(path)
                 frames.append(frame.select([pl.col(c).cast(t) for c, t in ROW_SCHEMA.items()]))
             except Exception as e:  # unreadable chunk: redo its combinations
-                log.warning("journal chunk %s is unreadable (%s): removing it, its combinations will be redone", path, e)
+                log.warning(
+                    "journal chunk %s is unreadable (%s): removing it, its combinations will be redone", path, e
+                )
                 path.unlink(missing_ok=True)
         return pl.concat(frames) if frames else pl.DataFrame(schema=ROW_SCHEMA)
 

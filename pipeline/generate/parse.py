@@ -85,7 +85,7 @@ class Parsed:
 
 def _strip_markdown(line: str) -> str:
     line = _BULLET.sub("", line)
-    line = re.sub(r"(\*\*|__|\*|~~)(.+?)\1", r"\2", line)   # **bold**, *italic*, __bold__
+    line = re.sub(r"(\*\*|__|\*|~~)(.+?)\1", r"\2", line)  # **bold**, *italic*, __bold__
     line = line.replace("**", "").replace("`", "")
     return line.strip()
 
@@ -126,7 +126,7 @@ def _drop_preamble(line: str) -> str | None:
     if stripped != line:
         return stripped.strip()
     if re.match(r"^\s*here(?:'s| is| are)\b", line, re.IGNORECASE) and re.search(r"\bcaptions?\b", line, re.I):
-        return ""   # "Here is a caption for the image." with the caption on the next line
+        return ""  # "Here is a caption for the image." with the caption on the next line
     return None
 
 
@@ -149,8 +149,11 @@ def parse_answer(raw: str | None, *, truncated: bool = False) -> Parsed:
     text = _FENCE.sub("", text)
     raw_lines = [line for line in text.splitlines() if _strip_markdown(line)]
     # A markdown heading ("### Caption") is a title, not the caption, when something follows it.
-    lines = [_strip_markdown(line) for i, line in enumerate(raw_lines)
-             if not (_HEADING.match(line) and i < len(raw_lines) - 1)]
+    lines = [
+        _strip_markdown(line)
+        for i, line in enumerate(raw_lines)
+        if not (_HEADING.match(line) and i < len(raw_lines) - 1)
+    ]
     if not lines:
         return Parsed(None, EMPTY, raw.strip()[:200])
 
@@ -168,7 +171,7 @@ def parse_answer(raw: str | None, *, truncated: bool = False) -> Parsed:
         if part and _REFUSAL.match(part):
             return Parsed(None, REFUSAL, raw.strip()[:500])
         if part and part.rstrip().endswith(":") and _PREAMBLE_WORDS.search(part):
-            continue   # "Sure! Here's a caption for an image that contains a cat:" then the caption
+            continue  # "Sure! Here's a caption for an image that contains a cat:" then the caption
         if part:
             candidate = part
             break
@@ -179,7 +182,7 @@ def parse_answer(raw: str | None, *, truncated: bool = False) -> Parsed:
     if quoted is not None:
         candidate = quoted
     elif candidate[:1] in _QUOTES and candidate[:1] != "'":
-        candidate = candidate[1:]   # an opening quote that never closes
+        candidate = candidate[1:]  # an opening quote that never closes
     candidate = _strip_quotes(candidate)
     candidate = _TRAILING_NOTE.sub("", candidate)
     candidate = _first_sentences(candidate)
@@ -199,4 +202,3 @@ def parse_answer(raw: str | None, *, truncated: bool = False) -> Parsed:
     if candidate.endswith(":") or candidate.endswith("?"):
         return Parsed(None, UNPARSEABLE, raw.strip()[:500])
     return Parsed(candidate)
-

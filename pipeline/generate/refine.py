@@ -47,15 +47,15 @@ OFF_TOPIC = "off_topic"
 @dataclass(frozen=True)
 class Outcome:
     caption_index: int
-    text: str | None          # the caption, when kept
-    n_tokens: int | None      # CLIP tokens of the kept caption (start/end included)
-    reason: str | None        # why it was dropped: too_long, empty, refusal, unparseable, backend_error
-    detail: str               # what went wrong, for the report
-    raw: str | None           # the last raw answer for this slot
-    attempts: int             # model calls spent on this slot
+    text: str | None  # the caption, when kept
+    n_tokens: int | None  # CLIP tokens of the kept caption (start/end included)
+    reason: str | None  # why it was dropped: too_long, empty, refusal, unparseable, backend_error
+    detail: str  # what went wrong, for the report
+    raw: str | None  # the last raw answer for this slot
+    attempts: int  # model calls spent on this slot
     model: str | None = None  # the model that answered
-    calls: tuple[dict, ...] = ()   # every model call of this slot: call_record(), in order (the journal keeps them)
-    fresh_calls: int = 0      # of those, the ones the backend answered (the others came from `answered`)
+    calls: tuple[dict, ...] = ()  # every model call of this slot: call_record(), in order (the journal keeps them)
+    fresh_calls: int = 0  # of those, the ones the backend answered (the others came from `answered`)
 
     @property
     def kept(self) -> bool:
@@ -73,8 +73,13 @@ def call_key(messages: list[dict[str, str]], seed: int) -> str:
 
 
 def call_record(key: str, reply: Reply) -> dict:
-    return {"key": key, "text": reply.text, "finish_reason": reply.finish_reason, "model": reply.model,
-            "tokens": reply.tokens}
+    return {
+        "key": key,
+        "text": reply.text,
+        "finish_reason": reply.finish_reason,
+        "model": reply.model,
+        "tokens": reply.tokens,
+    }
 
 
 def reply_of(record: dict) -> Reply:
@@ -143,7 +148,15 @@ def caption_turns(
                     detail = f"{reply}"
                     outcomes.append(outcome(None, None, BACKEND_ERROR, detail, raw))
                     outcomes.extend(
-                        Outcome(j, None, None, BACKEND_ERROR, f"not asked: the chat stopped at caption {k}: {detail}", None, 0)
+                        Outcome(
+                            j,
+                            None,
+                            None,
+                            BACKEND_ERROR,
+                            f"not asked: the chat stopped at caption {k}: {detail}",
+                            None,
+                            0,
+                        )
                         for j in range(k + 1, n_captions)
                     )
                     return outcomes
@@ -152,19 +165,21 @@ def caption_turns(
             raw = reply.text
             looped = reply.finish_reason == LOOPED
             if looped:
-                parsed = Parsed(None, TRUNCATED, raw[:500])   # never a caption, whatever came before the loop
+                parsed = Parsed(None, TRUNCATED, raw[:500])  # never a caption, whatever came before the loop
             else:
                 parsed = parse_answer(raw, truncated=reply.finish_reason == "length")
                 if parsed.ok and single_sentence:
-                    parsed = Parsed(close(parsed.text))   # the backend stopped at ". ", which it leaves out
-            runaway = parsed.reason == TRUNCATED and (single_sentence or looped)   # no full stop, or a loop
+                    parsed = Parsed(close(parsed.text))  # the backend stopped at ". ", which it leaves out
+            runaway = parsed.reason == TRUNCATED and (single_sentence or looped)  # no full stop, or a loop
             if not parsed.ok and (parsed.reason != TRUNCATED or runaway):
                 if retried < max_retries:
                     retried += 1
-                    continue   # sample the same turn again; the bad answer stays out of the chat
+                    continue  # sample the same turn again; the bad answer stays out of the chat
                 messages.append({"role": "assistant", "content": raw})
                 why = "looped (cut where it repeated itself)" if looped else "cut at max_tokens without a full stop"
-                reason, detail = (TOO_LONG, f"{why} in {calls} sample(s)") if runaway else (parsed.reason, parsed.detail)
+                reason, detail = (
+                    (TOO_LONG, f"{why} in {calls} sample(s)") if runaway else (parsed.reason, parsed.detail)
+                )
                 outcomes.append(outcome(None, None, reason, detail, raw, model=reply.model))
                 break
             n_tokens = None if parsed.reason == TRUNCATED else count_tokens(parsed.text)
@@ -185,9 +200,11 @@ def caption_turns(
             if off_topic is not None:
                 if retried < max_retries:
                     retried += 1
-                    continue   # sample the same turn again, as for a refusal; the answer stays out of the chat
+                    continue  # sample the same turn again, as for a refusal; the answer stays out of the chat
                 messages.append({"role": "assistant", "content": raw})
-                outcomes.append(outcome(None, None, OFF_TOPIC, f"{off_topic} in {calls} sample(s)", raw, model=reply.model))
+                outcomes.append(
+                    outcome(None, None, OFF_TOPIC, f"{off_topic} in {calls} sample(s)", raw, model=reply.model)
+                )
                 break
             messages.append({"role": "assistant", "content": raw})
             outcomes.append(outcome(parsed.text, n_tokens, None, "", raw, model=reply.model))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from pipeline.data.labels import LabelSet
 from pipeline.generate.combinations import Combination, derive_seed, join_labels
-from pipeline.labels import LabelSet
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,6 @@
 
 Shared pieces: `text` (learnable context through CLIP's frozen text encoder), `losses` (ranking,
 asymmetric, BCE), `fit` (the peers' SGD and Dassl's schedule, epoch selection), `templates` (TaI-DPT's template
-sentences); per-location image features live in `pipeline.dense` (an encode stage of their own).
+sentences); per-location image features live in `pipeline.encoding.dense` (an encode stage of their own).
 docs/peers.md states every reading of the peers' code; docs/tables.md the commands and the paper's numbers.
 """

@@ -2,7 +2,7 @@
 
 Per label a positive and a negative learnable prompt (16 context vectors each; class-specific by
 default, as TaI-DPT's DualCoOp runs use `--csc` for partial labels). The image side is RN50's dense
-features at encode.partial_resolution in DualCoOp's form (`pipeline.dense.with_positions`: the mean
+features at encode.partial_resolution in DualCoOp's form (`pipeline.encoding.dense.with_positions`: the mean
 location and the H x W locations, positional embedding added, through v_proj and c_proj).
 
 Class-specific region aggregation (DualCoOp's `forward`): with unit features, s = 20 x cosine between
@@ -30,23 +30,32 @@ import polars as pl
 import torch
 from torch import nn
 
-from ..vectors import normalize
-from ..dense import grid_of, positional_term, read_dense, with_positions
-from ..manifest import read_split
-from ..metrics import known_mean_ap
-from ..partial import MASK_PATH, mask_arrays
+from pipeline.data.manifest import read_split
+from pipeline.data.partial_labels import MASK_PATH, mask_arrays
+from pipeline.encoding.dense import grid_of, positional_term, read_dense, with_positions
+from pipeline.encoding.vectors import normalize
+from pipeline.evaluation.metrics import known_mean_ap
+
 from .fit import Fitted, fit, shuffled_batches, train_and_held_out
 from .losses import dual_asymmetric_loss
 from .text import FrozenTextEncoder, LabelPrompts, check_text_encoder
 
-SIMILARITY_SCALE = 20.0   # DualCoOp: 20 * conv1d(normalised image features, text features)
-OUTPUT_SCALE = 5.0        # DualCoOp: 5 * (output * w).sum(-1)
+SIMILARITY_SCALE = 20.0  # DualCoOp: 20 * conv1d(normalised image features, text features)
+OUTPUT_SCALE = 5.0  # DualCoOp: 5 * (output * w).sum(-1)
 
 
 class DualCoOp(nn.Module):
-    def __init__(self, clip_model, names: list[str], positional: torch.Tensor, n_ctx: int = 16,
-                 class_specific: bool = True, generator: torch.Generator | None = None, ctx_init: str | None = None):
-        """`positional`: (1 + L, dim) from `pipeline.dense.positional_term` at the features' grid."""
+    def __init__(
+        self,
+        clip_model,
+        names: list[str],
+        positional: torch.Tensor,
+        n_ctx: int = 16,
+        class_specific: bool = True,
+        generator: torch.Generator | None = None,
+        ctx_init: str | None = None,
+    ):
+        """`positional`: (1 + L, dim) from `pipeline.encoding.dense.positional_term` at the features' grid."""
         super().__init__()
         check_text_encoder(clip_model, "dualcoop")
         encoder = FrozenTextEncoder(clip_model)
@@ -57,9 +66,9 @@ class DualCoOp(nn.Module):
     def logits(self, dense: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
         """Stored dense features (batch, L, dim) -> (batch, 2, labels): [:, 0] negative, [:, 1] positive."""
         f = normalize(with_positions(dense.float(), self.positional))
-        s_pos = SIMILARITY_SCALE * f @ positive.T            # (batch, 1 + L, labels)
+        s_pos = SIMILARITY_SCALE * f @ positive.T  # (batch, 1 + L, labels)
         s_neg = SIMILARITY_SCALE * f @ negative.T
-        w = s_pos.softmax(dim=1)                             # over locations, from the positive prompt
+        w = s_pos.softmax(dim=1)  # over locations, from the positive prompt
         return OUTPUT_SCALE * torch.stack([(s_neg * w).sum(1), (s_pos * w).sum(1)], dim=1)
 
     def forward(self, dense: torch.Tensor) -> torch.Tensor:
@@ -71,8 +80,10 @@ class DualCoOp(nn.Module):
         sigmoid(Delta) is the positive probability."""
         positive, negative = self.positive(), self.negative()
         device = self.positional.device
-        chunks = [logit_difference(self.logits(dense_rows(rows).to(device), positive, negative))
-                  for rows in torch.arange(n).split(batch_size)]
+        chunks = [
+            logit_difference(self.logits(dense_rows(rows).to(device), positive, negative))
+            for rows in torch.arange(n).split(batch_size)
+        ]
         return torch.cat(chunks) if chunks else torch.zeros(0, positive.shape[0])
 
 
@@ -82,9 +93,22 @@ def logit_difference(logits: torch.Tensor) -> torch.Tensor:
     return logits[:, 1] - logits[:, 0]
 
 
-def train_dualcoop(model: DualCoOp, dense_rows, targets: torch.Tensor, known: torch.Tensor, epochs: int, lr: float,
-                   batch_size: int, seed: int = 0, warmup_epochs: int = 1, on_epoch=None, checkpoint=None,
-                   fingerprint: str = "", loss_weight: float = 1.0, select_by=None) -> list[dict]:
+def train_dualcoop(
+    model: DualCoOp,
+    dense_rows,
+    targets: torch.Tensor,
+    known: torch.Tensor,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int = 0,
+    warmup_epochs: int = 1,
+    on_epoch=None,
+    checkpoint=None,
+    fingerprint: str = "",
+    loss_weight: float = 1.0,
+    select_by=None,
+) -> list[dict]:
     """`dense_rows(rows)` -> (batch, L, dim) stored features; targets and known (n, labels) 0/1; the summed
     asymmetric loss is multiplied by `loss_weight` (prompt.loss_weight, DualCoOp's --loss_w)."""
     device = model.positional.device
@@ -93,26 +117,53 @@ def train_dualcoop(model: DualCoOp, dense_rows, targets: torch.Tensor, known: to
     def loss_of(rows):
         return loss_weight * dual_asymmetric_loss(model(dense_rows(rows).to(device)), targets[rows], known[rows])
 
-    return fit(model, lambda epoch: shuffled_batches(len(targets), batch_size, seed, epoch), loss_of, epochs, lr,
-               warmup_epochs, on_epoch, checkpoint, fingerprint, select_by)
+    return fit(
+        model,
+        lambda epoch: shuffled_batches(len(targets), batch_size, seed, epoch),
+        loss_of,
+        epochs,
+        lr,
+        warmup_epochs,
+        on_epoch,
+        checkpoint,
+        fingerprint,
+        select_by,
+    )
 
 
 def fit_dualcoop(peer, prompt, dataset: str, labels, model, device, setup: dict, fitting: dict) -> Fitted:
     """The partially labelled split's dense features and known entries -> DualCoOp; scored on the
     evaluation split's dense features (the Plan's `peer.train_dense` and `peer.test_dense`, both at
     encode.partial_resolution)."""
-    train, test = read_dense(peer.train_dense.split, peer.train_dense.resolution), \
-        read_dense(peer.test_dense.split, peer.test_dense.resolution)
+    train, test = (
+        read_dense(peer.train_dense.split, peer.train_dense.resolution),
+        read_dense(peer.test_dense.split, peer.test_dense.resolution),
+    )
     targets, known = mask_arrays(pl.read_parquet(MASK_PATH), labels, train.ids)
     attnpool = model.visual.attnpool
     positional = positional_term(attnpool, attnpool.positional_embedding, grid_of(train.locations))
     method = DualCoOp(model, positional=positional, **setup).to(device)
     rows, val = train_and_held_out(prompt.select, len(train.ids), prompt.seed)
-    select_by = None if val is None else (lambda: known_mean_ap(
-        method.scores(lambda r: train.take(val[r.numpy()]), len(val)).cpu().double().numpy(), targets[val], known[val]))
-    history = train_dualcoop(method, lambda r: train.take(rows[np.asarray(r)]), torch.from_numpy(targets[rows]),
-                             torch.from_numpy(known[rows]), **fitting, select_by=select_by)
-    scores = method.scores(test.take, len(test.ids))   # Delta = positive - negative logit
+    select_by = (
+        None
+        if val is None
+        else (
+            lambda: known_mean_ap(
+                method.scores(lambda r: train.take(val[r.numpy()]), len(val)).cpu().double().numpy(),
+                targets[val],
+                known[val],
+            )
+        )
+    )
+    history = train_dualcoop(
+        method,
+        lambda r: train.take(rows[np.asarray(r)]),
+        torch.from_numpy(targets[rows]),
+        torch.from_numpy(known[rows]),
+        **fitting,
+        select_by=select_by,
+    )
+    scores = method.scores(test.take, len(test.ids))  # Delta = positive - negative logit
     context = {"positive": method.positive.context.ctx, "negative": method.negative.context.ctx}
     manifest = read_split(dataset, peer.test_dense.split).select("image_id", "labels")
     aligned = pl.DataFrame({"image_id": test.ids}).join(manifest, on="image_id", how="left", maintain_order="left")

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import UserError
-from ..io import read_checkpoint, write_torch
+from pipeline.errors import UserError
+from pipeline.io import read_checkpoint, write_torch
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +53,18 @@ def trainable(module: nn.Module) -> dict[str, nn.Parameter]:
     return {name: p for name, p in module.named_parameters() if p.requires_grad}
 
 
-def fit(module: nn.Module, batches: Callable[[int], Iterable], loss_of: Callable, epochs: int, lr: float,
-        warmup_epochs: int = 1, on_epoch: Callable[[dict], None] | None = None, checkpoint: Path | None = None,
-        fingerprint: str = "", select_by: Callable[[], float] | None = None) -> list[dict]:
+def fit(
+    module: nn.Module,
+    batches: Callable[[int], Iterable],
+    loss_of: Callable,
+    epochs: int,
+    lr: float,
+    warmup_epochs: int = 1,
+    on_epoch: Callable[[dict], None] | None = None,
+    checkpoint: Path | None = None,
+    fingerprint: str = "",
+    select_by: Callable[[], float] | None = None,
+) -> list[dict]:
     """Train `module`'s trainable parameters: `batches(epoch)` yields batches, `loss_of(batch)` their loss.
     Returns one row per epoch: epoch, loss (mean over batches), lr, seconds.
 
@@ -90,27 +99,39 @@ def fit(module: nn.Module, batches: Callable[[int], Iterable], loss_of: Callable
             loss = loss_of(batch)
             if not torch.isfinite(loss):
                 raise PromptDiverged(
-                    f"the prompt method's loss became {loss.item()} in epoch {epoch + 1}: lower prompt.lr "
-                    f"(now {lr:g})"
+                    f"the prompt method's loss became {loss.item()} in epoch {epoch + 1}: lower prompt.lr (now {lr:g})"
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             total, n = total + loss.item(), n + 1
         if n == 0:
-            raise NothingToTrain("the prompt method has nothing to train on (no batch in an epoch): check that its "
-                                 "training set (support images, partially labelled images or texts) is not empty")
+            raise NothingToTrain(
+                "the prompt method has nothing to train on (no batch in an epoch): check that its "
+                "training set (support images, partially labelled images or texts) is not empty"
+            )
         row = {"epoch": epoch + 1, "loss": total / n, "lr": rate, "seconds": time.perf_counter() - started}
         if select_by is not None:
             row["val_map"] = float(select_by())
             if row["val_map"] > best["value"]:
-                best = {"value": row["val_map"], "epoch": epoch + 1,
-                        "params": {name: p.detach().cpu().clone() for name, p in named.items()}}
+                best = {
+                    "value": row["val_map"],
+                    "epoch": epoch + 1,
+                    "params": {name: p.detach().cpu().clone() for name, p in named.items()},
+                }
         history.append(row)
         if checkpoint is not None:
-            write_torch({"fingerprint": fingerprint, "epoch": epoch + 1, "history": history, "best": best,
-                         "params": {name: p.detach().cpu() for name, p in named.items()},
-                         "optimizer": optimizer.state_dict()}, checkpoint)
+            write_torch(
+                {
+                    "fingerprint": fingerprint,
+                    "epoch": epoch + 1,
+                    "history": history,
+                    "best": best,
+                    "params": {name: p.detach().cpu() for name, p in named.items()},
+                    "optimizer": optimizer.state_dict(),
+                },
+                checkpoint,
+            )
         if on_epoch:
             on_epoch(row)
         log.info("epoch %d/%d: loss %.4f (lr %.2g, %.1f s)", epoch + 1, epochs, row["loss"], rate, row["seconds"])
@@ -127,8 +148,10 @@ def held_out(n: int, seed: int, fraction: float) -> tuple[torch.Tensor, torch.Te
     prompt.select: val; never the test split. Refused when nothing would be left to train on."""
     n_val = max(1, round(n * fraction))
     if n - n_val < 1:
-        raise NothingToTrain(f"prompt.select is val but the training set has {n} row(s): nothing is left to train "
-                             "on after holding out a validation slice; set prompt.select to last")
+        raise NothingToTrain(
+            f"prompt.select is val but the training set has {n} row(s): nothing is left to train "
+            "on after holding out a validation slice; set prompt.select to last"
+        )
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7919))
     return order[n_val:].sort().values, order[:n_val].sort().values
 
@@ -137,7 +160,7 @@ def shuffled_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[tor
     """Row indices of each batch of `epoch`, a seeded permutation (the same seed, epoch: the same order)."""
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
     order = torch.randperm(n, generator=generator)
-    return [rows for rows in order.split(batch_size) if len(rows)]   # torch splits an empty range into one empty batch
+    return [rows for rows in order.split(batch_size) if len(rows)]  # torch splits an empty range into one empty batch
 
 
 # prompt.select: val holds this share of the method's own training set out (seeded by prompt.seed), never test.
@@ -158,10 +181,10 @@ def train_and_held_out(select: str, n: int, seed: int) -> tuple[np.ndarray, np.n
 class Fitted:
     """What a peer's fit function (pipeline/peers.py: PeerSpec.fit) returns."""
 
-    ids: list[str]                      # the evaluation split's scored images
-    scores: torch.Tensor                # (images, labels)
+    ids: list[str]  # the evaluation split's scored images
+    scores: torch.Tensor  # (images, labels)
     targets: np.ndarray
-    n_train: int                        # rows trained on
-    history: list[dict]                 # per epoch: epoch, loss, lr, seconds
-    context: dict[str, torch.Tensor]    # the learned context vectors by name
-    n_template_texts: int = 0           # TaI-DPT: its template sentences among the rows
+    n_train: int  # rows trained on
+    history: list[dict]  # per epoch: epoch, loss, lr, seconds
+    context: dict[str, torch.Tensor]  # the learned context vectors by name
+    n_template_texts: int = 0  # TaI-DPT: its template sentences among the rows

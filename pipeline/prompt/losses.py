@@ -32,9 +32,15 @@ def multilabel_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.binary_cross_entropy_with_logits(logits, targets.float())
 
 
-def dual_asymmetric_loss(logits: torch.Tensor, targets: torch.Tensor, known: torch.Tensor,
-                         gamma_neg: float = 2.0, gamma_pos: float = 1.0, clip: float = 0.05,
-                         eps: float = 1e-6) -> torch.Tensor:
+def dual_asymmetric_loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    known: torch.Tensor,
+    gamma_neg: float = 2.0,
+    gamma_pos: float = 1.0,
+    clip: float = 0.05,
+    eps: float = 1e-6,
+) -> torch.Tensor:
     """logits (batch, 2, labels), index 0 the negative and 1 the positive prompt; targets and known
     (batch, labels) 0/1. Sum over known entries (DualCoOp's reduction)."""
     probs = logits.softmax(dim=1)
@@ -46,4 +52,4 @@ def dual_asymmetric_loss(logits: torch.Tensor, targets: torch.Tensor, known: tor
     with torch.no_grad():
         p_true = p_pos * y + p_neg * (1 - y)
         weight = (1 - p_true).pow(gamma_pos * y + gamma_neg * (1 - y))
-    return -(loss * weight * known).sum()   # unknown entries weigh 0 (DualCoOp drops them)
+    return -(loss * weight * known).sum()  # unknown entries weigh 0 (DualCoOp drops them)

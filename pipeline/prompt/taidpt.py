@@ -10,7 +10,7 @@ every label name. Training takes texts as images:
   50 x cosine (spatial_SCALE_text) weights the cosines, and the logit is 4 x the weighted sum.
 The loss is the ranking loss on each (TaI-DPT's "double_ranking", scale 1, margin 1).
 At test the local prompt meets the image's dense features instead (H x W locations through v_proj and
-c_proj, no positional embedding; `pipeline.dense`), with softmax scale 40 (spatial_SCALE_image of the
+c_proj, no positional embedding; `pipeline.encoding.dense`), with softmax scale 40 (spatial_SCALE_image of the
 VOC and COCO configs; 4 for NUS-WIDE), and the score is 0.5 x global + 0.5 x local
 (TEST.EVALUATOR_ACT default_merge_aux, GL_merge_rate 0.5).
 
@@ -32,22 +32,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..vectors import normalize
-from ..dense import read_dense
-from ..labelled_images import labelled_images
-from ..metrics import mean_ap
-from ..texts import read_texts
+from pipeline.data.labelled_images import labelled_images
+from pipeline.data.texts import read_texts
+from pipeline.encoding.dense import read_dense
+from pipeline.encoding.openai_clip import tokenize
+from pipeline.encoding.vectors import normalize
+from pipeline.evaluation.metrics import mean_ap
+
 from .fit import Fitted, fit, shuffled_batches, train_and_held_out
 from .losses import ranking_loss
-from ..clip_model import tokenize
 from .templates import TEMPLATES_PER_LABEL, with_templates
-from .values import own_values
 from .text import FrozenTextEncoder, LabelPrompts, check_text_encoder
+from .values import own_values
 
-LOGIT_SCALE = 4.0          # TaI-DPT: logit_scale = 4.0 unless TRAIN.IF_LEARN_SCALE
+LOGIT_SCALE = 4.0  # TaI-DPT: logit_scale = 4.0 unless TRAIN.IF_LEARN_SCALE
 TEXT_SPATIAL_SCALE = 50.0  # TRAIN.spatial_SCALE_text
 IMAGE_SPATIAL_SCALE = 40.0  # TRAIN.spatial_SCALE_image (VOC, COCO configs)
-GLOBAL_WEIGHT = 0.5        # TRAINER.Caption.GL_merge_rate
+GLOBAL_WEIGHT = 0.5  # TRAINER.Caption.GL_merge_rate
 
 
 def pooled(similarity: torch.Tensor, mask: torch.Tensor | None, spatial_scale: float) -> torch.Tensor:
@@ -75,8 +76,8 @@ class TextTokens:
         device = encoder.text_projection.device
         rows, globals_ = [], []
         for start in range(0, len(texts), batch_size):
-            tokens = tokenize(texts[start:start + batch_size])
-            end = tokens.argmax(dim=-1)                    # the end token has the largest id
+            tokens = tokenize(texts[start : start + batch_size])
+            end = tokens.argmax(dim=-1)  # the end token has the largest id
             x = encoder.sequence(tokens[:, : int(end.max()) + 1].to(device)).cpu()
             globals_.append(x[torch.arange(len(x)), end])
             rows += [x[i, : e + 1] for i, e in enumerate(end.tolist())]
@@ -101,9 +102,16 @@ class TextTokens:
 
 
 class TaIDPT(nn.Module):
-    def __init__(self, clip_model, names: list[str], n_ctx: int = 16, class_specific: bool = False,
-                 generator: torch.Generator | None = None, image_spatial_scale: float = IMAGE_SPATIAL_SCALE,
-                 ctx_init: str | None = None):
+    def __init__(
+        self,
+        clip_model,
+        names: list[str],
+        n_ctx: int = 16,
+        class_specific: bool = False,
+        generator: torch.Generator | None = None,
+        image_spatial_scale: float = IMAGE_SPATIAL_SCALE,
+        ctx_init: str | None = None,
+    ):
         super().__init__()
         check_text_encoder(clip_model, "taidpt")
         self.encoder = FrozenTextEncoder(clip_model)
@@ -141,7 +149,6 @@ class TaIDPT(nn.Module):
             out.append(GLOBAL_WEIGHT * g + (1 - GLOBAL_WEIGHT) * local)
         return torch.cat(out) if out else torch.zeros(0, len(self.global_prompts.context.end))
 
-
     @torch.no_grad()
     def text_scores(self, texts: TextTokens, rows: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         """Texts scored as images are at test (0.5 x global + 0.5 x local): prompt.select val's held-out texts."""
@@ -152,9 +159,22 @@ class TaIDPT(nn.Module):
         return torch.cat(out) if out else torch.zeros(0, len(self.global_prompts.context.end))
 
 
-def train_taidpt(model: TaIDPT, texts: TextTokens, targets: torch.Tensor, epochs: int, lr: float, batch_size: int,
-                 seed: int = 0, warmup_epochs: int = 1, on_epoch=None, checkpoint=None, fingerprint: str = "",
-                 loss_weight: float = 1.0, rows: torch.Tensor | None = None, select_by=None) -> list[dict]:
+def train_taidpt(
+    model: TaIDPT,
+    texts: TextTokens,
+    targets: torch.Tensor,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int = 0,
+    warmup_epochs: int = 1,
+    on_epoch=None,
+    checkpoint=None,
+    fingerprint: str = "",
+    loss_weight: float = 1.0,
+    rows: torch.Tensor | None = None,
+    select_by=None,
+) -> list[dict]:
     """`rows`: the texts trained on (all by default; prompt.select val holds some out)."""
     device = model.device
     targets = targets.float()
@@ -162,10 +182,22 @@ def train_taidpt(model: TaIDPT, texts: TextTokens, targets: torch.Tensor, epochs
 
     def loss_of(batch):
         g, tokens, mask = texts.batch(rows[batch])
-        return loss_weight * model.loss(g.to(device), tokens.to(device), mask.to(device), targets[rows[batch]].to(device))
+        return loss_weight * model.loss(
+            g.to(device), tokens.to(device), mask.to(device), targets[rows[batch]].to(device)
+        )
 
-    return fit(model, lambda epoch: shuffled_batches(len(rows), batch_size, seed, epoch), loss_of, epochs, lr,
-               warmup_epochs, on_epoch, checkpoint, fingerprint, select_by)
+    return fit(
+        model,
+        lambda epoch: shuffled_batches(len(rows), batch_size, seed, epoch),
+        loss_of,
+        epochs,
+        lr,
+        warmup_epochs,
+        on_epoch,
+        checkpoint,
+        fingerprint,
+        select_by,
+    )
 
 
 def fit_taidpt(peer, prompt, dataset: str, labels, model, device, setup: dict, fitting: dict) -> Fitted:
@@ -173,24 +205,30 @@ def fit_taidpt(peer, prompt, dataset: str, labels, model, device, setup: dict, f
     `peer.test_images` and `peer.test_dense`, at encode.image_resolution)."""
     texts = read_texts(labels)
     sentences, targets = texts["text"].to_list(), labels.multi_hot(texts["labels"].to_list())
-    if prompt.taidpt_templates:   # TaI-DPT's own training set adds its template sentences
+    if prompt.taidpt_templates:  # TaI-DPT's own training set adds its template sentences
         sentences, targets = with_templates(sentences, targets, list(labels.names))
     scale = own_values("taidpt", dataset).get("image_spatial_scale", IMAGE_SPATIAL_SCALE)
     method = TaIDPT(model, **setup, image_spatial_scale=scale).to(device)
     tokens = TextTokens.encode(method.encoder, sentences)
     rows, val = train_and_held_out(prompt.select, len(tokens), prompt.seed)
-    select_by = None if val is None else (lambda: mean_ap(
-        method.text_scores(tokens, torch.from_numpy(val)).cpu().double().numpy(), targets[val]))
-    history = train_taidpt(method, tokens, torch.from_numpy(targets), **fitting, rows=torch.from_numpy(rows),
-                           select_by=select_by)
+    select_by = (
+        None
+        if val is None
+        else (lambda: mean_ap(method.text_scores(tokens, torch.from_numpy(val)).cpu().double().numpy(), targets[val]))
+    )
+    history = train_taidpt(
+        method, tokens, torch.from_numpy(targets), **fitting, rows=torch.from_numpy(rows), select_by=select_by
+    )
     test_set = peer.test_images
     test = labelled_images(dataset, labels, test_set.split, test_set.resolution, test_set.purpose)
     dense = read_dense(peer.test_dense.split, peer.test_dense.resolution)
     row_of = {image_id: row for row, image_id in enumerate(dense.ids)}
     lacking = [i for i in test.ids if i not in row_of]
     if lacking:
-        raise FileNotFoundError(f"{len(lacking)} evaluation image(s) have no dense features, e.g. {lacking[:3]}: "
-                                "run `dvc repro encode_dense_images`")
+        raise FileNotFoundError(
+            f"{len(lacking)} evaluation image(s) have no dense features, e.g. {lacking[:3]}: "
+            "run `dvc repro encode_dense_images`"
+        )
     dense_rows = np.array([row_of[i] for i in test.ids])
     scores = method.scores(torch.from_numpy(test.vectors), lambda rows: dense.take(dense_rows[rows.numpy()]))
     context = {"global": method.global_prompts.context.ctx, "local": method.local_prompts.context.ctx}

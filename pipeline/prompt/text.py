@@ -7,7 +7,7 @@ transformer, ln_final and the text projection, read at the end token, as `CLIP.e
 weights never change, gradients reach only the context.
 
 The encoder runs only up to the longest prompt (CLIP's text mask is causal and the feature is read at
-the end token, so the padding after it changes nothing: `pipeline.clip_model.ClipEncoder.encode_tokens`).
+the end token, so the padding after it changes nothing: `pipeline.encoding.openai_clip.ClipEncoder.encode_tokens`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..vectors import normalize
-from ..clip_model import ClipError, tokenize
+from pipeline.encoding.openai_clip import ClipError, tokenize
+from pipeline.encoding.vectors import normalize
 
 TEXT_PARTS = ("token_embedding", "positional_embedding", "transformer", "ln_final", "text_projection")
 
@@ -73,23 +73,30 @@ class PromptContext(nn.Module):
     (prompt.ctx_init, CoOp's CTX_INIT), from the token embeddings of those words, whose token count then
     replaces n_ctx (as in CoOp), copied to every label when class-specific."""
 
-    def __init__(self, encoder: FrozenTextEncoder, names: list[str], n_ctx: int, class_specific: bool,
-                 generator: torch.Generator | None = None, init: str | None = None):
+    def __init__(
+        self,
+        encoder: FrozenTextEncoder,
+        names: list[str],
+        n_ctx: int,
+        class_specific: bool,
+        generator: torch.Generator | None = None,
+        init: str | None = None,
+    ):
         super().__init__()
         names = [name.replace("_", " ") for name in names]
         device = encoder.text_projection.device
         if init:
             init_tokens = tokenize([init.replace("_", " ")])
-            n_ctx = int(init_tokens.argmax(dim=-1)) - 1          # the words' tokens between [SOS] and [EOS]
+            n_ctx = int(init_tokens.argmax(dim=-1)) - 1  # the words' tokens between [SOS] and [EOS]
             with torch.no_grad():
-                words = encoder.embed(init_tokens[:, 1:1 + n_ctx].to(device))[0]
+                words = encoder.embed(init_tokens[:, 1 : 1 + n_ctx].to(device))[0]
         tokens = tokenize([" ".join(["X"] * n_ctx) + f" {name}." for name in names])
-        end = tokens.argmax(dim=-1)                       # the end token has the largest id
-        length = int(end.max()) + 1                       # the encoder runs up to the longest prompt
+        end = tokens.argmax(dim=-1)  # the end token has the largest id
+        length = int(end.max()) + 1  # the encoder runs up to the longest prompt
         with torch.no_grad():
             embedded = encoder.embed(tokens[:, :length].to(device))
-        self.register_buffer("prefix", embedded[:, :1].clone())            # [SOS]
-        self.register_buffer("suffix", embedded[:, 1 + n_ctx:].clone())    # name, ".", [EOS], padding
+        self.register_buffer("prefix", embedded[:, :1].clone())  # [SOS]
+        self.register_buffer("suffix", embedded[:, 1 + n_ctx :].clone())  # name, ".", [EOS], padding
         self.register_buffer("end", end.to(device))
         shape = (len(names), n_ctx, encoder.width) if class_specific else (n_ctx, encoder.width)
         if init:
@@ -108,8 +115,15 @@ class PromptContext(nn.Module):
 class LabelPrompts(nn.Module):
     """A learnable context per label through the frozen encoder: `forward()` gives unit text features."""
 
-    def __init__(self, encoder: FrozenTextEncoder, names: list[str], n_ctx: int, class_specific: bool,
-                 generator: torch.Generator | None = None, ctx_init: str | None = None):
+    def __init__(
+        self,
+        encoder: FrozenTextEncoder,
+        names: list[str],
+        n_ctx: int,
+        class_specific: bool,
+        generator: torch.Generator | None = None,
+        ctx_init: str | None = None,
+    ):
         super().__init__()
         self.encoder = encoder
         self.context = PromptContext(encoder, names, n_ctx, class_specific, generator, ctx_init)
