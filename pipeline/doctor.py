@@ -279,14 +279,14 @@ def check_cache(free_bytes: Callable[[Path], int] | None = None) -> list[Finding
 def check_prepare_root(params) -> list[Finding]:
     from pipeline.data.datasets.specs import dataset_spec  # lazy: see check_llm
 
-    p = params.prepare
-    spec = dataset_spec(p.dataset)
-    missing = spec.missing(p)
-    where = f"prepare.dataset {p.dataset}, prepare.root {p.root}"
+    prepare = params.prepare
+    spec = dataset_spec(prepare.dataset)
+    missing = spec.missing(prepare)
+    where = f"prepare.dataset {prepare.dataset}, prepare.root {prepare.root}"
     if not missing:
         return [Finding("data", f"{where}: the layout checks")]
     target = spec.download_root(paths.DOWNLOADS)
-    if spec.downloadable and target is not None and Path(p.root).resolve() == target.resolve():
+    if spec.downloadable and target is not None and Path(prepare.root).resolve() == target.resolve():
         return [Finding("data", f"{where}: not downloaded yet; the download stage fetches it (needs the internet)")]
     key, path = missing[0]
     more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
@@ -294,7 +294,7 @@ def check_prepare_root(params) -> list[Finding]:
         Finding(
             "data",
             f"{where}: {key} points at {path}, which is missing{more}",
-            f"put your {p.dataset} copy there or point {key} at it (docs/datasets.md)",
+            f"put your {prepare.dataset} copy there or point {key} at it (docs/datasets.md)",
         )
     ]
 

@@ -97,11 +97,13 @@ def plan(params: Params) -> Plan:
             f.image_weight,
         )
     elif setting == PARTIAL:
-        p = params.partial
-        training = ImageSet("partial", p.split, e.partial_resolution)
-        text_noise = Noise(p.radius, params.train.noise)
+        partial = params.partial
+        training = ImageSet("partial", partial.split, e.partial_resolution)
+        text_noise = Noise(partial.radius, params.train.noise)
         image_noise, weight = (
-            (Noise(p.image_radius, p.image_noise), p.image_weight) if p.image_weight > 0 else (None, 0.0)
+            (Noise(partial.image_radius, partial.image_noise), partial.image_weight)
+            if partial.image_weight > 0
+            else (None, 0.0)
         )
     else:
         training, text_noise, image_noise, weight = None, Noise(params.train.radius, params.train.noise), None, 0.0

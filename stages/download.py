@@ -60,18 +60,18 @@ def _missing_message(spec: DatasetSpec, params, missing: Needs, target: Path | N
 
 
 def main(params) -> None:
-    p = params.prepare
-    spec = dataset_spec(p.dataset)
-    check_reachable(p)
+    prepare = params.prepare
+    spec = dataset_spec(prepare.dataset)
+    check_reachable(prepare)
     paths.DOWNLOADS.mkdir(parents=True, exist_ok=True)
     target = spec.download_root(paths.DOWNLOADS)
-    ours = target is not None and _same_folder(p.root, target)  # a dataset without images has no download
+    ours = target is not None and _same_folder(prepare.root, target)  # a dataset without images has no download
     fetched_before = ours and spec.downloadable and (paths.DOWNLOADS / MARKER).is_file()
-    missing = spec.missing(p)
+    missing = spec.missing(prepare)
     if not missing and not fetched_before:
-        checked = ", ".join(sorted({Path(path).as_posix() for _, path in spec.needs(p)}))
+        checked = ", ".join(sorted({Path(path).as_posix() for _, path in spec.needs(prepare)}))
         note = (
-            f"prepare.dataset = {p.dataset!r}: in place, nothing to download (checked: {checked}).\n"
+            f"prepare.dataset = {prepare.dataset!r}: in place, nothing to download (checked: {checked}).\n"
             "Keep your data in git (small files) or track it with `dvc add data/<folder>`, so queued and "
             "--temp experiments find it.\n"
         )
@@ -79,16 +79,16 @@ def main(params) -> None:
         log.info("%s", note.splitlines()[0])
         return
     if not (ours and spec.downloadable):
-        raise DatasetError(_missing_message(spec, p, missing, target))
+        raise DatasetError(_missing_message(spec, prepare, missing, target))
     NOTE.unlink(missing_ok=True)
     if missing:
-        log.info("%s is missing: downloading %s into %s", missing[0][1], p.dataset, target)
-    download_dataset(p.dataset, paths.DOWNLOADS, progress=False, log=log.info)
-    still = spec.missing(p)
+        log.info("%s is missing: downloading %s into %s", missing[0][1], prepare.dataset, target)
+    download_dataset(prepare.dataset, paths.DOWNLOADS, progress=False, log=log.info)
+    still = spec.missing(prepare)
     if still:
         raise DatasetError(
-            f"{p.dataset} was downloaded into {target} but {still[0][1]} is not there: check "
-            f"prepare.splits ({list(p.splits)}) against the dataset's splits"
+            f"{prepare.dataset} was downloaded into {target} but {still[0][1]} is not there: check "
+            f"prepare.splits ({list(prepare.splits)}) against the dataset's splits"
         )
 
 

@@ -24,7 +24,7 @@ log = logging.getLogger("encode_dense_images")
 
 
 def main(params) -> None:
-    p = params.encode
+    encode = params.encode
     peer = plan(params).peer
     wanted = peer.dense
     log.info(
@@ -32,7 +32,7 @@ def main(params) -> None:
         ", ".join(f"{s.split}@{s.resolution}px" for s in wanted) or "none (prompt.method does not read them)",
     )
     if wanted:  # load CLIP first: a bad encode.model fails before anything is written
-        encoder = load_clip(p.model, p.device)
+        encoder = load_clip(encode.model, encode.device)
         check_dense_model(encoder.model, peer.name)
     skipped, staged = [], []
     with atomic_dir(paths.DENSE_EMBEDDINGS) as tmp:
@@ -40,10 +40,10 @@ def main(params) -> None:
             manifest = read_split(params.prepare.dataset, dense_set.split)
             ids, image_paths = manifest["image_id"].to_list(), manifest["path"].to_list()
             metadata = {
-                "model": p.model,
+                "model": encode.model,
                 "model_identity": encoder.identity,
                 "kind": "dense",
-                "resize": p.resize,
+                "resize": encode.resize,
                 "resolution": dense_set.resolution,
                 "split": dense_set.split,
                 "positional": "none",
@@ -59,9 +59,9 @@ def main(params) -> None:
                 out,
                 metadata,
                 staging,
-                p.resize,
-                p.batch_size,
-                p.num_workers,
+                encode.resize,
+                encode.batch_size,
+                encode.num_workers,
             )
             skipped += [(dense_set.split, dense_set.resolution, ids[i], image_paths[i], why) for i, why in bad]
         write_parquet(pl.DataFrame(skipped, schema=SKIPPED_SCHEMA, orient="row"), paths.skipped_images_path(tmp))

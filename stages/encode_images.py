@@ -27,7 +27,7 @@ log = logging.getLogger("encode_images")
 
 
 def main(params, purpose: str) -> None:
-    p = params.encode
+    encode = params.encode
     wanted = plan(params).encode[purpose]  # the sets the setting's readers read, and no other
     root = paths.IMAGE_EMBEDDINGS[purpose]
     log.info(
@@ -37,7 +37,7 @@ def main(params, purpose: str) -> None:
         or "none (not needed by this setting)",
     )
     if wanted:  # load CLIP first: a bad encode.model fails before anything is written
-        encoder = load_clip(p.model, p.device, p.precision, p.runtime)
+        encoder = load_clip(encode.model, encode.device, encode.precision, encode.runtime)
         cache = EmbeddingCache(paths.embedding_cache_dir())
     skipped = []
     with atomic_dir(root) as tmp:  # the whole folder is swapped in at the end: no stale set survives a settings change
@@ -52,24 +52,24 @@ def main(params, purpose: str) -> None:
                 image_paths,
                 image_set.resolution,
                 cache,
-                p.batch_size,
-                p.num_workers,
-                p.resize,
-                p.engine,
-                p.ray_address,
+                encode.batch_size,
+                encode.num_workers,
+                encode.resize,
+                encode.engine,
+                encode.ray_address,
             )
             metadata = {
-                "model": p.model,
+                "model": encode.model,
                 "model_identity": encoder.identity,
                 "kind": "image",
                 "resolution": str(image_set.resolution),
-                "resize": p.resize,
-                "precision": p.precision,
+                "resize": encode.resize,
+                "precision": encode.precision,
                 "split": image_set.split,
                 "normalized": "false",
             }
             out = paths.image_embeddings_dir(tmp, image_set.split, image_set.resolution)
-            write_shards(out, [ids[i] for i in result.kept], result.vectors, metadata, p.shard_rows)
+            write_shards(out, [ids[i] for i in result.kept], result.vectors, metadata, encode.shard_rows)
             skipped += [
                 (image_set.split, image_set.resolution, ids[i], image_paths[i], why) for i, why in result.skipped
             ]

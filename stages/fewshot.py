@@ -17,18 +17,18 @@ log = logging.getLogger("fewshot")
 
 
 def main(params) -> None:
-    p = params.fewshot
+    fewshot = params.fewshot
     if skipped(plan(params).off, "fewshot", f"an empty {SUPPORT_PATH}"):
         write_parquet(empty_support(), SUPPORT_PATH)
         return
     labels = read_labels(params.prepare.dataset)
-    manifest = read_split(params.prepare.dataset, p.split)
-    support = sample_support(manifest, labels, p.shots, p.seed)
+    manifest = read_split(params.prepare.dataset, fewshot.split)
+    support = sample_support(manifest, labels, fewshot.shots, fewshot.seed)
     counts = positives_per_class(support, labels)
     log.info(
         "%d-shot support from %s (%d images): %d images picked; positives per class min %d, max %d",
-        p.shots,
-        p.split,
+        fewshot.shots,
+        fewshot.split,
         manifest.height,
         support.height,
         min(counts.values()),

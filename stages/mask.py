@@ -18,22 +18,22 @@ log = logging.getLogger("mask")
 
 
 def main(params) -> None:
-    p = params.partial
+    partial = params.partial
     if skipped(plan(params).off, "mask", f"an empty {MASK_PATH}"):
         write_parquet(empty_mask(), MASK_PATH)
         return
     labels = read_labels(params.prepare.dataset)
-    manifest = read_split(params.prepare.dataset, p.split)
-    mask = sample_mask(manifest, labels, p.known_proportion, p.seed)
+    manifest = read_split(params.prepare.dataset, partial.split)
+    mask = sample_mask(manifest, labels, partial.known_proportion, partial.seed)
     s = known_summary(mask, len(labels))
     n_difficult = int(manifest["difficult"].list.len().sum() or 0) if "difficult" in manifest.columns else 0
     log.info(
         "%s: %d images, %.1f%% of entries known (asked %.0f%%): %d known positives, %d known negatives; "
         "%d 'difficult' entries never revealed",
-        p.split,
+        partial.split,
         s["n_images"],
         100 * s["known_share"],
-        100 * p.known_proportion,
+        100 * partial.known_proportion,
         s["n_known_positive"],
         s["n_known_negative"],
         n_difficult,

@@ -79,31 +79,31 @@ def _fingerprint(params: Params, labels: LabelSet, hp: dict, clip_identity: str)
 
 def run_prompt_method(params: Params, peer: Peer, labels: LabelSet) -> PromptResult:
     """`peer` is the Plan's (pipeline.settings): its spec names the function that trains and scores it."""
-    p, hp = params.prompt, resolved(params)
-    encoder = load_clip(params.encode.model, p.device)  # float32 on every device: the contexts train in it
+    prompt, hp = params.prompt, resolved(params)
+    encoder = load_clip(params.encode.model, prompt.device)  # float32 on every device: the contexts train in it
     model = encoder.model
     if peer.dense:
         check_dense_model(model, peer.name)
     log.info("%s: %s", peer.name, ", ".join(f"{k} {v}" for k, v in hp.items()))
     setup = {
         "names": list(labels.names),
-        "n_ctx": p.n_ctx,
+        "n_ctx": prompt.n_ctx,
         "class_specific": hp["class_specific"],
-        "generator": torch.Generator().manual_seed(p.seed),
-        "ctx_init": p.ctx_init,
+        "generator": torch.Generator().manual_seed(prompt.seed),
+        "ctx_init": prompt.ctx_init,
     }
     fitting = {
         "epochs": hp["epochs"],
         "lr": hp["lr"],
         "batch_size": hp["batch_size"],
-        "seed": p.seed,
+        "seed": prompt.seed,
         "fingerprint": _fingerprint(params, labels, hp, encoder.identity),
         "loss_weight": hp["loss_weight"],
     }
     fitting["checkpoint"] = paths.prompt_checkpoint(fitting["fingerprint"])  # per-user cache; see stages/prompt.py
     module, function = peer.spec.fit.split(":")
     fit = getattr(importlib.import_module(module), function)
-    fitted = fit(peer, p, params.prepare.dataset, labels, model, encoder.device, setup, fitting)
+    fitted = fit(peer, prompt, params.prepare.dataset, labels, model, encoder.device, setup, fitting)
     scores = fitted.scores.detach().cpu().double().numpy()
     if not np.isfinite(scores).all():
         raise PromptDiverged(f"prompt.method {peer.name!r} produced non-finite scores: lower prompt.lr and rerun")
@@ -114,7 +114,7 @@ def run_prompt_method(params: Params, peer: Peer, labels: LabelSet) -> PromptRes
         "lr": hp["lr"],
         "batch_size": hp["batch_size"],
         "class_specific": int(hp["class_specific"]),
-        "n_ctx": p.n_ctx,
+        "n_ctx": prompt.n_ctx,
         "loss_weight": fitting["loss_weight"],
         "n_template_texts": fitted.n_template_texts,
         "selected_epoch": _selected_epoch(history),

@@ -80,14 +80,14 @@ def hyperparameters(
 
 def resolved(params) -> dict[str, Any]:
     """The Plan's peer (params.prompt.method) with its nulls resolved for params' dataset and shots."""
-    p = params.prompt
+    prompt = params.prompt
     return hyperparameters(
-        p.method,
-        epochs=p.epochs,
-        lr=p.lr,
-        batch_size=p.batch_size,
-        class_specific=p.class_specific,
-        loss_weight=p.loss_weight,
+        prompt.method,
+        epochs=prompt.epochs,
+        lr=prompt.lr,
+        batch_size=prompt.batch_size,
+        class_specific=prompt.class_specific,
+        loss_weight=prompt.loss_weight,
         shots=params.fewshot.shots,
         dataset=params.prepare.dataset,
     )
