@@ -201,8 +201,8 @@ def test_loss_weight_multiplies_the_loss_and_defaults_to_dualcoops_readme(clip_m
     from pipeline.prompt.values import resolved
 
     params = load_params(ROOT / "params.yaml", {"prompt.method": "dualcoop", "partial.known_proportion": 0.5})
-    assert params.prompt.loss_weight is None and resolved(params)["loss_weight"] == 0.03
-    assert resolved(load_params(ROOT / "params.yaml", {"prompt.method": "taidpt"}))["loss_weight"] == 1.0
+    assert params.prompt.loss_weight is None and resolved("dualcoop", params)["loss_weight"] == 0.03
+    assert resolved("taidpt", load_params(ROOT / "params.yaml", {"prompt.method": "taidpt"}))["loss_weight"] == 1.0
 
 
 def test_coop_trains_with_either_multilabel_loss(clip_model, one_thread):

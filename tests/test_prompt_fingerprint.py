@@ -32,7 +32,7 @@ def test_the_fingerprint_follows_every_input(project):
     with in_project(project):
         params = load_params()
         labels = LabelSet.from_names(["cat", "dog", "car", "tree"])
-        hp = resolved(params)
+        hp = resolved(params.prompt.method, params)
         base = _fingerprint(params, labels, hp, "clip-a")
         assert _fingerprint(params, labels, hp, "clip-a") == base  # stable
         other_lr = dataclasses.replace(params, prompt=dataclasses.replace(params.prompt, lr=0.123))

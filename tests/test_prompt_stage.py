@@ -66,7 +66,7 @@ def test_null_hyperparameters_take_the_peers_own():
     def hp(overrides: dict, dataset: str = "voc2007") -> dict:
         params = load_params(ROOT / "params.yaml", overrides)  # resolved for the dataset and the shots
         params = dataclasses.replace(params, prepare=dataclasses.replace(params.prepare, dataset=dataset))
-        return resolved(params)
+        return resolved(params.prompt.method, params)
 
     coop = {"prompt.method": "coop"}
     assert hp({**coop, "fewshot.shots": 16}) == {

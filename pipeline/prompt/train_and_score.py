@@ -79,7 +79,7 @@ def _fingerprint(params: Params, labels: LabelSet, hp: dict, clip_identity: str)
 
 def run_prompt_method(params: Params, peer: Peer, labels: LabelSet) -> PromptResult:
     """`peer` is the Plan's (pipeline.settings): its spec names the function that trains and scores it."""
-    prompt, hp = params.prompt, resolved(params)
+    prompt, hp = params.prompt, resolved(peer.name, params)
     encoder = load_clip(params.encode.model, prompt.device)  # float32 on every device: the contexts train in it
     model = encoder.model
     if peer.dense:

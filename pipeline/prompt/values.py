@@ -78,11 +78,12 @@ def hyperparameters(
     return {**resolved, **{name: value for name, value in own.items() if name not in resolved}}
 
 
-def resolved(params) -> dict[str, Any]:
-    """The Plan's peer (params.prompt.method) with its nulls resolved for params' dataset and shots."""
+def resolved(peer: str, params) -> dict[str, Any]:
+    """`peer`'s values (the Plan's `peer.name`: the Plan looks prompt.method up, once) with the nulls of
+    params.prompt resolved for params' dataset and shots."""
     prompt = params.prompt
     return hyperparameters(
-        prompt.method,
+        peer,
         epochs=prompt.epochs,
         lr=prompt.lr,
         batch_size=prompt.batch_size,
