@@ -90,6 +90,32 @@ def test_null_hyperparameters_take_the_peers_own():
     assert hp({"prompt.method": "dualcoop", "partial.known_proportion": 0.5})["lr"] == 0.001
 
 
+@pytest.mark.parametrize("dataset, scale", [("nuswide", 4.0), ("voc2007", None)])
+def test_a_peers_other_own_values_reach_its_method(monkeypatch, dataset, scale):
+    """TaI-DPT's image softmax scale for NUS-WIDE (4, not the module's 40) travels from its values to the
+    method's constructor through the setup the prompt stage builds; on VOC nothing is passed (the module's 40)."""
+    import types
+
+    from pipeline.prompt import taidpt, train_and_score
+
+    class Captured(Exception):
+        pass
+
+    def capture(peer, prompt, dataset, labels, model, device, setup, fitting):
+        raise Captured(setup)
+
+    clip = types.SimpleNamespace(model=None, device="cpu", identity="clip")
+    monkeypatch.setattr(train_and_score, "load_clip", lambda *args, **kwargs: clip)
+    monkeypatch.setattr(train_and_score, "check_dense_model", lambda *args: None)
+    monkeypatch.setattr(taidpt, "fit_taidpt", capture)
+    params = load_params(ROOT / "params.yaml", {"prompt.method": "taidpt"})
+    params = dataclasses.replace(params, prepare=dataclasses.replace(params.prepare, dataset=dataset))
+    with pytest.raises(Captured) as captured:
+        train_and_score.run_prompt_method(params, plan(params).peer, LabelSet.from_names(["cat", "dog"]))
+    (setup,) = captured.value.args
+    assert setup.get("image_spatial_scale") == scale
+
+
 # ---- integration: per-class scaling (ours; the default, global, is in tests/test_peer_fidelity.py) -----
 
 

@@ -43,7 +43,6 @@ from .fit import Fitted, fit, shuffled_batches, train_and_held_out
 from .losses import ranking_loss
 from .templates import TEMPLATES_PER_LABEL, with_templates
 from .text import FrozenTextEncoder, LabelPrompts, check_text_encoder
-from .values import own_values
 
 LOGIT_SCALE = 4.0  # TaI-DPT: logit_scale = 4.0 unless TRAIN.IF_LEARN_SCALE
 TEXT_SPATIAL_SCALE = 50.0  # TRAIN.spatial_SCALE_text
@@ -207,8 +206,7 @@ def fit_taidpt(peer, prompt, dataset: str, labels, model, device, setup: dict, f
     sentences, targets = texts["text"].to_list(), labels.multi_hot(texts["labels"].to_list())
     if prompt.taidpt_templates:  # TaI-DPT's own training set adds its template sentences
         sentences, targets = with_templates(sentences, targets, list(labels.names))
-    scale = own_values("taidpt", dataset).get("image_spatial_scale", IMAGE_SPATIAL_SCALE)
-    method = TaIDPT(model, **setup, image_spatial_scale=scale).to(device)
+    method = TaIDPT(model, **setup).to(device)  # setup holds image_spatial_scale where the dataset has its own
     tokens = TextTokens.encode(method.encoder, sentences)
     rows, val = train_and_held_out(prompt.select, len(tokens), prompt.seed)
     select_by = (

@@ -26,7 +26,7 @@ from pipeline.settings import Peer
 # the peers' modules, loaded here: PEERS names their fit functions, and tests/code_deps.py sees their imports
 from . import coop, dualcoop, taidpt  # noqa: F401
 from .fit import PromptDiverged
-from .values import resolved
+from .values import PARAM_KEYS, resolved
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,7 @@ def run_prompt_method(params: Params, peer: Peer, labels: LabelSet) -> PromptRes
         "class_specific": hp["class_specific"],
         "generator": torch.Generator().manual_seed(prompt.seed),
         "ctx_init": prompt.ctx_init,
+        **{name: value for name, value in hp.items() if name not in PARAM_KEYS},  # the peer's other own values
     }
     fitting = {
         "epochs": hp["epochs"],

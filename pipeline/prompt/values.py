@@ -43,6 +43,11 @@ PEER_VALUES: dict[str, PeerValues] = {
 }
 
 
+# The values a prompt.* param can set (null: the peer's own); a peer's other own values (TaI-DPT's
+# image_spatial_scale for NUS-WIDE) go to its method's constructor (pipeline.prompt.train_and_score).
+PARAM_KEYS = ("epochs", "lr", "batch_size", "class_specific", "loss_weight")
+
+
 def own_values(peer: str, dataset: str = "voc2007", shots: int = 0) -> dict[str, Any]:
     """The peer's own values for the dataset and, CoOp, the shots: epochs, lr, batch_size, class_specific,
     loss_weight and its other per-dataset values (TaI-DPT's image_spatial_scale)."""
@@ -67,13 +72,7 @@ def hyperparameters(
     """epochs, lr, batch_size, class_specific and loss_weight with nulls replaced by the peer's own values,
     plus its other per-dataset values."""
     own = own_values(peer, dataset, shots)
-    mine = {
-        "epochs": epochs,
-        "lr": lr,
-        "batch_size": batch_size,
-        "class_specific": class_specific,
-        "loss_weight": loss_weight,
-    }
+    mine = dict(zip(PARAM_KEYS, (epochs, lr, batch_size, class_specific, loss_weight), strict=True))
     resolved = {name: own.get(name) if value is None else value for name, value in mine.items()}
     return {**resolved, **{name: value for name, value in own.items() if name not in resolved}}
 
