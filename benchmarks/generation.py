@@ -90,6 +90,19 @@ class CountingBackend:
         self.inner.close()
 
 
+def generate_into(out: Path, p: GenerateParams, backend):
+    """The generate stage's work (generate_texts) over VOC's labels, its tables and journal written under `out`."""
+    return generate_texts(
+        p,
+        VOC_LABELS,
+        texts_path=out / "texts.parquet",
+        report_path=out / "report.parquet",
+        journal_dir=out / "journal",
+        backend=backend,
+        progress=False,
+    )
+
+
 def stage_run(p: GenerateParams) -> tuple[float, float, int, CountingBackend, dict]:
     """(wall seconds, CPU seconds, texts kept, the counted backend, drops by reason) of one generate_texts call."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,15 +110,7 @@ def stage_run(p: GenerateParams) -> tuple[float, float, int, CountingBackend, di
         started, cpu = time.perf_counter(), time.process_time()
         backend = CountingBackend(make_backend(p))  # model load counted, as in the bare loop
         try:
-            summary = generate_texts(
-                p,
-                VOC_LABELS,
-                texts_path=out / "texts.parquet",
-                report_path=out / "report.parquet",
-                journal_dir=out / "journal",
-                backend=backend,
-                progress=False,
-            )
+            summary = generate_into(out, p, backend)
         finally:
             backend.close()
         return time.perf_counter() - started, time.process_time() - cpu, summary.llm_texts, backend, summary.dropped
@@ -243,15 +248,7 @@ def stage_batched(p: GenerateParams) -> tuple[float, int, int, int]:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp)
             started = time.perf_counter()
-            summary = generate_texts(
-                p,
-                VOC_LABELS,
-                texts_path=out / "t.parquet",
-                report_path=out / "r.parquet",
-                journal_dir=out / "journal",
-                backend=backend,
-                progress=False,
-            )
+            summary = generate_into(out, p, backend)
             seconds = time.perf_counter() - started
     finally:
         backend.close()
