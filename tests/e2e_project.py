@@ -21,6 +21,27 @@ SYNONYMS = {"cat": ["cats", "kitten"], "dog": ["dogs", "puppy"], "car": ["cars"]
 COLOURS = {"cat": (220, 40, 40), "dog": (40, 200, 40), "car": (40, 40, 220), "tree": (200, 200, 40)}
 
 
+# Every stage of dvc.yaml: what a first `dvc repro` of a fresh project runs (stages whose setting is off write
+# their empty outputs, prompt.method none included).
+ALL_STAGES = {
+    "download",
+    "prepare",
+    "generate",
+    "encode_text",
+    "encode_eval_images",
+    "encode_support_images",
+    "encode_partial_images",
+    "zeroshot",
+    "fewshot",
+    "mask",
+    "centroids",
+    "train",
+    "evaluate",
+    "encode_dense_images",
+    "prompt",
+}
+
+
 def env() -> dict[str, str]:
     return {
         **os.environ,

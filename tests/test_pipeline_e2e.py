@@ -6,27 +6,9 @@ import json
 import polars as pl
 import pytest
 
-from e2e_project import commit, make_project, run, stages_run
+from e2e_project import ALL_STAGES, commit, make_project, run, stages_run
 
 pytestmark = pytest.mark.slow
-
-ALL_STAGES = {
-    "download",
-    "prepare",
-    "generate",
-    "encode_text",
-    "encode_eval_images",
-    "encode_support_images",
-    "encode_partial_images",
-    "zeroshot",
-    "fewshot",
-    "mask",
-    "centroids",
-    "train",
-    "evaluate",
-    "encode_dense_images",
-    "prompt",
-}  # prompt.method none: empty outputs
 
 
 @pytest.fixture(scope="module")

@@ -8,29 +8,12 @@ import json
 import polars as pl
 import pytest
 
-from e2e_project import LABELS, commit, make_project, run, stages_run
+from e2e_project import ALL_STAGES, LABELS, commit, make_project, run, stages_run
 from pipeline.encoding.embeddings import EmbeddingCache
 from pipeline.paths import embedding_cache_dir
 
 pytestmark = pytest.mark.slow
 
-ALL_STAGES = {
-    "download",
-    "prepare",
-    "generate",
-    "encode_text",
-    "encode_eval_images",
-    "encode_support_images",
-    "encode_partial_images",
-    "zeroshot",
-    "fewshot",
-    "mask",
-    "centroids",
-    "train",
-    "evaluate",
-    "encode_dense_images",
-    "prompt",
-}  # prompt.method none: empty outputs
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
