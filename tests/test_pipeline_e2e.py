@@ -11,6 +11,15 @@ from e2e_project import ALL_STAGES, commit, make_project, run, stages_run
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(scope="module", autouse=True)
+def own_embedding_cache(tmp_path_factory):
+    """This module counts what reaches CLIP in the embedding cache: a cache of its own, so that another module's
+    run of the same tiny images (the session shares one cache, tests/conftest.py) cannot have filled it first."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TAI_CACHE_DIR", str(tmp_path_factory.mktemp("embedding-cache")))
+        yield
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, tiny_clip):
     project = make_project(tmp_path_factory.mktemp("e2e"), tiny_clip, llm_fraction=0.25)
